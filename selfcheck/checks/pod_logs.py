@@ -1,0 +1,105 @@
+"""``pod_logs``: container logs under ``/var/log/pods`` (the chart's logpodpath, read-only).
+
+The Agent tails every container's log file from here when logs are enabled. The files are
+root-owned on the node, so a non-root Agent lists the directory and then fails to open
+every file (DataDog/datadog-agent#6442): listing alone proves nothing, opening one does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from selfcheck.checks._common import os_failure
+from selfcheck.config import Config
+from selfcheck.host.files import read_capped
+from selfcheck.model import Outcome, Reason, Status, ok, skipped
+from selfcheck.registry import CheckSpec, register
+
+MAX_ENTRIES = 2_000
+
+REMEDIATIONS = {
+    Reason.ENOENT: (
+        "Mount the node's /var/log/pods read-only at /var/log/pods (the chart's logpodpath "
+        "volume, added when datadog.logs.enabled is true), and /var/log/containers "
+        "(logscontainerspath) beside it."
+    ),
+    Reason.EACCES: (
+        "Pod log files are root-owned on the node: run the Agent as root "
+        "(securityContext.runAsUser: 0, the chart default) or grant read access to its group "
+        "through securityContext.supplementalGroups (see DataDog/datadog-agent#6442)."
+    ),
+    Reason.IO_ERROR: "Reading pod logs failed unexpectedly: check the logpodpath volume.",
+}
+_ALLOWED = frozenset(REMEDIATIONS)
+
+
+def find_log_file(root: Path) -> tuple[Path | None, int]:
+    """The first ``*.log`` under ``<pod>/<container>/``, and how many pod directories there are."""
+    pods = sorted(e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False))
+    seen = 0
+    for pod in pods:
+        try:
+            containers = list(os.scandir(root / pod))
+        except OSError:
+            continue
+        for container in containers:
+            seen += 1
+            if seen > MAX_ENTRIES:
+                return None, len(pods)
+            if not container.is_dir(follow_symlinks=False):
+                continue
+            try:
+                logs = [e for e in os.scandir(container.path) if e.name.endswith(".log")]
+            except OSError:
+                continue
+            if logs:
+                return Path(logs[0].path), len(pods)
+    return None, len(pods)
+
+
+def run(config: Config) -> Outcome:
+    if not config.logs_enabled and "pod_logs" not in config.require:
+        return skipped(Reason.NOT_ENABLED, "log collection is off (DD_LOGS_ENABLED is not true)")
+    root = config.pod_logs_dir
+    try:
+        log_file, pods = find_log_file(root)
+    except OSError as error:
+        return os_failure(REMEDIATIONS, error, root, "list pod logs", _ALLOWED)
+    details: dict[str, object] = {"path": str(root), "pods": pods}
+    if log_file is None:
+        return Outcome(
+            Status.DEGRADED if pods else Status.OK,
+            Reason.OK,
+            f"{root}: {pods} pod directories listed but no log file found to open",
+            details=details,
+        )
+    try:
+        read_capped(log_file, 1)
+    except OSError as error:
+        return os_failure(
+            REMEDIATIONS, error, log_file, "open a pod log", _ALLOWED, details=details
+        )
+    return ok(
+        f"{root}: {pods} pods, opened {log_file.relative_to(root)} for reading", details=details
+    )
+
+
+SPEC = register(
+    CheckSpec(
+        id="pod_logs",
+        title="container log files (logpodpath mount at /var/log/pods)",
+        run=run,
+        proves=(
+            "the pod log directory lists and one container log file opens for reading as "
+            "this user."
+        ),
+        why=(
+            "With logs enabled the Agent tails /var/log/pods/*/*/*.log; if it can list but not "
+            "open them it ships no logs and reports no error in its health."
+        ),
+        remediations=REMEDIATIONS,
+        required_by_default=lambda config: config.logs_enabled,
+        required_because="required when DD_LOGS_ENABLED is true; skipped otherwise",
+    )
+)

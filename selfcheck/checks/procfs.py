@@ -1,0 +1,225 @@
+"""``procfs``: the host's ``/proc``, mounted read-only at ``/host/proc`` (the chart's procdir).
+
+The Agent reads every host process from here (process check, container PIDs, origin
+detection) and registers its PID-to-container lookup only when ``/host/proc`` exists
+(FACTS.md 2.4). A missing, foreign or ``hidepid``-restricted procfs does not make the Agent
+fail: it makes it quietly see less, which is why this check counts what it can see.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from selfcheck.checks._common import os_failure
+from selfcheck.config import Config
+from selfcheck.host.files import read_text
+from selfcheck.host.procfs import Mount, list_pids, mount_for, read_mountinfo, read_status
+from selfcheck.model import Outcome, Reason, Status, ok
+from selfcheck.registry import CheckSpec, register
+
+INIT_SYSTEMS = frozenset({"systemd", "init", "openrc-init", "runit", "s6-svscan", "launchd"})
+
+REMEDIATIONS = {
+    Reason.ENOENT: (
+        "Mount the host's /proc read-only at /host/proc: the chart's procdir volume "
+        "(hostPath /proc, mountPath /host/proc, readOnly: true); with a custom path set HOST_PROC."
+    ),
+    Reason.EACCES: (
+        "The procfs mount exists but this user cannot list it: run with the Agent's identity "
+        "(securityContext.runAsUser 0, the chart default) or check the hostPath volume's "
+        "SELinux/AppArmor labels (securityContext.seLinuxOptions)."
+    ),
+    Reason.NOT_PROCFS: (
+        "The path is not a procfs mount: the procdir volume must be hostPath /proc (not an "
+        "emptyDir or a copy) mounted at /host/proc."
+    ),
+    Reason.NOT_HOST: (
+        "This procfs belongs to a container's PID namespace, not the node's: mount the node's "
+        "/proc (procdir volume, hostPath /proc) at /host/proc instead of a procfs of the pod."
+    ),
+    Reason.HIDEPID: (
+        "The host mounts /proc with hidepid, so this user sees only its own processes: run "
+        "the Agent as root (securityContext.runAsUser: 0, the chart default) or add the "
+        "hidepid gid= group to securityContext.supplementalGroups."
+    ),
+    Reason.IO_ERROR: (
+        "Reading the procfs failed unexpectedly: check the procdir volume (hostPath /proc) "
+        "and the node's kernel log."
+    ),
+}
+_ALLOWED = frozenset(REMEDIATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """What this procfs says about whose PID namespace it belongs to."""
+
+    initial_namespace: bool
+    pid1_name: str
+    own_pid: int | None
+
+
+def _mount_of(path: Path) -> Mount | None:
+    try:
+        return mount_for(Path(os.path.realpath(path)), read_mountinfo())
+    except OSError:
+        return None
+
+
+def _hidepid(mount: Mount | None) -> str | None:
+    if mount is None:
+        return None
+    for option in mount.super_options | mount.options:
+        name, _, value = option.partition("=")
+        if name == "hidepid" and value not in ("0", "off"):
+            return value
+    return None
+
+
+def _name_of(proc: Path, pid: int) -> str:
+    try:
+        return read_status(proc, pid).get("Name", "")
+    except OSError:
+        return ""
+
+
+def _ownership(proc: Path) -> Ownership:
+    """Kernel threads live only in the initial PID namespace: ``kthreadd`` is PID 2 there."""
+    try:
+        own: int | None = int((proc / "self").readlink().name)
+    except (OSError, ValueError):
+        own = None
+    return Ownership(_name_of(proc, 2) == "kthreadd", _name_of(proc, 1), own)
+
+
+def _kernel(proc: Path) -> str:
+    try:
+        return read_text(proc / "sys/kernel/osrelease", 256).strip()
+    except OSError:
+        return ""
+
+
+def _judge_ownership(
+    proc: Path, owner: Ownership, count: int, details: dict[str, object]
+) -> Outcome | None:
+    if owner.initial_namespace or owner.pid1_name in INIT_SYSTEMS:
+        return None
+    return Outcome(
+        Status.FAILED,
+        Reason.NOT_HOST,
+        f"{proc} is not the node's procfs: PID 1 is {owner.pid1_name or 'unreadable'!r}, "
+        f"no kernel threads are visible and only {count} processes show",
+        REMEDIATIONS[Reason.NOT_HOST],
+        details=details,
+        figures={"visible_processes": count},
+    )
+
+
+def _judge_hidepid(
+    proc: Path, hidepid: str | None, pid1_visible: bool, count: int, details: dict[str, object]
+) -> Outcome | None:
+    if hidepid is None or pid1_visible:
+        return None
+    return Outcome(
+        Status.FAILED,
+        Reason.HIDEPID,
+        f"{proc} is mounted with hidepid={hidepid}: this user (uid {os.geteuid()}) sees "
+        f"only {count} processes and not PID 1",
+        REMEDIATIONS[Reason.HIDEPID],
+        details=details,
+        figures={"visible_processes": count},
+    )
+
+
+def run(config: Config) -> Outcome:
+    proc = config.host_proc
+    try:
+        pids = list_pids(proc)
+    except OSError as error:
+        return os_failure(REMEDIATIONS, error, proc, "list the host procfs", _ALLOWED)
+    mount = _mount_of(proc)
+    if mount is None or mount.fstype != "proc":
+        fstype = mount.fstype if mount else "unknown"
+        return Outcome(
+            Status.FAILED,
+            Reason.NOT_PROCFS,
+            f"{proc} is not a procfs mount (file system type {fstype})",
+            REMEDIATIONS[Reason.NOT_PROCFS],
+            details={"path": str(proc), "fstype": fstype},
+        )
+    count = len(pids)
+    hidepid = _hidepid(mount)
+    owner = _ownership(proc)
+    details: dict[str, object] = {
+        "path": str(proc),
+        "visible_processes": count,
+        "initial_pid_namespace": owner.initial_namespace,
+        "pid1": owner.pid1_name,
+        "self_resolves_to": owner.own_pid,
+        "hidepid": hidepid or "off",
+        "read_only": mount.read_only,
+    }
+    pid1_error = _pid1_error(proc)
+    verdict = _judge_hidepid(proc, hidepid, pid1_error is None, count, details) or _judge_ownership(
+        proc, owner, count, details
+    )
+    if verdict is not None:
+        return verdict
+    if pid1_error is not None:
+        figures = {"visible_processes": count}
+        return os_failure(
+            REMEDIATIONS,
+            pid1_error,
+            proc / "1",
+            "read PID 1",
+            _ALLOWED,
+            details=details,
+            figures=figures,
+        )
+    kernel = _kernel(proc)
+    note = "" if owner.initial_namespace else " (the node is itself a container)"
+    return ok(
+        f"{proc} is the node's procfs{note}: {count} processes visible, "
+        f"PID 1 {owner.pid1_name!r} readable",
+        details={**details, "kernel": kernel},
+        figures={"visible_processes": count},
+        node_info={"kernel": kernel},
+    )
+
+
+def _pid1_error(proc: Path) -> OSError | None:
+    """PID 1's status and cgroup are what the Agent reads first; ``None`` when both read."""
+    try:
+        read_status(proc, 1)
+        read_text(proc / "1" / "cgroup", 64 * 1024)
+    except OSError as error:
+        return error
+    return None
+
+
+SPEC = register(
+    CheckSpec(
+        id="procfs",
+        title="host processes (procdir mount at /host/proc)",
+        run=run,
+        proves=(
+            "the path is a procfs mount; it belongs to the node's PID namespace (kernel threads "
+            "or an init system as PID 1 are visible); PID 1's status and cgroup are readable; "
+            "hidepid does not hide the node's processes from this user. It counts the visible "
+            "processes."
+        ),
+        why=(
+            "The Agent's process check, container metrics and DogStatsD origin detection all read "
+            "/host/proc/<pid>. Without it the Agent runs, reports healthy and sends metrics "
+            "without container tags (it silently skips the PID-to-container lookup)."
+        ),
+        remediations=REMEDIATIONS,
+        required_by_default=lambda config: True,
+        required_because=(
+            "required: the chart always mounts procdir and every container feature needs it"
+        ),
+        figures={"visible_processes": "Processes visible in the host procfs."},
+    )
+)

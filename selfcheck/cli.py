@@ -1,0 +1,192 @@
+"""The ``selfcheck`` command: ``check``, ``serve``, ``probe``, ``explain``, ``list``.
+
+Exit codes follow the monitoring-plugin convention on-call people already know:
+0 every check ok, 1 only degraded or optional failures, 2 a required check failed,
+3 unknown (bad usage, bad configuration, internal error). Heavy imports (the metrics
+library, the HTTP server) happen only in the commands that need them, so ``probe``
+answers well within the kubelet's one-second budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from selfcheck import __version__
+from selfcheck.config import Config, ConfigError, load, parse_ids
+from selfcheck.model import Snapshot, Status
+from selfcheck.registry import CheckSpec, all_checks, why_required
+
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage; 2 means 'a required check failed' here, so use 3."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"selfcheck: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_UNKNOWN)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration (flags override the environment)")
+    group.add_argument("--host-proc", metavar="DIR", help="host procfs (HOST_PROC)")
+    group.add_argument(
+        "--cgroup-root", metavar="DIR", help="host cgroupfs (DD_CONTAINER_CGROUP_ROOT)"
+    )
+    group.add_argument("--require", metavar="IDS", help="extra required checks (SELFCHECK_REQUIRE)")
+    group.add_argument("--skip", metavar="IDS", help="checks to skip (SELFCHECK_SKIP)")
+    group.add_argument(
+        "--timeout", metavar="SECONDS", help="per-check deadline (SELFCHECK_CHECK_TIMEOUT)"
+    )
+    group.add_argument("--interval", metavar="SECONDS", help="cycle interval (SELFCHECK_INTERVAL)")
+    group.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (SELFCHECK_LISTEN)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="selfcheck",
+        description="Prove that the Datadog Agent's host access works on this node.",
+    )
+    parser.add_argument("--version", action="version", version=f"selfcheck {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = sub.add_parser("check", help="run every check once and print a report")
+    check.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    check.add_argument("--only", metavar="IDS", help="comma list of check ids to run")
+    check.add_argument("--verbose", "-v", action="store_true", help="show details of every check")
+    _add_config_flags(check)
+
+    serve = sub.add_parser("serve", help="run the sidecar: background checks and HTTP endpoints")
+    _add_config_flags(serve)
+
+    probe = sub.add_parser("probe", help="ask the local server (exec probe, HEALTHCHECK)")
+    probe.add_argument("kind", choices=("live", "ready", "startup"))
+    probe.add_argument("--listen", metavar="HOST:PORT", help="server address (SELFCHECK_LISTEN)")
+    probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
+
+    explain = sub.add_parser("explain", help="what a check proves and how to fix each reason")
+    explain.add_argument("id")
+
+    sub.add_parser("list", help="the checks and whether each is required here")
+    return parser
+
+
+def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Config:
+    """Environment first; flags are parsed with the same rules so errors read the same."""
+    import os
+
+    env = dict(os.environ)
+    flag_env = {
+        "host_proc": "HOST_PROC",
+        "cgroup_root": "DD_CONTAINER_CGROUP_ROOT",
+        "require": "SELFCHECK_REQUIRE",
+        "skip": "SELFCHECK_SKIP",
+        "timeout": "SELFCHECK_CHECK_TIMEOUT",
+        "interval": "SELFCHECK_INTERVAL",
+        "listen": "SELFCHECK_LISTEN",
+    }
+    for attr, name in flag_env.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            env[name] = str(value)
+    return load(frozenset(checks), env)
+
+
+def exit_code(snapshot: Snapshot) -> int:
+    results = list(snapshot.results.values())
+    bad = (Status.FAILED, Status.ERROR)
+    if any(r.required and r.status in bad for r in results):
+        return EXIT_CRITICAL
+    if any(r.status in bad or r.status == Status.DEGRADED for r in results):
+        return EXIT_WARNING
+    return EXIT_OK
+
+
+def _quiet_logs(verbose: bool) -> None:
+    """The report is the output of ``check``; JSON logs only with --verbose (for tracebacks)."""
+    import logging
+
+    from selfcheck.logs import get_logger, setup
+
+    if verbose:
+        setup(logging.ERROR)
+    else:
+        logger = get_logger()
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+
+
+def cmd_check(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    from selfcheck.report import render_table
+    from selfcheck.runner import Runner
+
+    _quiet_logs(args.verbose)
+    config = _config_from(args, checks)
+    only = parse_ids("--only", args.only, frozenset(checks)) if args.only else None
+    runner = Runner(config, checks)
+    snapshot = runner.run_cycle(only)
+    if args.json:
+        body = snapshot.to_json(snapshot.completed_at or 0.0, config.stale_after)
+        print(json.dumps(body, indent=2))
+    else:
+        print(render_table(snapshot, checks, verbose=args.verbose))
+    return exit_code(snapshot)
+
+
+def cmd_serve(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    from selfcheck.service import serve
+
+    return serve(_config_from(args, checks), checks)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from selfcheck.probe import probe
+
+    return probe(args.kind, args.listen, args.timeout)
+
+
+def cmd_explain(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    from selfcheck.report import render_explain
+
+    spec = checks.get(args.id)
+    if spec is None:
+        print(f"selfcheck: unknown check {args.id!r} (known: {', '.join(checks)})", file=sys.stderr)
+        return EXIT_UNKNOWN
+    print(render_explain(spec))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    config = _config_from(args, checks)
+    width = max(len(cid) for cid in checks)
+    for cid, spec in checks.items():
+        print(f"{cid:<{width}}  {why_required(config, spec):<44}  {spec.title}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "probe":
+            return cmd_probe(args)
+        checks = all_checks()
+        handlers = {
+            "check": cmd_check,
+            "serve": cmd_serve,
+            "explain": cmd_explain,
+            "list": cmd_list,
+        }
+        return handlers[args.command](args, checks)
+    except ConfigError as exc:
+        print(f"selfcheck: configuration error: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        return EXIT_UNKNOWN
+    except Exception as exc:  # the convention's "unknown": never a bare traceback
+        print(f"selfcheck: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN

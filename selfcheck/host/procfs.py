@@ -1,0 +1,135 @@
+"""Readers for a procfs tree (the host's at ``/host/proc``, or any other root)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from selfcheck.host.files import read_text
+
+STATUS_CAP = 16 * 1024
+MOUNTINFO_CAP = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """One line of ``mountinfo`` (proc(5)); paths are unescaped."""
+
+    mount_id: int
+    parent_id: int
+    root: str
+    mount_point: str
+    options: frozenset[str]
+    fstype: str
+    source: str
+    super_options: frozenset[str]
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options
+
+
+def list_pids(proc_root: Path) -> list[int]:
+    """Numeric entries of a procfs root, sorted; an unreadable root raises ``OSError``."""
+    pids: list[int] = []
+    with os.scandir(proc_root) as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                pids.append(int(entry.name))
+    pids.sort()
+    return pids
+
+
+def evenly_spaced(items: list[int], limit: int) -> list[int]:
+    """A deterministic sample spread across the whole list, so results do not flicker."""
+    if len(items) <= limit:
+        return list(items)
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
+def parse_status(text: str) -> dict[str, str]:
+    """``/proc/<pid>/status`` as a dict; lines without a colon are ignored, not fatal."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def read_status(proc_root: Path, pid: int | str) -> dict[str, str]:
+    return parse_status(read_text(proc_root / str(pid) / "status", STATUS_CAP))
+
+
+def int_fields(value: str | None) -> list[int]:
+    """Whitespace-separated integers (``Uid:``, ``NSpid:``); a garbled field gives ``[]``."""
+    if not value:
+        return []
+    try:
+        return [int(part) for part in value.split()]
+    except ValueError:
+        return []
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo`` octal."""
+    if "\\" not in field:
+        return field
+    out: list[str] = []
+    i = 0
+    while i < len(field):
+        chunk = field[i : i + 4]
+        if len(chunk) == 4 and chunk[0] == "\\" and all(c in "01234567" for c in chunk[1:]):
+            out.append(chr(int(chunk[1:], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo_line(line: str) -> Mount | None:
+    """One mountinfo line, or ``None`` when it does not have the documented shape."""
+    pre, sep, post = line.partition(" - ")
+    if not sep:
+        return None
+    left = pre.split()
+    right = post.split()
+    if len(left) < 6 or len(right) < 2:
+        return None
+    try:
+        mount_id, parent_id = int(left[0]), int(left[1])
+    except ValueError:
+        return None
+    return Mount(
+        mount_id=mount_id,
+        parent_id=parent_id,
+        root=_unescape(left[3]),
+        mount_point=_unescape(left[4]),
+        options=frozenset(left[5].split(",")),
+        fstype=right[0],
+        source=_unescape(right[1]),
+        super_options=frozenset(right[2].split(",")) if len(right) > 2 else frozenset(),
+    )
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    return [m for m in (parse_mountinfo_line(line) for line in text.splitlines()) if m]
+
+
+def read_mountinfo(proc: Path = Path("/proc"), pid: str = "self") -> list[Mount]:
+    return parse_mountinfo(read_text(proc / pid / "mountinfo", MOUNTINFO_CAP))
+
+
+def mount_for(path: Path, mounts: list[Mount]) -> Mount | None:
+    """The mount a path lives on: the last-mounted one with the longest matching prefix."""
+    target = os.path.normpath(str(path))
+    best: Mount | None = None
+    for mount in mounts:
+        point = mount.mount_point
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best.mount_point)):
+            best = mount
+    return best

@@ -1,0 +1,1 @@
+"""The HTTP surface: ``app`` decides the answers, ``server`` moves the bytes."""

@@ -1,0 +1,264 @@
+"""The result model: what a check says, and the snapshot every surface reads.
+
+Statuses and reasons are closed sets (``StrEnum``) because they become Prometheus label
+values and JSON fields: a free-form string there would explode series cardinality and
+break alerts that match on them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+JSONValue = Any
+"""A value that ``json.dumps`` accepts; checks keep details small and flat."""
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+    @property
+    def is_success(self) -> bool:
+        """Degraded still counts as success: the capability works, with a caveat."""
+        return self in (Status.OK, Status.DEGRADED)
+
+
+class Reason(enum.StrEnum):
+    """Every reason any check may give. Adding one is a deliberate change of the metric schema."""
+
+    OK = "ok"
+    # skipped
+    DISABLED = "disabled"
+    NOT_ENABLED = "not_enabled"
+    NOT_APPLICABLE = "not_applicable"
+    # file system and errno
+    ENOENT = "enoent"
+    EACCES = "eacces"
+    IO_ERROR = "io_error"
+    PARSE_ERROR = "parse_error"
+    # procfs
+    NOT_PROCFS = "not_procfs"
+    NOT_HOST = "not_host"
+    HIDEPID = "hidepid"
+    # cgroups
+    NO_CONTROLLERS = "no_controllers"
+    OWN_CGROUP_NOT_FOUND = "own_cgroup_not_found"
+    # passwd
+    LOW_UID_COVERAGE = "low_uid_coverage"
+    # sockets
+    NOT_SOCKET = "not_socket"
+    ECONNREFUSED = "econnrefused"
+    EAGAIN = "eagain"
+    TIMEOUT = "timeout"
+    PROTOCOL_ERROR = "protocol_error"
+    # origin detection
+    NOT_HOST_PID = "not_host_pid"
+    PID_ZERO = "pid_zero"
+    NO_CONTAINER_ID = "no_container_id"
+    PRIVATE_CGROUPNS = "private_cgroupns"
+    PROCFS_MISSING = "procfs_missing"
+    # agent health
+    UNHEALTHY = "unhealthy"
+    # security
+    FINDINGS = "findings"
+    CRITICAL_FINDINGS = "critical_findings"
+    # the check itself broke
+    EXCEPTION = "exception"
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+NODE_INFO_KEYS = (
+    "os_id",
+    "os_version_id",
+    "kernel",
+    "cgroup_version",
+    "runtime",
+    "runtime_version",
+)
+"""The only keys a check may contribute to ``selfcheck_node_info``."""
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One least-privilege finding; ``id`` is a label value, so it comes from a closed set."""
+
+    id: str
+    severity: Severity
+    message: str
+    remediation: str
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "id": self.id,
+            "severity": str(self.severity),
+            "message": self.message,
+            "remediation": self.remediation,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a check returns. The runner adds timing, ``required`` and bookkeeping.
+
+    ``figures`` become gauges named ``selfcheck_<check>_<figure>``; ``node_info`` feeds
+    ``selfcheck_node_info`` (keys from ``NODE_INFO_KEYS``); ``findings`` feed
+    ``selfcheck_security_finding``.
+    """
+
+    status: Status
+    reason: Reason
+    message: str
+    remediation: str = ""
+    details: Mapping[str, JSONValue] = field(default_factory=dict)
+    figures: Mapping[str, float] = field(default_factory=dict)
+    node_info: Mapping[str, str] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "details", _frozen(self.details))
+        object.__setattr__(self, "figures", _frozen(self.figures))
+        object.__setattr__(self, "node_info", _frozen(self.node_info))
+        unknown = set(self.node_info) - set(NODE_INFO_KEYS)
+        if unknown:
+            raise ValueError(f"node_info keys outside the closed set: {sorted(unknown)}")
+
+
+def ok(message: str, **extra: Any) -> Outcome:
+    return Outcome(Status.OK, Reason.OK, message, **extra)
+
+
+def skipped(reason: Reason, message: str, **extra: Any) -> Outcome:
+    return Outcome(Status.SKIPPED, reason, message, **extra)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One run of one check, as every surface shows it."""
+
+    check: str
+    outcome: Outcome
+    required: bool
+    duration_seconds: float
+    started_at: float
+    finished_at: float
+
+    @property
+    def status(self) -> Status:
+        return self.outcome.status
+
+    @property
+    def reason(self) -> Reason:
+        return self.outcome.reason
+
+    @property
+    def blocks_readiness(self) -> bool:
+        return self.required and self.status in (Status.FAILED, Status.ERROR)
+
+    def to_json(self) -> dict[str, JSONValue]:
+        o = self.outcome
+        body: dict[str, JSONValue] = {
+            "check": self.check,
+            "status": str(o.status),
+            "reason": str(o.reason),
+            "required": self.required,
+            "message": o.message,
+            "remediation": o.remediation,
+            "details": dict(o.details),
+            "duration_seconds": round(self.duration_seconds, 6),
+            "finished_at": round(self.finished_at, 3),
+        }
+        if o.figures:
+            body["figures"] = dict(o.figures)
+        if o.findings:
+            body["findings"] = [f.to_json() for f in o.findings]
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCounters:
+    """Per-check totals carried from snapshot to snapshot; they count runs, never scrapes."""
+
+    runs: int = 0
+    failures: int = 0
+    last_success_at: float | None = None
+
+    def after(self, result: Result) -> CheckCounters:
+        failed = result.status in (Status.FAILED, Status.ERROR)
+        return CheckCounters(
+            runs=self.runs + 1,
+            failures=self.failures + (1 if failed else 0),
+            last_success_at=result.finished_at
+            if result.status.is_success
+            else self.last_success_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An immutable view of the latest cycle; endpoints read one reference and never lock."""
+
+    generation: int
+    check_ids: tuple[str, ...]
+    required: frozenset[str]
+    results: Mapping[str, Result]
+    counters: Mapping[str, CheckCounters]
+    completed_at: float | None
+    created_at: float
+
+    @classmethod
+    def empty(cls, check_ids: tuple[str, ...], required: frozenset[str], now: float) -> Snapshot:
+        return cls(
+            generation=0,
+            check_ids=check_ids,
+            required=required,
+            results=_frozen({}),
+            counters=_frozen({cid: CheckCounters() for cid in check_ids}),
+            completed_at=None,
+            created_at=now,
+        )
+
+    @property
+    def started(self) -> bool:
+        return self.completed_at is not None
+
+    def is_fresh(self, now: float, max_age: float) -> bool:
+        return self.completed_at is not None and now - self.completed_at <= max_age
+
+    def failing_required(self, exclude: frozenset[str] = frozenset()) -> list[Result]:
+        return [r for cid, r in self.results.items() if cid not in exclude and r.blocks_readiness]
+
+    def is_ready(self, now: float, max_age: float, exclude: frozenset[str] = frozenset()) -> bool:
+        return self.is_fresh(now, max_age) and not self.failing_required(exclude)
+
+    def node_info(self) -> dict[str, str]:
+        info = dict.fromkeys(NODE_INFO_KEYS, "")
+        for cid in self.check_ids:
+            result = self.results.get(cid)
+            if result is not None:
+                info.update({k: v for k, v in result.outcome.node_info.items() if v})
+        return info
+
+    def to_json(self, now: float, max_age: float) -> dict[str, JSONValue]:
+        return {
+            "generation": self.generation,
+            "ready": self.is_ready(now, max_age),
+            "completed_at": self.completed_at,
+            "node": self.node_info(),
+            "checks": [self.results[c].to_json() for c in self.check_ids if c in self.results],
+        }

@@ -1,0 +1,112 @@
+"""The check registry: every check module registers one ``CheckSpec`` under its id.
+
+A check only checks. It receives the configuration and returns an ``Outcome``; the runner
+alone owns deadlines, timing, counters, ``required`` and logging, so a new check cannot get
+any of those wrong. The id is the module name (``selfcheck/checks/<id>.py``), the metric
+label, the URL segment and the docs file name (``docs/checks/<id>.md``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from selfcheck.config import Config
+from selfcheck.model import Outcome, Reason
+
+CheckFn = Callable[[Config], Outcome]
+RequiredFn = Callable[[Config], bool]
+
+
+def _never(config: Config) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """What a check is, beyond its code: the words ``explain`` and ``list`` print.
+
+    ``remediations`` maps each reason the check can give to the fix a user applies; it is
+    the single source for both the live result and ``selfcheck explain``.
+    """
+
+    id: str
+    title: str
+    run: CheckFn
+    proves: str
+    why: str
+    remediations: Mapping[Reason, str]
+    required_by_default: RequiredFn = _never
+    required_because: str = "optional"
+    figures: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        return (Reason.OK, *self.remediations)
+
+    def remediation(self, reason: Reason) -> str:
+        return self.remediations.get(reason, "")
+
+
+_REGISTRY: dict[str, CheckSpec] = {}
+_ORDER = (
+    "procfs",
+    "cgroups",
+    "os_release",
+    "passwd",
+    "runtime_socket",
+    "dogstatsd_socket",
+    "apm_socket",
+    "origin_detection",
+    "pod_logs",
+    "agent_health",
+    "security",
+)
+
+
+def register(spec: CheckSpec) -> CheckSpec:
+    if spec.id in _REGISTRY and _REGISTRY[spec.id] is not spec:
+        raise ValueError(f"check id {spec.id!r} registered twice")
+    _REGISTRY[spec.id] = spec
+    return spec
+
+
+def _load_check_modules() -> None:
+    import selfcheck.checks as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def all_checks() -> dict[str, CheckSpec]:
+    """Every registered check, in the order the report reads best (host first, then sockets)."""
+    if not _REGISTRY:
+        _load_check_modules()
+    rank = {cid: i for i, cid in enumerate(_ORDER)}
+    ordered = sorted(_REGISTRY, key=lambda cid: (rank.get(cid, len(rank)), cid))
+    return {cid: _REGISTRY[cid] for cid in ordered}
+
+
+def known_ids() -> frozenset[str]:
+    return frozenset(all_checks())
+
+
+def required_ids(config: Config, checks: Mapping[str, CheckSpec]) -> frozenset[str]:
+    """Which checks gate readiness: the Agent's configuration, then the user's overrides."""
+    required = {cid for cid, spec in checks.items() if spec.required_by_default(config)}
+    required |= config.require
+    required -= config.skip
+    return frozenset(required & set(checks))
+
+
+def why_required(config: Config, spec: CheckSpec) -> str:
+    if spec.id in config.skip:
+        return "skipped by SELFCHECK_SKIP"
+    if spec.id in config.require:
+        return "required by SELFCHECK_REQUIRE"
+    if spec.required_by_default(config):
+        return spec.required_because
+    return "optional"
