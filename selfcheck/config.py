@@ -60,6 +60,7 @@ class Config:
     require: frozenset[str] = field(default_factory=frozenset)
     skip: frozenset[str] = field(default_factory=frozenset)
     running_as_root: bool = False
+    containerized: bool = False
 
     @property
     def stale_after(self) -> float:
@@ -155,6 +156,17 @@ def parse_choice(name: str, raw: str | None, default: str, choices: tuple[str, .
     return raw
 
 
+def parse_metric_name(name: str, raw: str | None, default: str) -> str:
+    """A DogStatsD metric name: ``:`` ``|`` ``@`` ``#`` and whitespace would change the datagram."""
+    if raw is None or raw == "":
+        return default
+    bad = sorted({c for c in raw if c in ":|@#," or c.isspace() or not c.isprintable()})
+    if bad or len(raw) > 200:
+        shown = " ".join(repr(c) for c in bad) or "its length"
+        raise ConfigError(f"{name}={raw!r} is not a DogStatsD metric name (remove {shown})")
+    return raw
+
+
 def _path(env: Mapping[str, str], name: str, default: str) -> Path:
     raw = env.get(name) or default
     if "\x00" in raw:
@@ -226,8 +238,15 @@ def load(
             "send",
             ("send", "connect"),
         ),
-        heartbeat_metric=env.get("SELFCHECK_HEARTBEAT_METRIC") or DEFAULT_HEARTBEAT_METRIC,
+        heartbeat_metric=parse_metric_name(
+            "SELFCHECK_HEARTBEAT_METRIC",
+            env.get("SELFCHECK_HEARTBEAT_METRIC"),
+            DEFAULT_HEARTBEAT_METRIC,
+        ),
         require=parse_ids("SELFCHECK_REQUIRE", env.get("SELFCHECK_REQUIRE"), known_checks),
         skip=parse_ids("SELFCHECK_SKIP", env.get("SELFCHECK_SKIP"), known_checks),
         running_as_root=euid() == 0,
+        # The Agent's IsContainerized (DOCKER_DD_AGENT, set by its image); a pod always
+        # has KUBERNETES_SERVICE_HOST, so the sidecar knows it is containerized without it.
+        containerized=bool(env.get("DOCKER_DD_AGENT") or env.get("KUBERNETES_SERVICE_HOST")),
     )

@@ -120,6 +120,16 @@ class SnapshotCollector(Collector):
             for finding in result.outcome.findings:
                 family.add_metric([finding.id, str(finding.severity)], 1.0)
         yield family
+        level = _gauge(
+            "security_pod_security_level",
+            "1 for the Pod Security Standards level the security audit's observations imply.",
+            ["level"],
+        )
+        security = snap.results.get("security")
+        value = security.outcome.details.get("pod_security_level") if security else None
+        if value in ("privileged", "baseline", "restricted"):  # closed set: a label value
+            level.add_metric([str(value)], 1.0)
+        yield level
 
 
 class Exposition:

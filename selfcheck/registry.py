@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from selfcheck.config import Config
-from selfcheck.model import Outcome, Reason
+from selfcheck.model import Outcome, Reason, Status
+
+_BUG = "This is a bug in selfcheck, not in the pod: report it with this message."
 
 CheckFn = Callable[[Config], Outcome]
 RequiredFn = Callable[[Config], bool]
@@ -73,12 +75,26 @@ def register(spec: CheckSpec) -> CheckSpec:
     return spec
 
 
+def _broken_check(cid: str, error: Exception) -> CheckSpec:
+    """A check whose module fails to import reports ``error`` instead of taking the CLI down."""
+    message = f"the {cid} check could not be loaded: {type(error).__name__}: {error}"
+
+    def run(config: Config) -> Outcome:
+        return Outcome(Status.ERROR, Reason.EXCEPTION, message, _BUG)
+
+    return CheckSpec(cid, "check failed to load", run, "nothing", "", {})
+
+
 def _load_check_modules() -> None:
     import selfcheck.checks as package
 
     for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
+        if module.name.startswith("_"):
+            continue
+        try:
             importlib.import_module(f"{package.__name__}.{module.name}")
+        except Exception as error:
+            register(_broken_check(module.name, error))
 
 
 def all_checks() -> dict[str, CheckSpec]:

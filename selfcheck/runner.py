@@ -57,7 +57,7 @@ class _Attempt:
                 Reason.EXCEPTION,
                 f"the {self.spec.id} check itself failed: {type(exc).__name__}: {exc}",
                 "This is a bug in selfcheck, not in the pod: report it with the log line "
-                "that carries the traceback.",
+                "that carries the traceback (selfcheck check --verbose shows it).",
             )
         finally:
             self.finished_mono = time.monotonic()

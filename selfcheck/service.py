@@ -31,12 +31,17 @@ def build_app(runner: Runner) -> App:
     def is_ready(snap: Snapshot) -> bool:
         return snap.is_ready(runner.clock(), stale_after)
 
+    def now() -> float:
+        """Looked up on each call, so a test can move the runner's clock."""
+        return runner.clock()
+
     collector = SnapshotCollector(get_snapshot, runner.checks, is_ready)
     return App(
         get_snapshot=get_snapshot,
         is_live=runner.is_live,
         stale_after=stale_after,
         exposition=Exposition(collector, get_snapshot),
+        clock=now,
     )
 
 

@@ -1,18 +1,37 @@
-"""cgroup readers and the Agent's container-ID rule, in one place for every check."""
+"""cgroup readers and the Agent's container-ID rule, in one place for every check.
+
+The container-ID rule mirrors the Agent's PID-to-container lookup exactly
+(pkg/util/cgroups/pid_mapper.go ``IdentiferFromCgroupReferences`` with ``ContainerFilter``
+from reader.go; FACTS.md 2.3), because a looser or stricter rule here would prove something
+the Agent does not do.
+"""
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+from selfcheck.host.files import read_text
 from selfcheck.host.procfs import Mount
 
 CGROUP_CAP = 64 * 1024
 
-# pkg/util/cgroups/reader.go ContainerRegexpStr, plus the ECS task form newer Agents add.
-CONTAINER_ID_RE = re.compile(
-    r"([0-9a-f]{64})|([0-9a-f]{8}(-[0-9a-f]{4}){4}$)|([0-9a-f]{32}-\d+)"
-)
+# pkg/util/cgroups/reader.go ContainerRegexpStr, character for character: the usual 64-hex ID,
+# the ECS task form ``<32 hex>-<digits>`` (added in newer Agents) and Garden's 8-4-4-4-4 form,
+# anchored at the end so that a pod UID (8-4-4-4-12) never matches.
+CONTAINER_ID_RE = re.compile(r"([0-9a-f]{64})|([0-9a-f]{32}-\d+)|([0-9a-f]{8}(-[0-9a-f]{4}){4}$)")
+
+# The controller field the Agent's system collector passes as its base controller.
+AGENT_V1_CONTROLLER = "memory"
+AGENT_V2_CONTROLLER = ""
+
+# Path elements that mark a cgroup as made by a pod or container runtime: the kubelet's pod
+# hierarchy (cgroupfs ``kubepods``, systemd ``kubepods*.slice``), Docker (cgroupfs ``docker``,
+# systemd ``docker-<id>.scope``), containerd, CRI-O, Podman, ECS, Garden and LXC.
+_RUNTIME_ELEMENTS = frozenset({"docker", "ecs", "garden", "lxc", "libpod_parent"})
+_RUNTIME_PREFIXES = ("kubepods", "docker-", "cri-containerd-", "crio-", "libpod-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +42,21 @@ class CgroupLine:
     controllers: tuple[str, ...]
     path: str
 
+    @property
+    def controller_field(self) -> str:
+        """The middle field as written (``memory``, ``cpu,cpuacct``, empty on v2)."""
+        return ",".join(self.controllers)
+
 
 def parse_proc_cgroup(text: str) -> list[CgroupLine]:
-    """Lines that do not have three colon-separated fields are skipped, not fatal."""
+    """Lines that do not have three colon-separated fields are skipped, not fatal.
+
+    Lines end at ``\\n`` only (with a trailing ``\\r`` dropped), as the Agent's line scanner
+    splits them; ``str.splitlines`` would also split a path at other control characters.
+    """
     lines: list[CgroupLine] = []
-    for raw in text.splitlines():
-        parts = raw.split(":", 2)
+    for raw in text.split("\n"):
+        parts = raw.removesuffix("\r").split(":", 2)
         if len(parts) != 3:
             continue
         controllers = tuple(c for c in parts[1].split(",") if c)
@@ -37,17 +65,20 @@ def parse_proc_cgroup(text: str) -> list[CgroupLine]:
 
 
 def agent_cgroup_path(lines: list[CgroupLine], cgroup_version: int) -> str | None:
-    """The line the Agent's PID mapper reads: ``memory`` on v1, the empty controller on v2."""
+    """The path on the line the Agent's PID mapper reads, or ``None`` when there is none.
+
+    The Agent keeps the first line whose controller field *equals* its base controller:
+    ``memory`` on v1 (so a ``cpu,memory`` co-mount is not read) and the empty field on v2.
+    """
+    wanted = AGENT_V1_CONTROLLER if cgroup_version == 1 else AGENT_V2_CONTROLLER
     for line in lines:
-        if cgroup_version == 1 and "memory" in line.controllers:
-            return line.path
-        if cgroup_version != 1 and not line.controllers and line.hierarchy == "0":
+        if line.controller_field == wanted:
             return line.path
     return None
 
 
 def container_id_from_name(name: str) -> str | None:
-    """The Agent's container filter applied to one cgroup path element.
+    """The Agent's ``ContainerFilter`` applied to one cgroup path element.
 
     Names ending in ``.mount`` (systemd mount units) and starting with ``crio-conmon-`` (the
     CRI-O monitor process) are ignored; otherwise the leftmost match of the Agent's regex
@@ -60,15 +91,58 @@ def container_id_from_name(name: str) -> str | None:
     return match.group(0) if match else None
 
 
+def last_element(path: str) -> str:
+    """Go's ``filepath.Base(strings.TrimLeft(path, "/"))``: ``.`` for the root."""
+    relative = path.lstrip("/").rstrip("/")
+    return posixpath.basename(relative) if relative else "."
+
+
 def container_id_from_path(path: str) -> str | None:
     """Only the last path element is considered, exactly like the Agent."""
-    return container_id_from_name(path.rstrip("/").rsplit("/", 1)[-1])
+    return container_id_from_name(last_element(path))
 
 
 def container_id_from_proc_cgroup(text: str, cgroup_version: int) -> str | None:
-    """The container ID the Agent would give a PID whose ``cgroup`` file reads ``text``."""
+    """The container ID the Agent gives a PID whose ``/proc/<pid>/cgroup`` reads ``text``.
+
+    This is the whole rule of FACTS.md 2.3: take the line whose controller field is ``memory``
+    (cgroup v1, hybrid included) or empty (v2), keep only the last element of its path, drop
+    ``*.mount`` and ``crio-conmon-*`` names, and match the Agent's regex. ``None`` means the
+    Agent sends that PID's metrics without container tags (and does not count an error).
+    """
     path = agent_cgroup_path(parse_proc_cgroup(text), cgroup_version)
     return container_id_from_path(path) if path is not None else None
+
+
+def is_runtime_path(path: str) -> bool:
+    """Whether a cgroup path lies under a pod or container runtime hierarchy.
+
+    An element resolving to a container ID counts too (``/actions_job/<id>``). Paths whose
+    last element the Agent deliberately ignores (``crio-conmon-*``, ``*.mount``) do not: those
+    hold runtime helpers, not container processes. ``..`` elements (a reader in a private
+    cgroup namespace) are skipped.
+    """
+    name = last_element(path)
+    if name.endswith(".mount") or name.startswith("crio-conmon-"):
+        return False
+    for element in path.split("/"):
+        if element in ("", ".", ".."):
+            continue
+        if element in _RUNTIME_ELEMENTS or element.startswith(_RUNTIME_PREFIXES):
+            return True
+        if container_id_from_name(element):
+            return True
+    return False
+
+
+def read_proc_cgroup(proc_root: Path, pid: int | str) -> str:
+    """``<proc>/<pid>/cgroup``; raises ``OSError`` (``ENOENT`` when the process is gone)."""
+    return read_text(Path(proc_root) / str(pid) / "cgroup", CGROUP_CAP)
+
+
+def in_runtime_cgroup(lines: list[CgroupLine]) -> bool:
+    """Whether any hierarchy places the process under a pod or container runtime path."""
+    return any(is_runtime_path(line.path) for line in lines)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ Fixtures (session-scoped; a test that uses one needs ``@pytest.mark.docker`` or
 
 - ``containerd_daemon`` / ``containerd_socket``: a standalone containerd with its CRI plugin.
 - ``dockerd_daemon`` / ``dockerd_socket`` / ``docker_host`` (``unix://...``).
+- ``socket_dir`` (per test): a short 0755 directory under /tmp for unix sockets.
 - ``busybox_image``: ``local/busybox`` imported into that dockerd from Debian's static
   busybox (no registry is reachable here); run it with ``dockerd_daemon.cli("run", ...)``.
 
@@ -129,7 +130,9 @@ class Daemon:
                     f"{self.name} exited with {self.process.returncode} before it was ready; "
                     f"log {self.log}:\n{self.log_tail()}"
                 )
-            with contextlib.suppress(OSError, http.client.HTTPException, subprocess.SubprocessError):
+            with contextlib.suppress(
+                OSError, http.client.HTTPException, subprocess.SubprocessError
+            ):
                 if probe():
                     return
             time.sleep(0.1)
@@ -154,10 +157,8 @@ class Daemon:
         self.remember_children()
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         if process.poll() is None:
@@ -211,7 +212,9 @@ class DockerDaemon(Daemon):
 class ContainerdDaemon(Daemon):
     """A standalone containerd; ``ctr`` runs the client on its socket."""
 
-    def ctr(self, *args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    def ctr(
+        self, *args: str, check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ctr", "--address", str(self.socket), *args],
             capture_output=True,
@@ -250,9 +253,16 @@ def _require(binary: str) -> None:
         pytest.skip(f"{binary} is not installed (Debian package; .ci/run installs it)")
 
 
-def _workdir(name: str) -> Path:
-    """A short path under /tmp: unix socket paths must stay under 108 bytes."""
-    return Path(tempfile.mkdtemp(prefix=f"sc-{name}-", dir="/tmp"))
+def short_dir(name: str) -> Path:
+    """A short, world-searchable directory under /tmp.
+
+    Unix socket paths must stay under 108 bytes (pytest's ``tmp_path`` can be longer), and
+    mode 0755 lets tests that run as UID 100 reach a socket inside, so that the socket's
+    own mode is what decides.
+    """
+    path = Path(tempfile.mkdtemp(prefix=f"sc-{name}-", dir="/tmp"))
+    path.chmod(0o755)
+    return path
 
 
 def _socket_answers(path: Path) -> bool:
@@ -264,8 +274,10 @@ def _socket_answers(path: Path) -> bool:
 
 def start_containerd(directory: Path | None = None) -> ContainerdDaemon:
     """Start containerd with root, state and socket under ``directory``; wait until it answers."""
-    directory = directory or _workdir("containerd")
-    daemon = ContainerdDaemon("containerd", directory, directory / "containerd.sock", directory / "log")
+    directory = directory or short_dir("containerd")
+    daemon = ContainerdDaemon(
+        "containerd", directory, directory / "containerd.sock", directory / "log"
+    )
     config = directory / "config.toml"
     directory.mkdir(parents=True, exist_ok=True)
     config.write_text(
@@ -280,7 +292,9 @@ def start_containerd(directory: Path | None = None) -> ContainerdDaemon:
     daemon.start(["containerd", "--config", str(config)])
     try:
         daemon.wait_ready(
-            lambda: _socket_answers(daemon.socket) and daemon.ctr("version", timeout=5).returncode == 0,
+            lambda: (
+                _socket_answers(daemon.socket) and daemon.ctr("version", timeout=5).returncode == 0
+            ),
             CONTAINERD_READY_TIMEOUT,
         )
     except BaseException:
@@ -291,8 +305,8 @@ def start_containerd(directory: Path | None = None) -> ContainerdDaemon:
 
 
 def start_dockerd(directory: Path | None = None) -> DockerDaemon:
-    """Start dockerd without iptables or a bridge, everything under ``directory``; wait for /_ping."""
-    directory = directory or _workdir("dockerd")
+    """Start dockerd (no iptables, no bridge) with all its files under ``directory``."""
+    directory = directory or short_dir("dockerd")
     daemon = DockerDaemon("dockerd", directory, directory / "docker.sock", directory / "log")
     argv = [
         "dockerd",
@@ -369,6 +383,16 @@ def _running(start: Callable[[], Daemon]) -> Iterator[Daemon]:
     finally:
         daemon.stop()
         daemon.cleanup()
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A fresh short directory for unix sockets (see ``short_dir``), removed afterwards."""
+    path = short_dir("sock")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

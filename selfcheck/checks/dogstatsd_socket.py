@@ -1,0 +1,188 @@
+"""``dogstatsd_socket``: the DogStatsD unix socket (dsdsocket mount, ``/var/run/datadog``).
+
+Applications in other pods send their custom metrics to this socket; when it is missing,
+stale or not writable they drop metrics silently (DogStatsD clients never block or
+raise). So the check does what a client does: it sends one valid datagram, non-blocking,
+and classifies what the kernel says. When the Agent's expvar endpoint answers, its
+``dogstatsd-uds`` counters are published too: the Agent's own view of the same socket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selfcheck.checks._sockets import budget, identity, ownership, socket_failure
+from selfcheck.config import Config
+from selfcheck.host.files import describe
+from selfcheck.host.sockets import (
+    Deadline,
+    http_get,
+    mode_octal,
+    send_datagram,
+    stat_socket,
+)
+from selfcheck.model import Outcome, Reason, Status, ok
+from selfcheck.registry import CheckSpec, register
+
+AGENT_MODE = "0722"
+"""The Agent chmods its DogStatsD socket to 0722 so any UID may write (FACTS.md 2.1)."""
+
+EXPVAR_TIMEOUT = 0.5
+UDS_COUNTERS = {
+    "Packets": "uds_packets",
+    "OriginDetectionErrors": "uds_origin_detection_errors",
+    "PacketReadingErrors": "uds_packet_reading_errors",
+}
+
+REMEDIATIONS = {
+    Reason.ENOENT: (
+        "Mount the host's /var/run/datadog read-write at /var/run/datadog in this container "
+        "and the Agent's (the chart's dsdsocket volume, hostPath type DirectoryOrCreate; Helm "
+        "datadog.dogstatsd.useSocketVolume=true) and make DD_DOGSTATSD_SOCKET the path the "
+        "Agent listens on (Helm datadog.dogstatsd.socketPath, default "
+        "/var/run/datadog/dsd.socket). If the directory is there but the file is not, the "
+        "Agent's DogStatsD socket listener is off or the Agent has not started."
+    ),
+    Reason.NOT_SOCKET: (
+        "The path is not the Agent's datagram socket: a file or directory left on the "
+        "hostPath, or a stream socket (the APM socket?). Delete it on the node (the Agent "
+        "recreates its socket on start) and check that DD_DOGSTATSD_SOCKET "
+        "(datadog.dogstatsd.socketPath) and DD_APM_RECEIVER_SOCKET (datadog.apm.socketPath) "
+        "are different paths."
+    ),
+    Reason.EACCES: (
+        "This user may not write to the socket. The Agent makes it mode 0722 so that any "
+        "UID can send; keep that mode (nothing on the node should chmod it), or run with the "
+        "socket's group in spec.securityContext.supplementalGroups. Also check that no "
+        "SELinux label (securityContext.seLinuxOptions) or AppArmor profile denies it."
+    ),
+    Reason.ECONNREFUSED: (
+        "The socket file exists but nothing listens on it: a stale file from an Agent that "
+        "is gone, or an Agent listening elsewhere. Check that the Agent container is running "
+        "and that it and this container mount the same dsdsocket volume (hostPath "
+        "/var/run/datadog) with the same DD_DOGSTATSD_SOCKET; a restarting Agent recreates "
+        "the file."
+    ),
+    Reason.EAGAIN: (
+        "The Agent's receive queue is full, so clients' packets are being dropped: DogStatsD "
+        "reads too slowly. Give the agent container more CPU (Helm "
+        "agents.containers.agent.resources), raise its receive buffer (DD_DOGSTATSD_SO_RCVBUF "
+        "in agents.containers.agent.env) and the node's net.unix.max_dgram_qlen sysctl, and "
+        "look at the Agent's dogstatsd.uds_* telemetry."
+    ),
+    Reason.IO_ERROR: (
+        "Sending failed for another reason: run `ls -l` on the path from inside the pod and "
+        "compare with the Agent container's DD_DOGSTATSD_SOCKET."
+    ),
+}
+
+HINTS = {
+    Reason.ECONNREFUSED: "a stale socket file: nothing listens on it",
+    Reason.EAGAIN: "the receiver's queue is full (packets are being dropped)",
+    Reason.NOT_SOCKET: "DogStatsD needs a datagram (unixgram) socket",
+}
+
+STATUS = {Reason.EAGAIN: Status.DEGRADED}
+"""A full queue means the Agent is there and behind: degraded, not a reason to go unready."""
+
+ALLOWED = frozenset(REMEDIATIONS)
+
+
+def heartbeat(metric: str) -> bytes:
+    """One DogStatsD counter increment, the smallest valid datagram a client sends."""
+    return f"{metric}:1|c".encode()
+
+
+def run(config: Config) -> Outcome:
+    path = config.dogstatsd_socket
+    deadline = Deadline(budget(config))
+    details: dict[str, Any] = {"path": str(path), "mode_expected": AGENT_MODE}
+    try:
+        st = stat_socket(path)
+    except OSError as error:
+        return socket_failure(
+            REMEDIATIONS, error, path, "find the DogStatsD socket", ALLOWED, HINTS, details=details
+        )
+    mode = mode_octal(st)
+    details.update(mode=mode, owner=ownership(st), mode_matches_agent=mode == AGENT_MODE)
+    payload = heartbeat(config.heartbeat_metric) if config.dogstatsd_mode == "send" else None
+    try:
+        sent = send_datagram(path, payload)
+    except OSError as error:
+        return socket_failure(
+            REMEDIATIONS,
+            error,
+            path,
+            f"send a DogStatsD datagram to the socket ({identity()}, socket {ownership(st)})",
+            ALLOWED,
+            HINTS,
+            STATUS,
+            st,
+            details=details,
+        )
+    details["sent_bytes"] = sent
+    figures = _uds_counters(config, deadline, details)
+    return ok(_message(path, mode, config, sent), details=details, figures=figures)
+
+
+def _message(path: object, mode: str, config: Config, sent: int) -> str:
+    did = (
+        f"sent a {sent}-byte {config.heartbeat_metric} counter"
+        if config.dogstatsd_mode == "send"
+        else "connected (SELFCHECK_DOGSTATSD_MODE=connect, nothing sent)"
+    )
+    note = "" if mode == AGENT_MODE else f", not the Agent's {AGENT_MODE}"
+    return f"{path}: {did}; mode {mode}{note}"
+
+
+def _uds_counters(config: Config, deadline: Deadline, details: dict[str, Any]) -> dict[str, float]:
+    """The Agent's ``dogstatsd-uds`` expvar counters, when its expvar port answers."""
+    url = f"http://127.0.0.1:{config.expvar_port}/debug/vars"
+    try:
+        reply = http_get(url, deadline.left(EXPVAR_TIMEOUT))
+        body = reply.json()
+    except OSError as error:
+        details["expvar"] = f"not read: {describe(error, url)}"
+        return {}
+    uds = body.get("dogstatsd-uds") if isinstance(body, dict) else None
+    if reply.status != 200 or not isinstance(uds, dict):
+        details["expvar"] = f"{url}: HTTP {reply.status} without a dogstatsd-uds map"
+        return {}
+    figures = {
+        figure: float(uds[key])
+        for key, figure in UDS_COUNTERS.items()
+        if isinstance(uds.get(key), int | float) and not isinstance(uds.get(key), bool)
+    }
+    details["expvar"] = url
+    details["dogstatsd_uds"] = {k: uds[k] for k in UDS_COUNTERS if k in uds}
+    return figures
+
+
+SPEC = register(
+    CheckSpec(
+        id="dogstatsd_socket",
+        title="DogStatsD unix socket (dsdsocket mount)",
+        run=run,
+        proves=(
+            "DD_DOGSTATSD_SOCKET is a datagram socket with a live listener that this user can "
+            "write to: one DogStatsD counter is sent to it without blocking. Its mode is "
+            "compared with the Agent's 0722, and the Agent's dogstatsd-uds expvar counters "
+            "are read when 127.0.0.1:$DD_EXPVAR_PORT answers."
+        ),
+        why=(
+            "Applications send custom metrics to this socket and never see an error when it "
+            "is missing, stale or full: their metrics are simply lost. The Agent's own health "
+            "endpoints do not look at it (FACTS.md 4)."
+        ),
+        remediations=REMEDIATIONS,
+        required_by_default=lambda config: True,
+        required_because="required: the chart configures the DogStatsD socket by default",
+        figures={
+            "uds_packets": "Packets the Agent's DogStatsD read from its unix socket (expvar).",
+            "uds_origin_detection_errors": (
+                "Packets whose sender the Agent could not map to a container (expvar)."
+            ),
+            "uds_packet_reading_errors": "Errors the Agent hit reading its unix socket (expvar).",
+        },
+    )
+)

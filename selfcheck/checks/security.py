@@ -1,0 +1,560 @@
+"""``security``: least-privilege audit of what this container actually holds.
+
+The seed document accepts the Agent's exceptions (host PID namespace, hostPath mounts, root)
+only when they are scoped: host mounts read-only wherever feasible, no ptrace next to the
+host PID namespace, non-root where the setup allows. The sidecar runs with the Agent
+container's securityContext and mount table, so what this process holds is what the Agent
+holds. The audit never fails a pod by default: it reports findings from a closed set, each
+with a severity, and the Pod Security Standards level the observed settings imply.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from selfcheck.checks._common import os_failure
+from selfcheck.config import Config
+from selfcheck.host.capabilities import CapabilitySets, cap_bit, decode, mask_of
+from selfcheck.host.identity import (
+    Identity,
+    mount_writable,
+    own_mount,
+    read_identity,
+    submounts,
+)
+from selfcheck.host.namespaces import INITIAL_PID_NS_INODE, namespace_inode, read_pid_view
+from selfcheck.host.procfs import Mount, read_mountinfo
+from selfcheck.model import Finding, Outcome, Reason, Severity, Status
+from selfcheck.registry import CheckSpec, register
+
+OWN_PROC = Path("/proc")
+LOGS_CONTAINERS_DIR = Path("/var/log/containers")
+POINTER_DIR = Path("/opt/datadog-agent/run")
+RUNTIME_SOCKET_DIRS = (Path("/host/var/run"), Path("/host/var/run/containerd"))
+
+# Docker's and containerd's default capability set (moby oci/caps/defaults.go, containerd
+# pkg/oci/spec.go): what a container gets when its securityContext adds nothing.
+RUNTIME_DEFAULT_CAPS = frozenset(
+    {
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    }
+)
+RUNTIME_DEFAULT_MASK = mask_of(RUNTIME_DEFAULT_CAPS)
+# Pod Security Standards, restricted: drop ALL, add back at most NET_BIND_SERVICE.
+RESTRICTED_CAPS_MASK = mask_of(["CAP_NET_BIND_SERVICE"])
+PTRACE_MASK = 1 << cap_bit("CAP_SYS_PTRACE")
+SYS_ADMIN_MASK = 1 << cap_bit("CAP_SYS_ADMIN")
+
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+"""Closed set: the label values of ``selfcheck_security_pod_security_level``."""
+
+REMEDIATIONS = {
+    Reason.FINDINGS: (
+        "Apply the fix printed under each finding to the Agent container's securityContext "
+        "(Helm agents.containers.agent.securityContext) or to the named volumeMount; warnings "
+        "never make the pod unready."
+    ),
+    Reason.CRITICAL_FINDINGS: (
+        "A critical finding is a direct escalation path from the Agent to the node: apply its "
+        "fix (printed under it) first. With SELFCHECK_REQUIRE=security a critical finding "
+        "fails the check and readiness."
+    ),
+    Reason.IO_ERROR: (
+        "This container's own /proc/self could not be read: check that the container has a "
+        "normal /proc (no procMount override) and that no AppArmor or SELinux policy denies it."
+    ),
+}
+_ALLOWED = frozenset(REMEDIATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class FindingSpec:
+    severity: Severity
+    why: str
+    remediation: str
+
+
+_CORE_FINDINGS: dict[str, FindingSpec] = {
+    "ptrace_with_host_pid": FindingSpec(
+        Severity.CRITICAL,
+        "CAP_SYS_PTRACE in the host PID namespace lets a compromised Agent attach to, read the "
+        "memory of, and inject code into any process on the node: the escalation path the "
+        "seed document warns about.",
+        "Remove SYS_PTRACE from securityContext.capabilities.add of the Agent container (only "
+        "the system-probe container needs it), or keep hostPID off (Helm datadog.useHostPID) "
+        "where origin detection is not used.",
+    ),
+    "sys_admin": FindingSpec(
+        Severity.CRITICAL,
+        "CAP_SYS_ADMIN allows mounting file systems, entering other namespaces and the known "
+        "cgroup release_agent escapes: close to a privileged container.",
+        "Remove SYS_ADMIN from securityContext.capabilities.add and do not set privileged: "
+        "true on the Agent container; the core Agent does not need it.",
+    ),
+    "extra_capabilities": FindingSpec(
+        Severity.WARNING,
+        "Capabilities beyond the container runtime's default set are not needed by the core "
+        "Agent and widen what a compromise can do.",
+        "Remove the listed capabilities from securityContext.capabilities.add (and "
+        "privileged: true) of the Agent container; capabilities.drop: [ALL] is safe for a "
+        "non-root Agent.",
+    ),
+    "root_not_needed": FindingSpec(
+        Severity.WARNING,
+        "Running as UID 0 while no enabled feature needs it: the Agent works as its image's "
+        "non-root user dd-agent (UID 100) with supplemental groups; only log collection from "
+        "/var/log/pods needs root (datadog-agent#6442).",
+        "Run as the non-root user: securityContext.runAsUser: 100 and runAsNonRoot: true "
+        "(Helm datadog.securityContext), with the runtime socket's group in "
+        "supplementalGroups (fsGroup does not reach hostPath volumes).",
+    ),
+    "root_for_logs": FindingSpec(
+        Severity.INFO,
+        "Running as UID 0 because log collection is enabled (DD_LOGS_ENABLED): the files under "
+        "/var/log/pods are root-owned, so a non-root Agent cannot read them (datadog-agent#6442).",
+        "Nothing to change while logs are collected from /var/log/pods; to drop root, grant "
+        "the Agent's group read access to the node's pod logs first.",
+    ),
+    "no_seccomp": FindingSpec(
+        Severity.WARNING,
+        "No seccomp filter (Seccomp: 0): every system call, including rarely needed ones "
+        "behind past kernel escapes, is reachable from the Agent.",
+        "Set securityContext.seccompProfile.type: RuntimeDefault on the Agent container (or "
+        "the pod), or enable the kubelet's seccompDefault.",
+    ),
+    "privilege_escalation_allowed": FindingSpec(
+        Severity.WARNING,
+        "NoNewPrivs is 0: a setuid or file-capability binary can still raise this process's "
+        "privileges, up to its whole bounding set.",
+        "Set securityContext.allowPrivilegeEscalation: false on the Agent container "
+        "(Kubernetes refuses it together with privileged: true or CAP_SYS_ADMIN).",
+    ),
+    "root_fs_writable": FindingSpec(
+        Severity.WARNING,
+        "A writable root file system lets a compromise persist tools or alter the Agent's "
+        "own files for the life of the container.",
+        "Set securityContext.readOnlyRootFilesystem: true (the chart's default for the agent "
+        "container) and give scratch directories an emptyDir.",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """One row of the Agent's mount table (FACTS.md 1).
+
+    ``paths`` gives where this container sees it; ``plain`` the same place on a machine
+    without the volume (``/proc`` for procdir): a path that *is* its plain location is the
+    machine's own file system, not a host mount, and is not audited.
+    """
+
+    name: str
+    mount_path: str
+    paths: Callable[[Config], tuple[Path, ...]]
+    read_only: bool
+    risk: str = ""
+    plain: Callable[[Path], Path | None] = lambda path: None
+
+    @property
+    def finding(self) -> str:
+        return f"{self.name.replace('-', '_')}_writable"
+
+
+def _strip_host(path: Path) -> Path | None:
+    """``/host/var/run`` -> ``/var/run``: the node path a ``host``-prefixed path stands for.
+    A path with no ``host`` component is its own plain location."""
+    parts = path.parts
+    if "host" not in parts:
+        return path
+    return Path("/", *parts[len(parts) - parts[::-1].index("host") :])
+
+
+def _socket_dirs(config: Config) -> tuple[Path, ...]:
+    dirs = list(RUNTIME_SOCKET_DIRS)
+    if config.cri_socket_path:
+        dirs.append(Path(config.cri_socket_path).parent)
+    if config.docker_host and config.docker_host.startswith("unix://"):
+        dirs.append(Path(config.docker_host.removeprefix("unix://")).parent)
+    return tuple(dict.fromkeys(dirs))
+
+
+VOLUMES: tuple[Volume, ...] = (
+    Volume(
+        "procdir",
+        "/host/proc",
+        lambda c: (c.host_proc,),
+        read_only=True,
+        risk="a root process can rewrite the node's kernel settings under /proc/sys "
+        "(kernel.core_pattern runs a program as root on the node) and use /proc/sysrq-trigger.",
+        plain=lambda _: Path("/proc"),
+    ),
+    Volume(
+        "cgroups",
+        "/host/sys/fs/cgroup",
+        lambda c: (c.cgroup_root,),
+        read_only=True,
+        risk="a root process can change other pods' resource limits and move processes between "
+        "cgroups (on cgroup v1 each controller is a submount the volume's readOnly misses).",
+        plain=lambda _: Path("/sys/fs/cgroup"),
+    ),
+    Volume(
+        "os-release-file",
+        "/host/etc/os-release",
+        lambda c: (c.os_release_path,),
+        read_only=True,
+        risk="the node's OS identity can be falsified for every tool that reads it.",
+        plain=lambda _: Path("/etc/os-release"),
+    ),
+    Volume(
+        "passwd",
+        "/etc/passwd",
+        lambda c: (c.passwd_path,),
+        read_only=True,
+        risk="a root process can add a UID 0 account to the node.",
+    ),
+    Volume(
+        "runtimesocketdir",
+        "/host/var/run",
+        _socket_dirs,
+        read_only=True,
+        risk="the runtime's sockets and state files on the node can be deleted or replaced; "
+        "connecting to the socket works through a read-only mount.",
+        plain=_strip_host,
+    ),
+    Volume(
+        "logpodpath",
+        "/var/log/pods",
+        lambda c: (c.pod_logs_dir,),
+        read_only=True,
+        risk="other pods' logs can be altered or deleted, destroying evidence.",
+    ),
+    Volume(
+        "logscontainerspath",
+        str(LOGS_CONTAINERS_DIR),
+        lambda c: (LOGS_CONTAINERS_DIR,),
+        read_only=True,
+        risk="the node's container log links can be altered or deleted.",
+    ),
+    Volume("dsdsocket", "/var/run/datadog", lambda c: (c.dogstatsd_socket.parent,), False),
+    Volume("apmsocket", "/var/run/datadog", lambda c: (c.apm_socket.parent,), False),
+    Volume("pointerdir", str(POINTER_DIR), lambda c: (POINTER_DIR,), False),
+)
+"""Only dsdsocket, apmsocket and pointerdir need write access: the Agent creates its sockets
+and its log position files there."""
+
+
+def _mount_finding(volume: Volume) -> FindingSpec:
+    return FindingSpec(
+        Severity.WARNING,
+        f"The {volume.name} host mount ({volume.mount_path}) is writable although the Agent "
+        f"only reads it: {volume.risk}",
+        f"Set readOnly: true on the {volume.name} volumeMount ({volume.mount_path}) of the "
+        "Agent container and the sidecar; when only submounts are writable, also set "
+        "recursiveReadOnly: Enabled on it (Kubernetes 1.30+, with a runtime that supports it).",
+    )
+
+
+FINDINGS: dict[str, FindingSpec] = {
+    **_CORE_FINDINGS,
+    **{v.finding: _mount_finding(v) for v in VOLUMES if v.read_only},
+}
+"""The closed set of finding ids: the ``finding`` label of ``selfcheck_security_finding``."""
+
+
+@dataclass(frozen=True, slots=True)
+class MountAudit:
+    volume: Volume
+    path: Path
+    mount: Mount
+    writable: bool
+    writable_submounts: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "volume": self.volume.name,
+            "path": str(self.path),
+            "writable": self.writable,
+            "writable_submounts": list(self.writable_submounts),
+        }
+
+
+def _is_plain(volume: Volume, path: Path) -> bool:
+    plain = volume.plain(path)
+    return plain is not None and os.path.realpath(plain) == os.path.realpath(path)
+
+
+def audit_mounts(config: Config, mounts: list[Mount]) -> list[MountAudit]:
+    """Every volume of the table that is present here as a mount of its own."""
+    audits: list[MountAudit] = []
+    for volume in VOLUMES:
+        for path in volume.paths(config):
+            mount = own_mount(path, mounts)
+            if mount is None or _is_plain(volume, path):
+                continue
+            below = tuple(m.mount_point for m in submounts(mount, mounts) if mount_writable(m))
+            audits.append(MountAudit(volume, path, mount, mount_writable(mount), below))
+    return audits
+
+
+def obtainable_caps(identity: Identity) -> int:
+    """What this process holds or can regain: its effective, permitted and ambient sets, plus
+    the bounding set while ``NoNewPrivs`` is off (a setuid or file-capability binary can then
+    raise it that far)."""
+    caps = identity.capabilities
+    held = caps.effective | caps.permitted | caps.ambient
+    if identity.no_new_privs != 1:
+        held |= caps.bounding
+    return held
+
+
+def _finding(fid: str, message: str) -> Finding:
+    spec = FINDINGS[fid]
+    return Finding(fid, spec.severity, message, spec.remediation)
+
+
+def _names(mask: int) -> str:
+    return ", ".join(decode(mask))
+
+
+def _how_held(identity: Identity, mask: int) -> str:
+    caps = identity.capabilities
+    if caps.effective & mask:
+        return "in the effective set"
+    if (caps.permitted | caps.ambient) & mask:
+        return "in the permitted set"
+    return "in the bounding set and privilege escalation is allowed"
+
+
+def capability_findings(identity: Identity, host_pid: bool | None) -> Iterator[Finding]:
+    held = obtainable_caps(identity)
+    if held & PTRACE_MASK and host_pid:
+        yield _finding(
+            "ptrace_with_host_pid",
+            f"CAP_SYS_PTRACE is {_how_held(identity, PTRACE_MASK)}, in the host PID namespace: "
+            "every process on the node can be traced.",
+        )
+    if held & SYS_ADMIN_MASK:
+        yield _finding("sys_admin", f"CAP_SYS_ADMIN is {_how_held(identity, SYS_ADMIN_MASK)}.")
+    extra = held & ~RUNTIME_DEFAULT_MASK
+    if extra:
+        yield _finding(
+            "extra_capabilities",
+            f"{bin(extra).count('1')} capabilities beyond the runtime default: {_names(extra)}.",
+        )
+
+
+def root_needed_by(config: Config) -> list[str]:
+    """Enabled features that need UID 0 (FACTS.md 3.4): only log collection, whose files under
+    /var/log/pods are root-owned; the runtime socket, procfs and cgroupfs work for UID 100
+    with supplemental groups."""
+    return ["logs (DD_LOGS_ENABLED)"] if config.logs_enabled else []
+
+
+def identity_findings(identity: Identity, config: Config) -> Iterator[Finding]:
+    if identity.uid == 0:
+        if root_needed_by(config):
+            yield _finding("root_for_logs", "Runs as UID 0, needed to read /var/log/pods.")
+        else:
+            yield _finding("root_not_needed", "Runs as UID 0 but no enabled feature needs root.")
+    if identity.seccomp == 0:
+        yield _finding("no_seccomp", "No seccomp filter applies to this process (Seccomp: 0).")
+    if identity.no_new_privs == 0:
+        yield _finding(
+            "privilege_escalation_allowed", "Privilege escalation is allowed (NoNewPrivs: 0)."
+        )
+
+
+def mount_findings(audits: list[MountAudit], mounts: list[Mount]) -> Iterator[Finding]:
+    for audit in audits:
+        if not audit.volume.read_only or not (audit.writable or audit.writable_submounts):
+            continue
+        if audit.writable:
+            message = f"{audit.path} ({audit.volume.name}) is mounted read-write."
+        else:
+            shown = ", ".join(audit.writable_submounts[:3])
+            more = len(audit.writable_submounts) - 3
+            shown += f" and {more} more" if more > 0 else ""
+            message = (
+                f"{audit.path} ({audit.volume.name}) is read-only but its submounts are "
+                f"read-write: {shown}."
+            )
+        yield _finding(audit.volume.finding, message)
+    root = own_mount(Path("/"), mounts)
+    if root is not None and mount_writable(root):
+        yield _finding("root_fs_writable", "The container's root file system is read-write.")
+
+
+def pod_security(
+    identity: Identity, host_pid: bool | None, audits: list[MountAudit]
+) -> tuple[str, list[str]]:
+    """The strictest Pod Security Standards level the observed settings allow, and the
+    settings that keep it from being stricter."""
+    caps = identity.capabilities
+    privileged: list[str] = []
+    if host_pid:
+        privileged.append("hostPID: true")
+    if audits:
+        names = ", ".join(dict.fromkeys(a.volume.name for a in audits))
+        privileged.append(f"hostPath volumes: {names}")
+    added = caps.bounding & ~RUNTIME_DEFAULT_MASK
+    if added:
+        privileged.append(f"capabilities beyond baseline: {_names(added)}")
+    if privileged:
+        return "privileged", privileged
+    baseline: list[str] = []
+    if identity.uid == 0:
+        baseline.append("runs as UID 0 (runAsNonRoot)")
+    if identity.no_new_privs != 1:
+        baseline.append("allowPrivilegeEscalation is not false")
+    if identity.seccomp != 2:
+        baseline.append("no RuntimeDefault or Localhost seccompProfile")
+    if caps.bounding & ~RESTRICTED_CAPS_MASK:
+        baseline.append("capabilities not dropped to ALL (except NET_BIND_SERVICE)")
+    return ("baseline", baseline) if baseline else ("restricted", [])
+
+
+def _details(
+    identity: Identity,
+    host_pid: bool | None,
+    audits: list[MountAudit],
+    config: Config,
+    level: tuple[str, list[str]],
+) -> dict[str, object]:
+    caps: CapabilitySets = identity.capabilities
+    details: dict[str, object] = {
+        "uid": identity.uid,
+        "host_pid": host_pid,
+        "seccomp": identity.seccomp_mode,
+        "no_new_privs": identity.no_new_privs,
+        **caps.named(),
+        "mounts": [a.to_json() for a in audits],
+        "root_needed_by": root_needed_by(config),
+        "pod_security_level": level[0],
+        "pod_security_forced_by": level[1],
+    }
+    del details["CapInh"]
+    if caps.garbled:
+        details["garbled_status_fields"] = list(caps.garbled)
+    return details
+
+
+def judge(
+    identity: Identity,
+    mounts: list[Mount],
+    host_pid: bool | None,
+    config: Config,
+) -> Outcome:
+    """The whole audit from what was read; no I/O here except resolving mount paths."""
+    audits = audit_mounts(config, mounts)
+    findings = (
+        *capability_findings(identity, host_pid),
+        *identity_findings(identity, config),
+        *mount_findings(audits, mounts),
+    )
+    level = pod_security(identity, host_pid, audits)
+    details = _details(identity, host_pid, audits, config, level)
+    critical = [f.id for f in findings if f.severity == Severity.CRITICAL]
+    serious = [f.id for f in findings if f.severity != Severity.INFO]
+    if not serious:
+        return Outcome(
+            Status.OK,
+            Reason.OK,
+            f"no least-privilege findings; Pod Security level {level[0]}",
+            details=details,
+            findings=findings,
+        )
+    reason = Reason.CRITICAL_FINDINGS if critical else Reason.FINDINGS
+    status = Status.FAILED if critical and "security" in config.require else Status.DEGRADED
+    return Outcome(
+        status,
+        reason,
+        f"{len(serious)} least-privilege findings ({len(critical)} critical): "
+        f"{', '.join(serious)}; Pod Security level {level[0]}",
+        REMEDIATIONS[reason],
+        details=details,
+        findings=findings,
+    )
+
+
+def host_pid_namespace(host_proc: Path) -> bool | None:
+    """Whether this process is in the node's PID namespace; ``None`` when it cannot be told.
+
+    With a host procfs mounted, ``NSpid`` there has one entry exactly when this process shares
+    its namespace. Without one (``host_proc`` is this container's own ``/proc``) that test is
+    always true, so only the initial namespace's fixed inode can show the node's namespace.
+    """
+    try:
+        if os.path.realpath(host_proc) == str(OWN_PROC):
+            return namespace_inode("pid", OWN_PROC) == INITIAL_PID_NS_INODE
+        levels = read_pid_view(host_proc).levels
+    except OSError:
+        return None
+    return levels == 1 if levels else None
+
+
+def run(config: Config) -> Outcome:
+    try:
+        identity = read_identity(OWN_PROC)
+    except OSError as error:
+        return os_failure(
+            REMEDIATIONS,
+            error,
+            OWN_PROC / "self/status",
+            "read this process's status",
+            allowed=_ALLOWED,
+        )
+    try:
+        mounts = read_mountinfo(OWN_PROC)
+    except OSError as error:
+        return os_failure(
+            REMEDIATIONS,
+            error,
+            OWN_PROC / "self/mountinfo",
+            "read the mount table",
+            allowed=_ALLOWED,
+        )
+    return judge(identity, mounts, host_pid_namespace(config.host_proc), config)
+
+
+def _catalog() -> str:
+    return " ".join(f"{fid} ({spec.severity}): {spec.why}" for fid, spec in FINDINGS.items())
+
+
+SPEC = register(
+    CheckSpec(
+        id="security",
+        title="least-privilege audit of the Agent's identity, capabilities and mounts",
+        run=run,
+        proves=(
+            "what this container (and so the Agent, whose securityContext and mounts it "
+            "mirrors) really holds: its UID, its capability sets (CapEff, CapPrm, CapBnd, "
+            "CapAmb, decoded to names), seccomp, NoNewPrivs, whether each host mount of the "
+            "Agent's table is writable (from /proc/self/mountinfo) and whether the root file "
+            "system is, and the Pod Security Standards level those settings imply."
+        ),
+        why=(
+            "hostPID, hostPath mounts and root are accepted for monitoring only when scoped: "
+            "read-only mounts, no ptrace next to hostPID, non-root where possible. Findings: "
+            + _catalog()
+        ),
+        remediations=REMEDIATIONS,
+        required_because="optional by default; SELFCHECK_REQUIRE=security makes a critical "
+        "finding fail the check",
+    )
+)

@@ -1,0 +1,305 @@
+"""Unix socket readers: is it a socket, can we connect, send one datagram, speak HTTP over it.
+
+Every call here has a timeout and an overall deadline: a socket under ``/var/run`` can be a
+stale file, a listener that accepts and never answers, or a receiver whose queue is full,
+and none of those may hang a check. Failures are ``OSError`` values the checks classify
+with ``classify`` (``selfcheck.host.files.reason_for`` plus the two socket-only cases:
+not a socket, and a peer that answers but not in the protocol).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from selfcheck.host.files import reason_for
+from selfcheck.model import Reason
+
+if TYPE_CHECKING:
+    import requests
+
+CONNECT_TIMEOUT = 0.5
+"""The Agent's own reachability test connects within 500 ms (FACTS.md 3.3)."""
+
+HTTP_BODY_CAP = 256 * 1024
+
+Path = str | os.PathLike[str]
+
+
+class NotSocketError(OSError):
+    """The path exists but is not a socket (a regular file, a directory, a FIFO)."""
+
+
+class ProtocolViolationError(OSError):
+    """The peer connected but did not answer in its protocol (bad HTTP, bad gRPC, bad JSON)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EPROTO, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def classify(error: OSError) -> Reason:
+    """The reason for any error these readers raise, from the closed set in ``Reason``."""
+    if isinstance(error, NotSocketError):
+        return Reason.NOT_SOCKET
+    if isinstance(error, ProtocolViolationError):
+        return Reason.PROTOCOL_ERROR
+    return reason_for(error)
+
+
+def file_type(mode: int) -> str:
+    kinds = (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISLNK, "symbolic link"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def stat_socket(path: Path) -> os.stat_result:
+    """``stat`` that insists on a socket, following symlinks as a client's connect does."""
+    result = os.stat(path)
+    if not stat.S_ISSOCK(result.st_mode):
+        kind = file_type(result.st_mode)
+        raise NotSocketError(errno.ENOTSOCK, f"is a {kind}, not a socket", os.fspath(path))
+    return result
+
+
+def mode_octal(st: os.stat_result) -> str:
+    """``0722``-style permission bits, the form the Agent's chmod and ``ls`` users read."""
+    return f"{stat.S_IMODE(st.st_mode):04o}"
+
+
+class Deadline:
+    """An overall time budget; every socket operation waits at most what is left of it."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def left(self, cap: float | None = None) -> float:
+        """Seconds left (at most ``cap``); ``TimeoutError`` once the budget is spent."""
+        remaining = self._end - self._clock()
+        if remaining <= 0:
+            raise TimeoutError(errno.ETIMEDOUT, f"no answer within {self.seconds:g} s")
+        return remaining if cap is None else min(cap, remaining)
+
+
+class DeadlineSocket(socket.socket):
+    """A socket whose every receive and send waits at most what is left of a ``Deadline``.
+
+    A per-call timeout alone lets a peer that trickles one byte at a time hold a reader for
+    ever; re-arming the timeout from one overall deadline before each call bounds the whole
+    exchange. ``http.client`` and the HTTP/2 loop read through ``recv_into``/``recv``.
+    """
+
+    deadline: Deadline
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self.settimeout(self.deadline.left())
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self.settimeout(self.deadline.left())
+        return super().recv(bufsize, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self.settimeout(self.deadline.left())
+        super().sendall(data, flags)
+
+
+def connect_unix(
+    path: Path,
+    kind: socket.SocketKind = socket.SOCK_STREAM,
+    deadline: Deadline | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> DeadlineSocket:
+    """Connect to a unix socket within ``connect_timeout`` (and the deadline); caller closes.
+
+    A stream connect to a datagram socket (and the reverse) fails with ``EPROTOTYPE``, which
+    classifies as ``not_socket``: the file is a socket, but not the kind the client speaks.
+    """
+    deadline = deadline or Deadline(connect_timeout)
+    sock = DeadlineSocket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+    sock.deadline = deadline
+    try:
+        sock.settimeout(deadline.left(connect_timeout))
+        sock.connect(os.fspath(path))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def probe_stream(path: Path, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    """The Agent's ``socket.IsAvailable``: a stream connect that succeeds in time, then close."""
+    connect_unix(path, socket.SOCK_STREAM, connect_timeout=connect_timeout).close()
+
+
+def send_datagram(path: Path, payload: bytes | None) -> int:
+    """Connect a ``unixgram`` socket to ``path`` and send ``payload`` without blocking.
+
+    ``None`` only connects: that proves the file is a live datagram socket this user may
+    write to, without adding a metric. A full receive queue is ``EAGAIN``, never a wait;
+    a socket file nobody listens on is ``ECONNREFUSED``. Returns the bytes sent.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.setblocking(False)
+        sock.connect(os.fspath(path))
+        return 0 if payload is None else sock.send(payload)
+
+
+# -- HTTP with requests, over a unix socket or TCP ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; a peer that is not the service we expect is a protocol error."""
+        try:
+            return json.loads(self.body)
+        except ValueError as error:
+            raise ProtocolViolationError(f"answered HTTP {self.status} but not JSON ({error})") from None
+
+
+def _unix_session(sock: DeadlineSocket) -> requests.Session:
+    """A ``requests`` session whose ``http://localhost/`` goes over the connected ``sock``.
+
+    A small adapter of our own rather than ``requests-unixsocket2``: it is the only piece
+    needed (one connection class that uses our socket), it adds no dependency, and the
+    socket comes in already connected, so a connect error keeps its errno (urllib3 swallows
+    ``EPROTOTYPE`` during a request) and the overall deadline covers the whole exchange.
+    """
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
+
+    class UnixConnection(urllib3.connection.HTTPConnection):
+        def connect(self) -> None:
+            if sock.fileno() < 0:
+                raise ProtocolViolationError("the peer closed the connection")
+            self.sock = sock
+
+    class UnixPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = UnixConnection
+
+    pool = UnixPool("localhost", maxsize=1, block=False)
+
+    class UnixAdapter(HTTPAdapter):
+        def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> UnixPool:
+            return pool
+
+        def get_connection(self, *args: Any, **kwargs: Any) -> UnixPool:
+            return pool
+
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("http://localhost/", UnixAdapter(max_retries=0))
+    return session
+
+
+def http_get(
+    url: str,
+    timeout: float,
+    unix_socket: Path | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    cap: int = HTTP_BODY_CAP,
+) -> HttpReply:
+    """``GET url`` with ``requests`` within ``timeout`` seconds overall; the body is capped.
+
+    With ``unix_socket`` the URL must be ``http://localhost/...`` and the request goes over
+    that socket (the Docker API, the trace-agent), connected first by ``connect_unix``.
+    Every failure is an ``OSError`` whose errno says what happened: ``ENOENT``, ``EACCES``,
+    ``ECONNREFUSED``, ``ETIMEDOUT``, or ``EPROTO`` for a peer that answered but not in HTTP.
+    """
+    import requests
+
+    deadline = Deadline(timeout)
+    if unix_socket is not None:
+        sock = connect_unix(unix_socket, socket.SOCK_STREAM, deadline, connect_timeout)
+        session = _unix_session(sock)
+    else:
+        session = requests.Session()
+        session.trust_env = False
+    try:
+        with session, session.get(
+            url,
+            timeout=(connect_timeout, timeout),
+            stream=True,
+            allow_redirects=False,
+            headers={"User-Agent": "selfcheck", "Accept-Encoding": "identity"},
+        ) as response:
+            body = _read_capped(response, cap, deadline)
+            return HttpReply(response.status_code, dict(response.headers), body)
+    except requests.RequestException as error:
+        raise _os_error(error, url, deadline) from None
+    finally:
+        if unix_socket is not None:
+            sock.close()
+
+
+def _read_capped(response: requests.Response, cap: int, deadline: Deadline) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=16384):
+        deadline.left()
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            raise ProtocolViolationError(f"answer larger than {cap} bytes")
+    return b"".join(chunks)
+
+
+def _os_error(error: BaseException, url: str, deadline: Deadline) -> OSError:
+    """The ``OSError`` under a ``requests`` exception, or a timeout or protocol error."""
+    import requests
+
+    cause = _root_os_error(error)
+    if isinstance(error, requests.Timeout) or isinstance(cause, TimeoutError):
+        return TimeoutError(errno.ETIMEDOUT, f"no answer within {deadline.seconds:g} s")
+    if isinstance(error, requests.ConnectionError) and cause is not None and cause.errno:
+        if cause.errno not in (errno.ECONNRESET, errno.EPIPE):
+            return cause
+    return ProtocolViolationError(f"GET {url} failed: {_short(error)}")
+
+
+def _root_os_error(error: BaseException) -> OSError | None:
+    """Walk ``requests``/``urllib3`` wrappers (args, reason, cause, context) to an errno."""
+    seen: set[int] = set()
+    queue: list[BaseException] = [error]
+    found: OSError | None = None
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        if isinstance(current, TimeoutError | socket.timeout) and found is None:
+            found = current
+        nested = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        nested.extend(current.args)
+        queue.extend(item for item in nested if isinstance(item, BaseException))
+    return found
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]

@@ -1,0 +1,56 @@
+"""pod_logs: skipped unless logs are on; listing is not enough, a file must open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from selfcheck.checks import pod_logs
+from selfcheck.config import load
+from selfcheck.model import Reason, Status
+from selfcheck.registry import known_ids
+from tests.support.run import AS_AGENT_USER, selfcheck
+
+
+def _tree(root: Path) -> Path:
+    log = root / "default_web-1_0f0e" / "nginx" / "0.log"
+    log.parent.mkdir(parents=True)
+    log.write_text('{"log":"hello"}\n')
+    log.chmod(0o640)
+    for directory in (root, log.parent.parent, log.parent):
+        directory.chmod(0o755)
+    return log
+
+
+def test_skipped_when_logs_are_off(tmp_path: Path) -> None:
+    outcome = pod_logs.run(load(known_ids(), {"SELFCHECK_POD_LOGS_DIR": str(tmp_path)}))
+    assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
+
+
+def test_opens_a_log_file_as_root(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    env = {"DD_LOGS_ENABLED": "true", "SELFCHECK_POD_LOGS_DIR": str(tmp_path)}
+    outcome = pod_logs.run(load(known_ids(), env))
+    assert outcome.status == Status.OK
+    assert "nginx/0.log" in outcome.message
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    env = {"DD_LOGS_ENABLED": "1", "SELFCHECK_POD_LOGS_DIR": str(tmp_path / "pods")}
+    outcome = pod_logs.run(load(known_ids(), env))
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
+    assert "logpodpath" in outcome.remediation
+
+
+@pytest.mark.root
+def test_root_owned_logs_are_listed_but_not_readable_by_the_agent_user(open_tmp: Path) -> None:
+    """The non-root Agent of datadog-agent#6442: the directory lists, the file does not open."""
+    log = _tree(open_tmp)
+    env = {"DD_LOGS_ENABLED": "true", "SELFCHECK_POD_LOGS_DIR": str(open_tmp)}
+    run = selfcheck(["check", "--only", "pod_logs", "--json"], env, AS_AGENT_USER)
+    result = run.check("pod_logs")
+    assert (result["status"], result["reason"]) == ("failed", "eacces")
+    assert str(log) in result["message"]
+    assert "supplementalGroups" in result["remediation"]
+    assert run.code == 2

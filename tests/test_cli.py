@@ -1,0 +1,158 @@
+"""Every CLI command's exit code and output, as on-call people and the kubelet see them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.run import base_env, python_command, selfcheck
+
+FILE_CHECKS = "procfs,os_release"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_check_ok_prints_a_table_and_exits_0() -> None:
+    run = selfcheck(["check", "--only", FILE_CHECKS], {"HOST_PROC": "/proc", "HOST_ETC": "/etc"})
+    assert run.code == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].split() == ["STATUS", "CHECK", "NEED", "MESSAGE"]
+    assert any(line.startswith("ok") and " procfs " in line for line in lines)
+    assert lines[-1].endswith("ready.")
+    assert run.stderr == ""
+
+
+def test_required_failure_exits_2_with_the_fix_under_it(tmp_path: Path) -> None:
+    run = selfcheck(["check", "--only", "procfs"], {"HOST_PROC": str(tmp_path / "missing")})
+    assert run.code == 2
+    lines = run.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("FAILED"))
+    assert "(ENOENT)" in lines[row]
+    assert lines[row + 1].strip().startswith("fix: Mount the host's /proc")
+    assert "NOT READY: procfs" in lines[-1]
+
+
+def test_optional_failure_exits_1(tmp_path: Path) -> None:
+    run = selfcheck(["check", "--only", "os_release"], {"HOST_ETC": str(tmp_path)})
+    assert run.code == 1
+    assert run.stdout.splitlines()[1].startswith("FAILED")
+
+
+def test_json_is_the_status_schema() -> None:
+    run = selfcheck(["check", "--json", "--only", FILE_CHECKS], {"HOST_PROC": "/proc"})
+    doc = run.json
+    assert set(doc) == {"generation", "ready", "completed_at", "node", "checks"}
+    assert {c["check"] for c in doc["checks"]} == {"procfs", "os_release"}
+    for result in doc["checks"]:
+        assert {"status", "reason", "message", "remediation", "details", "required"} <= set(result)
+
+
+def test_verbose_shows_details() -> None:
+    run = selfcheck(["check", "--verbose", "--only", "procfs"], {"HOST_PROC": "/proc"})
+    assert "visible_processes:" in run.stdout
+
+
+def test_bad_configuration_is_one_line_and_exit_3() -> None:
+    for env, args in (
+        ({"SELFCHECK_INTERVAL": "abc"}, ["check"]),
+        ({"SELFCHECK_LISTEN": "0.0.0.0:70000"}, ["serve"]),
+        ({"SELFCHECK_REQUIRE": "nope"}, ["list"]),
+        ({}, ["check", "--only", "procfs,nope"]),
+        ({}, ["check", "--timeout", "soon"]),
+    ):
+        run = selfcheck(args, env)
+        assert run.code == 3, (env, args, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert "configuration error" in run.stderr
+        assert "Traceback" not in run.stderr
+
+
+def test_bad_usage_is_exit_3() -> None:
+    for args in (["frobnicate"], ["probe", "sideways"], [], ["check", "--bogus"]):
+        run = selfcheck(args)
+        assert run.code == 3, args
+        assert "Traceback" not in run.stderr
+
+
+def test_explain_and_list() -> None:
+    run = selfcheck(["explain", "procfs"])
+    assert run.code == 0
+    for reason in ("enoent", "eacces", "not_procfs", "not_host", "hidepid"):
+        assert f"  {reason}: " in run.stdout
+    assert "docs/checks/procfs.md" in run.stdout
+    assert selfcheck(["explain", "nope"]).code == 3
+    listing = selfcheck(["list"], {"DD_LOGS_ENABLED": "true"})
+    assert listing.code == 0
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()}
+    assert "required" in rows["procfs"] and "required when DD_LOGS_ENABLED" in rows["pod_logs"]
+    assert set(rows) >= {"procfs", "cgroups", "os_release", "passwd", "pod_logs"}
+
+
+def test_probe_without_a_server_fails_fast() -> None:
+    began = time.monotonic()
+    run = selfcheck(["probe", "live", "--listen", f"127.0.0.1:{_free_port()}"])
+    assert run.code == 1
+    assert time.monotonic() - began < 10  # generous: a refused connection does not wait
+    assert "no answer" in run.stderr
+
+
+def test_serve_answers_probes_and_stops_on_sigterm() -> None:
+    port = _free_port()
+    env = base_env(
+        {
+            "SELFCHECK_LISTEN": f"127.0.0.1:{port}",
+            "SELFCHECK_REQUIRE": "procfs",
+            "HOST_PROC": "/proc",
+        }
+    )
+    proc = subprocess.Popen(
+        [*python_command(), "serve"], env=env, cwd="/", stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        ready = None
+        while time.monotonic() < deadline:
+            ready = selfcheck(["probe", "ready", "--listen", f"127.0.0.1:{port}"], env)
+            if ready.code == 0:
+                break
+            time.sleep(0.1)
+        assert ready is not None and ready.code == 0, ready
+        assert "[+]procfs ok" in ready.stdout
+        assert selfcheck(["probe", "live"], env).code == 0
+        assert selfcheck(["probe", "startup"], env).code == 0
+        proc.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        assert proc.wait(timeout=10) == 0
+        stopped_in = time.monotonic() - began
+        assert stopped_in < 5, stopped_in  # the promise is 1 s; bench/ measures it
+        assert proc.stderr is not None
+        logs = proc.stderr.read().splitlines()
+        assert any('"msg":"serving"' in line for line in logs)
+        assert any('"msg":"stopping"' in line for line in logs)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_serve_on_a_busy_port_is_exit_3() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        run = selfcheck(["serve"], {"SELFCHECK_LISTEN": f"127.0.0.1:{port}"}, timeout=20)
+    assert run.code == 3
+    assert "cannot listen" in run.stderr
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    version = selfcheck(["--version"])
+    assert version.code == 0 and version.stdout.startswith("selfcheck ")

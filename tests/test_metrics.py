@@ -1,0 +1,82 @@
+"""The exposition: every check from the first scrape, counters per run, closed label sets."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from selfcheck.config import load
+from selfcheck.metrics import Exposition, SnapshotCollector
+from selfcheck.model import Reason, Snapshot, Status
+from selfcheck.registry import all_checks
+from selfcheck.runner import Runner
+from tests.support.fake_checks import failing, passing
+
+IDS = frozenset({"fine", "broken"})
+
+
+def _exposition(runner: Runner) -> Exposition:
+    def snap() -> Snapshot:
+        return runner.snapshot
+
+    collector = SnapshotCollector(snap, runner.checks, lambda s: s.is_ready(runner.clock(), 100))
+    return Exposition(collector, snap)
+
+
+def _runner() -> Runner:
+    return Runner(load(IDS, {}), {"fine": passing(), "broken": failing()})
+
+
+def test_every_check_is_exported_before_the_first_cycle() -> None:
+    text = _exposition(_runner()).render()[0].decode()
+    for cid in ("fine", "broken"):
+        assert f'selfcheck_check_required{{check="{cid}"}} 1.0' in text
+        assert f'selfcheck_check_runs_total{{check="{cid}"}} 0.0' in text
+        assert f'selfcheck_check_status{{check="{cid}",status="ok"}} 0.0' in text
+    assert "selfcheck_ready 0.0" in text
+
+
+def test_counters_count_runs_not_scrapes() -> None:
+    runner = _runner()
+    exposition = _exposition(runner)
+    for _ in range(3):
+        runner.run_cycle()
+    for _ in range(10):
+        text = exposition.render()[0].decode()
+    assert 'selfcheck_check_runs_total{check="fine"} 3.0' in text
+    assert 'selfcheck_check_failures_total{check="broken"} 3.0' in text
+    assert 'selfcheck_check_failures_total{check="fine"} 0.0' in text
+    assert 'selfcheck_check_reason{check="broken",reason="io_error"} 1.0' in text
+    assert 'selfcheck_check_success{check="fine"} 1.0' in text
+    assert "selfcheck_fine_answer 42.0" in text
+
+
+def test_rendering_is_cached_per_snapshot() -> None:
+    runner = _runner()
+    exposition = _exposition(runner)
+    runner.run_cycle()
+    first = exposition.render()[0]
+    assert exposition.render()[0] is first
+    runner.run_cycle()
+    assert exposition.render()[0] is not first
+
+
+def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
+    """Run the real checks here and lint the real exposition with promtool."""
+    checks = all_checks()
+    runner = Runner(load(frozenset(checks), {}), checks)
+    runner.run_cycle()
+    body = _exposition(runner).render()[0]
+    statuses = {str(s) for s in Status}
+    reasons = {str(r) for r in Reason}
+    text = body.decode()
+    for status in re.findall(r'selfcheck_check_status\{check="[a-z_]+",status="([a-z_]+)"\}', text):
+        assert status in statuses
+    for reason in re.findall(r'selfcheck_check_reason\{check="[a-z_]+",reason="([a-z_]+)"\}', text):
+        assert reason in reasons
+    for cid in checks:
+        assert f'selfcheck_check_runs_total{{check="{cid}"}} 1.0' in text
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, check=False
+    )
+    assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b"")

@@ -1,0 +1,114 @@
+"""The runner: deadlines per check, stuck checks contained, counters per run, change logs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from selfcheck.config import load
+from selfcheck.model import Reason, Status
+from selfcheck.runner import Runner
+from tests.support.fake_checks import FifoBlocker, failing, passing, raising
+
+
+def _config(**env: str) -> object:
+    base = {"SELFCHECK_CHECK_TIMEOUT": "0.3", "SELFCHECK_INTERVAL": "0.2"}
+    return load(frozenset({"fine", "broken", "buggy", "stuck"}), {**base, **env})
+
+
+def _threads(name: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name == name)
+
+
+def test_a_check_blocked_in_a_syscall_is_abandoned_and_not_restarted(tmp_path: Path) -> None:
+    blocker = FifoBlocker(tmp_path)
+    runner = Runner(_config(), {"fine": passing(), "stuck": blocker.spec})  # type: ignore[arg-type]
+    began = time.monotonic()
+    first = runner.run_cycle()
+    assert time.monotonic() - began < 5  # bounded by the deadline, not by the FIFO
+    assert first.results["fine"].status == Status.OK
+    stuck = first.results["stuck"]
+    assert (stuck.status, stuck.reason) == (Status.FAILED, Reason.TIMEOUT)
+    assert "SELFCHECK_CHECK_TIMEOUT" in stuck.outcome.message
+
+    second = runner.run_cycle()
+    assert "still blocked" in second.results["stuck"].outcome.message
+    assert _threads("check-stuck") == 1  # never a second copy of a stuck check
+
+    blocker.release()
+    deadline = time.monotonic() + 5
+    while _threads("check-stuck") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _threads("check-stuck") == 0
+    third = runner.run_cycle()  # once unblocked, the check runs again and recovers
+    assert third.results["stuck"].status == Status.OK
+    assert (third.counters["stuck"].runs, third.counters["stuck"].failures) == (3, 2)
+
+
+def test_an_exception_is_status_error_not_a_crash() -> None:
+    runner = Runner(_config(), {"buggy": raising(), "fine": passing()})  # type: ignore[arg-type]
+    snap = runner.run_cycle()
+    buggy = snap.results["buggy"]
+    assert (buggy.status, buggy.reason) == (Status.ERROR, Reason.EXCEPTION)
+    assert "ZeroDivisionError" in buggy.outcome.message
+    assert snap.results["fine"].status == Status.OK
+
+
+def test_counters_count_runs_and_failures() -> None:
+    runner = Runner(_config(), {"fine": passing(), "broken": failing()})  # type: ignore[arg-type]
+    for _ in range(3):
+        snap = runner.run_cycle()
+    assert snap.counters["fine"].runs == 3 and snap.counters["fine"].failures == 0
+    assert snap.counters["broken"].runs == 3 and snap.counters["broken"].failures == 3
+    assert snap.counters["fine"].last_success_at is not None
+    assert snap.counters["broken"].last_success_at is None
+    assert snap.generation == 3
+
+
+def test_skip_and_require_override_the_defaults() -> None:
+    config = _config(SELFCHECK_SKIP="broken", SELFCHECK_REQUIRE="buggy")
+    runner = Runner(config, {"broken": failing(), "buggy": raising()})  # type: ignore[arg-type]
+    snap = runner.run_cycle()
+    assert (snap.results["broken"].status, snap.results["broken"].reason) == (
+        Status.SKIPPED,
+        Reason.DISABLED,
+    )
+    assert runner.required == frozenset({"buggy"})
+    assert [r.check for r in snap.failing_required()] == ["buggy"]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_one_log_line_per_status_change_not_per_run() -> None:
+    logger = logging.getLogger("selfcheck.test.runner")
+    handler = _Records()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    runner = Runner(_config(), {"fine": passing()}, logger=logger)  # type: ignore[arg-type]
+    for _ in range(4):
+        runner.run_cycle()
+    changes = [r for r in handler.records if r.getMessage() == "check status changed"]
+    assert len(changes) == 1
+    assert changes[0].fields["check"] == "fine"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cycles", [1, 3])
+def test_liveness_follows_progress(cycles: int) -> None:
+    clock = [1000.0]
+    runner = Runner(_config(), {"fine": passing()}, clock=lambda: clock[0])  # type: ignore[arg-type]
+    for _ in range(cycles):
+        runner.run_cycle()
+    assert runner.is_live()
+    clock[0] += runner.config.stale_after + 1
+    assert not runner.is_live()
