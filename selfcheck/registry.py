@@ -31,7 +31,8 @@ class CheckSpec:
     """What a check is, beyond its code: the words ``explain`` and ``list`` print.
 
     ``remediations`` maps each reason the check can give to the fix a user applies; it is
-    the single source for both the live result and ``selfcheck explain``.
+    the single source for both the live result and ``selfcheck explain``. ``catalog`` lists
+    any further closed set a check reports (the security findings), for ``explain``.
     """
 
     id: str
@@ -43,6 +44,8 @@ class CheckSpec:
     required_by_default: RequiredFn = _never
     required_because: str = "optional"
     figures: Mapping[str, str] = field(default_factory=dict)
+    catalog_title: str = ""
+    catalog: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def reasons(self) -> tuple[Reason, ...]:

@@ -81,6 +81,13 @@ def render_explain(spec: CheckSpec) -> str:
         lines.extend(
             textwrap.wrap(fix, _WRAP, initial_indent=f"  {reason}: ", subsequent_indent="    ")
         )
+    if spec.catalog:
+        lines.append("")
+        lines.append(f"{spec.catalog_title}:")
+        for name, text in spec.catalog.items():
+            lines.extend(
+                textwrap.wrap(text, _WRAP, initial_indent=f"  {name}: ", subsequent_indent="    ")
+            )
     if spec.figures:
         lines.append("")
         lines.append("Metrics:")

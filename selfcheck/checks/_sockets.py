@@ -1,7 +1,8 @@
 """Judging helpers shared by the socket checks: the failure outcome, the time budget.
 
 Like ``_common.os_failure``, but through ``selfcheck.host.sockets.classify``, which adds the
-two socket-only reasons (``not_socket``, ``protocol_error``) to the shared errno table.
+two socket-only reasons (``not_socket``, ``protocol_error``) to the shared errno table, and
+with the socket's owner and mode when permission is denied.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from selfcheck.checks._common import GENERIC_IO_FIX
 from selfcheck.config import Config
@@ -29,37 +31,58 @@ def budget(config: Config, ceiling: float = BUDGET_CEILING) -> float:
     return max(0.05, min(ceiling, 0.75 * config.check_timeout))
 
 
-def socket_failure(
-    remediations: Mapping[Reason, str],
-    error: OSError,
-    path: str | os.PathLike[str],
-    what: str,
-    allowed: frozenset[Reason],
-    hints: Mapping[Reason, str] | None = None,
-    status: Mapping[Reason, Status] | None = None,
-    st: os.stat_result | None = None,
-    **extra: object,
-) -> Outcome:
-    """A failed (or, per ``status``, degraded) outcome naming the path, the errno and the fix.
+@dataclass(frozen=True, slots=True)
+class SocketJudge:
+    """One check's failure vocabulary: its fixes, what each errno means there, its statuses.
 
-    ``hints`` add what the errno means for this socket ("nothing listens on it");
-    reasons outside ``allowed`` become ``io_error`` so the metric label stays documented.
-    With the socket's ``st``, a permission failure names the group to add.
+    The reasons a check may give are the keys of ``remediations``; anything else becomes
+    ``io_error`` so the metric's reason label stays inside the documented set.
     """
-    reason = classify(error)
-    if reason not in allowed:
-        reason = Reason.IO_ERROR
-    hint = (hints or {}).get(reason)
-    message = f"cannot {what}: {describe(error, path)}" + (f"; {hint}" if hint else "")
-    fix = remediations.get(reason) or remediations.get(Reason.IO_ERROR) or GENERIC_IO_FIX
-    extra_fix = group_fix(st) if reason is Reason.EACCES else ""
-    return Outcome(
-        (status or {}).get(reason, Status.FAILED),
-        reason,
-        message,
-        f"{fix} {extra_fix}".strip(),
-        **extra,  # type: ignore[arg-type]
-    )
+
+    remediations: Mapping[Reason, str]
+    hints: Mapping[Reason, str] = field(default_factory=dict)
+    statuses: Mapping[Reason, Status] = field(default_factory=dict)
+
+    def reason(self, error: OSError) -> Reason:
+        reason = classify(error)
+        return reason if reason in self.remediations else Reason.IO_ERROR
+
+    def fix(self, reason: Reason) -> str:
+        return (
+            self.remediations.get(reason)
+            or self.remediations.get(Reason.IO_ERROR)
+            or GENERIC_IO_FIX
+        )
+
+    def failure(
+        self,
+        error: OSError,
+        path: str | os.PathLike[str],
+        what: str,
+        st: os.stat_result | None = None,
+        **extra: object,
+    ) -> Outcome:
+        """``failed`` (or the check's status for that reason) naming the path, errno and fix.
+
+        A permission failure also names this process's identity and, with the socket's
+        ``st``, its owner and mode and the group to add (FACTS.md 3.4).
+        """
+        reason = self.reason(error)
+        hint = self.hints.get(reason)
+        fix = self.fix(reason)
+        if reason is Reason.EACCES:
+            hint = f"this process runs as {identity()}"
+            if st is not None:
+                hint += f", the socket is {ownership(st)}"
+                fix = f"{fix} {group_fix(st)}"
+        message = f"cannot {what}: {describe(error, path)}" + (f"; {hint}" if hint else "")
+        return Outcome(
+            self.statuses.get(reason, Status.FAILED),
+            reason,
+            message,
+            fix,
+            **extra,  # type: ignore[arg-type]
+        )
 
 
 def identity() -> str:
@@ -73,10 +96,8 @@ def ownership(st: os.stat_result) -> str:
     return f"{stat.S_IMODE(st.st_mode):04o} uid {st.st_uid} gid {st.st_gid}"
 
 
-def group_fix(st: os.stat_result | None) -> str:
-    """The concrete supplemental group to add, when the socket's group is known (FACTS.md 3.4)."""
-    if st is None:
-        return ""
+def group_fix(st: os.stat_result) -> str:
+    """The concrete supplemental group to add (FACTS.md 3.4)."""
     return (
         f"Here the socket belongs to gid {st.st_gid}: add {st.st_gid} to the pod's "
         "spec.securityContext.supplementalGroups."

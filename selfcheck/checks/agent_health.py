@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfcheck.checks._sockets import budget, socket_failure
+from selfcheck.checks._sockets import SocketJudge, budget
 from selfcheck.config import Config
 from selfcheck.host.sockets import HttpReply, ProtocolViolationError, http_get
 from selfcheck.model import Outcome, Reason, Status, ok
@@ -44,7 +44,7 @@ REMEDIATIONS = {
     ),
     Reason.IO_ERROR: "Connecting to the health port failed for another reason: see the message.",
 }
-ALLOWED = frozenset(REMEDIATIONS)
+JUDGE = SocketJudge(REMEDIATIONS)
 
 
 def run(config: Config) -> Outcome:
@@ -53,16 +53,17 @@ def run(config: Config) -> Outcome:
         reply = http_get(url, budget(config))
         healthy, unhealthy = parse_health(reply)
     except OSError as error:
-        return socket_failure(
-            REMEDIATIONS, error, url, "ask the Agent for its health", ALLOWED, details={"url": url}
-        )
+        return JUDGE.failure(error, url, "ask the Agent for its health", details={"url": url})
     details: dict[str, Any] = {
         "url": url,
         "http_status": reply.status,
         "healthy": healthy[:MAX_NAMES],
         "unhealthy": unhealthy[:MAX_NAMES],
     }
-    figures = {"healthy_components": float(len(healthy)), "unhealthy_components": float(len(unhealthy))}
+    figures = {
+        "healthy_components": float(len(healthy)),
+        "unhealthy_components": float(len(unhealthy)),
+    }
     if unhealthy or reply.status != 200:
         names = ", ".join(unhealthy[:MAX_NAMES]) or "none named"
         return Outcome(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfcheck.checks._sockets import budget, identity, ownership, socket_failure
+from selfcheck.checks._sockets import SocketJudge, budget, ownership
 from selfcheck.config import Config
 from selfcheck.host.files import path_exists
 from selfcheck.host.sockets import (
@@ -68,7 +68,7 @@ HINTS = {
     Reason.ECONNREFUSED: "a stale socket file: nothing listens on it",
     Reason.NOT_SOCKET: "the APM receiver is a stream socket speaking HTTP",
 }
-ALLOWED = frozenset(REMEDIATIONS)
+JUDGE = SocketJudge(REMEDIATIONS, HINTS)
 INFO_URL = "http://localhost/info"
 
 
@@ -84,26 +84,17 @@ def run(config: Config) -> Outcome:
     try:
         st = stat_socket(path)
     except OSError as error:
-        return socket_failure(
-            REMEDIATIONS, error, path, "find the APM socket", ALLOWED, HINTS, details=details
-        )
+        return JUDGE.failure(error, path, "find the APM socket", details=details)
     details.update(mode=mode_octal(st), owner=ownership(st))
     try:
         reply = http_get(INFO_URL, budget(config), unix_socket=path)
         info = _info(reply)
     except OSError as error:
-        return socket_failure(
-            REMEDIATIONS,
-            error,
-            path,
-            f"GET /info from the trace-agent ({identity()}, socket {ownership(st)})",
-            ALLOWED,
-            HINTS,
-            st=st,
-            details=details,
-        )
+        return JUDGE.failure(error, path, "GET /info from the trace-agent", st, details=details)
     details.update(info)
-    return ok(f"{path}: trace-agent {info['trace_agent_version']} answered GET /info", details=details)
+    return ok(
+        f"{path}: trace-agent {info['trace_agent_version']} answered GET /info", details=details
+    )
 
 
 def _info(reply: HttpReply) -> dict[str, Any]:

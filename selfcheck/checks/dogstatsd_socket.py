@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfcheck.checks._sockets import budget, identity, ownership, socket_failure
+from selfcheck.checks._sockets import SocketJudge, budget, ownership
 from selfcheck.config import Config
 from selfcheck.host.files import describe
 from selfcheck.host.sockets import (
@@ -82,10 +82,12 @@ HINTS = {
     Reason.NOT_SOCKET: "DogStatsD needs a datagram (unixgram) socket",
 }
 
-STATUS = {Reason.EAGAIN: Status.DEGRADED}
-"""A full queue means the Agent is there and behind: degraded, not a reason to go unready."""
-
-ALLOWED = frozenset(REMEDIATIONS)
+JUDGE = SocketJudge(
+    REMEDIATIONS,
+    HINTS,
+    # A full queue means the Agent is there and behind: degraded, not a reason to go unready.
+    {Reason.EAGAIN: Status.DEGRADED},
+)
 
 
 def heartbeat(metric: str) -> bytes:
@@ -100,25 +102,15 @@ def run(config: Config) -> Outcome:
     try:
         st = stat_socket(path)
     except OSError as error:
-        return socket_failure(
-            REMEDIATIONS, error, path, "find the DogStatsD socket", ALLOWED, HINTS, details=details
-        )
+        return JUDGE.failure(error, path, "find the DogStatsD socket", details=details)
     mode = mode_octal(st)
     details.update(mode=mode, owner=ownership(st), mode_matches_agent=mode == AGENT_MODE)
     payload = heartbeat(config.heartbeat_metric) if config.dogstatsd_mode == "send" else None
     try:
         sent = send_datagram(path, payload)
     except OSError as error:
-        return socket_failure(
-            REMEDIATIONS,
-            error,
-            path,
-            f"send a DogStatsD datagram to the socket ({identity()}, socket {ownership(st)})",
-            ALLOWED,
-            HINTS,
-            STATUS,
-            st,
-            details=details,
+        return JUDGE.failure(
+            error, path, "send a DogStatsD datagram to the socket", st, details=details
         )
     details["sent_bytes"] = sent
     figures = _uds_counters(config, deadline, details)

@@ -424,12 +424,19 @@ def judge(ev: Evidence) -> Outcome:
 
 
 def _procfs_missing(config: Config) -> Outcome | None:
+    """``/host/proc`` where the Agent wants it, and a procfs (it has ``self``) at ``host_proc``."""
+    self_link = config.host_proc / "self"
     if config.containerized and not path_exists(AGENT_HOST_PROC):
         where = f"{AGENT_HOST_PROC} does not exist"
-    elif not path_exists(config.host_proc / "self"):
-        where = f"{config.host_proc} is not a mounted procfs (no {config.host_proc}/self)"
     else:
-        return None
+        try:
+            self_link.lstat()
+        except (FileNotFoundError, NotADirectoryError) as error:
+            where = f"{config.host_proc} is not a mounted procfs ({describe(error, self_link)})"
+        except OSError as error:
+            return os_failure(REMEDIATIONS, error, self_link, "look at the host procfs", _ALLOWED)
+        else:
+            return None
     return Outcome(
         Status.FAILED,
         Reason.PROCFS_MISSING,
@@ -450,7 +457,7 @@ SPEC = register(
         title="DogStatsD origin detection (hostPID plus the procdir mount)",
         run=run,
         proves=(
-            "step 1: this process shares the PID namespace /host/proc belongs to (NSpid in "
+            "Step 1: this process shares the PID namespace /host/proc belongs to (NSpid in "
             "<host proc>/self/status has one entry; the /proc/self/ns/pid inode and whether it "
             "is the initial namespace are in details). Step 2: a datagram from a child process "
             "to an SO_PASSCRED socket in the abstract namespace arrives with the child's "

@@ -300,13 +300,16 @@ def _is_plain(volume: Volume, path: Path) -> bool:
 
 
 def audit_mounts(config: Config, mounts: list[Mount]) -> list[MountAudit]:
-    """Every volume of the table that is present here as a mount of its own."""
+    """Every volume of the table that is present here as a mount of its own; a mount shared by
+    two rows (apmsocket in dsdsocket's directory) is audited once, under the first."""
     audits: list[MountAudit] = []
+    seen: set[int] = set()
     for volume in VOLUMES:
         for path in volume.paths(config):
             mount = own_mount(path, mounts)
-            if mount is None or _is_plain(volume, path):
+            if mount is None or mount.mount_id in seen or _is_plain(volume, path):
                 continue
+            seen.add(mount.mount_id)
             below = tuple(m.mount_point for m in submounts(mount, mounts) if mount_writable(m))
             audits.append(MountAudit(volume, path, mount, mount_writable(mount), below))
     return audits
@@ -532,8 +535,8 @@ def run(config: Config) -> Outcome:
     return judge(identity, mounts, host_pid_namespace(config.host_proc), config)
 
 
-def _catalog() -> str:
-    return " ".join(f"{fid} ({spec.severity}): {spec.why}" for fid, spec in FINDINGS.items())
+def _catalog() -> dict[str, str]:
+    return {f"{fid} ({spec.severity})": spec.why for fid, spec in FINDINGS.items()}
 
 
 SPEC = register(
@@ -550,9 +553,10 @@ SPEC = register(
         ),
         why=(
             "hostPID, hostPath mounts and root are accepted for monitoring only when scoped: "
-            "read-only mounts, no ptrace next to hostPID, non-root where possible. Findings: "
-            + _catalog()
+            "read-only mounts, no ptrace next to hostPID, non-root where possible."
         ),
+        catalog_title="Findings (id, severity: why it matters)",
+        catalog=_catalog(),
         remediations=REMEDIATIONS,
         required_because="optional by default; SELFCHECK_REQUIRE=security makes a critical "
         "finding fail the check",

@@ -138,16 +138,16 @@ def grpc_unframe(data: bytes) -> bytes:
 
 
 def version(
-    path: Path, timeout: float, connect_timeout: float = CONNECT_TIMEOUT
+    path: Path, timeout: float | Deadline, connect_timeout: float = CONNECT_TIMEOUT
 ) -> CriVersion:
-    """Call ``RuntimeService/Version`` on the socket at ``path`` within ``timeout`` seconds.
+    """Call ``RuntimeService/Version`` on ``path`` within ``timeout`` (seconds or a deadline).
 
     Raises the connect's ``OSError`` (``ENOENT``, ``EACCES``, ``ECONNREFUSED``...),
     ``TimeoutError``, or ``ProtocolViolationError`` when the peer is not a CRI server
     (not HTTP/2, a gRPC status other than OK, e.g. ``UNIMPLEMENTED`` when the CRI plugin is
     disabled).
     """
-    deadline = Deadline(timeout)
+    deadline = Deadline.of(timeout)
     with connect_unix(path, socket.SOCK_STREAM, deadline, connect_timeout) as sock:
         return _call(sock, deadline)
 
@@ -197,7 +197,9 @@ def _exchange(
     while True:
         data = sock.recv(65536)
         if not data:
-            raise ProtocolViolationError("the runtime closed the connection before answering")
+            raise ProtocolViolationError(
+                "the peer closed the connection without an HTTP/2 answer: not a CRI (gRPC) server"
+            )
         for event in conn.receive_data(data):
             if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
                 headers.update(_text_headers(event.headers or []))
@@ -207,9 +209,13 @@ def _exchange(
                     raise ProtocolViolationError(f"answer larger than {RESPONSE_CAP} bytes")
                 conn.acknowledge_received_data(event.flow_controlled_length or 0, stream)
             elif isinstance(event, h2.events.StreamReset):
-                raise ProtocolViolationError(f"the runtime reset the call (code {event.error_code})")
+                raise ProtocolViolationError(
+                    f"the runtime reset the call (code {event.error_code})"
+                )
             elif isinstance(event, h2.events.ConnectionTerminated):
-                raise ProtocolViolationError(f"the runtime ended the connection ({event.error_code})")
+                raise ProtocolViolationError(
+                    f"the runtime ended the connection ({event.error_code})"
+                )
             elif isinstance(event, h2.events.StreamEnded):
                 return headers, bytes(body)
         pending = conn.data_to_send()

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import os
 import secrets
+import select
 import signal
 import socket
 import struct
@@ -134,14 +135,26 @@ def _fork_sender(address: bytes, payload: bytes) -> int:
         sender.close()
 
 
+def _wait_for_exit(pid: int, deadline: float) -> None:
+    """Block until the child exits or ``deadline``, on a pidfd where the kernel has them."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG)[0] == 0:
+            time.sleep(_REAP_POLL)
+        return
+    try:
+        select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        os.close(pidfd)
+
+
 def _reap(pid: int, deadline: float) -> None:
     """Collect the child by ``deadline``, killing it if it has not exited by then."""
     with contextlib.suppress(ChildProcessError):
-        while time.monotonic() < deadline:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-            time.sleep(_REAP_POLL)
+        _wait_for_exit(pid, deadline)
+        if os.waitpid(pid, os.WNOHANG)[0] != 0:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)

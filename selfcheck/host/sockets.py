@@ -70,7 +70,7 @@ def file_type(mode: int) -> str:
 
 def stat_socket(path: Path) -> os.stat_result:
     """``stat`` that insists on a socket, following symlinks as a client's connect does."""
-    result = os.stat(path)
+    result = os.stat(path)  # noqa: PTH116 (takes str and PathLike alike, like connect)
     if not stat.S_ISSOCK(result.st_mode):
         kind = file_type(result.st_mode)
         raise NotSocketError(errno.ENOTSOCK, f"is a {kind}, not a socket", os.fspath(path))
@@ -90,11 +90,19 @@ class Deadline:
         self._clock = clock
         self._end = clock() + seconds
 
+    @classmethod
+    def of(cls, timeout: float | Deadline) -> Deadline:
+        """A caller's deadline as it is, or a fresh one of ``timeout`` seconds."""
+        return timeout if isinstance(timeout, Deadline) else cls(timeout)
+
+    def expired(self) -> TimeoutError:
+        return TimeoutError(errno.ETIMEDOUT, f"no answer within {self.seconds:g} s")
+
     def left(self, cap: float | None = None) -> float:
         """Seconds left (at most ``cap``); ``TimeoutError`` once the budget is spent."""
         remaining = self._end - self._clock()
         if remaining <= 0:
-            raise TimeoutError(errno.ETIMEDOUT, f"no answer within {self.seconds:g} s")
+            raise self.expired()
         return remaining if cap is None else min(cap, remaining)
 
 
@@ -110,15 +118,24 @@ class DeadlineSocket(socket.socket):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         self.settimeout(self.deadline.left())
-        return super().recv_into(buffer, nbytes, flags)
+        try:
+            return super().recv_into(buffer, nbytes, flags)
+        except TimeoutError:
+            raise self.deadline.expired() from None
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         self.settimeout(self.deadline.left())
-        return super().recv(bufsize, flags)
+        try:
+            return super().recv(bufsize, flags)
+        except TimeoutError:
+            raise self.deadline.expired() from None
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         self.settimeout(self.deadline.left())
-        super().sendall(data, flags)
+        try:
+            super().sendall(data, flags)
+        except TimeoutError:
+            raise self.deadline.expired() from None
 
 
 def connect_unix(
@@ -176,7 +193,9 @@ class HttpReply:
         try:
             return json.loads(self.body)
         except ValueError as error:
-            raise ProtocolViolationError(f"answered HTTP {self.status} but not JSON ({error})") from None
+            raise ProtocolViolationError(
+                f"answered HTTP {self.status} but not JSON ({error})"
+            ) from None
 
 
 def _unix_session(sock: DeadlineSocket) -> requests.Session:
@@ -217,12 +236,12 @@ def _unix_session(sock: DeadlineSocket) -> requests.Session:
 
 def http_get(
     url: str,
-    timeout: float,
+    timeout: float | Deadline,
     unix_socket: Path | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
     cap: int = HTTP_BODY_CAP,
 ) -> HttpReply:
-    """``GET url`` with ``requests`` within ``timeout`` seconds overall; the body is capped.
+    """``GET url`` with ``requests`` within ``timeout`` (seconds or a shared ``Deadline``).
 
     With ``unix_socket`` the URL must be ``http://localhost/...`` and the request goes over
     that socket (the Docker API, the trace-agent), connected first by ``connect_unix``.
@@ -231,7 +250,7 @@ def http_get(
     """
     import requests
 
-    deadline = Deadline(timeout)
+    deadline = Deadline.of(timeout)
     if unix_socket is not None:
         sock = connect_unix(unix_socket, socket.SOCK_STREAM, deadline, connect_timeout)
         session = _unix_session(sock)
@@ -239,13 +258,16 @@ def http_get(
         session = requests.Session()
         session.trust_env = False
     try:
-        with session, session.get(
-            url,
-            timeout=(connect_timeout, timeout),
-            stream=True,
-            allow_redirects=False,
-            headers={"User-Agent": "selfcheck", "Accept-Encoding": "identity"},
-        ) as response:
+        with (
+            session,
+            session.get(
+                url,
+                timeout=(connect_timeout, deadline.left()),
+                stream=True,
+                allow_redirects=False,
+                headers={"User-Agent": "selfcheck", "Accept-Encoding": "identity"},
+            ) as response,
+        ):
             body = _read_capped(response, cap, deadline)
             return HttpReply(response.status_code, dict(response.headers), body)
     except requests.RequestException as error:
@@ -273,10 +295,10 @@ def _os_error(error: BaseException, url: str, deadline: Deadline) -> OSError:
 
     cause = _root_os_error(error)
     if isinstance(error, requests.Timeout) or isinstance(cause, TimeoutError):
-        return TimeoutError(errno.ETIMEDOUT, f"no answer within {deadline.seconds:g} s")
-    if isinstance(error, requests.ConnectionError) and cause is not None and cause.errno:
-        if cause.errno not in (errno.ECONNRESET, errno.EPIPE):
-            return cause
+        return deadline.expired()
+    refused = isinstance(error, requests.ConnectionError) and cause is not None and cause.errno
+    if refused and cause is not None and cause.errno not in (errno.ECONNRESET, errno.EPIPE):
+        return cause
     return ProtocolViolationError(f"GET {url} failed: {_short(error)}")
 
 

@@ -105,7 +105,12 @@ TABLE = [
     ("nested init.scope v2", v2(f"/docker/{CID}/init.scope"), 2, None),
     ("id then suffix element v1", v1(f"/docker/{CID}/sub"), 1, None),
     # a reader in a private cgroup namespace sees ../ paths; the last element still resolves
-    ("private cgroupns view v2", v2(f"/../../{K8S_SYSTEMD[1:]}/cri-containerd-{CID}.scope"), 2, CID),
+    (
+        "private cgroupns view v2",
+        v2(f"/../../{K8S_SYSTEMD[1:]}/cri-containerd-{CID}.scope"),
+        2,
+        CID,
+    ),
     # the Agent reads exactly one line: memory on v1, the empty controller on v2
     ("hybrid read as v1", f"10:memory:/\n0::/docker/{CID}\n", 1, None),
     ("hybrid read as v2", f"10:memory:/\n0::/docker/{CID}\n", 2, CID),
@@ -123,7 +128,9 @@ TABLE = [
 @pytest.mark.parametrize(
     ("text", "version", "expected"), [row[1:] for row in TABLE], ids=[row[0] for row in TABLE]
 )
-def test_container_id_rule_on_real_cgroup_lines(text: str, version: int, expected: str | None) -> None:
+def test_container_id_rule_on_real_cgroup_lines(
+    text: str, version: int, expected: str | None
+) -> None:
     assert container_id_from_proc_cgroup(text, version) == expected
 
 

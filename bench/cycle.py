@@ -1,0 +1,182 @@
+"""Cycle time against synthetic host proc trees of 1,000, 10,000 and 50,000 processes.
+
+    python bench/cycle.py [--sizes 1000,10000,50000] [--repeat 11] [--no-runtime]
+
+DESIGN.md section 7: a full cycle (all checks, sockets answering) under 50 ms with 1,000
+host processes, its cost growing no faster than linearly, sampled where it must scan.
+
+Rows (each the median of ``--repeat`` runs, in this process, after one warm-up cycle):
+
+- ``list_pids``: listing the tree's numeric entries (``selfcheck.host.procfs.list_pids``);
+  every scanning check does this once, and it is linear by nature.
+- ``passwd sample``: ``passwd.sample_uids``: list, then ``status`` of an evenly spaced
+  sample of ``SELFCHECK_SAMPLE`` (256) processes.
+- ``origin_detection sample``: ``origin_detection.sample_processes``: list, then the
+  Agent's container-ID rule on the ``cgroup`` of the same sample.
+- ``procfs check``: ``procfs.run`` on the tree. The tree is a tmpfs directory, not a
+  procfs mount, so the check's mount lookup is replaced by one that answers ``proc``;
+  everything else it does (list, count, read PID 1 and 2) runs as in production.
+- ``full cycle``: ``Runner.run_cycle()`` with every check, ``HOST_PROC`` at the tree and
+  every socket answering: DogStatsD, trace-agent, health and expvar stand-ins in another
+  process, a real containerd for the CRI call (``--no-runtime`` leaves it out).
+- ``cycle CPU``: CPU seconds of this process and its reaped children per full cycle.
+
+A synthetic tree on tmpfs is cheaper to read than a real procfs, where the kernel renders
+each ``status`` on read; the ``real /proc`` column runs the same rows on this machine's
+own procfs for scale (few processes, but real per-file costs).
+"""
+
+# ruff: noqa: E402 (the repository root goes on sys.path before the project imports)
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import proctree
+from bench._common import answering_node, median, ms, print_header, table, workdir
+from selfcheck.checks import origin_detection, passwd, procfs
+from selfcheck.config import load
+from selfcheck.host.procfs import Mount, list_pids
+from selfcheck.registry import all_checks
+from selfcheck.runner import Runner
+
+SAMPLE = 256
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall seconds of ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return median(times)
+
+
+def _fake_proc_mount(path: Path) -> Mount:
+    return Mount(0, 0, "/", str(path), frozenset({"ro"}), "proc", "proc", frozenset({"rw"}))
+
+
+@contextmanager
+def procfs_mount_answers_proc(tree: Path | None) -> Iterator[None]:
+    if tree is None:
+        yield
+        return
+    with mock.patch.object(procfs, "_mount_of", _fake_proc_mount):
+        yield
+
+
+def cpu_now() -> float:
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
+def measure(
+    host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int
+) -> dict[str, object]:
+    checks = all_checks()
+    config = load(frozenset(checks), {**env, "HOST_PROC": str(host_proc)})
+    runner = Runner(config, checks)
+    row: dict[str, object] = {"processes": len(list_pids(host_proc))}
+    with procfs_mount_answers_proc(host_proc if synthetic else None):
+        runner.run_cycle()  # warm-up: first-use imports (requests, h2)
+        row["list_pids"] = timed(lambda: list_pids(host_proc), repeat)
+        row["passwd sample"] = timed(lambda: passwd.sample_uids(host_proc, SAMPLE), repeat)
+        row["origin_detection sample"] = timed(
+            lambda: origin_detection.sample_processes(host_proc, 1, SAMPLE), repeat
+        )
+        row["procfs check"] = timed(lambda: procfs.run(config), repeat)
+        walls, cpus, per_check = [], [], {cid: [] for cid in checks}
+        for _ in range(repeat):
+            began, cpu = time.perf_counter(), cpu_now()
+            snap = runner.run_cycle()
+            walls.append(time.perf_counter() - began)
+            cpus.append(cpu_now() - cpu)
+            for cid, result in snap.results.items():
+                per_check[cid].append(result.duration_seconds)
+        row["full cycle"] = median(walls)
+        row["cycle CPU"] = median(cpus)
+        row["statuses"] = {cid: str(r.status) for cid, r in snap.results.items()}
+        row["per_check"] = {cid: median(v) for cid, v in per_check.items()}
+    return row
+
+
+@contextmanager
+def tree_of(count: int) -> Iterator[Path]:
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    directory = Path(tempfile.mkdtemp(prefix="sc-proctree-", dir=base))
+    try:
+        yield proctree.generate(directory / "proc", count)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,50000")
+    parser.add_argument("--repeat", type=int, default=11)
+    parser.add_argument("--no-runtime", action="store_true", help="no containerd")
+    args = parser.parse_args()
+    logging.getLogger("selfcheck").addHandler(logging.NullHandler())
+    logging.getLogger("selfcheck").propagate = False
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print_header("Cycle time", "python bench/cycle.py " + " ".join(sys.argv[1:]))
+    columns: dict[str, dict[str, object]] = {}
+    with workdir("cycle") as directory, answering_node(directory, not args.no_runtime) as env:
+        columns["real /proc"] = measure(Path("/proc"), False, env, args.repeat)
+        for size in sizes:
+            with tree_of(size) as tree:
+                columns[f"{size:,}"] = measure(tree, True, env, args.repeat)
+    print_tables(columns, sizes)
+
+
+def print_tables(columns: dict[str, dict[str, object]], sizes: list[int]) -> None:
+    names = list(columns)
+    first, last = f"{sizes[0]:,}", f"{sizes[-1]:,}"
+    growth_label = f"{last} / {first}"
+    headers = ["ms (median)", *names, growth_label]
+    rows = [["processes", *(columns[n]["processes"] for n in names), ""]]
+    for key in ("list_pids", "passwd sample", "origin_detection sample", "procfs check"):
+        rows.append(_row(key, columns, names, first, last))
+    rows.append(_row("full cycle", columns, names, first, last))
+    rows.append(_row("cycle CPU", columns, names, first, last))
+    print(table(headers, rows))
+    print(f"\nprocess ratio {last} / {first}: {sizes[-1] / sizes[0]:.0f}x (linear growth)\n")
+    checks = list(columns[names[0]]["per_check"])  # type: ignore[arg-type]
+    detail = [
+        [cid, *(ms(columns[n]["per_check"][cid]) for n in names)]  # type: ignore[index]
+        for cid in checks
+    ]
+    detail.append(["(status)", *(_statuses(columns[n]) for n in names)])
+    print("Per-check duration inside the full cycle (ms, median; checks run in parallel):\n")
+    print(table(["check", *names], detail))
+
+
+def _statuses(column: dict[str, object]) -> str:
+    statuses = column["statuses"]
+    assert isinstance(statuses, dict)
+    bad = [f"{cid}={s}" for cid, s in statuses.items() if s not in ("ok", "degraded")]
+    return "all ok/degraded" if not bad else ", ".join(bad)
+
+
+def _row(
+    key: str, columns: dict[str, dict[str, object]], names: list[str], first: str, last: str
+) -> list[object]:
+    values = [float(columns[n][key]) for n in names]  # type: ignore[arg-type]
+    base, top = float(columns[first][key]), float(columns[last][key])  # type: ignore[arg-type]
+    return [key, *(ms(v) for v in values), f"{top / base:.1f}x"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+#!/usr/bin/env sh
+# Helm post-renderer: adds the selfcheck sidecar (k8s/components/selfcheck-sidecar) to the node
+# Agent DaemonSet that the official Datadog chart renders, and passes everything else through.
+# Reads the rendered manifests on stdin and writes the result on stdout, as Helm expects.
+#
+#   Helm 3:  helm upgrade --install datadog datadog/datadog -f values.yaml \
+#                --post-renderer ./k8s/helm/post-renderer.sh
+#   Helm 4:  helm plugin install ./k8s/helm     (plugin.yaml beside this script), then
+#            helm upgrade --install ... --post-renderer selfcheck-sidecar
+#
+# env: SELFCHECK_IMAGE      the sidecar image, e.g. registry.example.com/selfcheck:0.1.0
+#      KUBECTL              kubectl binary with built-in kustomize (default: kubectl)
+#      SELFCHECK_COMPONENT  the component directory (default: found beside this script)
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd -P)
+component=${SELFCHECK_COMPONENT:-$here/../components/selfcheck-sidecar}
+[ -f "$component/kustomization.yaml" ] || {
+    echo "post-renderer: no kustomize component at $component" >&2
+    exit 1
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT INT TERM
+cat >"$work/rendered.yaml"
+# kustomize loads patch files only from inside the kustomization's own tree: copy the component.
+cp -R "$component" "$work/selfcheck-sidecar"
+
+{
+    echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+    echo "kind: Kustomization"
+    echo "resources:"
+    echo "  - rendered.yaml"
+    echo "components:"
+    echo "  - selfcheck-sidecar"
+    if [ -n "${SELFCHECK_IMAGE:-}" ]; then
+        # name[:tag] or name@digest; a registry port (host:5000/x) is not a tag.
+        case $SELFCHECK_IMAGE in
+            *@*) name=${SELFCHECK_IMAGE%%@*} pin="digest: ${SELFCHECK_IMAGE#*@}" ;;
+            *)
+                last=${SELFCHECK_IMAGE##*/}
+                case $last in
+                    *:*) name=${SELFCHECK_IMAGE%:*} pin="newTag: \"${SELFCHECK_IMAGE##*:}\"" ;;
+                    *) name=$SELFCHECK_IMAGE pin="" ;;
+                esac
+                ;;
+        esac
+        echo "images:"
+        echo "  - name: selfcheck"
+        echo "    newName: $name"
+        [ -z "$pin" ] || echo "    $pin"
+    fi
+} >"$work/kustomization.yaml"
+
+"${KUBECTL:-kubectl}" kustomize "$work"

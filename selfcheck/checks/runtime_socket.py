@@ -1,0 +1,305 @@
+"""``runtime_socket``: the container runtime's socket (runtimesocketdir, ``/host/var/run``).
+
+The Agent finds its runtime the way ``pkg/config/env/environment_containers.go`` does
+(FACTS.md 3.3): ``DOCKER_HOST`` or the Docker defaults, ``DD_CRI_SOCKET_PATH`` or the
+containerd and CRI-O defaults, each with and without ``/host``; a candidate counts when
+``stat`` says socket and a connect succeeds within 500 ms. Without it containers carry no
+tags and the container checks stay empty, while the Agent only logs "socket not reachable
+(permissions?)". This check walks the same candidates and then speaks the protocol: Docker
+``GET /_ping`` and ``/version``, CRI ``RuntimeService/Version`` for containerd and CRI-O.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from selfcheck.checks._sockets import SocketJudge, budget
+from selfcheck.config import Config
+from selfcheck.host import cri
+from selfcheck.host.files import describe
+from selfcheck.host.sockets import (
+    CONNECT_TIMEOUT,
+    Deadline,
+    ProtocolViolationError,
+    http_get,
+    probe_stream,
+    stat_socket,
+)
+from selfcheck.model import Outcome, Reason, Status, ok, skipped
+from selfcheck.registry import CheckSpec, register
+
+DOCKER_DEFAULTS = ("/var/run/docker.sock", "/host/var/run/docker.sock")
+CRI_DEFAULTS = (
+    "/var/run/containerd/containerd.sock",
+    "/var/run/crio/crio.sock",
+    "/host/var/run/containerd/containerd.sock",
+    "/host/var/run/crio/crio.sock",
+)
+
+REMEDIATIONS = {
+    Reason.ENOENT: (
+        "Mount the host's runtime socket directory read-only at /host/var/run (the chart's "
+        "runtimesocketdir volume, hostPath /var/run; with Helm datadog.criSocketPath set, "
+        "/var/run/containerd at /host/var/run/containerd), and point the Agent at the socket "
+        "when it is not at a default path: Helm datadog.criSocketPath (DD_CRI_SOCKET_PATH) or "
+        "datadog.dockerSocketPath (DOCKER_HOST)."
+    ),
+    Reason.NOT_SOCKET: (
+        "The runtime path is not a socket (a directory or file on the hostPath, often left "
+        "by a hostPath of type DirectoryOrCreate made before the runtime started): set Helm "
+        "datadog.criSocketPath / datadog.dockerSocketPath to the runtime's real socket."
+    ),
+    Reason.EACCES: (
+        "This user may not connect to the runtime socket (usually mode 0660, owned by root "
+        "and a runtime group). A non-root Agent needs the socket's group id in the pod's "
+        "spec.securityContext.supplementalGroups; fsGroup does not apply to hostPath volumes "
+        "(FACTS.md 3.4). A root Agent denied access points at SELinux "
+        "(securityContext.seLinuxOptions) or AppArmor."
+    ),
+    Reason.ECONNREFUSED: (
+        "The socket file exists but the runtime is not listening: the runtime on the node is "
+        "stopped or restarted under another path, leaving a stale file. Check the runtime "
+        "service on the node and that the runtimesocketdir volume mounts the directory (not "
+        "the socket file, which goes stale when the runtime recreates it)."
+    ),
+    Reason.TIMEOUT: (
+        "The runtime accepted the connection but did not answer in time: it is overloaded "
+        "or hung (the kubelet will be struggling too). Check the runtime service on the node."
+    ),
+    Reason.PROTOCOL_ERROR: (
+        "Something answers on the socket but not in the runtime's API: a Docker socket must "
+        "answer GET /_ping, a containerd or CRI-O socket the CRI RuntimeService/Version call "
+        "(containerd's CRI plugin must be enabled, not in disabled_plugins). Point Helm "
+        "datadog.criSocketPath or datadog.dockerSocketPath at the runtime the kubelet uses."
+    ),
+    Reason.IO_ERROR: (
+        "Reaching the runtime failed for another reason: run `ls -l` on the paths in the "
+        "message from inside the pod."
+    ),
+}
+HINTS = {
+    Reason.ECONNREFUSED: "a stale socket file: the runtime is not listening",
+    Reason.NOT_SOCKET: "the runtime's API is a stream socket",
+}
+JUDGE = SocketJudge(REMEDIATIONS, HINTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One socket path the Agent would try, with where it came from."""
+
+    path: str
+    runtime: str
+    source: str
+
+    @property
+    def explicit(self) -> bool:
+        return self.source != "default"
+
+    @property
+    def protocol(self) -> str:
+        return "docker" if self.runtime == "docker" else "cri"
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A candidate that answered: which runtime, which version."""
+
+    candidate: Candidate
+    runtime: str
+    version: str
+    extra: dict[str, str]
+
+
+def cri_runtime(path: str) -> str:
+    """The Agent picks the CRI runtime by the path's name (FACTS.md 3.3)."""
+    if "containerd" in path:
+        return "containerd"
+    if "crio" in path:
+        return "cri-o"
+    return "cri"
+
+
+def candidates(
+    config: Config,
+    docker_defaults: tuple[str, ...] = DOCKER_DEFAULTS,
+    cri_defaults: tuple[str, ...] = CRI_DEFAULTS,
+) -> tuple[list[Candidate], list[str]]:
+    """The sockets to try in order (explicit settings first), and settings not checkable."""
+    explicit: list[Candidate] = []
+    defaults: list[Candidate] = []
+    unsupported: list[str] = []
+    if config.docker_host:
+        scheme, sep, rest = config.docker_host.partition("://")
+        if sep and scheme == "unix" and rest:
+            explicit.append(Candidate(rest, "docker", "DOCKER_HOST"))
+        else:
+            unsupported.append(f"DOCKER_HOST={config.docker_host}")
+    else:
+        defaults += [Candidate(p, "docker", "default") for p in docker_defaults]
+    if config.cri_socket_path:
+        path = config.cri_socket_path.removeprefix("unix://")
+        explicit.append(Candidate(path, cri_runtime(path), "DD_CRI_SOCKET_PATH"))
+    else:
+        defaults += [Candidate(p, cri_runtime(p), "default") for p in cri_defaults]
+    return explicit + defaults, unsupported
+
+
+def probe(candidate: Candidate, deadline: Deadline) -> Found:
+    """``stat``, connect within 500 ms, then the runtime's own version call."""
+    stat_socket(candidate.path)
+    probe_stream(candidate.path, deadline.left(CONNECT_TIMEOUT))
+    if candidate.protocol == "docker":
+        return _docker(candidate, deadline)
+    answer = cri.version(candidate.path, deadline)
+    if not answer.runtime_name:
+        raise ProtocolViolationError("the CRI Version answer names no runtime")
+    return Found(
+        candidate,
+        answer.runtime_name,
+        answer.runtime_version,
+        {"runtime_api_version": answer.runtime_api_version},
+    )
+
+
+def _docker(candidate: Candidate, deadline: Deadline) -> Found:
+    ping = http_get("http://localhost/_ping", deadline, unix_socket=candidate.path)
+    if ping.status != 200 or ping.body.strip() != b"OK":
+        raise ProtocolViolationError(f"GET /_ping answered HTTP {ping.status}, not 200 OK")
+    reply = http_get("http://localhost/version", deadline, unix_socket=candidate.path)
+    body = reply.json()
+    version = body.get("Version") if isinstance(body, dict) else None
+    if reply.status != 200 or not isinstance(version, str):
+        raise ProtocolViolationError(f"GET /version answered HTTP {reply.status} without a Version")
+    api = body.get("ApiVersion") if isinstance(body, dict) else None
+    return Found(candidate, "docker", version[:64], {"api_version": str(api or "")[:16]})
+
+
+def run(config: Config) -> Outcome:
+    deadline = Deadline(budget(config))
+    order, unsupported = candidates(config, DOCKER_DEFAULTS, CRI_DEFAULTS)
+    tried: list[dict[str, Any]] = []
+    details: dict[str, Any] = {"candidates": tried}
+    if unsupported:
+        details["not_checked"] = unsupported
+    failures: list[tuple[Candidate, OSError]] = []
+    found: Found | None = None
+    for candidate in order:
+        if found is not None and not candidate.explicit:
+            break
+        try:
+            result = probe(candidate, deadline)
+        except OSError as error:
+            reason = JUDGE.reason(error)
+            tried.append(_attempt(candidate, str(reason), describe(error)))
+            if candidate.explicit or reason is not Reason.ENOENT:
+                failures.append((candidate, error))
+            continue
+        tried.append(_attempt(candidate, "ok", f"{result.runtime} {result.version}"))
+        found = found or result
+    return _judge(config, found, failures, unsupported, details)
+
+
+def _attempt(candidate: Candidate, result: str, detail: str) -> dict[str, Any]:
+    return {
+        "path": candidate.path,
+        "runtime": candidate.runtime,
+        "source": candidate.source,
+        "result": result,
+        "detail": detail[:300],
+    }
+
+
+def _judge(
+    config: Config,
+    found: Found | None,
+    failures: list[tuple[Candidate, OSError]],
+    unsupported: list[str],
+    details: dict[str, Any],
+) -> Outcome:
+    explicit_failure = next(((c, e) for c, e in failures if c.explicit), None)
+    if explicit_failure is not None:
+        return _failure(*explicit_failure, details)
+    if found is None and failures:
+        return _failure(*failures[0], details)
+    if found is None and unsupported:
+        return skipped(
+            Reason.NOT_APPLICABLE,
+            f"{unsupported[0]} is not a unix socket and no other runtime socket exists; this "
+            "check proves unix sockets only",
+            details=details,
+        )
+    if found is None:
+        paths = ", ".join(c["path"] for c in details["candidates"])
+        absent = FileNotFoundError(errno.ENOENT, "no runtime socket at any of the Agent's paths")
+        return _failure(None, absent, details, paths)
+    details.update(
+        path=found.candidate.path,
+        source=found.candidate.source,
+        runtime=found.runtime,
+        runtime_version=found.version,
+        **found.extra,
+    )
+    message = f"{found.candidate.path}: {found.runtime} {found.version} answered"
+    node_info = {"runtime": found.runtime, "runtime_version": found.version}
+    if failures:
+        candidate, error = failures[0]
+        reason = JUDGE.reason(error)
+        return Outcome(
+            Status.DEGRADED,
+            reason,
+            f"{message}, but {describe(error, candidate.path)}",
+            JUDGE.fix(reason),
+            details=details,
+            node_info=node_info,
+        )
+    return ok(message, details=details, node_info=node_info)
+
+
+def _failure(
+    candidate: Candidate | None,
+    error: OSError,
+    details: dict[str, Any],
+    where: str | None = None,
+) -> Outcome:
+    path = where or (candidate.path if candidate else "")
+    what = "reach the container runtime"
+    st = None
+    if candidate is not None:
+        what = f"reach the {candidate.runtime} socket from {candidate.source}"
+        st = _stat_or_none(candidate.path)
+    return JUDGE.failure(error, path, what, st, details=details)
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return stat_socket(path)
+    except OSError:
+        return None
+
+
+SPEC = register(
+    CheckSpec(
+        id="runtime_socket",
+        title="container runtime socket (runtimesocketdir mount)",
+        run=run,
+        proves=(
+            "the runtime socket the Agent would pick (DOCKER_HOST, DD_CRI_SOCKET_PATH, else "
+            "the Docker, containerd and CRI-O defaults with and without /host) is a socket, "
+            "connects within 500 ms and answers its API: Docker GET /_ping and /version, CRI "
+            "RuntimeService/Version for containerd and CRI-O. Publishes the runtime's name and "
+            "version."
+        ),
+        why=(
+            "The Agent tags every container metric, log and trace through the runtime; "
+            "without the socket it only logs 'socket not reachable (permissions?)' and sends "
+            "untagged data, and `agent diagnose` still reports success (FACTS.md 3.3, 4)."
+        ),
+        remediations=REMEDIATIONS,
+        required_by_default=lambda config: True,
+        required_because="required: the chart mounts the runtime socket directory by default",
+    )
+)

@@ -1,0 +1,522 @@
+"""origin_detection: real namespaces, real cgroups and real containers of a real dockerd.
+
+What is real here: the kernel's SO_PASSCRED answers, ``unshare`` namespaces, cgroups made
+on this machine's own hierarchy, and containers started by the session's ``dockerd`` from
+a locally imported busybox image. The Python that runs inside those containers is this
+machine's own interpreter and this work tree, bind-mounted read-only (no image can be
+pulled here). Only the judge tests feed fixed evidence, for kernel answers that cannot be
+provoked on a healthy machine (PID 0 from our own child, a cgroup v2 host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from selfcheck.checks import origin_detection
+from selfcheck.checks.origin_detection import SAMPLE_THRESHOLD, Evidence, Sample, judge
+from selfcheck.config import load
+from selfcheck.host.cgroup import detect_layout
+from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, INITIAL_PID_NS_INODE, PidView
+from selfcheck.host.passcred import Credentials, RoundTrip
+from selfcheck.host.procfs import read_mountinfo
+from selfcheck.model import Reason, Status
+from selfcheck.registry import known_ids
+from tests.support.daemons import DockerDaemon
+from tests.support.run import AS_AGENT_USER, REPO, Run, in_shell, selfcheck
+
+CID = "4f1c2b9d8e7a6f5c4b3a29180f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6"
+ONLY = ["check", "--only", "origin_detection", "--json"]
+REQUIRED = {"DD_DOGSTATSD_ORIGIN_DETECTION": "true"}
+
+
+def _check(run: Run) -> dict[str, object]:
+    return run.check("origin_detection")
+
+
+# --- this machine, as it is ------------------------------------------------------------------
+
+
+def test_ok_in_this_machines_own_pid_namespace() -> None:
+    run = selfcheck(ONLY, {"HOST_PROC": "/proc", **REQUIRED})
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("ok", "ok"), run.stdout
+    assert run.code == 0
+    assert result["required"] is True
+    details = result["details"]
+    assert isinstance(details, dict)
+    assert details["nspid"] == [details["host_pid"]]
+    assert details["passcred_received_pid"] == details["passcred_sender_pid"] != 0
+    inode = os.stat("/proc/self/ns/pid").st_ino
+    assert details["pid_namespace_inode"] == inode
+    assert details["initial_pid_namespace"] is (inode == INITIAL_PID_NS_INODE)
+    figures = result["figures"]
+    assert isinstance(figures, dict)
+    assert figures["sampled_processes"] > 3
+
+
+@pytest.mark.root
+def test_ok_as_the_agents_non_root_user() -> None:
+    run = selfcheck(ONLY, {"HOST_PROC": "/proc"}, prefix=AS_AGENT_USER)
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("ok", "ok"), run.stdout + run.stderr
+    details = result["details"]
+    assert isinstance(details, dict)
+    assert details["passcred_received_pid"] == details["passcred_sender_pid"] != 0
+
+
+def test_optional_unless_the_agent_enables_origin_detection() -> None:
+    listed = selfcheck(["list"], {"HOST_PROC": "/proc"}).stdout
+    assert "origin_detection  optional" in listed
+    listed = selfcheck(["list"], {"HOST_PROC": "/proc", **REQUIRED}).stdout
+    assert "DD_DOGSTATSD_ORIGIN_DETECTION is true" in listed
+
+
+def test_sample_is_bounded_by_selfcheck_sample() -> None:
+    run = selfcheck(ONLY, {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "2"})
+    figures = _check(run)["figures"]
+    assert isinstance(figures, dict)
+    assert figures["sampled_processes"] == 2
+
+
+def test_explain_walks_through_each_step_and_reason() -> None:
+    run = selfcheck(["explain", "origin_detection"])
+    assert run.code == 0
+    for step in ("Step 1", "Step 2", "Step 3", "Step 4", "NSpid", "SO_PASSCRED", "crio-conmon-"):
+        assert step in " ".join(run.stdout.split()), step
+    for reason in (
+        "procfs_missing",
+        "not_host_pid",
+        "pid_zero",
+        "no_container_id",
+        "private_cgroupns",
+    ):
+        assert f"  {reason}: " in run.stdout, reason
+    assert "selfcheck_origin_detection_resolution_ratio" in run.stdout
+    assert "datadog.useHostPID" in " ".join(run.stdout.split())
+
+
+# --- /host/proc missing ------------------------------------------------------------------------
+
+
+def test_procfs_missing_when_host_proc_is_absent(tmp_path: Path) -> None:
+    run = selfcheck(ONLY, {"HOST_PROC": str(tmp_path / "absent"), **REQUIRED})
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("failed", "procfs_missing")
+    assert run.code == 2
+    assert "procdir" in str(result["remediation"])
+
+
+def test_procfs_missing_when_a_plain_directory_stands_in(tmp_path: Path) -> None:
+    (tmp_path / "1").mkdir()
+    run = selfcheck(ONLY, {"HOST_PROC": str(tmp_path)})
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("failed", "procfs_missing")
+    assert run.code == 1  # optional by default: reported, not gating
+
+
+@pytest.mark.root
+def test_unreadable_host_proc_is_eacces_for_the_agent_user(open_tmp: Path) -> None:
+    locked = open_tmp / "proc"
+    locked.mkdir(mode=0o000)
+    run = selfcheck(ONLY, {"HOST_PROC": str(locked), **REQUIRED}, prefix=AS_AGENT_USER)
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("failed", "eacces"), run.stdout
+    assert "(EACCES)" in str(result["message"])
+    assert "runAsUser" in str(result["remediation"])
+
+
+@pytest.mark.skipif(Path("/host/proc").exists(), reason="this machine has a /host/proc")
+def test_procfs_missing_in_a_pod_without_the_procdir_mount() -> None:
+    """In a container the Agent wants /host/proc itself, even though /proc would answer."""
+    run = selfcheck(ONLY, {"KUBERNETES_SERVICE_HOST": "10.96.0.1", **REQUIRED})
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("failed", "procfs_missing")
+    assert "/host/proc does not exist" in str(result["message"])
+
+
+# --- other PID namespaces (unshare) ------------------------------------------------------------
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("env", "code"), [(REQUIRED, 2), ({}, 1)])
+def test_not_host_pid_in_a_new_pid_namespace(
+    tmp_path: Path, env: dict[str, str], code: int
+) -> None:
+    """The pod without hostPID: the machine's real /proc as host procfs, us in a child namespace."""
+    run = in_shell(
+        f"unshare -m --propagation private sh -c 'mount --bind /proc {tmp_path} && "
+        f"exec unshare --pid --fork --mount-proc $SELFCHECK {' '.join(ONLY)}'",
+        {"HOST_PROC": str(tmp_path), **env},
+    )
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("failed", "not_host_pid"), run.stdout
+    assert run.code == code
+    details = result["details"]
+    assert isinstance(details, dict)
+    assert len(details["nspid"]) == 2
+    assert details["initial_pid_namespace"] is False
+    assert "NSpid" in str(result["message"])
+    assert "hostPID: true" in str(result["remediation"])
+
+
+@pytest.mark.root
+def test_not_host_pid_when_host_proc_belongs_to_a_namespace_below(tmp_path: Path) -> None:
+    """A procdir that is some pod's procfs: this process is invisible there."""
+    run = in_shell(
+        "unshare -m --propagation private sh -euc '"
+        f'unshare --pid --fork --kill-child sh -c "mount -t proc proc {tmp_path} && exec sleep 30"'
+        ' </dev/null >/dev/null 2>&1 & child=$!; trap "kill -KILL $child" EXIT; '
+        f"for i in $(seq 200); do [ -e {tmp_path}/1 ] && break; sleep 0.05; done; "
+        f"$SELFCHECK {' '.join(ONLY)}'",
+        {"HOST_PROC": str(tmp_path), **REQUIRED},
+    )
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("failed", "not_host_pid"), run.stdout
+    assert "invisible" in str(result["message"])
+    assert "(ENOENT)" in str(result["message"])
+
+
+@pytest.mark.root
+def test_private_cgroup_namespace_is_reported_with_the_agents_remedy() -> None:
+    run = in_shell(f"exec unshare --cgroup $SELFCHECK {' '.join(ONLY)}", {"HOST_PROC": "/proc"})
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("degraded", "private_cgroupns"), run.stdout
+    assert run.code == 1
+    details = result["details"]
+    assert isinstance(details, dict)
+    assert details["own_cgroup"] == "/"
+    assert details["initial_cgroup_namespace"] is False
+    assert "--cgroupns=host" in str(result["remediation"])
+
+
+# --- real cgroups on this machine --------------------------------------------------------------
+
+
+@dataclass
+class Cgroup:
+    """A cgroup made for a test on the hierarchy the Agent reads (memory on v1, unified on v2)."""
+
+    directory: Path
+    path: str
+
+    def enter_and_exec(self) -> str:
+        """Shell words that move the shell into this cgroup, then ``exec`` what follows."""
+        return f"echo $$ > {self.directory}/cgroup.procs && exec"
+
+
+def _agent_hierarchy() -> Path:
+    layout = detect_layout(read_mountinfo(), "/sys/fs/cgroup")
+    if layout.agent_version == 1:
+        memory = layout.v1_controllers.get("memory")
+        if memory is None:
+            pytest.skip("no memory controller mounted under /sys/fs/cgroup")
+        return Path(memory)
+    if layout.v2_mount is None:
+        pytest.skip("no cgroup hierarchy mounted under /sys/fs/cgroup")
+    return Path(layout.v2_mount)
+
+
+@pytest.fixture
+def pod_cgroup() -> Iterator[Cgroup]:
+    """``/kubepods-selfcheck-<rand>/pod<uid>``: a pod-level cgroup, which has no container ID."""
+    top = _agent_hierarchy() / f"kubepods-selfcheck-{secrets.token_hex(4)}"
+    leaf = top / "pod3b6f29b1-8d5c-4f0e-9a43-1c2d7e8f9a0b"
+    leaf.mkdir(parents=True)
+    try:
+        yield Cgroup(leaf, "/" + str(leaf.relative_to(_agent_hierarchy())))
+    finally:
+        for directory in (leaf, top):
+            for _ in range(100):
+                try:
+                    directory.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+@pytest.mark.root
+def test_own_cgroup_without_a_container_id_fails(pod_cgroup: Cgroup) -> None:
+    run = in_shell(
+        f"{pod_cgroup.enter_and_exec()} $SELFCHECK {' '.join(ONLY)}",
+        {"HOST_PROC": "/proc", **REQUIRED},
+    )
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("failed", "no_container_id"), run.stdout
+    assert run.code == 2
+    details = result["details"]
+    assert isinstance(details, dict)
+    assert details["own_cgroup"] == pod_cgroup.path
+    assert details["container_id"] is None
+    assert "memory line on cgroup v1" in str(result["remediation"])
+
+
+@pytest.mark.root
+def test_own_container_id_comes_from_the_last_element() -> None:
+    hierarchy = _agent_hierarchy()
+    directory = hierarchy / f"selfcheck-{secrets.token_hex(4)}"
+    leaf = directory / CID
+    leaf.mkdir(parents=True)
+    try:
+        run = in_shell(
+            f"echo $$ > {leaf}/cgroup.procs && exec $SELFCHECK {' '.join(ONLY)}",
+            {"HOST_PROC": "/proc"},
+        )
+    finally:
+        leaf.rmdir()
+        directory.rmdir()
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("ok", "ok"), run.stdout
+    details = result["details"]
+    assert isinstance(details, dict)
+    assert details["container_id"] == CID
+    assert CID[:12] in str(result["message"])
+
+
+@pytest.mark.root
+def test_container_processes_that_do_not_resolve_degrade_the_check(pod_cgroup: Cgroup) -> None:
+    """Five processes in a pod-level cgroup; the machine must have fewer than 45 that resolve."""
+    sleepers = [
+        subprocess.Popen(
+            ["sh", "-c", f"{pod_cgroup.enter_and_exec()} sleep 60"], stdout=subprocess.DEVNULL
+        )
+        for _ in range(5)
+    ]
+    try:
+        deadline = time.monotonic() + 10
+        procs = pod_cgroup.directory / "cgroup.procs"
+        while len(procs.read_text().split()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run = selfcheck(ONLY, {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "100000"})
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait(10)
+    result = _check(run)
+    figures, details = result["figures"], result["details"]
+    assert isinstance(figures, dict) and isinstance(details, dict)
+    assert figures["container_processes"] - details["resolved_processes"] >= 5
+    assert figures["resolution_ratio"] < SAMPLE_THRESHOLD
+    assert (result["status"], result["reason"]) == ("degraded", "no_container_id"), run.stdout
+    assert run.code == 1
+
+
+# --- the judge, for kernel answers a healthy machine never gives -----------------------------
+
+
+def _evidence(**changes: object) -> Evidence:
+    ev = Evidence(Path("/host/proc"), Path("/host/sys/fs/cgroup"), 4242)
+    ev.pid_view = PidView(4242, (4242,))
+    ev.pid_ns_inode = INITIAL_PID_NS_INODE
+    ev.cgroup_ns_inode = INITIAL_CGROUP_NS_INODE
+    ev.passcred = RoundTrip(4243, Credentials(4243, 0, 0), "@00001")
+    ev.cgroup_layout, ev.cgroup_version = "v2", 2
+    ev.own_cgroup, ev.own_in_runtime = f"/system.slice/docker-{CID}.scope", True
+    ev.sample = Sample(sampled=50, in_containers=10, resolved=10)
+    for key, value in changes.items():
+        setattr(ev, key, value)
+    return ev
+
+
+def test_judge_healthy_evidence_is_ok() -> None:
+    outcome = judge(_evidence())
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
+    assert outcome.details["container_id"] == CID
+    assert outcome.figures["resolution_ratio"] == 1.0
+    assert outcome.remediation == ""
+
+
+@pytest.mark.parametrize(
+    ("credentials", "shown"),
+    [
+        (Credentials(0, 0, 0), "PID 0"),
+        (None, "no SCM_CREDENTIALS"),
+        (Credentials(7, 0, 0), "PID 7"),
+    ],
+)
+def test_judge_pid_zero(credentials: Credentials | None, shown: str) -> None:
+    outcome = judge(_evidence(passcred=RoundTrip(4243, credentials, "@00001")))
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.PID_ZERO)
+    assert shown in outcome.message
+    assert "runtimeClassName" in outcome.remediation
+
+
+def test_judge_cgroup_v2_private_namespace() -> None:
+    outcome = judge(_evidence(own_cgroup="/", own_in_runtime=False, cgroup_ns_inode=4026532999))
+    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.PRIVATE_CGROUPNS)
+    assert "--cgroupns=host" in outcome.remediation
+
+
+def test_judge_not_in_a_container_is_ok_with_a_note() -> None:
+    outcome = judge(_evidence(own_cgroup="/user.slice/session-1.scope", own_in_runtime=False))
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
+    assert "no container ID applies" in outcome.message
+
+
+def test_judge_no_container_processes_sampled_publishes_no_ratio() -> None:
+    outcome = judge(_evidence(sample=Sample(sampled=40)))
+    assert outcome.status == Status.OK
+    assert "resolution_ratio" not in outcome.figures
+    assert outcome.figures["container_processes"] == 0
+
+
+def test_judge_no_cgroup_hierarchy() -> None:
+    outcome = judge(_evidence(cgroup_layout="none", cgroup_version=None, own_cgroup=None))
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.NO_CONTAINER_ID)
+    assert "no cgroup hierarchy" in outcome.message
+
+
+def test_run_uses_the_configuration() -> None:
+    config = load(known_ids(), {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "3"})
+    outcome = origin_detection.run(config)
+    assert outcome.status == Status.OK
+    assert outcome.figures["sampled_processes"] == 3
+
+
+# --- real containers from a real dockerd -------------------------------------------------------
+
+RECEIVER = """
+import json, sys
+from pathlib import Path
+from selfcheck.host.cgroup import container_id_from_proc_cgroup, detect_layout, read_proc_cgroup
+from selfcheck.host.passcred import open_receiver, receive
+from selfcheck.host.procfs import read_mountinfo
+with open_receiver(b"\\0" + sys.argv[1].encode()) as sock:
+    print("ready", flush=True)
+    creds = receive(sock, sys.argv[2].encode(), 60)
+layout = detect_layout(read_mountinfo(), "/host/sys/fs/cgroup")
+cid = None
+if creds is not None and creds.pid:
+    cid = container_id_from_proc_cgroup(read_proc_cgroup(Path("/host/proc"), creds.pid),
+                                        layout.agent_version)
+print(json.dumps({"pid": None if creds is None else creds.pid, "container_id": cid,
+                  "layout": layout.version}), flush=True)
+"""
+
+SENDER = """
+import sys, time
+from selfcheck.host.passcred import send
+send(b"\\0" + sys.argv[1].encode(), sys.argv[2].encode())
+time.sleep(60)
+"""
+
+
+def _python_mounts() -> list[str]:
+    """This machine's interpreter, its shared libraries and the work tree, read-only."""
+    mounts: list[str] = ["-v", "/usr:/usr:ro"]
+    for lib in ("/lib", "/lib64"):
+        if Path(lib).exists():
+            mounts += ["-v", f"{os.path.realpath(lib)}:{lib}:ro"]
+    for path in {sys.base_prefix, sys.prefix, str(REPO)}:
+        if not path.startswith("/usr/"):
+            mounts += ["-v", f"{path}:{path}:ro"]
+    return [*mounts, "-e", f"PYTHONPATH={REPO}", "-e", "PYTHONDONTWRITEBYTECODE=1"]
+
+
+AGENT_MOUNTS = ["-v", "/proc:/host/proc:ro", "-v", "/sys/fs/cgroup:/host/sys/fs/cgroup:ro"]
+
+
+@dataclass
+class Containers:
+    docker: DockerDaemon
+    image: str
+    names: list[str]
+
+    def start(self, *args: str) -> str:
+        name = f"sc-origin-{secrets.token_hex(4)}"
+        self.names.append(name)
+        self.docker.cli("run", "-d", "--name", name, *_python_mounts(), *args)
+        return name
+
+    def inspect(self, name: str, template: str) -> str:
+        return self.docker.cli("inspect", "-f", template, name).stdout.strip()
+
+    def wait(self, name: str) -> tuple[int, str, str]:
+        code = int(self.docker.cli("wait", name, timeout=90).stdout.strip())
+        logs = self.docker.cli("logs", name)
+        return code, logs.stdout, logs.stderr
+
+    def wait_for_line(self, name: str, line: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if line in self.docker.cli("logs", name).stdout.splitlines():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{name} never printed {line!r}: {self.docker.cli('logs', name)}")
+
+
+@pytest.fixture
+def containers(dockerd_daemon: DockerDaemon, busybox_image: str) -> Iterator[Containers]:
+    box = Containers(dockerd_daemon, busybox_image, [])
+    try:
+        yield box
+    finally:
+        if box.names:
+            dockerd_daemon.cli("rm", "-f", *box.names, check=False)
+
+
+@pytest.mark.docker
+@pytest.mark.root
+@pytest.mark.parametrize("host_pid", [True, False], ids=["pid-host", "own-pid-namespace"])
+def test_agent_path_from_a_sender_container(containers: Containers, host_pid: bool) -> None:
+    """The Agent's whole path: datagram from a container, PID from SO_PASSCRED, ID from cgroup."""
+    name, nonce = f"selfcheck-{secrets.token_hex(6)}", secrets.token_hex(8)
+    pid_mode = ["--pid", "host"] if host_pid else []
+    receiver = containers.start(
+        *pid_mode, "--network", "host", *AGENT_MOUNTS, containers.image,
+        sys.executable, "-c", RECEIVER, name, nonce,
+    )  # fmt: skip
+    containers.wait_for_line(receiver, "ready")
+    sender = containers.start(
+        "--network", "host", containers.image, sys.executable, "-c", SENDER, name, nonce
+    )
+    code, out, err = containers.wait(receiver)
+    assert code == 0, err
+    answer = json.loads(out.splitlines()[-1])
+    if host_pid:
+        assert answer["pid"] == int(containers.inspect(sender, "{{.State.Pid}}"))
+        assert answer["container_id"] == containers.inspect(sender, "{{.Id}}")
+    else:
+        assert answer["pid"] == 0  # the Agent's "matched PID for the process is 0"
+        assert answer["container_id"] is None
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_selfcheck_in_a_pid_host_container_reports_its_own_id(containers: Containers) -> None:
+    name = containers.start(
+        "--pid", "host", *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+        "-e", "DOCKER_DD_AGENT=true", containers.image,
+        sys.executable, "-m", "selfcheck", *ONLY,
+    )  # fmt: skip
+    code, out, err = containers.wait(name)
+    result = Run(code, out, err).check("origin_detection")
+    assert (result["status"], result["reason"]) == ("ok", "ok"), out + err
+    assert code == 0
+    details = result["details"]
+    assert details["container_id"] == containers.inspect(name, "{{.Id}}")
+    assert details["host_proc"] == "/host/proc"
+    assert len(details["nspid"]) == 1
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_selfcheck_in_a_container_without_pid_host_is_not_host_pid(containers: Containers) -> None:
+    name = containers.start(
+        *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true", "-e", "DOCKER_DD_AGENT=true",
+        containers.image, sys.executable, "-m", "selfcheck", *ONLY,
+    )  # fmt: skip
+    code, out, err = containers.wait(name)
+    result = Run(code, out, err).check("origin_detection")
+    assert (result["status"], result["reason"]) == ("failed", "not_host_pid"), out + err
+    assert code == 2
+    assert len(result["details"]["nspid"]) == 2
