@@ -43,12 +43,17 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from selfcheck.registry import all_checks
+
+# Load every check before naming any: ``all_checks`` imports the check modules only when
+# none is registered yet, so importing one by name first would leave the others out.
+CHECKS = all_checks()
+
 from bench import proctree
 from bench._common import answering_node, median, ms, print_header, table, workdir
 from selfcheck.checks import origin_detection, passwd, procfs
 from selfcheck.config import load
 from selfcheck.host.procfs import Mount, list_pids
-from selfcheck.registry import all_checks
 from selfcheck.runner import Runner
 
 SAMPLE = 256
@@ -85,7 +90,7 @@ def cpu_now() -> float:
 def measure(
     host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int
 ) -> dict[str, object]:
-    checks = all_checks()
+    checks = CHECKS
     config = load(frozenset(checks), {**env, "HOST_PROC": str(host_proc)})
     runner = Runner(config, checks)
     row: dict[str, object] = {"processes": len(list_pids(host_proc))}

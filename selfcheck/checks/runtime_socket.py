@@ -200,7 +200,7 @@ def run(config: Config) -> Outcome:
             continue
         tried.append(_attempt(candidate, "ok", f"{result.runtime} {result.version}"))
         found = found or result
-    return _judge(config, found, failures, unsupported, details)
+    return _judge(found, failures, unsupported, details)
 
 
 def _attempt(candidate: Candidate, result: str, detail: str) -> dict[str, Any]:
@@ -214,15 +214,25 @@ def _attempt(candidate: Candidate, result: str, detail: str) -> dict[str, Any]:
 
 
 def _judge(
-    config: Config,
     found: Found | None,
     failures: list[tuple[Candidate, OSError]],
     unsupported: list[str],
     details: dict[str, Any],
 ) -> Outcome:
+    """Explicit settings must work; else the first answering default, degraded by broken ones."""
+    node_info: dict[str, str] = {}
+    if found is not None:
+        node_info = {"runtime": found.runtime, "runtime_version": found.version}
+        details.update(
+            path=found.candidate.path,
+            source=found.candidate.source,
+            runtime=found.runtime,
+            runtime_version=found.version,
+            **found.extra,
+        )
     explicit_failure = next(((c, e) for c, e in failures if c.explicit), None)
     if explicit_failure is not None:
-        return _failure(*explicit_failure, details)
+        return _failure(*explicit_failure, details, node_info=node_info)
     if found is None and failures:
         return _failure(*failures[0], details)
     if found is None and unsupported:
@@ -235,16 +245,8 @@ def _judge(
     if found is None:
         paths = ", ".join(c["path"] for c in details["candidates"])
         absent = FileNotFoundError(errno.ENOENT, "no runtime socket at any of the Agent's paths")
-        return _failure(None, absent, details, paths)
-    details.update(
-        path=found.candidate.path,
-        source=found.candidate.source,
-        runtime=found.runtime,
-        runtime_version=found.version,
-        **found.extra,
-    )
+        return _failure(None, absent, details, where=paths)
     message = f"{found.candidate.path}: {found.runtime} {found.version} answered"
-    node_info = {"runtime": found.runtime, "runtime_version": found.version}
     if failures:
         candidate, error = failures[0]
         reason = JUDGE.reason(error)
@@ -264,6 +266,7 @@ def _failure(
     error: OSError,
     details: dict[str, Any],
     where: str | None = None,
+    node_info: dict[str, str] | None = None,
 ) -> Outcome:
     path = where or (candidate.path if candidate else "")
     what = "reach the container runtime"
@@ -271,7 +274,7 @@ def _failure(
     if candidate is not None:
         what = f"reach the {candidate.runtime} socket from {candidate.source}"
         st = _stat_or_none(candidate.path)
-    return JUDGE.failure(error, path, what, st, details=details)
+    return JUDGE.failure(error, path, what, st, details=details, node_info=node_info or {})
 
 
 def _stat_or_none(path: str) -> os.stat_result | None:

@@ -95,6 +95,19 @@ def test_default_discovery_skips_absent_paths_and_reports_a_broken_one(
     ]
 
 
+@pytest.mark.docker
+def test_a_broken_explicit_socket_fails_even_when_another_answers(
+    no_defaults: Path, dockerd_daemon: DockerDaemon
+) -> None:
+    stale = stale_socket(no_defaults / "containerd.sock", socket.SOCK_STREAM)
+    outcome = runtime_socket.run(
+        _config(DOCKER_HOST=dockerd_daemon.host, DD_CRI_SOCKET_PATH=str(stale))
+    )
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ECONNREFUSED)
+    assert "containerd socket from DD_CRI_SOCKET_PATH" in outcome.message
+    assert outcome.node_info["runtime"] == "docker"  # what does answer is still published
+
+
 def test_no_socket_anywhere_names_every_path(no_defaults: Path) -> None:
     outcome = runtime_socket.run(_config())
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)

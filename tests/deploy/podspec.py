@@ -212,3 +212,22 @@ def docker_run_args(spec: Mapping[str, Any], name: str, hosts: HostPaths) -> lis
 def container_args(spec: Mapping[str, Any], name: str) -> list[str]:
     """What follows the image on the ``docker run`` line: the container's ``args``."""
     return [str(a) for a in container(spec, name).get("args", [])]
+
+
+def host_side(spec: Mapping[str, Any], name: str, path: str, hosts: HostPaths) -> Path:
+    """Where a path inside the container lives on this machine, through its hostPath mount."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    best: tuple[str, Path] | None = None
+    for mount in container(spec, name).get("volumeMounts", []):
+        target = mount["mountPath"].rstrip("/")
+        if (path == target or path.startswith(target + "/")) and (
+            best is None or len(target) > len(best[0])
+        ):
+            host = volumes[mount["name"]].get("hostPath")
+            if host is None:
+                raise UntranslatableError(f"{path} is not on a hostPath mount")
+            best = (target, hosts.resolve(host["path"]))
+    if best is None:
+        raise UntranslatableError(f"{path} is on no mount of container {name!r}")
+    target, source = best
+    return source / path[len(target) :].lstrip("/")

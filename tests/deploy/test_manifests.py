@@ -10,6 +10,7 @@ environment makes selfcheck require the checks the README promises.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -240,7 +241,7 @@ def test_post_renderer_changes_only_the_agent_daemonset(helm_docs: list[Obj]) ->
         if doc["kind"] != "DaemonSet":
             assert after[_key(doc)] == doc
             continue
-        changed = after[_key(doc)]
+        changed = copy.deepcopy(after[_key(doc)])
         containers = changed["spec"]["template"]["spec"].pop("containers")
         original = doc["spec"]["template"]["spec"].pop("containers")
         assert containers[:-1] == original

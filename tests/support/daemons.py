@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import json
 import os
 import shutil
 import signal
@@ -167,7 +168,20 @@ class Daemon:
         for pid in self.children:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
+        self._kill_strays()
         self.process = None
+
+    def _kill_strays(self) -> None:
+        """Kill what escaped the daemon's tree: containerd shims re-parent themselves to PID 1
+        (and hold the containers), but their command lines name our directory."""
+        marker = str(self.directory)
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if any(marker in arg for arg in proc.info["cmdline"] or ()):
+                    for child in proc.children(recursive=True):
+                        with contextlib.suppress(psutil.Error):
+                            child.kill()
+                    proc.kill()
 
     def cleanup(self) -> None:
         _detach_mounts_under(self.directory)
@@ -201,8 +215,7 @@ class DockerDaemon(Daemon):
         return engine_request(self.socket, method, url, body)
 
     def version(self) -> str:
-        import json
-
+        """The server version from ``GET /version`` (e.g. ``20.10.24+dfsg1``)."""
         status, body = self.request("GET", "/version")
         assert status == 200, body
         return str(json.loads(body)["Version"])
@@ -317,6 +330,7 @@ def start_dockerd(directory: Path | None = None) -> DockerDaemon:
         "--iptables=false",
         "--ip6tables=false",
         "--bridge=none",
+        "--shutdown-timeout", "5",
         "--config-file", str(directory / "daemon.json"),
     ]  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)

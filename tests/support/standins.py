@@ -20,19 +20,17 @@ namespaces) is real.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import socket
 import socketserver
 import struct
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
 
 AGENT_VERSION = "7.81.1"
 _UCRED = struct.Struct("3i")
@@ -128,8 +126,9 @@ class DogStatsDReceiver:
 
 
 class _QuietHandler(BaseHTTPRequestHandler):
+    """Answers GET from the server's ``routes`` table (path -> status, JSON body)."""
+
     protocol_version = "HTTP/1.1"
-    routes: ClassVar[dict[str, tuple[int, Any]]] = {}
 
     def do_GET(self) -> None:
         status, payload = self.server.routes.get(  # type: ignore[attr-defined]
@@ -318,11 +317,3 @@ def free_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     yield port
-
-
-def wait_until_gone(path: Path, timeout: float = 2.0) -> None:
-    end = time.monotonic() + timeout
-    while Path(path).exists() and time.monotonic() < end:
-        time.sleep(0.02)
-    if Path(path).exists():
-        raise OSError(errno.EEXIST, "still there", str(path))
