@@ -87,7 +87,7 @@ def sample_uids(proc: Path, limit: int) -> list[int]:
     uids: list[int] = []
     for pid in evenly_spaced(list_pids(proc), limit):
         try:
-            fields = int_fields(read_status(proc, pid).get("Uid"))
+            fields = int_fields(read_status(proc, pid, ("Uid",)).get("Uid"))
         except OSError:
             continue
         if fields:

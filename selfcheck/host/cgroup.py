@@ -59,7 +59,7 @@ def parse_proc_cgroup(text: str) -> list[CgroupLine]:
         parts = raw.removesuffix("\r").split(":", 2)
         if len(parts) != 3:
             continue
-        controllers = tuple(c for c in parts[1].split(",") if c)
+        controllers = tuple(filter(None, parts[1].split(",")))  # half the cost of a genexpr
         lines.append(CgroupLine(parts[0], controllers, parts[2]))
     return lines
 
@@ -137,12 +137,15 @@ def is_runtime_path(path: str) -> bool:
 
 def read_proc_cgroup(proc_root: Path, pid: int | str) -> str:
     """``<proc>/<pid>/cgroup``; raises ``OSError`` (``ENOENT`` when the process is gone)."""
-    return read_text(Path(proc_root) / str(pid) / "cgroup", CGROUP_CAP)
+    return read_text(f"{proc_root}/{pid}/cgroup", CGROUP_CAP)
 
 
 def in_runtime_cgroup(lines: list[CgroupLine]) -> bool:
-    """Whether any hierarchy places the process under a pod or container runtime path."""
-    return any(is_runtime_path(line.path) for line in lines)
+    """Whether any hierarchy places the process under a pod or container runtime path.
+
+    Each distinct path is judged once: on cgroup v1 all 13 lines usually carry the same one.
+    """
+    return any(is_runtime_path(path) for path in dict.fromkeys(line.path for line in lines))
 
 
 @dataclass(frozen=True, slots=True)

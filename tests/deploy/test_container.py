@@ -42,7 +42,7 @@ from tests.deploy.podspec import (
     without_host_pid,
 )
 from tests.deploy.tools import REPO, missing, run
-from tests.support.daemons import DockerDaemon
+from tests.support.daemons import DockerDaemon, short_dir
 from tests.support.standins import DogStatsDReceiver, TraceAgentStandIn
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -123,9 +123,19 @@ def spec(base_docs: list[Obj]) -> Obj:
 
 
 @pytest.fixture(scope="session")
-def hosts(docker: Docker) -> HostPaths:
-    """The session dockerd's directory plays the host's /var/run; all else is the real host."""
-    return HostPaths({"/var/run": docker.daemon.directory})
+def hosts(docker: Docker) -> Iterator[HostPaths]:
+    """A directory plays the host's /var/run; every other host path is the machine's own.
+
+    It holds a hard link to the session dockerd's socket (a link reaches the same listening
+    socket), because dockerd refuses private bind mounts of its own directory, which holds
+    its data root: on a real node /var/run and /var/lib/docker are apart, too.
+    """
+    var_run = short_dir("varrun")
+    os.link(docker.daemon.socket, var_run / "docker.sock")
+    try:
+        yield HostPaths({"/var/run": var_run})
+    finally:
+        shutil.rmtree(var_run, ignore_errors=True)
 
 
 @dataclass(frozen=True, slots=True)
