@@ -18,6 +18,9 @@ RUN python3 -m venv /opt/selfcheck \
     && /opt/selfcheck/bin/python3 -c "import selfcheck.cli"
 
 FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="selfcheck" \
+      org.opencontainers.image.description="Proves the Datadog Agent's host access from inside its pod" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # The public base ships pip, setuptools and wheel for the system Python; the sidecar needs
 # none of them, so they go (a base without pip, like Debian's own python3, skips this).
 RUN if python3 -m pip --version >/dev/null 2>&1; then \

@@ -5,7 +5,6 @@ until its standard input closes. They are the test suite's stand-ins (the Agent 
 cannot run here), see ``tests/support/standins.py``.
 """
 
-# ruff: noqa: E402 (the repository root goes on sys.path before the project imports)
 from __future__ import annotations
 
 import json

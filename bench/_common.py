@@ -113,6 +113,12 @@ def cpu_share(first: ProcSample, last: ProcSample) -> float:
     return 100 * (last.cpu_ticks - first.cpu_ticks) / CLK_TCK / elapsed
 
 
+PYTHON_HELP = (
+    "interpreter that runs selfcheck serve (default: this one); the README figures use a "
+    "venv of Debian's python3 with a non-editable install, like the image and CI"
+)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -154,13 +160,14 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
             proc.wait(timeout)
 
 
-def selfcheck_command() -> list[str]:
-    return [sys.executable, "-m", "selfcheck", "serve"]
-
-
 def start_selfcheck(
-    env: Mapping[str, str], port: int, log: Path, extra_env: Mapping[str, str] | None = None
+    env: Mapping[str, str],
+    port: int,
+    log: Path,
+    extra_env: Mapping[str, str] | None = None,
+    python: str = sys.executable,
 ) -> subprocess.Popen[bytes]:
+    """``python -m selfcheck serve`` on loopback; ``python`` may be a deployment-like venv."""
     full = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
@@ -169,16 +176,18 @@ def start_selfcheck(
         "SELFCHECK_LISTEN": f"127.0.0.1:{port}",
     }
     with log.open("ab") as sink:
-        return subprocess.Popen(selfcheck_command(), env=full, stdout=sink, stderr=sink, cwd="/")
+        return subprocess.Popen(
+            [python, "-m", "selfcheck", "serve"], env=full, stdout=sink, stderr=sink, cwd="/"
+        )
 
 
-def start_node_exporter(port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_node_exporter(port: int, log: Path, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     binary = shutil.which(NODE_EXPORTER)
     if binary is None:
         raise SystemExit(f"{NODE_EXPORTER} is not installed (Debian package {NODE_EXPORTER})")
     with log.open("ab") as sink:
         return subprocess.Popen(
-            [binary, f"--web.listen-address=127.0.0.1:{port}"],
+            [binary, f"--web.listen-address=127.0.0.1:{port}", *extra],
             stdout=sink,
             stderr=sink,
             cwd="/",

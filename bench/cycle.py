@@ -18,8 +18,12 @@ Rows (each the median of ``--repeat`` runs, in this process, after one warm-up c
   everything else it does (list, count, read PID 1 and 2) runs as in production.
 - ``full cycle``: ``Runner.run_cycle()`` with every check, ``HOST_PROC`` at the tree and
   every socket answering: DogStatsD, trace-agent, health and expvar stand-ins in another
-  process, a real containerd for the CRI call (``--no-runtime`` leaves it out).
+  process, a real containerd for the CRI call (``--no-runtime`` leaves it out). Like
+  ``selfcheck serve``, the objects alive after the warm-up cycle are frozen out of the
+  garbage collector's generations (``gc.freeze``).
 - ``cycle CPU``: CPU seconds of this process and its reaped children per full cycle.
+
+A second table runs each check alone, one after the other: where the cycle's time goes.
 
 A synthetic tree on tmpfs is cheaper to read than a real procfs, where the kernel renders
 each ``status`` on read; the ``real /proc`` column runs the same rows on this machine's
@@ -30,6 +34,7 @@ own procfs for scale (few processes, but real per-file costs).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import shutil
@@ -38,6 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
@@ -57,6 +63,14 @@ from selfcheck.host.procfs import Mount, list_pids
 from selfcheck.runner import Runner
 
 SAMPLE = 256
+ROWS = (
+    "list_pids",
+    "passwd sample",
+    "origin_detection sample",
+    "procfs check",
+    "full cycle",
+    "cycle CPU",
+)
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
@@ -87,34 +101,44 @@ def cpu_now() -> float:
     return time.process_time() + times.children_user + times.children_system
 
 
-def measure(
-    host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int
-) -> dict[str, object]:
+@dataclass
+class Column:
+    """One column of the table: a tree (or the real /proc) and what was measured on it."""
+
+    processes: int
+    times: dict[str, float] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    solo: dict[str, float] = field(default_factory=dict)
+
+
+def measure(host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int) -> Column:
     checks = CHECKS
     config = load(frozenset(checks), {**env, "HOST_PROC": str(host_proc)})
     runner = Runner(config, checks)
-    row: dict[str, object] = {"processes": len(list_pids(host_proc))}
+    column = Column(len(list_pids(host_proc)))
+    times = column.times
     with procfs_mount_answers_proc(host_proc if synthetic else None):
         runner.run_cycle()  # warm-up: first-use imports (requests, h2)
-        row["list_pids"] = timed(lambda: list_pids(host_proc), repeat)
-        row["passwd sample"] = timed(lambda: passwd.sample_uids(host_proc, SAMPLE), repeat)
-        row["origin_detection sample"] = timed(
+        gc.collect()
+        gc.freeze()  # as ``selfcheck serve`` does after its first cycle (service.py)
+        times["list_pids"] = timed(lambda: list_pids(host_proc), repeat)
+        times["passwd sample"] = timed(lambda: passwd.sample_uids(host_proc, SAMPLE), repeat)
+        times["origin_detection sample"] = timed(
             lambda: origin_detection.sample_processes(host_proc, 1, SAMPLE), repeat
         )
-        row["procfs check"] = timed(lambda: procfs.run(config), repeat)
-        walls, cpus, per_check = [], [], {cid: [] for cid in checks}
+        times["procfs check"] = timed(lambda: procfs.run(config), repeat)
+        walls, cpus = [], []
         for _ in range(repeat):
             began, cpu = time.perf_counter(), cpu_now()
             snap = runner.run_cycle()
             walls.append(time.perf_counter() - began)
             cpus.append(cpu_now() - cpu)
-            for cid, result in snap.results.items():
-                per_check[cid].append(result.duration_seconds)
-        row["full cycle"] = median(walls)
-        row["cycle CPU"] = median(cpus)
-        row["statuses"] = {cid: str(r.status) for cid, r in snap.results.items()}
-        row["per_check"] = {cid: median(v) for cid, v in per_check.items()}
-    return row
+        times["full cycle"] = median(walls)
+        times["cycle CPU"] = median(cpus)
+        column.statuses = {cid: str(r.status) for cid, r in snap.results.items()}
+        for cid, spec in checks.items():
+            column.solo[cid] = timed(lambda spec=spec: spec.run(config), repeat)  # type: ignore[misc]
+    return column
 
 
 @contextmanager
@@ -137,7 +161,7 @@ def main() -> None:
     logging.getLogger("selfcheck").propagate = False
     sizes = [int(s) for s in args.sizes.split(",")]
     print_header("Cycle time", "python bench/cycle.py " + " ".join(sys.argv[1:]))
-    columns: dict[str, dict[str, object]] = {}
+    columns: dict[str, Column] = {}
     with workdir("cycle") as directory, answering_node(directory, not args.no_runtime) as env:
         columns["real /proc"] = measure(Path("/proc"), False, env, args.repeat)
         for size in sizes:
@@ -146,41 +170,29 @@ def main() -> None:
     print_tables(columns, sizes)
 
 
-def print_tables(columns: dict[str, dict[str, object]], sizes: list[int]) -> None:
+def print_tables(columns: dict[str, Column], sizes: list[int]) -> None:
     names = list(columns)
     first, last = f"{sizes[0]:,}", f"{sizes[-1]:,}"
-    growth_label = f"{last} / {first}"
-    headers = ["ms (median)", *names, growth_label]
-    rows = [["processes", *(columns[n]["processes"] for n in names), ""]]
-    for key in ("list_pids", "passwd sample", "origin_detection sample", "procfs check"):
-        rows.append(_row(key, columns, names, first, last))
-    rows.append(_row("full cycle", columns, names, first, last))
-    rows.append(_row("cycle CPU", columns, names, first, last))
-    print(table(headers, rows))
+    rows: list[list[object]] = [["processes", *(columns[n].processes for n in names), ""]]
+    for key in ROWS:
+        values = [columns[n].times[key] for n in names]
+        growth = columns[last].times[key] / columns[first].times[key]
+        rows.append([key, *(ms(v) for v in values), f"{growth:.1f}x"])
+    print(table(["ms (median)", *names, f"{last} / {first}"], rows))
     print(f"\nprocess ratio {last} / {first}: {sizes[-1] / sizes[0]:.0f}x (linear growth)\n")
-    checks = list(columns[names[0]]["per_check"])  # type: ignore[arg-type]
-    detail = [
-        [cid, *(ms(columns[n]["per_check"][cid]) for n in names)]  # type: ignore[index]
-        for cid in checks
+    checks = list(columns[names[0]].solo)
+    detail: list[list[object]] = [
+        [cid, *(ms(columns[n].solo[cid]) for n in names)] for cid in checks
     ]
-    detail.append(["(status)", *(_statuses(columns[n]) for n in names)])
-    print("Per-check duration inside the full cycle (ms, median; checks run in parallel):\n")
+    detail.append(["sum", *(ms(sum(columns[n].solo.values())) for n in names)])
+    detail.append(["(statuses)", *(_statuses(columns[n]) for n in names)])
+    print("Each check run alone, one after the other (ms, median): where the cycle's time goes.\n")
     print(table(["check", *names], detail))
 
 
-def _statuses(column: dict[str, object]) -> str:
-    statuses = column["statuses"]
-    assert isinstance(statuses, dict)
-    bad = [f"{cid}={s}" for cid, s in statuses.items() if s not in ("ok", "degraded")]
+def _statuses(column: Column) -> str:
+    bad = [f"{cid}={s}" for cid, s in column.statuses.items() if s not in ("ok", "degraded")]
     return "all ok/degraded" if not bad else ", ".join(bad)
-
-
-def _row(
-    key: str, columns: dict[str, dict[str, object]], names: list[str], first: str, last: str
-) -> list[object]:
-    values = [float(columns[n][key]) for n in names]  # type: ignore[arg-type]
-    base, top = float(columns[first][key]), float(columns[last][key])  # type: ignore[arg-type]
-    return [key, *(ms(v) for v in values), f"{top / base:.1f}x"]
 
 
 if __name__ == "__main__":

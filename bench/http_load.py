@@ -9,13 +9,16 @@ DESIGN.md section 7: ``/readyz`` and ``/livez`` p99 under 5 ms and ``/metrics`` 
 ``selfcheck serve`` runs as a separate process at the default interval (30 s) with every
 check's socket answering (see ``bench/_common.answering_node``), so each run of
 ``--duration`` 30 s includes a check cycle; node-exporter runs with its Debian defaults.
+node-exporter's in-flight limit (40, beyond which it answers 503) is lifted with
+``--web.max-requests=0`` so that every request it counts was served. ``floor`` is a minimal
+asyncio server answering ``ok`` to every request head (``bench/_floor.py``): what the
+machine allows at that moment, with no request handling at all.
 Each endpoint gets 2 s of warm-up, then ``wrk -t2 -c64 --latency`` (Debian package
 ``wrk``; its percentiles are of the latencies it measured, without coordinated-omission
 correction). ``wrk`` shares the machine's cores with the server it loads, as in the
 DESIGN.md floors.
 """
 
-# ruff: noqa: E402 (the repository root goes on sys.path before the project imports)
 from __future__ import annotations
 
 import argparse
@@ -29,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
+    PYTHON_HELP,
     answering_node,
     answers,
     free_port,
@@ -43,6 +47,9 @@ from bench._common import (
     workdir,
 )
 
+# node-exporter answers 503 beyond 40 requests in flight by default; the limit is lifted
+# so that it serves the same 64 clients and its latencies are of real answers.
+NODE_EXPORTER_FLAGS = ("--web.max-requests=0",)
 TARGETS_MS = {"/livez": 5.0, "/readyz": 5.0, "/metrics": 10.0}
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -73,9 +80,7 @@ def parse_wrk(output: str) -> WrkResult:
         match = re.search(pattern, output, re.MULTILINE)
         return match.group(1) if match else default
 
-    errors = sum(
-        int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
-    )
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     return WrkResult(
         p50_ms=_millis(find(r"^\s+50%\s+(\S+)", "nan")),
         p99_ms=_millis(find(r"^\s+99%\s+(\S+)", "nan")),
@@ -109,21 +114,31 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-runtime", action="store_true", help="no containerd")
+    parser.add_argument("--python", default=sys.executable, help=PYTHON_HELP)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
     print_header("HTTP latency under load", "python bench/http_load.py " + " ".join(sys.argv[1:]))
     with workdir("http") as directory, answering_node(directory, not args.no_runtime) as env:
-        sc_port, ne_port = free_port(), free_port()
-        selfcheck = start_selfcheck(env, sc_port, directory / "selfcheck.log")
-        exporter = start_node_exporter(ne_port, directory / "node-exporter.log")
+        ports = {"selfcheck": free_port(), "node-exporter": free_port(), "floor": free_port()}
+        selfcheck = start_selfcheck(
+            env, ports["selfcheck"], directory / "selfcheck.log", python=args.python
+        )
+        exporter = start_node_exporter(
+            ports["node-exporter"], directory / "node-exporter.log", NODE_EXPORTER_FLAGS
+        )
+        floor = subprocess.Popen(
+            [args.python, str(Path(__file__).with_name("_floor.py")), str(ports["floor"])]
+        )
+        pids = {"selfcheck": selfcheck.pid, "node-exporter": exporter.pid, "floor": floor.pid}
         try:
-            wait_until(answers(sc_port, "/readyz"), 15)
-            wait_until(answers(ne_port, "/metrics"), 15)
-            rows, results = run_all(args, sc_port, ne_port, selfcheck.pid, exporter.pid)
+            wait_until(answers(ports["selfcheck"], "/readyz"), 15)
+            wait_until(answers(ports["node-exporter"], "/metrics"), 15)
+            wait_until(answers(ports["floor"], "/"), 15)
+            rows, results = run_all(args, ports, pids)
         finally:
-            stop(selfcheck)
-            stop(exporter)
+            for proc in (selfcheck, exporter, floor):
+                stop(proc)
     print(table(
         ["server", "path", "body bytes", "p50 ms", "p99 ms", "max ms", "requests/s",
          "non-2xx + errors", "RSS after MB", "target p99", "met"],
@@ -133,17 +148,19 @@ def main() -> None:
 
 
 def run_all(
-    args: argparse.Namespace, sc_port: int, ne_port: int, sc_pid: int, ne_pid: int
+    args: argparse.Namespace, ports: dict[str, int], pids: dict[str, int]
 ) -> tuple[list[list[object]], dict[tuple[str, str], WrkResult]]:
     plan = [
-        ("selfcheck", sc_port, sc_pid, "/livez"),
-        ("selfcheck", sc_port, sc_pid, "/readyz"),
-        ("selfcheck", sc_port, sc_pid, "/metrics"),
-        ("node-exporter", ne_port, ne_pid, "/metrics"),
+        ("floor", "/"),
+        ("selfcheck", "/livez"),
+        ("selfcheck", "/readyz"),
+        ("selfcheck", "/metrics"),
+        ("node-exporter", "/metrics"),
     ]
     rows: list[list[object]] = []
     results: dict[tuple[str, str], WrkResult] = {}
-    for name, port, pid, path in plan:
+    for name, path in plan:
+        port, pid = ports[name], pids[name]
         url = f"http://127.0.0.1:{port}{path}"
         body = len(http_get(port, path, timeout=5)[1])
         wrk(url, 2, args.connections, args.threads)

@@ -9,22 +9,26 @@
 #            helm upgrade --install ... --post-renderer selfcheck-sidecar
 #
 # env: SELFCHECK_IMAGE      the sidecar image, e.g. registry.example.com/selfcheck:0.1.0
+#      SELFCHECK_LOGS       true when the chart has datadog.logs.enabled: adds the log mount
 #      KUBECTL              kubectl binary with built-in kustomize (default: kubectl)
-#      SELFCHECK_COMPONENT  the component directory (default: found beside this script)
+#      SELFCHECK_COMPONENTS the components directory (default: ../components from here)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd -P)
-component=${SELFCHECK_COMPONENT:-$here/../components/selfcheck-sidecar}
-[ -f "$component/kustomization.yaml" ] || {
-    echo "post-renderer: no kustomize component at $component" >&2
-    exit 1
-}
+components=${SELFCHECK_COMPONENTS:-$here/../components}
+for name in selfcheck-sidecar selfcheck-logs; do
+    [ -f "$components/$name/kustomization.yaml" ] || {
+        echo "post-renderer: no kustomize component $name in $components" >&2
+        exit 1
+    }
+done
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 cat >"$work/rendered.yaml"
-# kustomize loads patch files only from inside the kustomization's own tree: copy the component.
-cp -R "$component" "$work/selfcheck-sidecar"
+# kustomize loads patch files only from inside the kustomization's own tree: copy the components.
+cp -R "$components/selfcheck-sidecar" "$components/selfcheck-logs" "$work/"
 
 {
     echo "apiVersion: kustomize.config.k8s.io/v1beta1"
@@ -33,6 +37,7 @@ cp -R "$component" "$work/selfcheck-sidecar"
     echo "  - rendered.yaml"
     echo "components:"
     echo "  - selfcheck-sidecar"
+    [ "${SELFCHECK_LOGS:-false}" != true ] || echo "  - selfcheck-logs"
     if [ -n "${SELFCHECK_IMAGE:-}" ]; then
         # name[:tag] or name@digest; a registry port (host:5000/x) is not a tag.
         case $SELFCHECK_IMAGE in

@@ -91,8 +91,7 @@ SPEC = register(
         title="container log files (logpodpath mount at /var/log/pods)",
         run=run,
         proves=(
-            "the pod log directory lists and one container log file opens for reading as "
-            "this user."
+            "the pod log directory lists and one container log file opens for reading as this user."
         ),
         why=(
             "With logs enabled the Agent tails /var/log/pods/*/*/*.log; if it can list but not "

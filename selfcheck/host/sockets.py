@@ -192,7 +192,7 @@ class HttpReply:
         """The body as JSON; a peer that is not the service we expect is a protocol error."""
         try:
             return json.loads(self.body)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: "[" * 1000 nests
             raise ProtocolViolationError(
                 f"answered HTTP {self.status} but not JSON ({error})"
             ) from None

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from selfcheck.metrics import Exposition
 from selfcheck.model import Result, Snapshot, Status
@@ -33,6 +33,13 @@ def text(status: int, body: str) -> Response:
     return Response(status, body.encode())
 
 
+# The answers probes get most: built once, so the server's render cache keeps their bytes.
+OK = text(200, "ok\n")
+STALLED = text(503, "runner stalled\n")
+NOT_STARTED = text(503, "first check cycle not finished\n")
+NOT_FOUND = text(404, "not found; try /livez /readyz /startupz /metrics /status\n")
+
+
 @dataclass(slots=True)
 class App:
     get_snapshot: Callable[[], Snapshot]
@@ -42,43 +49,39 @@ class App:
     clock: Callable[[], float] = time.time
 
     def handle(self, target: str, accept: str = "") -> Response:
-        parts = urlsplit(target)
-        path = parts.path.rstrip("/") or "/"
+        """Route by path; the query string is parsed only by ``/readyz``, which reads it."""
+        path, _, query = target.partition("#")[0].partition("?")
+        path = path.rstrip("/") or "/"
         if path.startswith("/readyz/"):
             return self._readyz_one(path.removeprefix("/readyz/"))
-        query = parse_qs(parts.query, keep_blank_values=True)
-        routes: dict[str, Callable[[], Response]] = {
-            "/livez": self._livez,
-            "/readyz": lambda: self._readyz(query),
-            "/startupz": self._startupz,
-            "/metrics": lambda: Response(200, *self.exposition.render(accept)),
-            "/status": self._status,
-        }
-        route = routes.get(path)
-        if route is None:
-            return text(404, "not found; try /livez /readyz /startupz /metrics /status\n")
-        return route()
+        route = _ROUTES.get(path)
+        return NOT_FOUND if route is None else route(self, query, accept)
 
-    def _livez(self) -> Response:
-        return text(200, "ok\n") if self.is_live() else text(503, "runner stalled\n")
+    def _livez(self, query: str, accept: str) -> Response:
+        return OK if self.is_live() else STALLED
 
-    def _startupz(self) -> Response:
-        if self.get_snapshot().started:
-            return text(200, "ok\n")
-        return text(503, "first check cycle not finished\n")
+    def _startupz(self, query: str, accept: str) -> Response:
+        return OK if self.get_snapshot().started else NOT_STARTED
+
+    def _metrics(self, query: str, accept: str) -> Response:
+        return Response(200, *self.exposition.render(accept))
+
+    def _readyz_query(self, query: str, accept: str) -> Response:
+        return self._readyz(parse_qs(query, keep_blank_values=True) if query else {})
 
     def _readyz(self, query: dict[str, list[str]]) -> Response:
         snap = self.get_snapshot()
         exclude = frozenset(query.get("exclude", []))
         verbose = "verbose" in query
+        problem = self._readiness_problem(snap, exclude)
+        if problem is None and not verbose:
+            return OK
         lines = [_line(snap, cid) for cid in snap.check_ids if cid not in exclude]
         unknown = sorted(exclude - set(snap.check_ids))
         if unknown:
             lines.append(f"warn: cannot exclude unknown checks: {', '.join(unknown)}")
-        problem = self._readiness_problem(snap, exclude)
         if problem is None:
-            body = "\n".join([*lines, "readyz check passed"]) if verbose else "ok"
-            return text(200, body + "\n")
+            return text(200, "\n".join([*lines, "readyz check passed"]) + "\n")
         failing = [line for line in lines if line.startswith("[-]")]
         shown = lines if verbose else failing
         return text(503, "\n".join([*shown, f"readyz check failed: {problem}"]) + "\n")
@@ -104,10 +107,19 @@ class App:
         failed = result.status in (Status.FAILED, Status.ERROR)
         return text(503 if failed else 200, line + "\n")
 
-    def _status(self) -> Response:
+    def _status(self, query: str = "", accept: str = "") -> Response:
         snap = self.get_snapshot()
         body = snap.to_json(self.clock(), self.stale_after)
         return Response(200, json.dumps(body, indent=1).encode(), JSON)
+
+
+_ROUTES: dict[str, Callable[[App, str, str], Response]] = {
+    "/livez": App._livez,
+    "/readyz": App._readyz_query,
+    "/metrics": App._metrics,
+    "/startupz": App._startupz,
+    "/status": App._status,
+}
 
 
 def _line(snap: Snapshot, cid: str) -> str:

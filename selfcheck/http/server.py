@@ -11,6 +11,13 @@ Why an ``asyncio.Protocol`` and not streams: ``StreamReader.readuntil`` under
 8 k requests/s for ``/livez`` under 64 clients (bench/http_load.py); a protocol answers from
 ``data_received`` with one ``write`` and keeps every deadline in one periodic sweep.
 
+Why its own accept loop: asyncio's (CPython 3.11, issue 151615) keeps calling ``accept()``
+after ``EMFILE`` and schedules one retry per backlog slot, so at the file descriptor limit
+it printed thousands of tracebacks a second and spun. Here, out of descriptors, the server
+spends a spare descriptor kept for that moment to answer each waiting client ``503`` at
+once instead of leaving it hanging in the backlog, logs one line, and pauses accepting for
+``ACCEPT_BACKOFF``; it serves again as soon as descriptors are free.
+
 Defences, each a user-visible promise: requests larger than ``MAX_HEAD`` get 431 and are
 closed; a client that has not sent a whole request head within ``IDLE_TIMEOUT`` of the
 server starting to wait for it is closed (trickling bytes does not extend it); a client
@@ -23,20 +30,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
+import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
 from selfcheck.http.app import App, Response, text
+from selfcheck.logs import event, get_logger
 
 MAX_HEAD = 8192
 IDLE_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0
 MAX_CONNECTIONS = 512
 MAX_HEADERS = 64
+BACKLOG = 1024
+ACCEPT_BATCH = 64
+ACCEPT_BACKOFF = 0.1
+RESOURCE_LOG_EVERY = 10.0
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ALLOWED = ("GET", "HEAD")
 _END = b"\r\n\r\n"
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
+_CACHED_BODY = 512
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 29\r\nConnection: close\r\n\r\nout of file descriptors, retry\n"
+)
 
 
 class BadRequestError(Exception):
@@ -68,7 +91,7 @@ def parse_head(head: bytes) -> _Request:
         raise BadRequestError(text(400, "bad request\n")) from None
     lines = decoded.split("\r\n")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[1] or not parts[2].startswith("HTTP/1."):
+    if len(parts) != 3 or not parts[1] or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
         raise BadRequestError(text(400, "bad request line\n"))
     method, target, version = parts
     if not target.startswith("/"):
@@ -94,6 +117,13 @@ def parse_head(head: bytes) -> _Request:
 
 
 def render(response: Response, head_only: bool, keep_alive: bool) -> bytes:
+    """Small answers (every probe's) come from a cache; bodies are never copied into it."""
+    if len(response.body) <= _CACHED_BODY:
+        return _render_small(response, head_only, keep_alive)
+    return _render(response, head_only, keep_alive)
+
+
+def _render(response: Response, head_only: bool, keep_alive: bool) -> bytes:
     extra = "".join(f"{k}: {v}\r\n" for k, v in response.extra_headers)
     head = (
         f"HTTP/1.1 {response.status} {_PHRASES.get(response.status, '')}\r\n"
@@ -105,6 +135,9 @@ def render(response: Response, head_only: bool, keep_alive: bool) -> bytes:
         f"{extra}\r\n"
     ).encode("latin-1")
     return head if head_only else head + response.body
+
+
+_render_small = functools.lru_cache(maxsize=256)(_render)
 
 
 def respond(app: App, head: bytes) -> tuple[bytes, bool]:
@@ -201,6 +234,28 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for every address ``host`` resolves to."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))  # one port for every address
+            port = sock.getsockname()[1]
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 class Server:
     """Serves ``App`` on a TCP address; ``serve_forever`` returns when ``stop`` is called."""
 
@@ -218,10 +273,13 @@ class Server:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self._conns: dict[_Connection, None] = {}
-        self._server: asyncio.Server | None = None
+        self._listeners: list[socket.socket] = []
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._spare: int | None = None
+        self._resource_logged_at = float("-inf")
+        self._refused = 0
 
     @property
     def connections(self) -> int:
@@ -233,16 +291,15 @@ class Server:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._server = await self._loop.create_server(
-            lambda: _Connection(self), self.host, self.port, backlog=1024, reuse_address=True
-        )
-        sockets = self._server.sockets
-        if sockets and self.port == 0:
-            self.port = sockets[0].getsockname()[1]
+        self._listeners = _listening_sockets(self.host, self.port)
+        self.port = self._listeners[0].getsockname()[1]
+        self._spare = _open_spare()
+        for sock in self._listeners:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
         self._schedule_sweep()
 
     async def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
-        if self._server is None:
+        if not self._listeners:
             await self.start()
         if on_ready is not None:
             on_ready()
@@ -257,13 +314,84 @@ class Server:
     async def _close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._server is not None:
-            self._server.close()
+        for sock in self._listeners:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
         for conn in list(self._conns):
             conn.close()
-        if self._server is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 0.5)
+        await asyncio.sleep(0)
+
+    # -- accepting ----------------------------------------------------------------
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as error:
+                if error.errno not in _OUT_OF_RESOURCES:
+                    raise
+                self._out_of_resources(listener, error)
+                return
+            self._adopt(conn)
+
+    def _adopt(self, conn: socket.socket) -> None:
+        assert self._loop is not None
+        conn.setblocking(False)
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = self._loop.create_task(
+            self._loop.connect_accepted_socket(lambda: _Connection(self), sock=conn)
+        )
+        task.add_done_callback(_close_on_failure(conn))
+
+    def _out_of_resources(self, listener: socket.socket, error: OSError) -> None:
+        """Refuse what waits with a 503 through the spare descriptor, then back off."""
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+        for _ in range(ACCEPT_BATCH):
+            if not self._refuse_one(listener):
+                break
+        self._spare = _open_spare()
+        assert self._loop is not None
+        self._loop.remove_reader(listener.fileno())
+        self._loop.call_later(ACCEPT_BACKOFF, self._resume_accepting, listener)
+        if self.now() - self._resource_logged_at >= RESOURCE_LOG_EVERY:
+            self._resource_logged_at = self.now()
+            event(
+                get_logger(),
+                logging.ERROR,
+                "out of file descriptors: refusing connections with 503",
+                error=errno.errorcode.get(error.errno or 0, str(error)),
+                connections=len(self._conns),
+                refused_so_far=self._refused,
+            )
+
+    def _refuse_one(self, listener: socket.socket) -> bool:
+        """Accept one waiting client on the descriptor just freed, answer 503, close it."""
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return False
+        with conn, contextlib.suppress(OSError):
+            conn.send(_REFUSAL)
+        self._refused += 1
+        return True
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if self._loop is not None and self._stopped is not None and not self._stopped.is_set():
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.add_reader(listener.fileno(), self._accept, listener)
+
+    # -- connections --------------------------------------------------------------
 
     def admit(self, conn: _Connection) -> None:
         if len(self._conns) >= self.max_connections:
@@ -299,3 +427,19 @@ class Server:
             elif now - conn.waiting_since > self.idle_timeout:
                 conn.close()
         self._schedule_sweep()
+
+
+def _open_spare() -> int | None:
+    """One descriptor kept free for refusing clients politely when the process runs out."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _close_on_failure(conn: socket.socket) -> Callable[[asyncio.Task[object]], None]:
+    def done(task: asyncio.Task[object]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            conn.close()
+
+    return done

@@ -232,13 +232,16 @@ def test_final_stage_has_no_build_tools(docker: Docker, image: str) -> None:
         "import importlib.util, json, os, shutil; print(json.dumps({"
         "'modules': [m for m in ('pip', 'setuptools', 'wheel') if importlib.util.find_spec(m)],"
         "'tools': [t for t in ('gcc', 'cc', 'make', 'pip', 'pip3') if shutil.which(t)],"
-        "'caches': [p for p in ('/root/.cache',) if os.path.exists(p)]}))"
+        "'caches': [p for p in ('/root/.cache',) if os.path.exists(p)],"
+        "'bytecode': os.path.exists(importlib.util.cache_from_source("
+        "    importlib.util.find_spec('selfcheck.cli').origin))}))"
     )
     out = docker(
         "run", "--rm", "--network", "none", "--user", "0",
         "--entrypoint", "/opt/selfcheck/bin/python3", image, "-c", script,
     ).stdout  # fmt: skip
-    assert json.loads(out) == {"modules": [], "tools": [], "caches": []}
+    # Bytecode compiled at build time: a read-only root file system cannot take it later.
+    assert json.loads(out) == {"modules": [], "tools": [], "caches": [], "bytecode": True}
 
 
 def test_healthcheck_passes_read_only_as_any_user(docker: Docker, image: str) -> None:

@@ -288,3 +288,42 @@ def test_helm_values_agree_with_the_component(helm_docs: list[Obj]) -> None:
     assert env["DD_LOGS_ENABLED"] == str(datadog["logs"]["enabled"]).lower()
     assert datadog["useHostPID"] is True
     assert values["agents"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 1
+
+
+def _with_logs(render: str) -> str:
+    """The chart's render with datadog.logs.enabled: true, as _container-agent.yaml adds it."""
+    docs = load_all(render)
+    spec = pod_spec(one(docs, "DaemonSet"))
+    agent = container(spec, "agent")
+    for entry in agent["env"]:
+        if entry["name"] == "DD_LOGS_ENABLED":
+            entry["value"] = "true"
+    for name, host, path, read_only in (
+        ("pointerdir", "/var/lib/datadog-agent/logs", "/opt/datadog-agent/run", False),
+        ("logpodpath", "/var/log/pods", "/var/log/pods", True),
+        ("logscontainerspath", "/var/log/containers", "/var/log/containers", True),
+    ):
+        spec["volumes"].append({"name": name, "hostPath": {"path": host}})
+        agent["volumeMounts"].append(
+            {"name": name, "mountPath": path, "mountPropagation": "None", "readOnly": read_only}
+        )
+    return yaml.safe_dump_all(docs)
+
+
+def test_logs_component_mirrors_the_agents_log_access(kubectl: str) -> None:
+    out = run(
+        [str(K8S / "helm" / "post-renderer.sh")],
+        stdin=_with_logs(HELM_RENDER.read_text()),
+        env={"KUBECTL": kubectl, "SELFCHECK_LOGS": "true"},
+    ).stdout
+    spec = pod_spec(one(load_all(out), "DaemonSet"))
+    assert [c["name"] for c in spec["containers"]][-1] == "selfcheck"
+    sidecar = host_mounts(spec, "selfcheck")
+    assert ("logpodpath", "/var/log/pods", "/var/log/pods", True) in sidecar
+    assert sidecar <= host_mounts(spec, "agent")
+    agent, env = env_values(spec, "agent"), env_values(spec, "selfcheck")
+    for name in AGENT_SETTINGS:
+        assert env.get(name) == agent.get(name), name
+    checks = all_checks()
+    config = load(frozenset(checks), env=env, euid=lambda: 0)
+    assert "pod_logs" in required_ids(config, checks)

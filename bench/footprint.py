@@ -1,0 +1,157 @@
+"""Resident memory, CPU share and start-up time of ``selfcheck serve``, beside node-exporter.
+
+    python bench/footprint.py [--duration 600] [--starts 5] [--no-runtime]
+
+DESIGN.md section 7: resident memory under 35 MB, under 0.5 % of one core at the default
+interval (30 s), ready within 1 s of start; side by side with ``prometheus-node-exporter``.
+
+Start-up: ``--starts`` cold starts of each, timed from ``Popen`` to the first 200 from
+``/readyz`` (selfcheck: the first check cycle has finished and every required check
+passed) and from ``/metrics`` (node-exporter). Then both run together for ``--duration``
+seconds at their defaults, under the traffic a node really sends them: a kubelet probing
+``/livez`` and ``/readyz`` every 10 s, and Prometheus scraping each ``/metrics`` every
+15 s. Every second both are sampled from ``/proc``: ``VmRSS``, threads, open fds, and CPU
+ticks including reaped children (the ``origin_detection`` check forks a sender per cycle).
+Every check's socket answers (see ``bench/_common.answering_node``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import (
+    PYTHON_HELP,
+    ProcSample,
+    answering_node,
+    answers,
+    cpu_share,
+    free_port,
+    http_get,
+    median,
+    print_header,
+    sample,
+    start_node_exporter,
+    start_selfcheck,
+    stop,
+    table,
+    wait_until,
+    workdir,
+)
+
+PROBE_EVERY, SCRAPE_EVERY, SAMPLE_EVERY = 10.0, 15.0, 1.0
+
+
+def time_to_ready(
+    start: Callable[[int], subprocess.Popen[bytes]], path: str, starts: int
+) -> tuple[list[float], list[float]]:
+    """Seconds from spawn to the first 200 on ``path``, and RSS (MB) at that moment."""
+    seconds, rss = [], []
+    for _ in range(starts):
+        port = free_port()
+        began = time.monotonic()
+        proc = start(port)
+        try:
+            wait_until(answers(port, path), 15, step=0.002)
+            seconds.append(time.monotonic() - began)
+            rss.append(sample(proc.pid).rss_mb)
+        finally:
+            stop(proc)
+    return seconds, rss
+
+
+def drive(
+    duration: float, sc_port: int, ne_port: int, pids: dict[str, int]
+) -> dict[str, list[ProcSample]]:
+    """Probe, scrape and sample until ``duration`` has passed."""
+    samples: dict[str, list[ProcSample]] = {name: [] for name in pids}
+    began = time.monotonic()
+    next_probe = next_scrape = next_sample = began
+    while (now := time.monotonic()) - began < duration:
+        if now >= next_probe:
+            http_get(sc_port, "/livez")
+            http_get(sc_port, "/readyz")
+            next_probe += PROBE_EVERY
+        if now >= next_scrape:
+            http_get(sc_port, "/metrics")
+            http_get(ne_port, "/metrics", timeout=5)
+            next_scrape += SCRAPE_EVERY
+        if now >= next_sample:
+            for name, pid in pids.items():
+                samples[name].append(sample(pid))
+            next_sample += SAMPLE_EVERY
+        time.sleep(max(0.0, min(next_probe, next_scrape, next_sample) - time.monotonic()))
+    return samples
+
+
+def summary(
+    name: str, samples: list[ProcSample], ready: list[float], ready_rss: list[float]
+) -> list[object]:
+    rss = [s.rss_mb for s in samples]
+    minute = [s.rss_mb for s in samples if s.at - samples[0].at >= 60] or rss
+    return [
+        name,
+        f"{median(ready) * 1000:.0f} ({min(ready) * 1000:.0f}-{max(ready) * 1000:.0f})",
+        f"{median(ready_rss):.1f}",
+        f"{minute[0]:.1f}",
+        f"{sum(rss) / len(rss):.1f}",
+        f"{max(rss):.1f}",
+        f"{rss[-1]:.1f}",
+        f"{cpu_share(samples[0], samples[-1]):.3f}",
+        max(s.threads for s in samples),
+        max(s.fds for s in samples),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
+    parser.add_argument("--starts", type=int, default=5, help="cold starts to time")
+    parser.add_argument("--no-runtime", action="store_true", help="no containerd")
+    parser.add_argument("--python", default=sys.executable, help=PYTHON_HELP)
+    args = parser.parse_args()
+    print_header("Footprint", "python bench/footprint.py " + " ".join(sys.argv[1:]))
+    with workdir("footprint") as directory, answering_node(directory, not args.no_runtime) as env:
+        log = directory / "selfcheck.log"
+
+        def selfcheck_on(port: int) -> subprocess.Popen[bytes]:
+            return start_selfcheck(env, port, log, python=args.python)
+
+        sc_ready = time_to_ready(selfcheck_on, "/readyz", args.starts)
+        ne_log = directory / "node-exporter.log"
+        ne_ready = time_to_ready(lambda p: start_node_exporter(p, ne_log), "/metrics", args.starts)
+        sc_port, ne_port = free_port(), free_port()
+        selfcheck = selfcheck_on(sc_port)
+        exporter = start_node_exporter(ne_port, ne_log)
+        try:
+            wait_until(answers(sc_port, "/readyz"), 15)
+            wait_until(answers(ne_port, "/metrics"), 15)
+            pids = {"selfcheck serve": selfcheck.pid, "prometheus-node-exporter": exporter.pid}
+            samples = drive(args.duration, sc_port, ne_port, pids)
+        finally:
+            stop(selfcheck)
+            stop(exporter)
+    headers = [
+        "process", "ready ms median (range)", "RSS at ready MB", "RSS at 1 min MB",
+        "RSS mean MB", "RSS max MB", "RSS end MB", "CPU % of one core", "threads max",
+        "fds max",
+    ]  # fmt: skip
+    rows = [
+        summary("selfcheck serve", samples["selfcheck serve"], *sc_ready),
+        summary("prometheus-node-exporter", samples["prometheus-node-exporter"], *ne_ready),
+    ]
+    print(table(headers, rows))
+    print(
+        f"\n{args.duration:g} s at the default interval; probes every {PROBE_EVERY:g} s, "
+        f"scrapes every {SCRAPE_EVERY:g} s; targets: RSS < 35 MB, CPU < 0.5 %, ready < 1 s."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Every parser fed arbitrary input: no exception escapes, and no check raises.
+
+A host file, a socket's answer or a request head can hold anything: a truncated write, a
+binary file mounted at the wrong path, a hostile client, a different daemon on the port.
+The rule (the lead's architecture rules) is that bad input is data: a parser returns a
+value (or raises ``OSError``, which the checks turn into a reason), a check returns an
+``Outcome`` whose reason is one it declares, the HTTP parser answers 4xx. Each property
+runs a fixed number of examples, derandomized, so CI is stable and a failure reproduces.
+The check-level properties write the fuzzed bytes into real files and run the real check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from selfcheck.config import (
+    ConfigError,
+    load,
+    parse_bool,
+    parse_ids,
+    parse_listen,
+    parse_metric_name,
+    parse_port,
+    parse_positive_int,
+    parse_seconds,
+)
+from selfcheck.host import capabilities, cgroup, cri, identity, procfs
+from selfcheck.host.sockets import HttpReply
+from selfcheck.http.app import App
+from selfcheck.http.server import BadRequestError, parse_head, respond
+from selfcheck.model import Outcome, Reason
+from selfcheck.registry import all_checks
+from selfcheck.runner import Runner
+from selfcheck.service import build_app
+from tests.support.fake_checks import failing, passing
+
+
+def _check_module(cid: str) -> ModuleType:
+    """A check module, imported only after ``all_checks``: that loads every check module
+    only while none is registered, so naming one first would hide the others from the
+    rest of the session (``SELFCHECK_SKIP`` of unknown ids, missing checks)."""
+    all_checks()
+    return importlib.import_module(f"selfcheck.checks.{cid}")
+
+
+agent_health = _check_module("agent_health")
+apm_socket = _check_module("apm_socket")
+origin_detection = _check_module("origin_detection")
+os_release = _check_module("os_release")
+passwd = _check_module("passwd")
+security_check = _check_module("security")
+
+FAST = settings(
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+FILES = settings(FAST, max_examples=60)
+
+# Text shaped like the files under test, mixed with anything at all.
+_PROCISH = st.text(alphabet=st.sampled_from(list("0123456789abcdef:,/-._ \t\n\r=\\x\x00é")))
+TEXT = st.one_of(st.text(max_size=400), _PROCISH)
+BYTES = st.one_of(st.binary(max_size=400), _PROCISH.map(lambda t: t.encode("utf-8", "replace")))
+
+
+def _never_raises_but(allowed: type[BaseException], fn: Callable[[], object]) -> None:
+    with contextlib.suppress(allowed):
+        fn()
+
+
+# -- the HTTP request head -------------------------------------------------------------
+
+_HEAD = st.builds(
+    lambda method, target, version, headers: (
+        f"{method} {target} {version}\r\n{headers}\r\n\r\n".encode("latin-1", "replace")
+    ),
+    st.sampled_from(["GET", "HEAD", "POST", "get", "", "GET GET"]),
+    st.one_of(st.sampled_from(["/livez", "/readyz?verbose&exclude=x", "/metrics"]), TEXT),
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2", "", "HTTP/1.1 x"]),
+    st.lists(TEXT, max_size=5).map("\r\n".join),
+)
+
+
+def _app() -> App:
+    config = load(frozenset({"fine", "broken"}), {})
+    runner = Runner(config, {"fine": passing(), "broken": failing()})
+    runner.run_cycle()
+    return build_app(runner)
+
+
+APP = _app()
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=600), _HEAD))
+@example(b"GET /livez HTTP/1.1\r\n" + b"X: y\r\n" * 70 + b"\r\n")
+@example(b"GET /%00 HTTP/1.1\r\n\r\n")
+def test_http_heads_get_an_answer_never_an_exception(head: bytes) -> None:
+    try:
+        parse_head(head)
+    except BadRequestError as bad:
+        assert 400 <= bad.response.status < 500
+    data, _keep_alive = respond(APP, head)
+    status = int(data.split(b" ", 2)[1])
+    assert data.startswith(b"HTTP/1.1 ") and status in (200, 400, 404, 405, 431, 503)
+
+
+@FAST
+@given(TEXT, st.sampled_from(["", "text/plain", "application/openmetrics-text; version=1.0.0"]))
+def test_every_target_is_routed_to_an_answer(target: str, accept: str) -> None:
+    assert APP.handle(target, accept).status in (200, 404, 503)
+
+
+# -- host readers ----------------------------------------------------------------------
+
+
+@FAST
+@given(TEXT, st.lists(st.sampled_from(["Uid", "Name", "NSpid", "Cap"]), max_size=3))
+def test_status_and_its_fields(text: str, keys: list[str]) -> None:
+    fields = procfs.parse_status(text, keys)
+    full = procfs.parse_status(text)
+    assert all(full[k] == v for k, v in fields.items() if k in keys)
+    for value in fields.values():
+        assert isinstance(procfs.int_fields(value), list)
+    identity.identity_from_status(fields)
+    capabilities.parse_capability_sets(fields)
+
+
+@FAST
+@given(TEXT, st.sampled_from(["/", "/sys/fs/cgroup", "/host/sys/fs/cgroup"]), TEXT)
+def test_mountinfo_and_what_is_built_on_it(text: str, root: str, path: str) -> None:
+    mounts = procfs.parse_mountinfo(text)
+    cgroup.detect_layout(mounts, root)
+    procfs.mount_for(Path("/" + path.replace("\x00", "")), mounts)
+
+
+@FAST
+@given(TEXT, st.sampled_from([1, 2]))
+@example("4:memory:/kubepods/pod1/" + "a" * 64 + "\n0::/x\n", 1)
+@example("0::/system.slice/cri-containerd-" + "b" * 64 + ".scope\r\n", 2)
+def test_proc_cgroup_lines_and_the_container_id_rule(text: str, version: int) -> None:
+    lines = cgroup.parse_proc_cgroup(text)
+    cgroup.in_runtime_cgroup(lines)
+    found = cgroup.container_id_from_proc_cgroup(text, version)
+    assert found is None or cgroup.CONTAINER_ID_RE.fullmatch(found)
+    for line in lines:
+        cgroup.is_runtime_path(line.path)
+        cgroup.container_id_from_name(line.path)
+
+
+@FAST
+@given(st.one_of(st.none(), TEXT))
+def test_capability_masks(value: str | None) -> None:
+    mask = capabilities.parse_mask(value)
+    assert mask is None or mask >= 0
+
+
+@FAST
+@given(BYTES)
+@example(cri.grpc_frame(cri.encode_string_field(2, "containerd")))
+@example(b"\x00\xff\xff\xff\xff")
+def test_cri_protobuf_and_grpc_framing(data: bytes) -> None:
+    _never_raises_but(OSError, lambda: cri.grpc_unframe(data))
+    _never_raises_but(OSError, lambda: cri.decode_version(data))
+
+
+@FAST
+@given(st.integers(100, 599), BYTES)
+@example(200, b"[" * 5000)
+@example(200, b'{"Healthy": "x"}')
+@example(200, b'{"version": 7}')
+def test_answers_of_the_agent_and_trace_agent(status: int, body: bytes) -> None:
+    reply = HttpReply(status, {}, body)
+    _never_raises_but(OSError, lambda: agent_health.parse_health(reply))
+    _never_raises_but(OSError, lambda: apm_socket._info(reply))
+
+
+@FAST
+@given(TEXT)
+def test_configuration_values_are_a_value_or_one_config_error(raw: str) -> None:
+    parsers: list[Callable[[], object]] = [
+        lambda: parse_bool("X", raw),
+        lambda: parse_port("X", raw, 1),
+        lambda: parse_seconds("X", raw, 1.0, 0.05, 60),
+        lambda: parse_positive_int("X", raw, 1, 100),
+        lambda: parse_listen("X", raw),
+        lambda: parse_ids("X", raw, frozenset({"procfs"})),
+        lambda: parse_metric_name("X", raw, "m"),
+    ]
+    for parser in parsers:
+        _never_raises_but(ConfigError, parser)
+    env = {"SELFCHECK_INTERVAL": raw, "HOST_PROC": raw, "DD_HEALTH_PORT": raw}
+    _never_raises_but(ConfigError, lambda: load(frozenset({"procfs"}), env))
+
+
+# -- whole checks on fuzzed files --------------------------------------------------------
+
+
+def _assert_declared(outcome: Outcome, reasons: tuple[Reason, ...]) -> None:
+    assert isinstance(outcome, Outcome)
+    assert outcome.reason in reasons, (outcome.reason, outcome.message)
+
+
+def _tree(root: Path, status: list[bytes], cgroups: list[bytes]) -> None:
+    for pid, (status_bytes, cgroup_bytes) in enumerate(zip(status, cgroups, strict=False), 1):
+        (root / str(pid)).mkdir()
+        (root / str(pid) / "status").write_bytes(status_bytes)
+        (root / str(pid) / "cgroup").write_bytes(cgroup_bytes)
+    if status:
+        os.symlink("1", root / "self")
+
+
+@FILES
+@given(BYTES)
+@example(b'ID="unterminated\nVERSION_ID=12')
+def test_os_release_check_on_any_file(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "os-release").write_bytes(data)
+        config = load(frozenset({"os_release"}), {"HOST_ETC": directory})
+        _assert_declared(os_release.run(config), os_release.SPEC.reasons)
+
+
+@FILES
+@given(BYTES, st.lists(BYTES, max_size=4))
+@example(b"root:x:0:0::/root:/bin/sh\n", [b"Uid:\t0\t0\t0\t0\n", b"Uid:\tzero\n"])
+def test_passwd_check_on_any_passwd_and_status_files(data: bytes, status: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        (root / "etc").mkdir()
+        (root / "etc" / "passwd").write_bytes(data)
+        (root / "proc").mkdir()
+        _tree(root / "proc", status, [b""] * len(status))
+        env = {"HOST_ETC": str(root / "etc"), "HOST_PROC": str(root / "proc")}
+        config = load(frozenset({"passwd"}), env)
+        _assert_declared(passwd.run(config), passwd.SPEC.reasons)
+
+
+@FILES
+@given(st.lists(BYTES, min_size=1, max_size=4), st.sampled_from([1, 2]))
+def test_origin_detection_sample_on_any_cgroup_files(cgroups: list[bytes], version: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        _tree(root, [b"Uid:\t0\n"] * len(cgroups), cgroups)
+        sample = origin_detection.sample_processes(root, version, 256)
+        assert sample.resolved <= sample.in_containers <= sample.sampled == len(cgroups)
+
+
+@FILES
+@given(TEXT, TEXT, st.sampled_from([True, False, None]))
+def test_security_judge_on_any_status_and_mount_table(
+    status: str, mountinfo: str, host_pid: bool | None
+) -> None:
+    who = identity.identity_from_status(procfs.parse_status(status))
+    mounts = procfs.parse_mountinfo(mountinfo)
+    config = load(frozenset({"security"}), {})
+    outcome = security_check.judge(who, mounts, host_pid, config)
+    _assert_declared(outcome, security_check.SPEC.reasons)

@@ -1,0 +1,108 @@
+"""Idle and slow clients (slowloris) cannot starve the kubelet's probes.
+
+500 connections are held open against a real ``selfcheck serve`` (a third send nothing, a
+third send half a request head, a third trickle it a byte at a time) while fresh probes of
+``/livez`` and ``/readyz`` must answer 200, each within a second. The bound is generous on
+purpose (a probe answers in about a millisecond here) so that a noisy machine cannot make
+it flaky, while a server that serialised clients, or waited on an idle one, would miss it
+by seconds. Then the server's own idle timeout must close the held sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+
+from tests.robustness.conftest import ServeProcess, raise_nofile, serve
+
+HELD = 500
+PROBE_ROUNDS = 10
+PROBE_BOUND = 1.0
+PARTIAL = b"GET /livez HTTP/1.1\r\nHost: x\r\nUser-Agent: slow"
+
+
+def _hold(server: ServeProcess, count: int) -> list[socket.socket]:
+    held = []
+    for i in range(count):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        if i % 3 == 1:
+            sock.sendall(PARTIAL)
+        elif i % 3 == 2:
+            sock.sendall(PARTIAL[:1])
+        held.append(sock)
+    return held
+
+
+def _trickle(held: list[socket.socket], step: int) -> None:
+    for sock in held[2::3]:
+        # The server may already have closed it: that is the defence working.
+        with contextlib.suppress(OSError):
+            sock.sendall(PARTIAL[step % len(PARTIAL) : step % len(PARTIAL) + 1])
+
+
+def _probe_under_siege(server: ServeProcess, held: list[socket.socket]) -> list[float]:
+    times = []
+    for round_ in range(PROBE_ROUNDS):
+        _trickle(held, round_ + 1)
+        for path in ("/livez", "/readyz"):
+            status, _, seconds = server.request(path, timeout=5)
+            assert status == 200, (path, status, server.stderr())
+            times.append(seconds)
+        time.sleep(0.05)
+    return times
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def _closed_by_server(sock: socket.socket, timeout: float) -> bool:
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def test_probes_answer_within_a_second_while_500_slow_clients_hold_connections() -> None:
+    raise_nofile(4 * HELD)
+    with serve({"SELFCHECK_INTERVAL": "0.5"}) as server:
+        held = _hold(server, HELD)
+        try:
+            _wait_until(lambda: server.fds() >= HELD, 10)  # it holds them all, refused none
+            times = _probe_under_siege(server, held)
+            assert max(times) < PROBE_BOUND, sorted(times)[-5:]
+            began = time.monotonic()
+            # 5 s after the server started waiting, every held socket is closed by it,
+            # including the ones that keep trickling bytes of a head that never ends.
+            closed = sum(_closed_by_server(sock, 12 - (time.monotonic() - began)) for sock in held)
+            assert closed == HELD
+        finally:
+            for sock in held:
+                sock.close()
+        assert server.request("/livez")[0] == 200
+        assert server.proc.poll() is None
+
+
+def test_beyond_max_connections_the_longest_idle_is_evicted_for_a_fresh_probe() -> None:
+    raise_nofile(3 * 700)
+    with serve() as server:
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(700)]
+        try:
+            times = [server.request(path, timeout=5) for path in ("/livez", "/readyz") * 5]
+            assert all(status == 200 for status, _, _ in times)
+            assert max(seconds for _, _, seconds in times) < PROBE_BOUND
+            assert server.fds() < 600  # 512 connections at most, plus the process's own
+            assert _closed_by_server(held[0], 5)  # the oldest idle one went first
+        finally:
+            for sock in held:
+                sock.close()
