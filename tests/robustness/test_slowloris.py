@@ -106,3 +106,34 @@ def test_beyond_max_connections_the_longest_idle_is_evicted_for_a_fresh_probe() 
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_a_client_that_never_reads_its_answers_is_cut_off_without_growing_memory() -> None:
+    """Pipelined ``/metrics`` requests from a client that never reads: the server stops
+    reading it once its answers back up, keeps probes answered, and drops it after its
+    write timeout (5 s) instead of buffering answers for ever."""
+    with serve() as server:
+        baseline_fds = server.fds()
+        rss_before = _rss_kb(server)
+        hog = socket.socket()
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hog.connect(("127.0.0.1", server.port))
+        hog.settimeout(0.5)
+        request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        with contextlib.suppress(TimeoutError):
+            hog.sendall(request * 5000)  # stops once the server no longer reads it
+        try:
+            assert server.request("/livez", timeout=5)[0] == 200
+            assert _rss_kb(server) - rss_before < 8 * 1024  # answers were not all buffered
+            _wait_until(lambda: server.fds() <= baseline_fds, 12)  # cut off by the server
+            assert server.request("/readyz", timeout=5)[0] == 200
+        finally:
+            hog.close()
+
+
+def _rss_kb(server: ServeProcess) -> int:
+    with open(f"/proc/{server.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
