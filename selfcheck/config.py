@@ -128,12 +128,20 @@ def parse_positive_int(name: str, raw: str | None, default: int, high: int) -> i
 
 
 def parse_listen(name: str, raw: str | None) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``port``; an IPv6 host needs its brackets."""
     text = raw if raw else DEFAULT_LISTEN
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "0.0.0.0", text
-    host = host.strip("[]") or "0.0.0.0"
-    return host, parse_port(name, port, 0)
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ConfigError(f"{name}={raw!r}: an IPv6 address needs brackets, e.g. [::1]:9750")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ConfigError(f"{name}={raw!r}: an IPv6 address needs brackets, e.g. [::1]:9750")
+    if not port:
+        raise ConfigError(f"{name}={raw!r} has no port (e.g. 0.0.0.0:9750)")
+    return host or "0.0.0.0", parse_port(name, port, 0)
 
 
 def parse_ids(name: str, raw: str | None, known: frozenset[str]) -> frozenset[str]:
@@ -179,6 +187,20 @@ def _etc_file(env: Mapping[str, str], filename: str, host_default: str) -> Path:
     if host_etc:
         return Path(host_etc) / filename
     return _first_existing(host_default, f"/etc/{filename}")
+
+
+def unix_socket_file(setting: str | None) -> str | None:
+    """The file behind a socket setting: ``unix:///x`` or ``/x``; ``None`` for tcp:// or unset.
+
+    ``DD_CRI_SOCKET_PATH`` and ``DOCKER_HOST`` are read by several checks; this is the one place
+    that says which file they name.
+    """
+    if not setting:
+        return None
+    scheme, sep, rest = setting.partition("://")
+    if not sep:
+        return setting
+    return rest if scheme == "unix" and rest else None
 
 
 def _socket_setting(env: Mapping[str, str], name: str) -> str | None:

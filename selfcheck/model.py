@@ -64,6 +64,8 @@ class Reason(enum.StrEnum):
     NO_CONTAINER_ID = "no_container_id"
     PRIVATE_CGROUPNS = "private_cgroupns"
     PROCFS_MISSING = "procfs_missing"
+    # pod logs
+    NO_LOG_FILE = "no_log_file"
     # agent health
     UNHEALTHY = "unhealthy"
     # security

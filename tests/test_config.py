@@ -59,6 +59,8 @@ def test_agent_names_are_honoured() -> None:
         ({"SELFCHECK_CHECK_TIMEOUT": "-1"}, "out of range"),
         ({"SELFCHECK_LISTEN": ":70000"}, "out of range (1-65535)"),
         ({"SELFCHECK_LISTEN": "localhost:http"}, "is not a port number"),
+        ({"SELFCHECK_LISTEN": "::1"}, "needs brackets"),
+        ({"SELFCHECK_LISTEN": "0.0.0.0:"}, "has no port"),
         ({"DD_HEALTH_PORT": "0"}, "DD_HEALTH_PORT"),
         ({"DD_LOGS_ENABLED": "maybe"}, "is not a boolean"),
         ({"SELFCHECK_SKIP": "procfs,bogus"}, "unknown check id bogus"),

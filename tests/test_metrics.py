@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 
 from selfcheck.config import load
@@ -62,20 +61,38 @@ def test_rendering_is_cached_per_snapshot() -> None:
 
 
 def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
-    """Run the real checks here and lint the real exposition with promtool."""
+    """Run the real checks here, parse every label of the exposition, and lint it with promtool."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from selfcheck.checks.security import FINDINGS, POD_SECURITY_LEVELS
+
     checks = all_checks()
     runner = Runner(load(frozenset(checks), {}), checks)
     runner.run_cycle()
     body = _exposition(runner).render()[0]
-    statuses = {str(s) for s in Status}
-    reasons = {str(r) for r in Reason}
-    text = body.decode()
-    for status in re.findall(r'selfcheck_check_status\{check="[a-z_]+",status="([a-z_]+)"\}', text):
-        assert status in statuses
-    for reason in re.findall(r'selfcheck_check_reason\{check="[a-z_]+",reason="([a-z_]+)"\}', text):
-        assert reason in reasons
+    closed = {
+        "check": set(checks),
+        "status": {str(s) for s in Status},
+        "reason": {str(r) for r in Reason},
+        "finding": set(FINDINGS),
+        "severity": {"info", "warning", "critical"},
+        "level": set(POD_SECURITY_LEVELS),
+    }
+    free_text = {"version", "python_version", "os_id", "os_version_id", "kernel"}
+    free_text |= {"cgroup_version", "runtime", "runtime_version"}
+    seen = set()
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            for name, value in sample.labels.items():
+                seen.add(name)
+                if name in closed:
+                    assert value in closed[name], (sample.name, name, value)
+                else:
+                    assert name in free_text, (sample.name, name)
+                    assert "/" not in value and len(value) <= 64, (sample.name, name, value)
+    assert {"check", "status", "reason"} <= seen
     for cid in checks:
-        assert f'selfcheck_check_runs_total{{check="{cid}"}} 1.0' in text
+        assert f'selfcheck_check_runs_total{{check="{cid}"}} 1.0' in body.decode()
     lint = subprocess.run(
         ["promtool", "check", "metrics"], input=body, capture_output=True, check=False
     )

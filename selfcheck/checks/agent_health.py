@@ -42,7 +42,11 @@ REMEDIATIONS = {
         "container in the pod uses the port; set DD_HEALTH_PORT to the Agent's health port "
         "(Helm agents.containers.agent.healthPort)."
     ),
-    Reason.IO_ERROR: "Connecting to the health port failed for another reason: see the message.",
+    Reason.IO_ERROR: (
+        "Connecting to the health port failed for another reason (the errno is in the "
+        "message): check that the agent container is running and that DD_HEALTH_PORT matches "
+        "its health port (Helm agents.containers.agent.healthPort, default 5555)."
+    ),
 }
 JUDGE = SocketJudge(REMEDIATIONS)
 

@@ -74,7 +74,8 @@ INFO_URL = "http://localhost/info"
 
 def run(config: Config) -> Outcome:
     path = config.apm_socket
-    if not config.apm_socket_configured and not path_exists(path):
+    wanted = config.apm_socket_configured or "apm_socket" in config.require
+    if not wanted and not path_exists(path):
         return skipped(
             Reason.NOT_ENABLED,
             f"DD_APM_RECEIVER_SOCKET is not set and {path} does not exist: APM over a unix "

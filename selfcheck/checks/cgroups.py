@@ -17,7 +17,7 @@ from selfcheck.host.cgroup import (
     CgroupLayout,
     CgroupLine,
     agent_cgroup_path,
-    container_id_from_name,
+    count_container_cgroups,
     detect_layout,
     parse_proc_cgroup,
 )
@@ -26,8 +26,6 @@ from selfcheck.host.procfs import read_mountinfo
 from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
 
-SCAN_MAX_DIRS = 20_000
-SCAN_MAX_DEPTH = 8
 STAT_CAP = 16 * 1024
 
 REMEDIATIONS = {
@@ -97,29 +95,6 @@ def _stat_files(layout: CgroupLayout, root: Path, own: str, lines: list[CgroupLi
 
 def _read_stats(files: list[Path]) -> dict[str, str]:
     return {f.name: read_text(f, STAT_CAP).split("\n", 1)[0].strip() for f in files}
-
-
-def count_container_cgroups(top: Path) -> tuple[int, bool]:
-    """Container cgroups under ``top`` by the Agent's name rule; bounded in size and depth."""
-    count, seen = 0, 0
-    stack: list[tuple[Path, int]] = [(top, 0)]
-    while stack:
-        path, depth = stack.pop()
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            continue
-        for entry in entries:
-            if not entry.is_dir(follow_symlinks=False):
-                continue
-            seen += 1
-            if seen > SCAN_MAX_DIRS:
-                return count, True
-            if container_id_from_name(entry.name):
-                count += 1
-            elif depth < SCAN_MAX_DEPTH:
-                stack.append((Path(entry.path), depth + 1))
-    return count, False
 
 
 def _v2_controllers(layout: CgroupLayout) -> str:

@@ -9,6 +9,7 @@ and classifies what the kernel says. When the Agent's expvar endpoint answers, i
 
 from __future__ import annotations
 
+import stat
 from typing import Any
 
 from selfcheck.checks._sockets import SocketJudge, budget, ownership
@@ -76,6 +77,13 @@ REMEDIATIONS = {
     ),
 }
 
+MODE_FIX = (
+    "Clients in other pods run as other users and need write permission on the socket: the "
+    "Agent creates it with mode 0722 (chmod after bind). Do not chmod or chown it from an init "
+    "container or the node, keep the dsdsocket volume (hostPath /var/run/datadog) shared "
+    "as the chart mounts it, and restart the Agent to recreate the socket."
+)
+
 HINTS = {
     Reason.ECONNREFUSED: "a stale socket file: nothing listens on it",
     Reason.EAGAIN: "the receiver's queue is full (packets are being dropped)",
@@ -114,7 +122,18 @@ def run(config: Config) -> Outcome:
         )
     details["sent_bytes"] = sent
     figures = _uds_counters(config, deadline, details)
-    return ok(_message(path, mode, config, sent), details=details, figures=figures)
+    message = _message(path, mode, config, sent)
+    if not st.st_mode & stat.S_IWOTH:
+        return Outcome(
+            Status.DEGRADED,
+            Reason.EACCES,
+            f"{message}: other users cannot write to it, so non-root clients get EACCES "
+            "and their metrics are dropped",
+            MODE_FIX,
+            details=details,
+            figures=figures,
+        )
+    return ok(message, details=details, figures=figures)
 
 
 def _message(path: object, mode: str, config: Config, sent: int) -> str:
@@ -143,7 +162,9 @@ def _uds_counters(config: Config, deadline: Deadline, details: dict[str, Any]) -
     figures = {
         figure: float(uds[key])
         for key, figure in UDS_COUNTERS.items()
-        if isinstance(uds.get(key), int | float) and not isinstance(uds.get(key), bool)
+        if isinstance(uds.get(key), int | float)
+        and not isinstance(uds.get(key), bool)
+        and abs(uds[key]) < 2**1023  # a JSON integer beyond a float: OverflowError
     }
     details["expvar"] = url
     details["dogstatsd_uds"] = {k: uds[k] for k in UDS_COUNTERS if k in uds}

@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selfcheck.checks import procfs
 from selfcheck.checks._common import os_failure
 from selfcheck.config import Config
 from selfcheck.host.cgroup import (
@@ -90,11 +91,7 @@ REMEDIATIONS = {
         "(securityContext.privileged) a private one. Other pods' containers still resolve "
         "while selfcheck_origin_detection_resolution_ratio stays at 1."
     ),
-    Reason.EACCES: (
-        "The host procfs is mounted but this user cannot read it: run with the Agent's "
-        "identity (securityContext.runAsUser 0, the chart default) and check the procdir "
-        "volume's SELinux labels (securityContext.seLinuxOptions)."
-    ),
+    Reason.EACCES: procfs.REMEDIATIONS[Reason.EACCES],
     Reason.TIMEOUT: (
         "A datagram sent to an SO_PASSCRED socket in this container did not arrive: the "
         "DogStatsD socket path cannot work either; check the container's seccomp profile "

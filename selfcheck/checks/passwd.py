@@ -75,7 +75,7 @@ def parse_passwd(data: bytes, truncated: bool = False) -> Passwd:
         if not line.strip() or line.startswith(("#", "+", "-")):
             continue
         fields = line.split(":")
-        if len(fields) != 7 or not fields[0] or not fields[2].isdigit():
+        if len(fields) != 7 or not fields[0] or not (fields[2].isascii() and fields[2].isdigit()):
             bad += 1
             continue
         names.setdefault(int(fields[2]), fields[0])

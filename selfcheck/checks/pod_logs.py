@@ -29,6 +29,12 @@ REMEDIATIONS = {
         "(securityContext.runAsUser: 0, the chart default) or grant read access to its group "
         "through securityContext.supplementalGroups (see DataDog/datadog-agent#6442)."
     ),
+    Reason.NO_LOG_FILE: (
+        "The directory is not the node's /var/log/pods, or the node writes logs elsewhere: "
+        "the logpodpath volume must be hostPath /var/log/pods (type Directory, not "
+        "DirectoryOrCreate on a node that keeps logs elsewhere) and the kubelet's "
+        "podLogsDir must be that path."
+    ),
     Reason.IO_ERROR: "Reading pod logs failed unexpectedly: check the logpodpath volume.",
 }
 _ALLOWED = frozenset(REMEDIATIONS)
@@ -68,10 +74,17 @@ def run(config: Config) -> Outcome:
         return os_failure(REMEDIATIONS, error, root, "list pod logs", _ALLOWED)
     details: dict[str, object] = {"path": str(root), "pods": pods}
     if log_file is None:
+        why = (
+            f"{pods} pod directories listed but no container log found to open "
+            f"(looked at up to {MAX_ENTRIES} container directories)"
+            if pods
+            else "no pod directories at all, although this pod's own logs would be there"
+        )
         return Outcome(
-            Status.DEGRADED if pods else Status.OK,
-            Reason.OK,
-            f"{root}: {pods} pod directories listed but no log file found to open",
+            Status.DEGRADED,
+            Reason.NO_LOG_FILE,
+            f"{root}: {why}",
+            REMEDIATIONS[Reason.NO_LOG_FILE],
             details=details,
         )
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfcheck.checks._sockets import SocketJudge, budget
-from selfcheck.config import Config
+from selfcheck.config import Config, unix_socket_file
 from selfcheck.host import cri
 from selfcheck.host.files import describe
 from selfcheck.host.sockets import (
@@ -141,7 +141,7 @@ def candidates(
     else:
         defaults += [Candidate(p, "docker", "default") for p in docker_defaults]
     if config.cri_socket_path:
-        path = config.cri_socket_path.removeprefix("unix://")
+        path = unix_socket_file(config.cri_socket_path) or config.cri_socket_path
         explicit.append(Candidate(path, cri_runtime(path), "DD_CRI_SOCKET_PATH"))
     else:
         defaults += [Candidate(p, cri_runtime(p), "default") for p in cri_defaults]
@@ -159,8 +159,8 @@ def probe(candidate: Candidate, deadline: Deadline) -> Found:
         raise ProtocolViolationError("the CRI Version answer names no runtime")
     return Found(
         candidate,
-        answer.runtime_name,
-        answer.runtime_version,
+        answer.runtime_name[:64],
+        answer.runtime_version[:64],
         {"runtime_api_version": answer.runtime_api_version},
     )
 

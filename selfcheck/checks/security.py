@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfcheck.checks._common import os_failure
-from selfcheck.config import Config
+from selfcheck.config import Config, unix_socket_file
 from selfcheck.host.capabilities import CapabilitySets, cap_bit, decode, mask_of
 from selfcheck.host.identity import (
     Identity,
@@ -187,10 +187,10 @@ def _strip_host(path: Path) -> Path | None:
 
 def _socket_dirs(config: Config) -> tuple[Path, ...]:
     dirs = list(RUNTIME_SOCKET_DIRS)
-    if config.cri_socket_path:
-        dirs.append(Path(config.cri_socket_path).parent)
-    if config.docker_host and config.docker_host.startswith("unix://"):
-        dirs.append(Path(config.docker_host.removeprefix("unix://")).parent)
+    for setting in (config.cri_socket_path, config.docker_host):
+        path = unix_socket_file(setting)
+        if path:
+            dirs.append(Path(path).parent)
     return tuple(dict.fromkeys(dirs))
 
 

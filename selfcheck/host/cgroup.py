@@ -8,6 +8,7 @@ the Agent does not do.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass
@@ -189,3 +190,30 @@ def detect_layout(mounts: list[Mount], cgroup_root: str) -> CgroupLayout:
     else:
         version = "none"
     return CgroupLayout(version, v1, v2)
+
+
+SCAN_MAX_DIRS = 20_000
+SCAN_MAX_DEPTH = 8
+
+
+def count_container_cgroups(top: Path) -> tuple[int, bool]:
+    """Container cgroups under ``top`` by the Agent's name rule; bounded in size and depth."""
+    count, seen = 0, 0
+    stack: list[tuple[Path, int]] = [(top, 0)]
+    while stack:
+        path, depth = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            seen += 1
+            if seen > SCAN_MAX_DIRS:
+                return count, True
+            if container_id_from_name(entry.name):
+                count += 1
+            elif depth < SCAN_MAX_DEPTH:
+                stack.append((Path(entry.path), depth + 1))
+    return count, False

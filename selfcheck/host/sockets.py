@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from selfcheck.host.files import reason_for
 from selfcheck.model import Reason
@@ -161,6 +162,22 @@ def connect_unix(
     return sock
 
 
+def connect_tcp(
+    host: str, port: int, deadline: Deadline, connect_timeout: float = CONNECT_TIMEOUT
+) -> DeadlineSocket:
+    """Connect to ``host:port`` within ``connect_timeout``; every later read obeys ``deadline``."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = DeadlineSocket(family, kind | socket.SOCK_CLOEXEC, proto)
+    sock.deadline = deadline
+    try:
+        sock.settimeout(deadline.left(connect_timeout))
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def probe_stream(path: Path, connect_timeout: float = CONNECT_TIMEOUT) -> None:
     """The Agent's ``socket.IsAvailable``: a stream connect that succeeds in time, then close."""
     connect_unix(path, socket.SOCK_STREAM, connect_timeout=connect_timeout).close()
@@ -198,13 +215,16 @@ class HttpReply:
             ) from None
 
 
-def _unix_session(sock: DeadlineSocket) -> requests.Session:
-    """A ``requests`` session whose ``http://localhost/`` goes over the connected ``sock``.
+def _connected_session(sock: DeadlineSocket) -> requests.Session:
+    """A ``requests`` session whose ``http://`` requests go over the connected ``sock``.
 
     A small adapter of our own rather than ``requests-unixsocket2``: it is the only piece
     needed (one connection class that uses our socket), it adds no dependency, and the
     socket comes in already connected, so a connect error keeps its errno (urllib3 swallows
-    ``EPROTOTYPE`` during a request) and the overall deadline covers the whole exchange.
+    ``EPROTOTYPE`` during a request) and the overall deadline covers the whole exchange:
+    ``requests``' own read timeout is per receive, so a peer trickling one byte at a time
+    would otherwise hold the check for ever. TCP URLs (the Agent's health and expvar ports)
+    use the same path for the same reason.
     """
     import requests
     import urllib3
@@ -230,7 +250,7 @@ def _unix_session(sock: DeadlineSocket) -> requests.Session:
 
     session = requests.Session()
     session.trust_env = False
-    session.mount("http://localhost/", UnixAdapter(max_retries=0))
+    session.mount("http://", UnixAdapter(max_retries=0))
     return session
 
 
@@ -253,10 +273,12 @@ def http_get(
     deadline = Deadline.of(timeout)
     if unix_socket is not None:
         sock = connect_unix(unix_socket, socket.SOCK_STREAM, deadline, connect_timeout)
-        session = _unix_session(sock)
     else:
-        session = requests.Session()
-        session.trust_env = False
+        parts = urlsplit(url)
+        sock = connect_tcp(
+            parts.hostname or "127.0.0.1", parts.port or 80, deadline, connect_timeout
+        )
+    session = _connected_session(sock)
     try:
         with (
             session,
@@ -273,8 +295,7 @@ def http_get(
     except requests.RequestException as error:
         raise _os_error(error, url, deadline) from None
     finally:
-        if unix_socket is not None:
-            sock.close()
+        sock.close()
 
 
 def _read_capped(response: requests.Response, cap: int, deadline: Deadline) -> bytes:

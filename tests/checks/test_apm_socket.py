@@ -55,6 +55,14 @@ def test_not_configured_and_absent_is_skipped(socket_dir: Path) -> None:
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
 
 
+def test_required_by_the_user_and_absent_fails(socket_dir: Path) -> None:
+    config = load(known_ids(), {"SELFCHECK_REQUIRE": "apm_socket"}).with_overrides(
+        apm_socket=socket_dir / "apm.socket"
+    )
+    outcome = apm_socket.run(config)
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
+
+
 def _fault(config: Config, reason: Reason, *words: str) -> None:
     outcome = apm_socket.run(config)
     assert (outcome.status, outcome.reason) == (Status.FAILED, reason), outcome.message

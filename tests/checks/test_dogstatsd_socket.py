@@ -100,11 +100,24 @@ def test_publishes_the_agents_dogstatsd_uds_counters(socket_dir: Path) -> None:
 
 
 def test_a_mode_other_than_the_agents_is_reported(socket_dir: Path, closed_port: int) -> None:
-    with DogStatsDReceiver(socket_dir / "dsd.socket", mode=0o755) as receiver:
+    with DogStatsDReceiver(socket_dir / "dsd.socket", mode=0o777) as receiver:
         outcome = dogstatsd_socket.run(_config(receiver.path, closed_port))
     assert outcome.status is Status.OK
     assert outcome.details["mode_matches_agent"] is False
+    assert "mode 0777, not the Agent's 0722" in outcome.message
+
+
+def test_a_socket_other_users_cannot_write_degrades_even_for_root(
+    socket_dir: Path, closed_port: int
+) -> None:
+    """Root's send succeeds on a 0755 socket; non-root clients in other pods would get EACCES."""
+    with DogStatsDReceiver(socket_dir / "dsd.socket", mode=0o755) as receiver:
+        outcome = dogstatsd_socket.run(_config(receiver.path, closed_port))
+        assert len(receiver.wait_for(1)) == 1
+    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.EACCES)
     assert "mode 0755, not the Agent's 0722" in outcome.message
+    assert "other users cannot write" in outcome.message
+    assert "0722" in outcome.remediation
 
 
 def _fault(config: Config, reason: Reason, *words: str, status: Status = Status.FAILED) -> None:
@@ -164,8 +177,10 @@ def test_agent_user_denied_on_0660_root_socket_then_allowed_with_its_group(
 
         with_group = ("setpriv", f"--reuid={AGENT_UID}", f"--regid={AGENT_GID}", "--groups=0")
         allowed = selfcheck(["check", "--only", "dogstatsd_socket", "--json"], env, with_group)
-        assert allowed.check("dogstatsd_socket")["status"] == "ok", allowed.stdout
-        assert allowed.code == 0
+        # The send now works; a 0660 socket still shuts out clients of other users: degraded.
+        result = allowed.check("dogstatsd_socket")
+        assert (result["status"], result["reason"]) == ("degraded", "eacces"), allowed.stdout
+        assert allowed.code == 1
         packets = receiver.wait_for(1)
     assert [p.uid for p in packets] == [AGENT_UID]
 

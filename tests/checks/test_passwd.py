@@ -81,3 +81,10 @@ def test_any_content_gives_an_outcome_never_an_exception(data: bytes) -> None:
         (Path(tmp) / "passwd").write_bytes(data)
         outcome = passwd.run(load(known_ids(), {"HOST_ETC": tmp, "SELFCHECK_SAMPLE": "8"}))
     assert outcome.reason in (Reason.OK, Reason.PARSE_ERROR, Reason.LOW_UID_COVERAGE)
+
+
+def test_non_ascii_digits_are_not_uids() -> None:
+    """``"²".isdigit()`` is true; the Agent's strconv.Atoi (and int()) refuse it."""
+    parsed = passwd.parse_passwd("root:x:0:0::/root:/bin/sh\nbad:x:²:0:::\nar:x:٣:0:::\n".encode())
+    assert parsed.names == {0: "root"}
+    assert parsed.bad_lines == 2

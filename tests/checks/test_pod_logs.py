@@ -54,3 +54,19 @@ def test_root_owned_logs_are_listed_but_not_readable_by_the_agent_user(open_tmp:
     assert str(log) in result["message"]
     assert "supplementalGroups" in result["remediation"]
     assert run.code == 2
+
+
+def test_an_empty_directory_is_not_the_nodes_pod_logs(tmp_path: Path) -> None:
+    env = {"DD_LOGS_ENABLED": "true", "SELFCHECK_POD_LOGS_DIR": str(tmp_path)}
+    outcome = pod_logs.run(load(known_ids(), env))
+    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.NO_LOG_FILE)
+    assert "no pod directories" in outcome.message
+    assert "logpodpath" in outcome.remediation
+
+
+def test_pods_without_any_log_file(tmp_path: Path) -> None:
+    (tmp_path / "default_web-1_0f0e" / "nginx").mkdir(parents=True)
+    env = {"DD_LOGS_ENABLED": "true", "SELFCHECK_POD_LOGS_DIR": str(tmp_path)}
+    outcome = pod_logs.run(load(known_ids(), env))
+    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.NO_LOG_FILE)
+    assert "1 pod directories listed" in outcome.message

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from selfcheck.host.files import reason_for
 from selfcheck.host.sockets import (
     Deadline,
     NotSocketError,
@@ -219,3 +220,39 @@ def test_connect_unix_honours_the_deadline(socket_dir: Path) -> None:
         with pytest.raises(TimeoutError):
             connect_unix(apm.path, deadline=spent)
         connect_unix(apm.path).close()
+
+
+def test_a_tcp_peer_trickling_its_answer_cannot_outlast_the_deadline() -> None:
+    """requests' read timeout is per receive; one overall deadline must bound the exchange."""
+    from selfcheck.host.sockets import http_get
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                break
+            time.sleep(0.1)
+        conn.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(OSError) as caught:
+            http_get(f"http://127.0.0.1:{port}/ready", 0.6)
+        assert reason_for(caught.value) == Reason.TIMEOUT
+        assert time.monotonic() - began < 3  # 0.6 s budget; without the deadline it ran 12 s+
+    finally:
+        stop.set()
+        server.close()
+        thread.join(2)
