@@ -56,6 +56,7 @@ class CheckSpec:
 
 
 _REGISTRY: dict[str, CheckSpec] = {}
+_LOADED: list[bool] = []
 _ORDER = (
     "procfs",
     "cgroups",
@@ -102,8 +103,9 @@ def _load_check_modules() -> None:
 
 def all_checks() -> dict[str, CheckSpec]:
     """Every registered check, in the order the report reads best (host first, then sockets)."""
-    if not _REGISTRY:
+    if not _LOADED:  # not "if the registry is empty": one module imported first is not all
         _load_check_modules()
+        _LOADED.append(True)
     rank = {cid: i for i, cid in enumerate(_ORDER)}
     ordered = sorted(_REGISTRY, key=lambda cid: (rank.get(cid, len(rank)), cid))
     return {cid: _REGISTRY[cid] for cid in ordered}

@@ -94,12 +94,17 @@ def decode(mask: int) -> tuple[str, ...]:
     return tuple(cap_name(bit) for bit in range(CAP_BITS) if mask >> bit & 1)
 
 
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
 def parse_mask(value: str | None) -> int | None:
     """A status hex mask, or ``None`` when absent or garbled (never an exception)."""
     if value is None:
         return None
     text = value.strip()
-    if not text or len(text) > CAP_BITS // 4:
+    # int(..., 16) also takes "-1" (every bit set), "+f", "0x1f" and "f_f": none is a mask
+    # the kernel writes, and "-1" would over-report privileges from a garbled file.
+    if not text or len(text) > CAP_BITS // 4 or text.strip(_HEX_DIGITS):
         return None
     try:
         return int(text, 16)

@@ -158,7 +158,9 @@ def _call(sock: DeadlineSocket, deadline: Deadline) -> CriVersion:
     import h2.exceptions
 
     conn = h2.connection.H2Connection(
-        h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        # Headers stay bytes: ``_text_headers`` decodes them leniently (a peer that sends
+        # non-UTF-8 must be a protocol error, not a UnicodeDecodeError inside h2).
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
     )
     conn.initiate_connection()
     stream = conn.get_next_available_stream_id()
@@ -226,8 +228,9 @@ def _exchange(
 def _text_headers(pairs: object) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in pairs:  # type: ignore[attr-defined]
-        key = name.decode() if isinstance(name, bytes) else str(name)
-        out[key] = value.decode() if isinstance(value, bytes) else str(value)
+        # A peer that is not a gRPC server may send any bytes: never UnicodeDecodeError.
+        key = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        out[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return out
 
 
@@ -237,7 +240,7 @@ def _check_status(headers: dict[str, str]) -> None:
     raw = headers.get("grpc-status")
     if raw is None:
         raise ProtocolViolationError("no grpc-status in the answer: not a gRPC server")
-    code = int(raw) if raw.isdigit() else -1
+    code = int(raw) if raw.isascii() and raw.isdigit() else -1  # "²".isdigit() is true
     if code != 0:
         name = GRPC_STATUS_NAMES.get(code, str(code))
         detail = urllib.parse.unquote(headers.get("grpc-message", ""))[:200]

@@ -56,6 +56,9 @@ _ALLOWED = ("GET", "HEAD")
 _END = b"\r\n\r\n"
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _CACHED_BODY = 512
+_LARGE_ENTRIES = 8
+# id(body) is unique while the body is alive, and each entry keeps its body alive.
+_LARGE: dict[tuple[int, int, str, bool, bool], tuple[bytes, bytes]] = {}
 _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 29\r\nConnection: close\r\n\r\nout of file descriptors, retry\n"
@@ -117,10 +120,20 @@ def parse_head(head: bytes) -> _Request:
 
 
 def render(response: Response, head_only: bool, keep_alive: bool) -> bytes:
-    """Small answers (every probe's) come from a cache; bodies are never copied into it."""
+    """Rendered answers come from caches: small ones (every probe's) by value, large ones
+    (``/metrics``, the same bytes object for a whole snapshot) by the body's identity, so a
+    scrape costs neither formatting nor copying the body behind a new head."""
     if len(response.body) <= _CACHED_BODY:
         return _render_small(response, head_only, keep_alive)
-    return _render(response, head_only, keep_alive)
+    key = (id(response.body), response.status, response.content_type, head_only, keep_alive)
+    cached = _LARGE.get(key)
+    if cached is not None and cached[0] is response.body:
+        return cached[1]
+    data = _render(response, head_only, keep_alive)
+    if len(_LARGE) >= _LARGE_ENTRIES:
+        _LARGE.clear()
+    _LARGE[key] = (response.body, data)
+    return data
 
 
 def _render(response: Response, head_only: bool, keep_alive: bool) -> bytes:
@@ -336,9 +349,7 @@ class Server:
             except ConnectionAbortedError:
                 continue
             except OSError as error:
-                if error.errno not in _OUT_OF_RESOURCES:
-                    raise
-                self._out_of_resources(listener, error)
+                self._accept_failed(listener, error)
                 return
             self._adopt(conn)
 
@@ -352,15 +363,12 @@ class Server:
         )
         task.add_done_callback(_close_on_failure(conn))
 
-    def _out_of_resources(self, listener: socket.socket, error: OSError) -> None:
-        """Refuse what waits with a 503 through the spare descriptor, then back off."""
-        if self._spare is not None:
-            os.close(self._spare)
-            self._spare = None
-        for _ in range(ACCEPT_BATCH):
-            if not self._refuse_one(listener):
-                break
-        self._spare = _open_spare()
+    def _accept_failed(self, listener: socket.socket, error: OSError) -> None:
+        """Back off instead of spinning; out of descriptors, first refuse what waits with a
+        503 through the spare descriptor. One log line per ``RESOURCE_LOG_EVERY``."""
+        exhausted = error.errno in _OUT_OF_RESOURCES
+        if exhausted:
+            self._refuse_waiting(listener)
         assert self._loop is not None
         self._loop.remove_reader(listener.fileno())
         self._loop.call_later(ACCEPT_BACKOFF, self._resume_accepting, listener)
@@ -369,11 +377,22 @@ class Server:
             event(
                 get_logger(),
                 logging.ERROR,
-                "out of file descriptors: refusing connections with 503",
+                "out of file descriptors: refusing connections with 503"
+                if exhausted
+                else "accept() failed: pausing",
                 error=errno.errorcode.get(error.errno or 0, str(error)),
                 connections=len(self._conns),
                 refused_so_far=self._refused,
             )
+
+    def _refuse_waiting(self, listener: socket.socket) -> None:
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+        for _ in range(ACCEPT_BATCH):
+            if not self._refuse_one(listener):
+                break
+        self._spare = _open_spare()
 
     def _refuse_one(self, listener: socket.socket) -> bool:
         """Accept one waiting client on the descriptor just freed, answer 503, close it."""

@@ -2,26 +2,45 @@
 
 A host file, a socket's answer or a request head can hold anything: a truncated write, a
 binary file mounted at the wrong path, a hostile client, a different daemon on the port.
-The rule (the lead's architecture rules) is that bad input is data: a parser returns a
+The project's rule is that bad input is data: a parser returns a
 value (or raises ``OSError``, which the checks turn into a reason), a check returns an
 ``Outcome`` whose reason is one it declares, the HTTP parser answers 4xx. Each property
 runs a fixed number of examples, derandomized, so CI is stable and a failure reproduces.
-The check-level properties write the fuzzed bytes into real files and run the real check.
+The check-level properties write the fuzzed bytes into real files and run the real check;
+the socket answers come over real HTTP (the Agent stand-in) and real HTTP/2 (``h2``).
+
+Covered: the HTTP request head and router; ``/proc/<pid>/status`` and its number fields,
+capability masks and the identity built from them; mountinfo and the cgroup layout on
+it; ``/proc/<pid>/cgroup`` and the container-ID rule; os-release; passwd; the CRI
+protobuf, gRPC framing and HTTP/2 answer headers; the Agent's ``/ready``, expvar and the
+trace-agent's ``/info`` answers; every configuration value parser.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
+import socket
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from selfcheck.checks import (
+    agent_health,
+    apm_socket,
+    dogstatsd_socket,
+    origin_detection,
+    os_release,
+    passwd,
+)
+from selfcheck.checks import procfs as procfs_check
+from selfcheck.checks import security as security_check
 from selfcheck.config import (
     ConfigError,
     load,
@@ -34,30 +53,14 @@ from selfcheck.config import (
     parse_seconds,
 )
 from selfcheck.host import capabilities, cgroup, cri, identity, procfs
-from selfcheck.host.sockets import HttpReply
+from selfcheck.host.sockets import Deadline, HttpReply
 from selfcheck.http.app import App
 from selfcheck.http.server import BadRequestError, parse_head, respond
 from selfcheck.model import Outcome, Reason
-from selfcheck.registry import all_checks
 from selfcheck.runner import Runner
 from selfcheck.service import build_app
 from tests.support.fake_checks import failing, passing
-
-
-def _check_module(cid: str) -> ModuleType:
-    """A check module, imported only after ``all_checks``: that loads every check module
-    only while none is registered, so naming one first would hide the others from the
-    rest of the session (``SELFCHECK_SKIP`` of unknown ids, missing checks)."""
-    all_checks()
-    return importlib.import_module(f"selfcheck.checks.{cid}")
-
-
-agent_health = _check_module("agent_health")
-apm_socket = _check_module("apm_socket")
-origin_detection = _check_module("origin_detection")
-os_release = _check_module("os_release")
-passwd = _check_module("passwd")
-security_check = _check_module("security")
+from tests.support.standins import AgentHTTPStandIn
 
 FAST = settings(
     max_examples=300,
@@ -69,7 +72,8 @@ FAST = settings(
 FILES = settings(FAST, max_examples=60)
 
 # Text shaped like the files under test, mixed with anything at all.
-_PROCISH = st.text(alphabet=st.sampled_from(list("0123456789abcdef:,/-._ \t\n\r=\\x\x00é")))
+# "²" and "٣" are digits to ``str.isdigit`` that ``int()`` rejects or reads as 3.
+_PROCISH = st.text(alphabet=st.sampled_from(list("0123456789abcdef:,/-._ \t\n\r=\\x\x00é²٣")))
 TEXT = st.one_of(st.text(max_size=400), _PROCISH)
 BYTES = st.one_of(st.binary(max_size=400), _PROCISH.map(lambda t: t.encode("utf-8", "replace")))
 
@@ -176,6 +180,71 @@ def test_cri_protobuf_and_grpc_framing(data: bytes) -> None:
 
 
 @FAST
+@given(
+    st.lists(st.tuples(BYTES, BYTES), max_size=4),
+    st.dictionaries(st.sampled_from([":status", "grpc-status", "grpc-message"]), TEXT),
+)
+@example([(b"grpc-status", b"\xff")], {":status": "200", "grpc-status": "\u00b2"})
+def test_grpc_answer_headers(pairs: list[tuple[bytes, bytes]], headers: dict[str, str]) -> None:
+    _never_raises_but(OSError, lambda: cri._check_status(cri._text_headers(pairs)))
+    _never_raises_but(OSError, lambda: cri._check_status(headers))
+
+
+class _H2Peer:
+    """A unix-socket HTTP/2 server that answers one call with the given headers and data:
+    the runtime socket's peer when it is not the CRI server the check expects."""
+
+    def __init__(self, path: Path, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(1)
+        self.headers, self.data = headers, data
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        peer, _ = self.sock.accept()
+        config = h2.config.H2Configuration(client_side=False, validate_outbound_headers=False)
+        conn = h2.connection.H2Connection(config)
+        conn.initiate_connection()
+        with peer, contextlib.suppress(Exception):  # whatever h2 thinks of what it sends
+            peer.sendall(conn.data_to_send())
+            while data := peer.recv(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        conn.send_headers(event.stream_id, self.headers)
+                        conn.send_data(event.stream_id, self.data, end_stream=True)
+                peer.sendall(conn.data_to_send())
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(5)
+
+
+@settings(FILES, max_examples=40)
+@given(
+    st.sampled_from([b"200", b"404", b"\xff", b""]),
+    st.lists(st.tuples(st.sampled_from([b"grpc-status", b"x-a", b"grpc-message"]), BYTES)),
+    BYTES,
+)
+@example(b"200", [(b"x-bad", b"\xff\xfe")], cri.grpc_frame(b""))
+def test_cri_call_against_any_http2_answer(
+    status: bytes, headers: list[tuple[bytes, bytes]], data: bytes
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "cri.sock"
+        peer = _H2Peer(path, [(b":status", status), *headers], data)
+        try:
+            _never_raises_but(OSError, lambda: cri.version(path, 2.0))
+        finally:
+            peer.close()
+
+
+@FAST
 @given(st.integers(100, 599), BYTES)
 @example(200, b"[" * 5000)
 @example(200, b'{"Healthy": "x"}')
@@ -184,6 +253,36 @@ def test_answers_of_the_agent_and_trace_agent(status: int, body: bytes) -> None:
     reply = HttpReply(status, {}, body)
     _never_raises_but(OSError, lambda: agent_health.parse_health(reply))
     _never_raises_but(OSError, lambda: apm_socket._info(reply))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_UDS_KEYS = st.sampled_from(["Packets", "OriginDetectionErrors", "PacketReadingErrors", "x"])
+
+
+@pytest.fixture(scope="module")
+def expvar() -> Iterator[AgentHTTPStandIn]:
+    with AgentHTTPStandIn() as agent:
+        yield agent
+
+
+@FILES
+@given(st.one_of(_JSON, st.dictionaries(_UDS_KEYS, _JSON).map(lambda m: {"dogstatsd-uds": m})))
+@example({"dogstatsd-uds": {"Packets": 10**400}})
+@example({"dogstatsd-uds": {"Packets": float("nan"), "PacketReadingErrors": True}})
+def test_the_agents_expvar_answer_whatever_it_holds(expvar: AgentHTTPStandIn, body: object) -> None:
+    """The expvar port is read over real HTTP, from the test suite's Agent stand-in."""
+    expvar.server.routes = {"/debug/vars": (200, body)}  # type: ignore[attr-defined]
+    config = load(frozenset({"dogstatsd_socket"}), {"DD_EXPVAR_PORT": str(expvar.port)})
+    details: dict[str, object] = {}
+    figures = dogstatsd_socket._uds_counters(config, Deadline(2.0), details)
+    assert all(isinstance(value, float) for value in figures.values())
+    assert "expvar" in details
 
 
 @FAST
@@ -234,6 +333,7 @@ def test_os_release_check_on_any_file(data: bytes) -> None:
 @FILES
 @given(BYTES, st.lists(BYTES, max_size=4))
 @example(b"root:x:0:0::/root:/bin/sh\n", [b"Uid:\t0\t0\t0\t0\n", b"Uid:\tzero\n"])
+@example("u:x:\u00b2:0::/:/bin/sh\n".encode(), [])  # "²".isdigit() is true, int("²") fails
 def test_passwd_check_on_any_passwd_and_status_files(data: bytes, status: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
@@ -254,6 +354,22 @@ def test_origin_detection_sample_on_any_cgroup_files(cgroups: list[bytes], versi
         _tree(root, [b"Uid:\t0\n"] * len(cgroups), cgroups)
         sample = origin_detection.sample_processes(root, version, 256)
         assert sample.resolved <= sample.in_containers <= sample.sampled == len(cgroups)
+
+
+@FILES
+@given(st.lists(BYTES, min_size=2, max_size=3), st.lists(TEXT, max_size=3))
+def test_procfs_check_on_any_status_files_and_mount_options(
+    status: list[bytes], options: list[str]
+) -> None:
+    """The tree is a tmpfs directory, so the mount the check looks up is a procfs mount
+    with fuzzed options given to it (``hidepid=`` parsing included)."""
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        _tree(root, status, [b"0::/\n"] * len(status))
+        mount = procfs.Mount(1, 0, "/", directory, frozenset(options), "proc", "proc", frozenset())
+        config = load(frozenset({"procfs"}), {"HOST_PROC": directory})
+        with mock.patch.object(procfs_check, "_mount_of", lambda _path: mount):
+            _assert_declared(procfs_check.run(config), procfs_check.SPEC.reasons)
 
 
 @FILES
