@@ -50,6 +50,12 @@ REMEDIATIONS = {
         "run in the host cgroup namespace (the Agent's --cgroupns=host; on Kubernetes the "
         "container runtime must not enable a private cgroup namespace for the Agent)."
     ),
+    Reason.TIMEOUT: (
+        "Reading did not finish within SELFCHECK_CHECK_TIMEOUT: a read blocked in the kernel. "
+        "Look for a hung mount behind the cgroups volume (hostPath /sys/fs/cgroup at "
+        "/host/sys/fs/cgroup) "
+        "and the node's kernel log (dmesg)."
+    ),
     Reason.IO_ERROR: (
         "Reading the cgroup tree failed unexpectedly: check the cgroups volume (hostPath "
         "/sys/fs/cgroup) and the node's kernel log."

@@ -41,6 +41,12 @@ REMEDIATIONS = {
         "image's own /etc/passwd. Mount the host's /etc/passwd read-only at /etc/passwd "
         "(chart volume passwd) or set HOST_ETC to a mount of the host's /etc."
     ),
+    Reason.TIMEOUT: (
+        "Reading did not finish within SELFCHECK_CHECK_TIMEOUT: a read blocked in the kernel. "
+        "Look for a hung mount behind the passwd volume (hostPath /etc/passwd) or the "
+        "procdir volume "
+        "and the node's kernel log (dmesg)."
+    ),
     Reason.IO_ERROR: "Reading failed unexpectedly: the passwd volume must be a regular file.",
 }
 _ALLOWED = frozenset(REMEDIATIONS)

@@ -35,6 +35,12 @@ REMEDIATIONS = {
         "DirectoryOrCreate on a node that keeps logs elsewhere) and the kubelet's "
         "podLogsDir must be that path."
     ),
+    Reason.TIMEOUT: (
+        "Reading did not finish within SELFCHECK_CHECK_TIMEOUT: a read blocked in the kernel. "
+        "Look for a hung mount behind the logpodpath volume (hostPath /var/log/pods); a "
+        "network file system under /var/log is the usual cause "
+        "and the node's kernel log (dmesg)."
+    ),
     Reason.IO_ERROR: "Reading pod logs failed unexpectedly: check the logpodpath volume.",
 }
 _ALLOWED = frozenset(REMEDIATIONS)

@@ -44,6 +44,11 @@ REMEDIATIONS = {
         "the Agent as root (securityContext.runAsUser: 0, the chart default) or add the "
         "hidepid gid= group to securityContext.supplementalGroups."
     ),
+    Reason.TIMEOUT: (
+        "Reading did not finish within SELFCHECK_CHECK_TIMEOUT: a read blocked in the kernel. "
+        "Look for a hung mount behind the procdir volume (hostPath /proc at /host/proc) "
+        "and the node's kernel log (dmesg)."
+    ),
     Reason.IO_ERROR: (
         "Reading the procfs failed unexpectedly: check the procdir volume (hostPath /proc) "
         "and the node's kernel log."

@@ -12,8 +12,8 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 from selfcheck.host.files import read_text
 from selfcheck.host.procfs import Mount
