@@ -1,22 +1,8 @@
-"""Judging helpers shared by the socket checks: the failure outcome, the time budget.
-
-Like ``_common.os_failure``, but through ``selfcheck.host.sockets.classify``, which adds the
-two socket-only reasons (``not_socket``, ``protocol_error``) to the shared errno table, and
-with the socket's owner and mode when permission is denied.
-"""
+"""The time budget the socket checks share; failures go through ``_common.Judge``."""
 
 from __future__ import annotations
 
-import os
-import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-from selfcheck.checks._common import GENERIC_IO_FIX
 from selfcheck.config import Config
-from selfcheck.host.files import describe
-from selfcheck.host.sockets import classify
-from selfcheck.model import Outcome, Reason, Status
 
 BUDGET_CEILING = 1.5
 """Seconds a socket check allows itself: well inside the runner's default 2 s deadline."""
@@ -29,76 +15,3 @@ def budget(config: Config, ceiling: float = BUDGET_CEILING) -> float:
     not the runner's generic "abandoned" result.
     """
     return max(0.05, min(ceiling, 0.75 * config.check_timeout))
-
-
-@dataclass(frozen=True, slots=True)
-class SocketJudge:
-    """One check's failure vocabulary: its fixes, what each errno means there, its statuses.
-
-    The reasons a check may give are the keys of ``remediations``; anything else becomes
-    ``io_error`` so the metric's reason label stays inside the documented set.
-    """
-
-    remediations: Mapping[Reason, str]
-    hints: Mapping[Reason, str] = field(default_factory=dict)
-    statuses: Mapping[Reason, Status] = field(default_factory=dict)
-
-    def reason(self, error: OSError) -> Reason:
-        reason = classify(error)
-        return reason if reason in self.remediations else Reason.IO_ERROR
-
-    def fix(self, reason: Reason) -> str:
-        return (
-            self.remediations.get(reason)
-            or self.remediations.get(Reason.IO_ERROR)
-            or GENERIC_IO_FIX
-        )
-
-    def failure(
-        self,
-        error: OSError,
-        path: str | os.PathLike[str],
-        what: str,
-        st: os.stat_result | None = None,
-        **extra: object,
-    ) -> Outcome:
-        """``failed`` (or the check's status for that reason) naming the path, errno and fix.
-
-        A permission failure also names this process's identity and, with the socket's
-        ``st``, its owner and mode and the group to add (FACTS.md 3.4).
-        """
-        reason = self.reason(error)
-        hint = self.hints.get(reason)
-        fix = self.fix(reason)
-        if reason is Reason.EACCES:
-            hint = f"this process runs as {identity()}"
-            if st is not None:
-                hint += f", the socket is {ownership(st)}"
-                fix = f"{fix} {group_fix(st)}"
-        message = f"cannot {what}: {describe(error, path)}" + (f"; {hint}" if hint else "")
-        return Outcome(
-            self.statuses.get(reason, Status.FAILED),
-            reason,
-            message,
-            fix,
-            **extra,  # type: ignore[arg-type]
-        )
-
-
-def identity() -> str:
-    """Who this process is, for permission messages: ``uid 100, gid 101, groups 101``."""
-    groups = ",".join(str(g) for g in sorted(set(os.getgroups()))) or "none"
-    return f"uid {os.geteuid()}, gid {os.getegid()}, groups {groups}"
-
-
-def ownership(st: os.stat_result) -> str:
-    """``0660 uid 0 gid 107``: the facts that decide whether a connect is permitted."""
-    return f"{stat.S_IMODE(st.st_mode):04o} uid {st.st_uid} gid {st.st_gid}"
-
-
-def group_fix(st: os.stat_result) -> str:
-    """The concrete supplemental group to add (FACTS.md 3.4)."""
-    return (
-        f"Here the socket belongs to gid {st.st_gid}: add {st.st_gid} to the pod's "
-        "spec.securityContext.supplementalGroups."
-    )

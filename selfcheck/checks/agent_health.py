@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfcheck.checks._sockets import SocketJudge, budget
+from selfcheck.checks._common import Judge
+from selfcheck.checks._sockets import budget
 from selfcheck.config import Config
 from selfcheck.host.sockets import HttpReply, ProtocolViolationError, http_get
 from selfcheck.model import Outcome, Reason, Status, ok
@@ -48,7 +49,7 @@ REMEDIATIONS = {
         "its health port (Helm agents.containers.agent.healthPort, default 5555)."
     ),
 }
-JUDGE = SocketJudge(REMEDIATIONS)
+JUDGE = Judge(REMEDIATIONS)
 
 
 def run(config: Config) -> Outcome:

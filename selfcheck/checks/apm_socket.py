@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfcheck.checks._sockets import SocketJudge, budget, ownership
+from selfcheck.checks._common import Judge, ownership
+from selfcheck.checks._sockets import budget
 from selfcheck.config import Config
 from selfcheck.host.files import path_exists
 from selfcheck.host.sockets import (
@@ -68,7 +69,7 @@ HINTS = {
     Reason.ECONNREFUSED: "a stale socket file: nothing listens on it",
     Reason.NOT_SOCKET: "the APM receiver is a stream socket speaking HTTP",
 }
-JUDGE = SocketJudge(REMEDIATIONS, HINTS)
+JUDGE = Judge(REMEDIATIONS, HINTS)
 INFO_URL = "http://localhost/info"
 
 

@@ -61,7 +61,6 @@ REMEDIATIONS = {
         "/sys/fs/cgroup) and the node's kernel log."
     ),
 }
-_ALLOWED = frozenset(REMEDIATIONS)
 
 # What the Agent reads for memory and CPU on each version (pkg/util/cgroups/cgroupv1_*.go, v2).
 _STATS = {
@@ -127,7 +126,7 @@ def run(config: Config) -> Outcome:
         layout = detect_layout(read_mountinfo(), os.path.realpath(root))
         controllers = _v2_controllers(layout) if layout.version == "v2" else "v1"
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, root, "read the host cgroup tree", _ALLOWED)
+        return os_failure(REMEDIATIONS, error, root, "read the host cgroup tree")
     if layout.version == "none":
         return _no_controllers(root, layout, "no cgroup or cgroup2 file system is mounted there")
     if not controllers:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import stat
 from typing import Any
 
-from selfcheck.checks._sockets import SocketJudge, budget, ownership
+from selfcheck.checks._common import Judge, ownership
+from selfcheck.checks._sockets import budget
 from selfcheck.config import Config
 from selfcheck.host.files import describe
 from selfcheck.host.sockets import (
@@ -90,7 +91,7 @@ HINTS = {
     Reason.NOT_SOCKET: "DogStatsD needs a datagram (unixgram) socket",
 }
 
-JUDGE = SocketJudge(
+JUDGE = Judge(
     REMEDIATIONS,
     HINTS,
     # A full queue means the Agent is there and behind: degraded, not a reason to go unready.

@@ -102,7 +102,6 @@ REMEDIATIONS = {
         "volume (hostPath /proc at /host/proc) and the node's kernel log."
     ),
 }
-_ALLOWED = frozenset(REMEDIATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +293,7 @@ def _outcome(ev: Evidence, status: Status, reason: Reason, message: str) -> Outc
 
 
 def _os_outcome(ev: Evidence, error: OSError, path: Path | str, what: str) -> Outcome:
-    failure = os_failure(REMEDIATIONS, error, path, what, _ALLOWED)
+    failure = os_failure(REMEDIATIONS, error, path, what)
     return _outcome(ev, failure.status, failure.reason, failure.message)
 
 
@@ -431,7 +430,7 @@ def _procfs_missing(config: Config) -> Outcome | None:
         except (FileNotFoundError, NotADirectoryError) as error:
             where = f"{config.host_proc} is not a mounted procfs ({describe(error, self_link)})"
         except OSError as error:
-            return os_failure(REMEDIATIONS, error, self_link, "look at the host procfs", _ALLOWED)
+            return os_failure(REMEDIATIONS, error, self_link, "look at the host procfs")
         else:
             return None
     return Outcome(

@@ -63,9 +63,7 @@ def run(config: Config) -> Outcome:
     try:
         text = read_whole_text(path, CAP)
     except OSError as error:
-        return os_failure(
-            REMEDIATIONS, error, path, "read the host's os-release", frozenset(REMEDIATIONS)
-        )
+        return os_failure(REMEDIATIONS, error, path, "read the host's os-release")
     fields = parse_os_release(text)
     if "ID" not in fields:
         return Outcome(

@@ -49,7 +49,6 @@ REMEDIATIONS = {
     ),
     Reason.IO_ERROR: "Reading failed unexpectedly: the passwd volume must be a regular file.",
 }
-_ALLOWED = frozenset(REMEDIATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +116,7 @@ def run(config: Config) -> Outcome:
     try:
         passwd = _read(path)
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, path, "read passwd", _ALLOWED)
+        return os_failure(REMEDIATIONS, error, path, "read passwd")
     details: dict[str, object] = {
         "path": str(path),
         "entries": len(passwd.names),

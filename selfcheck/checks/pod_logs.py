@@ -43,7 +43,6 @@ REMEDIATIONS = {
     ),
     Reason.IO_ERROR: "Reading pod logs failed unexpectedly: check the logpodpath volume.",
 }
-_ALLOWED = frozenset(REMEDIATIONS)
 
 
 def find_log_file(root: Path) -> tuple[Path | None, int]:
@@ -77,7 +76,7 @@ def run(config: Config) -> Outcome:
     try:
         log_file, pods = find_log_file(root)
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, root, "list pod logs", _ALLOWED)
+        return os_failure(REMEDIATIONS, error, root, "list pod logs")
     details: dict[str, object] = {"path": str(root), "pods": pods}
     if log_file is None:
         why = (
@@ -96,9 +95,7 @@ def run(config: Config) -> Outcome:
     try:
         read_capped(log_file, 1)
     except OSError as error:
-        return os_failure(
-            REMEDIATIONS, error, log_file, "open a pod log", _ALLOWED, details=details
-        )
+        return os_failure(REMEDIATIONS, error, log_file, "open a pod log", details=details)
     return ok(
         f"{root}: {pods} pods, opened {log_file.relative_to(root)} for reading", details=details
     )

@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from selfcheck.checks._sockets import SocketJudge, budget
+from selfcheck.checks._common import Judge
+from selfcheck.checks._sockets import budget
 from selfcheck.config import Config, unix_socket_file
 from selfcheck.host import cri
 from selfcheck.host.files import describe
@@ -84,7 +85,7 @@ HINTS = {
     Reason.ECONNREFUSED: "a stale socket file: the runtime is not listening",
     Reason.NOT_SOCKET: "the runtime's API is a stream socket",
 }
-JUDGE = SocketJudge(REMEDIATIONS, HINTS)
+JUDGE = Judge(REMEDIATIONS, HINTS)
 
 
 @dataclass(frozen=True, slots=True)
