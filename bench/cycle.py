@@ -52,6 +52,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from selfcheck.context import CheckContext
 from selfcheck.registry import all_checks
 
 CHECKS = all_checks()
@@ -128,7 +129,7 @@ def measure(host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int) 
         times["origin_detection sample"] = timed(
             lambda: origin_detection.sample_processes(host_proc, 1, SAMPLE), repeat
         )
-        times["procfs check"] = timed(lambda: procfs.run(config), repeat)
+        times["procfs check"] = timed(lambda: procfs.run(CheckContext.of(config)), repeat)
         walls, cpus = [], []
         for _ in range(repeat):
             began, cpu = time.perf_counter(), cpu_now()
@@ -140,7 +141,7 @@ def measure(host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int) 
         times["cycle CPU"] = median(cpus)
         column.statuses = {cid: str(r.status) for cid, r in snap.results.items()}
         for cid, spec in checks.items():
-            column.solo[cid] = timed(lambda spec=spec: spec.run(config), repeat)  # type: ignore[misc]
+            column.solo[cid] = timed(lambda spec=spec: spec.run(CheckContext.of(config)), repeat)  # type: ignore[misc]
     return column
 
 

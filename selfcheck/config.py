@@ -3,13 +3,21 @@
 The sidecar is meant to share the Agent container's ``env`` and ConfigMaps, so it reads the
 Agent's variable names (``HOST_PROC``, ``DD_DOGSTATSD_SOCKET``...) and derives host paths the
 way the Agent does (FACTS.md 3.1): ``/host/...`` when mounted, the plain path otherwise, so
-the same binary checks a bare machine too. Every bad value raises ``ConfigError`` with one
-line that names the variable, never a traceback.
+the same binary checks a bare machine too. In a container the plain paths are the
+container's own, so there a missing ``/host`` mount is kept as the (missing) ``/host`` path
+and the check that owns it names it, instead of silently checking the container.
+
+Two kinds of values, two rules. ``DD_*`` values belong to the Agent: they are parsed as the
+Agent parses them (``agent_bool``, ``agent_int``) and a value the Agent would reject never
+stops selfcheck; it is kept as a note (``Config.agent_notes``) for the report and ``/status``.
+``SELFCHECK_*`` values and flags are selfcheck's own: a bad one raises ``ConfigError`` with
+one line that names the variable or the flag, never a traceback.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,16 +26,21 @@ from typing import Any
 DEFAULT_DOGSTATSD_SOCKET = "/var/run/datadog/dsd.socket"
 DEFAULT_APM_SOCKET = "/var/run/datadog/apm.socket"
 DEFAULT_HEALTH_PORT = 5555
-DEFAULT_EXPVAR_PORT = 6000
-DEFAULT_LISTEN = "0.0.0.0:9750"
+AGENT_EXPVAR_PORTS = (5000, 6000)
+"""No DD_EXPVAR_PORT: the Agent's own default (and the Operator's), then the chart's."""
+DEFAULT_LISTEN = ":9750"
+"""Every address: IPv6 and IPv4 on one dual-stack socket where the kernel allows it."""
 DEFAULT_INTERVAL = 30.0
 DEFAULT_CHECK_TIMEOUT = 2.0
 DEFAULT_SAMPLE = 256
 DEFAULT_HEARTBEAT_METRIC = "datadog.selfcheck.heartbeat"
 
-# strconv.ParseBool, which the Agent's configuration layer uses for booleans.
+# Go's strconv.ParseBool, which the Agent's configuration layer reaches through spf13/cast
+# ToBoolE for every boolean setting (pkg/config/model, nodetreemodel GetBool): exactly these
+# spellings, no trimming of whitespace; anything else is an error the Agent logs, reading false.
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+_SHOWN_CAP = 64
 
 
 class ConfigError(ValueError):
@@ -49,7 +62,7 @@ class Config:
     origin_detection: bool
     logs_enabled: bool
     health_port: int
-    expvar_port: int
+    expvar_port: int | None
     listen_host: str
     listen_port: int
     interval: float
@@ -61,6 +74,15 @@ class Config:
     skip: frozenset[str] = field(default_factory=frozenset)
     running_as_root: bool = False
     containerized: bool = False
+    containerized_because: str = ""
+    origin_detection_client: bool = False
+    origin_detection_unified: bool = False
+    agent_notes: tuple[str, ...] = ()
+
+    @property
+    def expvar_ports(self) -> tuple[int, ...]:
+        """The ports the Agent's expvar server may be on, in the order to try them."""
+        return (self.expvar_port,) if self.expvar_port else AGENT_EXPVAR_PORTS
 
     @property
     def stale_after(self) -> float:
@@ -71,21 +93,111 @@ class Config:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _first_existing(*candidates: str) -> Path:
-    for candidate in candidates[:-1]:
-        if Path(candidate).exists():
-            return Path(candidate)
-    return Path(candidates[-1])
-
-
 def parse_bool(name: str, raw: str | None, default: bool = False) -> bool:
+    """A ``SELFCHECK_*`` boolean: the same spellings as the Agent's, but a bad one stops."""
     if raw is None or raw == "":
         return default
+    value = agent_bool(raw)
+    if value is None:
+        raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+    return value
+
+
+def agent_bool(raw: str) -> bool | None:
+    """Go's ``strconv.ParseBool``; ``None`` for what it rejects (the Agent then reads false)."""
     if raw in _TRUE:
         return True
     if raw in _FALSE:
         return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+    return None
+
+
+def _go_digits(text: str) -> int | None:
+    """Go's ``strconv.ParseInt(s, 0, 0)``: 0x, 0o, 0b and a leading 0 (octal) prefixes,
+    ``_`` only after a prefix, ASCII digits only, no surrounding space."""
+    sign, body = (-1, text[1:]) if text[:1] == "-" else (1, text.removeprefix("+"))
+    if not body or not body.isascii() or body != body.strip():
+        return None
+    base = 10
+    if body[:2].lower() in ("0x", "0o", "0b"):
+        base = {"x": 16, "o": 8, "b": 2}[body[1].lower()]
+        body = body[2:].removeprefix("_")
+    elif len(body) > 1 and body[0] == "0":
+        base, body = 8, body[1:].removeprefix("_")
+    elif "_" in body:
+        return None
+    if not body or body.startswith("_") or body.endswith("_") or "__" in body:
+        return None
+    try:
+        return sign * int(body, base)
+    except ValueError:
+        return None
+
+
+def agent_int(raw: str) -> int | None:
+    """spf13/cast ``ToIntE`` of a string, as the Agent's ``GetInt`` does it: a zero decimal
+    part is dropped (``5000.0``), then Go's base-0 integer syntax; ``None`` when rejected."""
+    text = re.sub(r"\.0*$", "", raw) if re.fullmatch(r"[-+]?[0-9]+\.0*", raw) else raw
+    return _go_digits(text)
+
+
+def shown(raw: str) -> str:
+    """An allow-listed, non-secret value as a note shows it: quoted, capped."""
+    return repr(raw if len(raw) <= _SHOWN_CAP else raw[:_SHOWN_CAP] + "...")
+
+
+class AgentValues:
+    """Reads the Agent's ``DD_*`` settings the Agent's way and collects what it would reject.
+
+    Only the names selfcheck reads pass through here, all of them non-secret, so a note may
+    quote the value.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.notes: list[str] = []
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        value = agent_bool(raw)
+        if value is None:
+            self.notes.append(
+                f"{name}={shown(raw)} is not a boolean the Agent accepts (Go strconv.ParseBool: "
+                "true/false, 1/0, t/f, no spaces); the Agent reads it as false"
+            )
+            return False
+        return value
+
+    def port(self, name: str, default: int | None) -> int | None:
+        """A port, or ``None``/``0`` where the Agent would run without one."""
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        value = agent_int(raw)
+        if value is None:
+            self.notes.append(
+                f"{name}={shown(raw)} is not a number the Agent accepts; the Agent reads it "
+                "as 0 (that server is off)"
+            )
+            return 0
+        if not 0 <= value <= 65535:
+            self.notes.append(
+                f"{name}={shown(raw)} is not a port (0-65535); the Agent cannot bind it"
+            )
+            return 0
+        return value
+
+    def text(self, name: str) -> str | None:
+        """A path or URL setting; a NUL byte (which no path can hold) is a note, not an exit."""
+        raw = self._env.get(name)
+        if not raw:
+            return None
+        if "\x00" in raw:
+            self.notes.append(f"{name} contains a NUL byte; no file can have that name")
+            return None
+        return raw
 
 
 def parse_port(name: str, raw: str | None, default: int) -> int:
@@ -128,11 +240,14 @@ def parse_positive_int(name: str, raw: str | None, default: int, high: int) -> i
 
 
 def parse_listen(name: str, raw: str | None) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``port``; an IPv6 host needs its brackets."""
+    """``host:port``, ``[v6]:port``, ``:port`` or ``port``; an IPv6 host needs its brackets.
+
+    An empty host means every address, dual-stack where the kernel allows it.
+    """
     text = raw if raw else DEFAULT_LISTEN
     host, sep, port = text.rpartition(":")
     if not sep:
-        host, port = "0.0.0.0", text
+        host, port = "", text
     if host.startswith("["):
         if not host.endswith("]"):
             raise ConfigError(f"{name}={raw!r}: an IPv6 address needs brackets, e.g. [::1]:9750")
@@ -141,7 +256,7 @@ def parse_listen(name: str, raw: str | None) -> tuple[str, int]:
         raise ConfigError(f"{name}={raw!r}: an IPv6 address needs brackets, e.g. [::1]:9750")
     if not port:
         raise ConfigError(f"{name}={raw!r} has no port (e.g. 0.0.0.0:9750)")
-    return host or "0.0.0.0", parse_port(name, port, 0)
+    return host, parse_port(name, port, 0)
 
 
 def parse_ids(name: str, raw: str | None, known: frozenset[str]) -> frozenset[str]:
@@ -175,18 +290,24 @@ def parse_metric_name(name: str, raw: str | None, default: str) -> str:
     return raw
 
 
-def _path(env: Mapping[str, str], name: str, default: str) -> Path:
-    raw = env.get(name) or default
-    if "\x00" in raw:
-        raise ConfigError(f"{name} contains a NUL byte")
-    return Path(raw)
+def _host_path(
+    agent: AgentValues, name: str | None, host_default: str, plain: str, containerized: bool
+) -> Path:
+    """The setting, else the ``/host`` mount when present, else the plain path on a bare
+    machine only: in a container the plain path is the container's own, not the node's."""
+    configured = agent.text(name) if name else None
+    if configured:
+        return Path(configured)
+    if containerized or Path(host_default).exists():
+        return Path(host_default)
+    return Path(plain)
 
 
-def _etc_file(env: Mapping[str, str], filename: str, host_default: str) -> Path:
-    host_etc = env.get("HOST_ETC")
+def _etc_file(agent: AgentValues, filename: str, host_default: str, containerized: bool) -> Path:
+    host_etc = agent.text("HOST_ETC")
     if host_etc:
         return Path(host_etc) / filename
-    return _first_existing(host_default, f"/etc/{filename}")
+    return _host_path(agent, None, host_default, f"/etc/{filename}", containerized)
 
 
 def unix_socket_file(setting: str | None) -> str | None:
@@ -203,42 +324,49 @@ def unix_socket_file(setting: str | None) -> str | None:
     return rest if scheme == "unix" and rest else None
 
 
-def _socket_setting(env: Mapping[str, str], name: str) -> str | None:
-    raw = env.get(name)
-    if raw and "\x00" in raw:
+def _selfcheck_path(env: Mapping[str, str], name: str, default: str) -> Path:
+    raw = env.get(name) or default
+    if "\x00" in raw:
         raise ConfigError(f"{name} contains a NUL byte")
-    return raw or None
+    return Path(raw)
 
 
 def load(
     known_checks: frozenset[str],
     env: Mapping[str, str] | None = None,
     euid: Callable[[], int] = os.geteuid,
+    containerized: Callable[[Mapping[str, str]], tuple[bool, str]] | None = None,
 ) -> Config:
-    """Read the whole configuration; the first bad value stops with ``ConfigError``."""
+    """Read the whole configuration; the first bad ``SELFCHECK_*`` value stops with
+    ``ConfigError``, while the Agent's own values only ever add notes."""
     env = os.environ if env is None else env
+    if containerized is None:
+        from selfcheck.host.container import detect_container
+
+        containerized = detect_container
+    in_container, because = containerized(env)
+    agent = AgentValues(env)
     host, port = parse_listen("SELFCHECK_LISTEN", env.get("SELFCHECK_LISTEN"))
+    apm_socket = agent.text("DD_APM_RECEIVER_SOCKET")
     return Config(
-        host_proc=_path(env, "HOST_PROC", str(_first_existing("/host/proc", "/proc"))),
-        cgroup_root=_path(
-            env,
-            "DD_CONTAINER_CGROUP_ROOT",
-            str(_first_existing("/host/sys/fs/cgroup", "/sys/fs/cgroup")),
+        host_proc=_host_path(agent, "HOST_PROC", "/host/proc", "/proc", in_container),
+        cgroup_root=_host_path(
+            agent, "DD_CONTAINER_CGROUP_ROOT", "/host/sys/fs/cgroup", "/sys/fs/cgroup", in_container
         ),
-        os_release_path=_etc_file(env, "os-release", "/host/etc/os-release"),
-        passwd_path=_etc_file(env, "passwd", "/etc/passwd"),
-        pod_logs_dir=_path(env, "SELFCHECK_POD_LOGS_DIR", "/var/log/pods"),
-        dogstatsd_socket=_path(env, "DD_DOGSTATSD_SOCKET", DEFAULT_DOGSTATSD_SOCKET),
-        apm_socket=_path(env, "DD_APM_RECEIVER_SOCKET", DEFAULT_APM_SOCKET),
-        apm_socket_configured=bool(env.get("DD_APM_RECEIVER_SOCKET")),
-        docker_host=_socket_setting(env, "DOCKER_HOST"),
-        cri_socket_path=_socket_setting(env, "DD_CRI_SOCKET_PATH"),
-        origin_detection=parse_bool(
-            "DD_DOGSTATSD_ORIGIN_DETECTION", env.get("DD_DOGSTATSD_ORIGIN_DETECTION")
-        ),
-        logs_enabled=parse_bool("DD_LOGS_ENABLED", env.get("DD_LOGS_ENABLED")),
-        health_port=parse_port("DD_HEALTH_PORT", env.get("DD_HEALTH_PORT"), DEFAULT_HEALTH_PORT),
-        expvar_port=parse_port("DD_EXPVAR_PORT", env.get("DD_EXPVAR_PORT"), DEFAULT_EXPVAR_PORT),
+        os_release_path=_etc_file(agent, "os-release", "/host/etc/os-release", in_container),
+        passwd_path=_etc_file(agent, "passwd", "/etc/passwd", False),
+        pod_logs_dir=_selfcheck_path(env, "SELFCHECK_POD_LOGS_DIR", "/var/log/pods"),
+        dogstatsd_socket=Path(agent.text("DD_DOGSTATSD_SOCKET") or DEFAULT_DOGSTATSD_SOCKET),
+        apm_socket=Path(apm_socket or DEFAULT_APM_SOCKET),
+        apm_socket_configured=apm_socket is not None,
+        docker_host=agent.text("DOCKER_HOST"),
+        cri_socket_path=agent.text("DD_CRI_SOCKET_PATH"),
+        origin_detection=agent.boolean("DD_DOGSTATSD_ORIGIN_DETECTION"),
+        origin_detection_client=agent.boolean("DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT"),
+        origin_detection_unified=agent.boolean("DD_ORIGIN_DETECTION_UNIFIED"),
+        logs_enabled=agent.boolean("DD_LOGS_ENABLED"),
+        health_port=agent.port("DD_HEALTH_PORT", DEFAULT_HEALTH_PORT) or 0,
+        expvar_port=agent.port("DD_EXPVAR_PORT", None),
         listen_host=host,
         listen_port=port,
         interval=parse_seconds(
@@ -268,7 +396,7 @@ def load(
         require=parse_ids("SELFCHECK_REQUIRE", env.get("SELFCHECK_REQUIRE"), known_checks),
         skip=parse_ids("SELFCHECK_SKIP", env.get("SELFCHECK_SKIP"), known_checks),
         running_as_root=euid() == 0,
-        # The Agent's IsContainerized (DOCKER_DD_AGENT, set by its image); a pod always
-        # has KUBERNETES_SERVICE_HOST, so the sidecar knows it is containerized without it.
-        containerized=bool(env.get("DOCKER_DD_AGENT") or env.get("KUBERNETES_SERVICE_HOST")),
+        containerized=in_container,
+        containerized_because=because,
+        agent_notes=tuple(agent.notes),
     )

@@ -222,6 +222,8 @@ class Snapshot:
     counters: Mapping[str, CheckCounters]
     completed_at: float | None
     created_at: float
+    notes: tuple[str, ...] = ()
+    """The Agent's own settings it would reject or ignore (``Config.agent_notes``)."""
 
     @classmethod
     def empty(cls, check_ids: tuple[str, ...], required: frozenset[str], now: float) -> Snapshot:
@@ -262,5 +264,6 @@ class Snapshot:
             "ready": self.is_ready(now, max_age),
             "completed_at": self.completed_at,
             "node": self.node_info(),
+            "configuration_notes": list(self.notes),
             "checks": [self.results[c].to_json() for c in self.check_ids if c in self.results],
         }

@@ -1,8 +1,9 @@
 """The check registry: every check module registers one ``CheckSpec`` under its id.
 
-A check only checks. It receives the configuration and returns an ``Outcome``; the runner
-alone owns deadlines, timing, counters, ``required`` and logging, so a new check cannot get
-any of those wrong. The id is the module name (``selfcheck/checks/<id>.py``), the metric
+A check only checks. It receives a ``CheckContext`` (the configuration, the cycle's shared
+host view and its deadline) and returns an ``Outcome``; the runner alone owns deadlines,
+timing, counters, ``required`` and logging, so a new check cannot get any of those wrong.
+The id is the module name (``selfcheck/checks/<id>.py``), the metric
 label, the URL segment and the docs file name (``docs/checks/<id>.md``).
 """
 
@@ -14,11 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from selfcheck.config import Config
+from selfcheck.context import CheckContext
 from selfcheck.model import Outcome, Reason, Status
 
 _BUG = "This is a bug in selfcheck, not in the pod: report it with this message."
 
-CheckFn = Callable[[Config], Outcome]
+CheckFn = Callable[[CheckContext], Outcome]
 RequiredFn = Callable[[Config], bool]
 
 
@@ -83,7 +85,7 @@ def _broken_check(cid: str, error: Exception) -> CheckSpec:
     """A check whose module fails to import reports ``error`` instead of taking the CLI down."""
     message = f"the {cid} check could not be loaded: {type(error).__name__}: {error}"
 
-    def run(config: Config) -> Outcome:
+    def run(ctx: CheckContext) -> Outcome:
         return Outcome(Status.ERROR, Reason.EXCEPTION, message, _BUG)
 
     return CheckSpec(cid, "check failed to load", run, "nothing", "", {})

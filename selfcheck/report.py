@@ -63,6 +63,10 @@ def render_table(snapshot: Snapshot, checks: Mapping[str, CheckSpec], verbose: b
         result = snapshot.results.get(cid)
         if result is not None:
             lines.extend(_result_lines(result, verbose))
+    if snapshot.notes:
+        lines.append("")
+        for note in snapshot.notes:
+            lines.extend(_indented("agent setting: ", note))
     lines.append("")
     lines.append(summary(snapshot))
     return "\n".join(lines)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from selfcheck.config import Config
+from selfcheck.context import CheckContext
+from selfcheck.host.view import HostView
 from selfcheck.logs import event, get_logger
 from selfcheck.model import (
     CheckCounters,
@@ -41,7 +43,7 @@ class _Attempt:
     """One run of one check in its own thread; ``outcome`` is set before ``done``."""
 
     spec: CheckSpec
-    config: Config
+    context: CheckContext
     started_at: float
     started_mono: float
     done: threading.Event = field(default_factory=threading.Event)
@@ -50,7 +52,7 @@ class _Attempt:
 
     def __call__(self) -> None:
         try:
-            self.outcome = self.spec.run(self.config)
+            self.outcome = self.spec.run(self.context)
         except Exception as exc:
             get_logger().exception("check raised", extra={"fields": {"check": self.spec.id}})
             self.outcome = Outcome(
@@ -99,25 +101,29 @@ class Runner:
         every system call, which cost a third more CPU and wall time per cycle
         (bench/cycle.py); staggered, a quick check runs alone, while a slow or hung one
         delays the others by ``STAGGER`` only and runs on, each under its own deadline.
+        All of them share one ``HostView``: the host is read once per cycle, lazily.
         """
         wanted = [cid for cid in self.checks if only is None or cid in set(only)]
+        host = HostView(self.config.host_proc, self.config.cgroup_root)
         attempts: dict[str, _Attempt | Outcome] = {}
         for cid in wanted:
-            attempt = self._start(cid)
+            attempt = self._start(cid, host)
             attempts[cid] = attempt
             if isinstance(attempt, _Attempt):
                 attempt.done.wait(STAGGER)
         results = {cid: self._finish(cid, a) for cid, a in attempts.items()}
         return self._publish(results)
 
-    def _start(self, cid: str) -> _Attempt | Outcome:
+    def _start(self, cid: str, host: HostView) -> _Attempt | Outcome:
         if cid in self.config.skip:
             return skipped(Reason.DISABLED, f"{cid} is switched off by SELFCHECK_SKIP.")
         stuck = self._stuck.get(cid)
         if stuck is not None and not stuck.done.is_set():
             return self._still_stuck(stuck)
         self._stuck.pop(cid, None)
-        attempt = _Attempt(self.checks[cid], self.config, self.clock(), time.monotonic())
+        began = time.monotonic()
+        context = CheckContext(self.config, host, began + self.config.check_timeout)
+        attempt = _Attempt(self.checks[cid], context, self.clock(), began)
         threading.Thread(target=attempt, name=f"check-{cid}", daemon=True).start()
         return attempt
 
@@ -141,8 +147,7 @@ class Runner:
         if isinstance(attempt, Outcome):
             now = self.clock()
             return Result(cid, attempt, cid in self.required, 0.0, now, now)
-        deadline = attempt.started_mono + self.config.check_timeout
-        attempt.done.wait(max(0.0, deadline - now_mono))
+        attempt.done.wait(max(0.0, attempt.context.deadline - now_mono))
         outcome = attempt.outcome if attempt.done.is_set() else None
         if outcome is None:
             self._stuck[cid] = attempt
@@ -177,6 +182,7 @@ class Runner:
             counters=MappingProxyType(counters),
             completed_at=self.clock(),
             created_at=previous.created_at,
+            notes=self.config.agent_notes,
         )
         self._snapshot = snapshot
         return snapshot

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from selfcheck.checks._common import Judge
-from selfcheck.checks._sockets import budget
-from selfcheck.config import Config
+from selfcheck.checks._sockets import BUDGET_CEILING
+from selfcheck.context import CheckContext
 from selfcheck.host.sockets import HttpReply, ProtocolViolationError, http_get
 from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
@@ -52,10 +52,11 @@ REMEDIATIONS = {
 JUDGE = Judge(REMEDIATIONS)
 
 
-def run(config: Config) -> Outcome:
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     url = f"http://127.0.0.1:{config.health_port}/ready"
     try:
-        reply = http_get(url, budget(config))
+        reply = http_get(url, ctx.budget(BUDGET_CEILING))
         healthy, unhealthy = parse_health(reply)
     except OSError as error:
         return JUDGE.failure(error, url, "ask the Agent for its health", details={"url": url})

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from selfcheck.checks._common import Judge, ownership
-from selfcheck.checks._sockets import budget
-from selfcheck.config import Config
+from selfcheck.checks._sockets import BUDGET_CEILING
+from selfcheck.context import CheckContext
 from selfcheck.host.files import path_exists
 from selfcheck.host.sockets import (
     HttpReply,
@@ -73,7 +73,8 @@ JUDGE = Judge(REMEDIATIONS, HINTS)
 INFO_URL = "http://localhost/info"
 
 
-def run(config: Config) -> Outcome:
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     path = config.apm_socket
     wanted = config.apm_socket_configured or "apm_socket" in config.require
     if not wanted and not path_exists(path):
@@ -89,7 +90,7 @@ def run(config: Config) -> Outcome:
         return JUDGE.failure(error, path, "find the APM socket", details=details)
     details.update(mode=mode_octal(st), owner=ownership(st))
     try:
-        reply = http_get(INFO_URL, budget(config), unix_socket=path)
+        reply = http_get(INFO_URL, ctx.budget(BUDGET_CEILING), unix_socket=path)
         info = _info(reply)
     except OSError as error:
         return JUDGE.failure(error, path, "GET /info from the trace-agent", st, details=details)

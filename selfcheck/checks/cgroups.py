@@ -3,26 +3,38 @@
 The Agent reads every container's CPU, memory and I/O from this tree and detects the
 cgroup version from the cgroup mounts under it (FACTS.md 2.5). Proof here is by doing the
 same: detect the layout, then find this container's own cgroup in the host tree and read
-a memory and a CPU statistic from it, as the Agent would for any container.
+from it, as the Agent would for any container.
+
+Finding the own cgroup must work in every namespace shape, because a private cgroup
+namespace is the default for every non-privileged container on cgroup v2 with containerd:
+there ``/proc/self/cgroup`` reads ``/``. So, in order, until the found directory's
+``cgroup.procs`` lists this process:
+
+1. by path: the Agent's line of ``/proc/self/cgroup`` (host cgroup namespace);
+2. by inode: this container's own mount of the hierarchy (``/sys/fs/cgroup`` on v2,
+   ``/sys/fs/cgroup/memory`` on v1) is its cgroup's directory, whose inode the host tree
+   holds, as the Agent resolves a client's ``in-<inode>`` (FACTS.md 5.3, 5.5);
+3. by membership: the bounded host tree is searched for a ``cgroup.procs`` listing this PID
+   (a private namespace with no own mount, e.g. ``unshare --cgroup``).
+
+Only files every cgroup has prove it (``cgroup.procs``, and ``cpu.stat`` on v2); memory and
+CPU accounting are read where their controller exists and otherwise noted, never failed.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from selfcheck.checks._common import os_failure
 from selfcheck.config import Config
-from selfcheck.host.cgroup import (
-    CgroupLayout,
-    CgroupLine,
-    agent_cgroup_path,
-    count_container_cgroups,
-    detect_layout,
-    parse_proc_cgroup,
-)
+from selfcheck.context import CheckContext
+from selfcheck.host.cgroup import CgroupLayout, CgroupTree, agent_cgroup_path, host_prefix
 from selfcheck.host.files import describe, read_text
-from selfcheck.host.procfs import read_mountinfo
+from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE
+from selfcheck.host.procfs import Mount
 from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
 
@@ -45,10 +57,10 @@ REMEDIATIONS = {
         "mountPropagation left at None, not an emptyDir or a copy."
     ),
     Reason.OWN_CGROUP_NOT_FOUND: (
-        "This container's cgroup is not in the mounted tree, so the Agent cannot find containers "
-        "there either: mount the node's /sys/fs/cgroup (not the pod's own view), and on cgroup v2 "
-        "run in the host cgroup namespace (the Agent's --cgroupns=host; on Kubernetes the "
-        "container runtime must not enable a private cgroup namespace for the Agent)."
+        "This container's cgroup is not in the mounted tree (not by path, not by the inode of "
+        "its own /sys/fs/cgroup, not by any cgroup.procs), so the tree is not the node's: the "
+        "cgroups volume must be a hostPath of the node's /sys/fs/cgroup mounted at "
+        "/host/sys/fs/cgroup, not the pod's own view or a copy."
     ),
     Reason.TIMEOUT: (
         "Reading did not finish within SELFCHECK_CHECK_TIMEOUT: a read blocked in the kernel. "
@@ -62,44 +74,132 @@ REMEDIATIONS = {
     ),
 }
 
-# What the Agent reads for memory and CPU on each version (pkg/util/cgroups/cgroupv1_*.go, v2).
+# What the Agent reads for memory and CPU on each version (pkg/util/cgroups/cgroupv1_*.go,
+# cgroupv2_*.go): controller mount (v1) and file. Read where present, noted where not.
 _STATS = {
     1: (("memory", "memory.usage_in_bytes"), ("cpuacct", "cpuacct.usage")),
-    2: (("", "memory.current"), ("", "cpu.stat")),
+    2: (("", "cpu.stat"), ("", "memory.current")),
 }
+PROCS_CAP = 1024 * 1024
+SCAN_MAX_READS = 5_000
+SCAN_RESERVE = 0.3
+"""Seconds of the deadline the membership search leaves for reporting."""
 
 
-def _own_cgroup_path(layout: CgroupLayout) -> tuple[str, list[CgroupLine]]:
-    """This process's cgroup on the line the Agent reads, and all lines of ``/proc/self/cgroup``."""
-    lines = parse_proc_cgroup(read_text("/proc/self/cgroup", 64 * 1024))
-    return agent_cgroup_path(lines, layout.agent_version) or "", lines
+@dataclass(frozen=True, slots=True)
+class OwnCgroup:
+    """Where this container's cgroup is in the host tree, and how it was found."""
+
+    path: str
+    found_by: str
+    private_namespace: bool
 
 
-def _controller_path(lines: list[CgroupLine], controller: str, default: str) -> str:
-    """On v1 every controller has its own line and path; v2 has one for all."""
-    for line in lines:
-        if controller in line.controllers:
-            return line.path
-    return default
+def _procs_lists(directory: Path, pid: str) -> bool:
+    try:
+        text = read_text(directory / "cgroup.procs", PROCS_CAP)
+    except OSError:
+        return False
+    return pid in text.split()
 
 
-def _stat_files(layout: CgroupLayout, root: Path, own: str, lines: list[CgroupLine]) -> list[Path]:
-    """The memory and CPU files of this cgroup in the host tree, per controller mount."""
-    files = []
+def _own_hierarchy_mount(mounts: list[Mount] | OSError, layout: CgroupLayout, prefix: str) -> str:
+    """This container's own mount of the Agent's hierarchy (outside the host prefix)."""
+    if isinstance(mounts, OSError):
+        return ""
+    for mount in mounts:
+        point = mount.mount_point
+        if point.startswith(prefix):
+            continue
+        if layout.agent_version == 2 and mount.fstype == "cgroup2":
+            return point
+        if mount.fstype == "cgroup" and "memory" in Path(point).name.split(","):
+            return point
+    return ""
+
+
+def _by_inode(mount_point: str, tree: CgroupTree) -> str | None:
+    if not mount_point:
+        return None
+    try:
+        inode = Path(mount_point).stat().st_ino
+    except OSError:
+        return None
+    found = tree.by_inode().get(inode)
+    return found.path if found is not None else None
+
+
+def _by_membership(ctx: CheckContext, tree: CgroupTree, pid: str) -> str | None:
+    """The bounded search: stops at ``SCAN_MAX_READS`` reads or when time runs short."""
+    top = Path(tree.top)
+    for count, directory in enumerate(tree.dirs):
+        if count >= SCAN_MAX_READS or ctx.remaining() < SCAN_RESERVE:
+            return None
+        if _procs_lists(top / directory.path.lstrip("/"), pid):
+            return directory.path
+    return None
+
+
+def find_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -> OwnCgroup | None:
+    """Each candidate is proven by its ``cgroup.procs`` listing this process.
+
+    In the host cgroup namespace ``/proc/self/cgroup`` is absolute, so only the path counts:
+    if it is not in the tree, the tree is not the node's (a pod's subtree). In a private one
+    the inode of the own cgroup mount, then the membership search, find it.
+    """
+    pid = str(os.getpid())
+    top = Path(tree.top)
+    lines = ctx.host.own_cgroup_lines()
+    own = agent_cgroup_path(lines, layout.agent_version) if not isinstance(lines, OSError) else None
+    if not _in_private_namespace(ctx):
+        if own is not None and _procs_lists(top / own.lstrip("/"), pid):
+            return OwnCgroup(own, "path", private_namespace=False)
+        return None
+    prefix = host_prefix(os.path.realpath(ctx.config.cgroup_root))
+    mount_point = _own_hierarchy_mount(ctx.host.own_mounts(), layout, prefix)
+    by_inode = _by_inode(mount_point, tree)
+    if by_inode is not None and _procs_lists(top / by_inode.lstrip("/"), pid):
+        return OwnCgroup(by_inode, f"the inode of {mount_point}", private_namespace=True)
+    found = _by_membership(ctx, tree, pid)
+    return OwnCgroup(found, "its cgroup.procs", private_namespace=True) if found is not None else None
+
+
+def _in_private_namespace(ctx: CheckContext) -> bool:
+    inode = ctx.host.cgroup_namespace_inode()
+    return isinstance(inode, int) and inode != INITIAL_CGROUP_NS_INODE
+
+
+def _relative(ctx: CheckContext, controller: str, own: OwnCgroup) -> str:
+    """On v1 each hierarchy has its own path: the controller's line in the host namespace;
+    in a private one the lines read ``/``, and the memory path found stands for all."""
+    lines = ctx.host.own_cgroup_lines()
+    if own.private_namespace or isinstance(lines, OSError):
+        return own.path
+    return next((line.path for line in lines if controller in line.controllers), own.path)
+
+
+def _read_stats(
+    ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree, own: OwnCgroup
+) -> tuple[dict[str, str], list[str]]:
+    """The Agent's memory and CPU files for this cgroup: values read, and files absent."""
+    values: dict[str, str] = {}
+    absent: list[str] = []
     for controller, filename in _STATS[layout.agent_version]:
-        if layout.agent_version == 1:
-            base = layout.v1_controllers.get(controller)
-            if base is None:
-                raise FileNotFoundError(2, f"no {controller} controller mounted", str(root))
-            relative = _controller_path(lines, controller, own)
+        if layout.agent_version == 2:
+            base: str | None = tree.top
+            relative = own.path
         else:
-            base, relative = layout.v2_mount or str(root), own
-        files.append(Path(base) / relative.lstrip("/") / filename)
-    return files
-
-
-def _read_stats(files: list[Path]) -> dict[str, str]:
-    return {f.name: read_text(f, STAT_CAP).split("\n", 1)[0].strip() for f in files}
+            base, relative = layout.v1_controllers.get(controller), _relative(ctx, controller, own)
+        if base is None:
+            absent.append(f"{filename} (no {controller} controller mounted)")
+            continue
+        try:
+            text = read_text(Path(base) / relative.lstrip("/") / filename, STAT_CAP)
+        except OSError as error:
+            absent.append(f"{filename} ({describe(error)})")
+            continue
+        values[filename] = text.split("\n", 1)[0].strip()
+    return values, absent
 
 
 def _v2_controllers(layout: CgroupLayout) -> str:
@@ -119,58 +219,107 @@ def _no_controllers(root: Path, layout: CgroupLayout, why: str) -> Outcome:
     )
 
 
-def run(config: Config) -> Outcome:
+def _unreadable_root(config: Config, error: OSError) -> Outcome:
+    failure = os_failure(REMEDIATIONS, error, config.cgroup_root, "read the host cgroup tree")
+    if config.containerized and isinstance(error, FileNotFoundError):
+        return replace(
+            failure,
+            message=f"{failure.message}; in a container /sys/fs/cgroup is the container's own "
+            "view, so it is not read in its place",
+        )
+    return failure
+
+
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     root = config.cgroup_root
-    try:
-        os.scandir(root).close()
-        layout = detect_layout(read_mountinfo(), os.path.realpath(root))
-        controllers = _v2_controllers(layout) if layout.version == "v2" else "v1"
-    except OSError as error:
-        return os_failure(REMEDIATIONS, error, root, "read the host cgroup tree")
+    layout = ctx.host.cgroup_layout()
+    if isinstance(layout, OSError):
+        return _unreadable_root(config, layout)
     if layout.version == "none":
-        return _no_controllers(root, layout, "no cgroup or cgroup2 file system is mounted there")
-    if not controllers:
-        return _no_controllers(root, layout, "cgroup2 is mounted but cgroup.controllers is empty")
-    return _judge_own_cgroup(root, layout)
+        why = "no cgroup2 mount and fewer than two cgroup v1 controllers are mounted there"
+        return _no_controllers(root, layout, why)
+    try:
+        if layout.version == "v2" and not _v2_controllers(layout):
+            return _no_controllers(
+                root, layout, "cgroup2 is mounted but cgroup.controllers is empty"
+            )
+    except OSError as error:
+        return os_failure(REMEDIATIONS, error, root, "read cgroup.controllers")
+    tree = ctx.host.cgroup_tree()
+    if isinstance(tree, OSError):
+        return os_failure(REMEDIATIONS, tree, root, "walk the host cgroup tree")
+    return _judge_own_cgroup(ctx, layout, tree)
 
 
-def _judge_own_cgroup(root: Path, layout: CgroupLayout) -> Outcome:
-    version = layout.agent_version
-    node_info = {"cgroup_version": layout.version}
+def _judge_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -> Outcome:
+    root = ctx.config.cgroup_root
+    containers = len(tree.container_dirs())
     details: dict[str, object] = {
         "path": str(root),
         "layout": layout.version,
-        "controllers": sorted(layout.v1_controllers) if version == 1 else "unified",
+        "hierarchy": tree.top,
+        "controllers": sorted(layout.v1_controllers) if layout.agent_version == 1 else "unified",
+        "container_cgroups": containers,
+        "scan_truncated": tree.truncated,
     }
-    try:
-        own, lines = _own_cgroup_path(layout)
-        details["own_cgroup"] = own
-        if own in ("", "/"):
-            raise FileNotFoundError(
-                2, f"own cgroup reads {own or 'nothing'!r}", "/proc/self/cgroup"
-            )
-        stats = _read_stats(_stat_files(layout, root, own, lines))
-    except OSError as error:
-        reason = Reason.OWN_CGROUP_NOT_FOUND
-        if isinstance(error, PermissionError):
-            reason = Reason.EACCES
+    extra: dict[str, Any] = {
+        "details": details,
+        "figures": {"container_cgroups": containers},
+        "node_info": {"cgroup_version": layout.version},
+    }
+    own = find_own_cgroup(ctx, layout, tree)
+    if own is None:
+        return _own_not_found(tree, containers, extra, _in_private_namespace(ctx))
+    if own.private_namespace and own.path == "/":
         return Outcome(
             Status.FAILED,
-            reason,
-            f"cannot read this container's own cgroup in the host tree: {describe(error)}",
-            REMEDIATIONS[reason],
-            details=details,
-            node_info=node_info,
+            Reason.OWN_CGROUP_NOT_FOUND,
+            f"{tree.top} is this container's own cgroup (its top holds this process, found by "
+            f"{own.found_by}), not the node's tree: the Agent sees no other container",
+            REMEDIATIONS[Reason.OWN_CGROUP_NOT_FOUND],
+            **extra,
         )
-    top = Path(layout.v1_controllers["memory"]) if version == 1 else Path(layout.v2_mount or root)
-    containers, truncated = count_container_cgroups(top)
-    details.update(stats=stats, container_cgroups=containers, scan_truncated=truncated)
-    return ok(
-        f"{root}: cgroup {layout.version}, own cgroup {own!r} readable "
-        f"(memory {stats[_STATS[version][0][1]]}), {containers} container cgroups visible",
-        details=details,
-        figures={"container_cgroups": containers},
-        node_info=node_info,
+    stats, absent = _read_stats(ctx, layout, tree, own)
+    details.update(
+        own_cgroup=own.path,
+        found_by=own.found_by,
+        cgroup_namespace="private" if own.private_namespace else "host",
+        stats=stats,
+    )
+    if absent:
+        details["not_accounted"] = absent
+    return ok(_ok_message(root, layout, own, containers, absent), **extra)
+
+
+def _ok_message(
+    root: Path, layout: CgroupLayout, own: OwnCgroup, containers: int, absent: list[str]
+) -> str:
+    namespace = (
+        "; private cgroup namespace, the default on cgroup v2" if own.private_namespace else ""
+    )
+    note = f"; not accounted here: {', '.join(a.split(' ')[0] for a in absent)}" if absent else ""
+    return (
+        f"{root}: cgroup {layout.version}, own cgroup {own.path!r} found by {own.found_by}"
+        f"{namespace}, {containers} container cgroups visible{note}"
+    )
+
+
+def _own_not_found(
+    tree: CgroupTree, containers: int, extra: dict[str, Any], private: bool
+) -> Outcome:
+    """In the host cgroup namespace a missing own path means the tree is not the node's. In a
+    private one, with other containers visible, the Agent still collects them: degraded."""
+    status = Status.DEGRADED if containers and private else Status.FAILED
+    seen = f"{containers} container cgroups are visible" if containers else "no container cgroup is"
+    return Outcome(
+        status,
+        Reason.OWN_CGROUP_NOT_FOUND,
+        f"{tree.top}: this container's cgroup is not in the tree (not by path, by the inode of "
+        f"its own cgroup mount, nor in any cgroup.procs of {len(tree.dirs)} directories); "
+        f"{seen} visible",
+        REMEDIATIONS[Reason.OWN_CGROUP_NOT_FOUND],
+        **extra,
     )
 
 
@@ -180,9 +329,11 @@ SPEC = register(
         title="container resource metrics (cgroups mount at /host/sys/fs/cgroup)",
         run=run,
         proves=(
-            "cgroup v1, v2 or hybrid is detected the Agent's way (cgroup mounts under the root); "
-            "this container's own cgroup is found in the host tree and a memory and a CPU "
-            "statistic read from it; container cgroups visible are counted (bounded scan)."
+            "cgroup v1, v2 or hybrid is detected the Agent's way (reader_detector.go: cgroup "
+            "mounts under /host, controllers from the mount point's name); this container's own "
+            "cgroup is found in the host tree by path, by the inode of its own cgroup mount (a "
+            "private cgroup namespace) or by cgroup.procs, and the Agent's CPU and memory files "
+            "read from it where the controllers exist; container cgroups are counted (bounded)."
         ),
         why=(
             "The Agent reads every container's CPU, memory and I/O from the host cgroup tree. "

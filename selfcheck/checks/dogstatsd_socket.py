@@ -13,8 +13,9 @@ import stat
 from typing import Any
 
 from selfcheck.checks._common import Judge, ownership
-from selfcheck.checks._sockets import budget
+from selfcheck.checks._sockets import BUDGET_CEILING
 from selfcheck.config import Config
+from selfcheck.context import CheckContext
 from selfcheck.host.files import describe
 from selfcheck.host.sockets import (
     Deadline,
@@ -104,9 +105,10 @@ def heartbeat(metric: str) -> bytes:
     return f"{metric}:1|c".encode()
 
 
-def run(config: Config) -> Outcome:
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     path = config.dogstatsd_socket
-    deadline = Deadline(budget(config))
+    deadline = Deadline(ctx.budget(BUDGET_CEILING))
     details: dict[str, Any] = {"path": str(path), "mode_expected": AGENT_MODE}
     try:
         st = stat_socket(path)
@@ -148,17 +150,26 @@ def _message(path: object, mode: str, config: Config, sent: int) -> str:
 
 
 def _uds_counters(config: Config, deadline: Deadline, details: dict[str, Any]) -> dict[str, float]:
-    """The Agent's ``dogstatsd-uds`` expvar counters, when its expvar port answers."""
-    url = f"http://127.0.0.1:{config.expvar_port}/debug/vars"
-    try:
-        reply = http_get(url, deadline.left(EXPVAR_TIMEOUT))
-        body = reply.json()
-    except OSError as error:
-        details["expvar"] = f"not read: {describe(error, url)}"
-        return {}
+    """The Agent's ``dogstatsd-uds`` expvar counters, from the first expvar port that answers
+    (DD_EXPVAR_PORT, else the Agent's 5000, then the chart's 6000)."""
+    misses: list[str] = []
+    for port in config.expvar_ports:
+        url = f"http://127.0.0.1:{port}/debug/vars"
+        try:
+            reply = http_get(url, deadline.left(EXPVAR_TIMEOUT))
+            body = reply.json()
+        except OSError as error:
+            misses.append(describe(error, url))
+            continue
+        return _uds_figures(url, reply.status, body, details)
+    details["expvar"] = f"not read: {'; '.join(misses)}"
+    return {}
+
+
+def _uds_figures(url: str, status: int, body: object, details: dict[str, Any]) -> dict[str, float]:
     uds = body.get("dogstatsd-uds") if isinstance(body, dict) else None
-    if reply.status != 200 or not isinstance(uds, dict):
-        details["expvar"] = f"{url}: HTTP {reply.status} without a dogstatsd-uds map"
+    if status != 200 or not isinstance(uds, dict):
+        details["expvar"] = f"{url}: HTTP {status} without a dogstatsd-uds map"
         return {}
     figures = {
         figure: float(uds[key])

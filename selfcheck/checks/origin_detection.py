@@ -26,6 +26,7 @@ from pathlib import Path
 from selfcheck.checks import procfs
 from selfcheck.checks._common import os_failure
 from selfcheck.config import Config
+from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import (
     agent_cgroup_path,
     container_id_from_path,
@@ -443,7 +444,8 @@ def _procfs_missing(config: Config) -> Outcome | None:
     )
 
 
-def run(config: Config) -> Outcome:
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     return _procfs_missing(config) or judge(gather(config))
 
 

@@ -7,9 +7,10 @@ in the infrastructure list); without the mount it reports the Agent image's own 
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 
 from selfcheck.checks._common import os_failure
-from selfcheck.config import Config
+from selfcheck.context import CheckContext
 from selfcheck.host.files import read_whole_text
 from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
@@ -20,8 +21,9 @@ FIELDS = ("ID", "VERSION_ID", "PRETTY_NAME")
 REMEDIATIONS = {
     Reason.ENOENT: (
         "Mount the host's /etc/os-release read-only at /host/etc/os-release (the chart's "
-        "os-release-file volume; Helm value datadog.osReleasePath, default /etc/os-release), "
-        "or point HOST_ETC at a mount of the host's /etc."
+        "os-release-file volume; Helm value datadog.osReleasePath, default /etc/os-release; "
+        "the Operator's host-osrelease volume, mounted only with CWS), or point HOST_ETC at a "
+        "mount of the host's /etc."
     ),
     Reason.EACCES: (
         "The file exists but this user cannot read it: os-release is world-readable on every "
@@ -58,12 +60,20 @@ def parse_os_release(text: str) -> dict[str, str]:
     return fields
 
 
-def run(config: Config) -> Outcome:
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     path = config.os_release_path
     try:
         text = read_whole_text(path, CAP)
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, path, "read the host's os-release")
+        failure = os_failure(REMEDIATIONS, error, path, "read the host's os-release")
+        if config.containerized and isinstance(error, FileNotFoundError):
+            return replace(
+                failure,
+                message=f"{failure.message}; in a container /etc/os-release is the image's "
+                "own, so it is not read in its place (the Agent would report the image's OS)",
+            )
+        return failure
     fields = parse_os_release(text)
     if "ID" not in fields:
         return Outcome(

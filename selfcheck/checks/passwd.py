@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfcheck.checks._common import os_failure
-from selfcheck.config import Config
+from selfcheck.context import CheckContext
 from selfcheck.host.files import read_capped
 from selfcheck.host.procfs import evenly_spaced, int_fields, list_pids, read_status
 from selfcheck.model import Outcome, Reason, Status, ok
@@ -111,7 +111,8 @@ def _read(path: Path) -> Passwd:
     return parse_passwd(data[:CAP], truncated=len(data) > CAP)
 
 
-def run(config: Config) -> Outcome:
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     path = config.passwd_path
     try:
         passwd = _read(path)

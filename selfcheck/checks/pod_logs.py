@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from selfcheck.checks._common import os_failure
-from selfcheck.config import Config
+from selfcheck.context import CheckContext
 from selfcheck.host.files import read_capped
 from selfcheck.model import Outcome, Reason, Status, ok, skipped
 from selfcheck.registry import CheckSpec, register
@@ -69,7 +69,8 @@ def find_log_file(root: Path) -> tuple[Path | None, int]:
     return None, len(pods)
 
 
-def run(config: Config) -> Outcome:
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     if not config.logs_enabled and "pod_logs" not in config.require:
         return skipped(Reason.NOT_ENABLED, "log collection is off (DD_LOGS_ENABLED is not true)")
     root = config.pod_logs_dir

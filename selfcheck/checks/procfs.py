@@ -14,12 +14,16 @@ from pathlib import Path
 
 from selfcheck.checks._common import os_failure
 from selfcheck.config import Config
-from selfcheck.host.files import read_text
-from selfcheck.host.procfs import Mount, list_pids, mount_for, read_mountinfo, read_status
+from selfcheck.context import CheckContext
+from selfcheck.host.files import describe, read_text
+from selfcheck.host.procfs import Mount, mount_for, read_status
 from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
 
 INIT_SYSTEMS = frozenset({"systemd", "init", "openrc-init", "runit", "s6-svscan", "launchd"})
+AGENT_HOST_PROC = Path("/host/proc")
+"""Where the chart mounts procdir, and where the Agent looks for it (FACTS.md 3.1)."""
+OWN_PROC = Path("/proc")
 
 REMEDIATIONS = {
     Reason.ENOENT: (
@@ -65,11 +69,10 @@ class Ownership:
     own_pid: int | None
 
 
-def _mount_of(path: Path) -> Mount | None:
-    try:
-        return mount_for(Path(os.path.realpath(path)), read_mountinfo())
-    except OSError:
+def _mount_of(path: Path, mounts: list[Mount] | OSError) -> Mount | None:
+    if isinstance(mounts, OSError):
         return None
+    return mount_for(Path(os.path.realpath(path)), mounts)
 
 
 def _hidepid(mount: Mount | None) -> str | None:
@@ -137,13 +140,49 @@ def _judge_hidepid(
     )
 
 
-def run(config: Config) -> Outcome:
+def _missing_in_container(config: Config, error: OSError) -> Outcome | None:
+    """``/host/proc`` absent in a container: the Agent falls back to the container's ``/proc``
+    (FACTS.md 3.1). With hostPID that still shows the node's processes, so system and process
+    metrics work while the PID-to-container lookup is off (FACTS.md 2.4): ``degraded``.
+    Without hostPID it shows only this pod: ``failed``. Never judged as if it were the host's.
+    """
+    if not (config.containerized and config.host_proc == AGENT_HOST_PROC):
+        return None
+    if not isinstance(error, FileNotFoundError):
+        return None
+    own = _ownership(OWN_PROC)
+    shown = describe(error, config.host_proc)
+    if own.initial_namespace or own.pid1_name in INIT_SYSTEMS:
+        return Outcome(
+            Status.DEGRADED,
+            Reason.ENOENT,
+            f"{shown}: the procdir mount is missing. The Agent falls back to this container's "
+            f"/proc, which shows the node's processes (hostPID, PID 1 {own.pid1_name!r}), so "
+            "process metrics work, but it registers no PID-to-container lookup: DogStatsD "
+            "origin detection is off and no error is counted",
+            REMEDIATIONS[Reason.ENOENT],
+            details={"path": str(config.host_proc), "fallback": str(OWN_PROC), "host_pid": True},
+        )
+    return Outcome(
+        Status.FAILED,
+        Reason.ENOENT,
+        f"{shown}: the procdir mount is missing, and this container's own /proc shows only the "
+        f"pod's processes (PID 1 {own.pid1_name or 'unreadable'!r}): the Agent sees no host "
+        "process",
+        REMEDIATIONS[Reason.ENOENT],
+        details={"path": str(config.host_proc), "fallback": str(OWN_PROC), "host_pid": False},
+    )
+
+
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     proc = config.host_proc
-    try:
-        pids = list_pids(proc)
-    except OSError as error:
-        return os_failure(REMEDIATIONS, error, proc, "list the host procfs")
-    mount = _mount_of(proc)
+    pids = ctx.host.host_pids()
+    if isinstance(pids, OSError):
+        return _missing_in_container(config, pids) or os_failure(
+            REMEDIATIONS, pids, proc, "list the host procfs"
+        )
+    mount = _mount_of(proc, ctx.host.own_mounts())
     if mount is None or mount.fstype != "proc":
         fstype = mount.fstype if mount else "unknown"
         return Outcome(

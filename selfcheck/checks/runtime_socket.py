@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfcheck.checks._common import Judge
-from selfcheck.checks._sockets import budget
+from selfcheck.checks._sockets import BUDGET_CEILING
 from selfcheck.config import Config, unix_socket_file
+from selfcheck.context import CheckContext
 from selfcheck.host import cri
 from selfcheck.host.files import describe
 from selfcheck.host.sockets import (
@@ -179,8 +180,9 @@ def _docker(candidate: Candidate, deadline: Deadline) -> Found:
     return Found(candidate, "docker", version[:64], {"api_version": str(api or "")[:16]})
 
 
-def run(config: Config) -> Outcome:
-    deadline = Deadline(budget(config))
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
+    deadline = Deadline(ctx.budget(BUDGET_CEILING))
     order, unsupported = candidates(config, DOCKER_DEFAULTS, CRI_DEFAULTS)
     tried: list[dict[str, Any]] = []
     details: dict[str, Any] = {"candidates": tried}

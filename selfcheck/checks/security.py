@@ -17,6 +17,7 @@ from pathlib import Path
 
 from selfcheck.checks._common import os_failure
 from selfcheck.config import Config, unix_socket_file
+from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import CapabilitySets, cap_bit, decode, mask_of
 from selfcheck.host.identity import (
     Identity,
@@ -510,7 +511,8 @@ def host_pid_namespace(host_proc: Path) -> bool | None:
     return levels == 1 if levels else None
 
 
-def run(config: Config) -> Outcome:
+def run(ctx: CheckContext) -> Outcome:
+    config = ctx.config
     try:
         identity = read_identity(OWN_PROC)
     except OSError as error:

@@ -20,10 +20,14 @@ from selfcheck.host.procfs import Mount
 
 CGROUP_CAP = 64 * 1024
 
-# pkg/util/cgroups/reader.go ContainerRegexpStr, character for character: the usual 64-hex ID,
-# the ECS task form ``<32 hex>-<digits>`` (added in newer Agents) and Garden's 8-4-4-4-4 form,
-# anchored at the end so that a pod UID (8-4-4-4-12) never matches.
-CONTAINER_ID_RE = re.compile(r"([0-9a-f]{64})|([0-9a-f]{32}-\d+)|([0-9a-f]{8}(-[0-9a-f]{4}){4}$)")
+# pkg/util/cgroups/reader.go ContainerRegexpStr: the usual 64-hex ID, the ECS task form
+# ``<32 hex>-<digits>`` (added in newer Agents) and Garden's 8-4-4-4-4 form, anchored at the
+# end so that a pod UID (8-4-4-4-12) never matches. Written for Go's semantics, not Python's:
+# Go's ``\d`` is ASCII only (Python's matches any Unicode digit) and Go's ``$`` without (?m)
+# matches only at the very end (Python's also before a trailing newline), hence [0-9] and \Z.
+CONTAINER_ID_RE = re.compile(
+    r"([0-9a-f]{64})|([0-9a-f]{32}-[0-9]+)|([0-9a-f]{8}(-[0-9a-f]{4}){4}\Z)"
+)
 
 # The controller field the Agent's system collector passes as its base controller.
 AGENT_V1_CONTROLLER = "memory"
@@ -155,11 +159,11 @@ def in_runtime_cgroup(lines: list[CgroupLine]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class CgroupLayout:
-    """Which cgroup hierarchies are mounted under the host cgroup root, per the Agent's rules.
+    """Which cgroup hierarchies the Agent finds under its host prefix (reader_detector.go).
 
-    ``version`` is ``v1`` (controllers mounted separately), ``v2`` (one unified mount at the
-    root), ``hybrid`` (v1 controllers plus a cgroup2 mount, e.g. ``unified``; the Agent reads
-    it as v1) or ``none``.
+    ``version`` is ``v1`` (more than one v1 controller mounted), ``v2`` (a cgroup2 mount and
+    no v1 controller), ``hybrid`` (v1 controllers plus a cgroup2 mount such as ``unified``;
+    the Agent reads it as v1) or ``none`` (the Agent cannot detect a version).
     """
 
     version: str
@@ -171,41 +175,88 @@ class CgroupLayout:
         """The version the Agent's reader uses: hybrid reads as v1."""
         return 2 if self.version == "v2" else 1
 
+    @property
+    def top(self) -> str | None:
+        """The hierarchy the Agent walks for containers: v2's mount, or v1's memory one."""
+        if self.version == "v2":
+            return self.v2_mount
+        return self.v1_controllers.get(AGENT_V1_CONTROLLER)
 
-def detect_layout(mounts: list[Mount], cgroup_root: str) -> CgroupLayout:
-    """Mirror pkg/util/cgroups/reader_detector.go: only cgroup mounts under the root count."""
-    root = cgroup_root.rstrip("/") or "/"
+
+def host_prefix(cgroup_root: str) -> str:
+    """The Agent filters cgroup mounts by the ``/host`` prefix when containerized; a root
+    elsewhere (a bare machine, a custom ``DD_CONTAINER_CGROUP_ROOT``) is its own prefix."""
+    return "/host" if cgroup_root.startswith("/host/") else cgroup_root.rstrip("/") or "/"
+
+
+def detect_layout(mounts: list[Mount], prefix: str) -> CgroupLayout:
+    """pkg/util/cgroups/reader_detector.go ``discoverCgroupMountPoints``, rule for rule.
+
+    Only ``cgroup*`` mounts whose mount point starts with the prefix (a plain string prefix,
+    as Go's ``strings.HasPrefix``) count. A v1 mount names its controllers by the mount
+    point's base name split at commas (``cpu,cpuacct``); when one controller is mounted at
+    several points the shortest path wins; the last cgroup2 mount is the v2 one. v2 needs no
+    v1 controller at all, v1 needs more than one (``isCgroup1``).
+    """
     v1: dict[str, str] = {}
     v2: str | None = None
     for mount in mounts:
         point = mount.mount_point
-        if point != root and not point.startswith(root + "/"):
+        if not mount.fstype.startswith("cgroup") or not point.startswith(prefix):
             continue
         if mount.fstype == "cgroup":
-            for option in mount.super_options:
-                if option not in ("rw", "ro") and not option.startswith("release_agent"):
-                    v1.setdefault(option.removeprefix("name="), point)
-        elif mount.fstype == "cgroup2" and (v2 is None or point == root):
+            for target in posixpath.basename(point).split(","):
+                previous = v1.get(target)
+                if previous is None or len(point) < len(previous):
+                    v1[target] = point
+        elif mount.fstype == "cgroup2":
             v2 = point
-    if v1:
-        version = "hybrid" if v2 is not None else "v1"
-    elif v2 is not None and v2 == root:
-        version = "v2"
-    else:
-        version = "none"
-    return CgroupLayout(version, v1, v2)
+    if not v1 and v2 is not None:
+        return CgroupLayout("v2", {}, v2)
+    if len(v1) > 1:
+        return CgroupLayout("hybrid" if v2 is not None else "v1", v1, v2)
+    return CgroupLayout("none", v1, v2)
 
 
 SCAN_MAX_DIRS = 20_000
 SCAN_MAX_DEPTH = 8
 
 
-def count_container_cgroups(top: Path) -> tuple[int, bool]:
-    """Container cgroups under ``top`` by the Agent's name rule; bounded in size and depth."""
-    count, seen = 0, 0
-    stack: list[tuple[Path, int]] = [(top, 0)]
+class CgroupDir(NamedTuple):
+    """One directory of the host cgroup tree: its path under the top, name and inode."""
+
+    path: str
+    name: str
+    inode: int
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupTree:
+    """The host cgroup hierarchy the Agent walks, read once per cycle and bounded.
+
+    ``dirs`` holds every directory (the top itself as ``/``) up to ``SCAN_MAX_DIRS`` and
+    ``SCAN_MAX_DEPTH``; ``truncated`` says a bound was hit.
+    """
+
+    top: str
+    dirs: tuple[CgroupDir, ...]
+    truncated: bool
+
+    def container_dirs(self) -> list[CgroupDir]:
+        """Directories the Agent's name filter keeps (pkg/util/cgroups/reader.go)."""
+        return [d for d in self.dirs if container_id_from_name(d.name)]
+
+    def by_inode(self) -> dict[int, CgroupDir]:
+        return {d.inode: d for d in self.dirs}
+
+
+def walk_cgroup_tree(top: str) -> CgroupTree:
+    """Every directory below ``top`` with its inode (from ``getdents``, no ``stat`` each)."""
+    root_inode = Path(top).stat().st_ino
+    dirs: list[CgroupDir] = [CgroupDir("/", ".", root_inode)]
+    stack: list[tuple[str, str, int]] = [(top, "", 0)]
     while stack:
-        path, depth = stack.pop()
+        path, relative, depth = stack.pop()
         try:
             entries = list(os.scandir(path))
         except OSError:
@@ -213,11 +264,10 @@ def count_container_cgroups(top: Path) -> tuple[int, bool]:
         for entry in entries:
             if not entry.is_dir(follow_symlinks=False):
                 continue
-            seen += 1
-            if seen > SCAN_MAX_DIRS:
-                return count, True
-            if container_id_from_name(entry.name):
-                count += 1
-            elif depth < SCAN_MAX_DEPTH:
-                stack.append((Path(entry.path), depth + 1))
-    return count, False
+            if len(dirs) >= SCAN_MAX_DIRS:
+                return CgroupTree(top, tuple(dirs), True)
+            child = f"{relative}/{entry.name}"
+            dirs.append(CgroupDir(child, entry.name, entry.inode()))
+            if depth + 1 < SCAN_MAX_DEPTH:
+                stack.append((entry.path, child, depth + 1))
+    return CgroupTree(top, tuple(dirs), False)

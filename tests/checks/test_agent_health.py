@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from selfcheck.checks import agent_health
 from selfcheck.config import Config, load
+from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
 from selfcheck.registry import known_ids
 from tests.support.run import selfcheck
@@ -21,7 +22,7 @@ def _config(port: int, **extra: str) -> Config:
 
 def test_healthy_agent_lists_its_components() -> None:
     with AgentHTTPStandIn(healthy=["forwarder", "aggregator"]) as agent:
-        outcome = agent_health.run(_config(agent.port))
+        outcome = agent_health.run(CheckContext.of(_config(agent.port)))
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert outcome.details["healthy"] == ["aggregator", "forwarder"]
     assert outcome.figures == {"healthy_components": 2.0, "unhealthy_components": 0.0}
@@ -31,7 +32,7 @@ def test_unhealthy_components_are_named() -> None:
     with AgentHTTPStandIn(
         healthy=["aggregator"], unhealthy=["forwarder", "dogstatsd-main"]
     ) as agent:
-        outcome = agent_health.run(_config(agent.port))
+        outcome = agent_health.run(CheckContext.of(_config(agent.port)))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.UNHEALTHY)
     assert "HTTP 500" in outcome.message
     assert "dogstatsd-main, forwarder" in outcome.message
@@ -42,7 +43,7 @@ def test_unhealthy_components_are_named() -> None:
 
 def test_nothing_listening_is_econnrefused() -> None:
     with free_port() as port:
-        outcome = agent_health.run(_config(port))
+        outcome = agent_health.run(CheckContext.of(_config(port)))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ECONNREFUSED)
     assert f"http://127.0.0.1:{port}/ready: Connection refused (ECONNREFUSED)" in outcome.message
     assert "DD_HEALTH_PORT" in outcome.remediation
@@ -50,7 +51,9 @@ def test_nothing_listening_is_econnrefused() -> None:
 
 def test_a_port_that_never_answers_times_out_in_budget() -> None:
     with WedgedListener() as wedged:
-        outcome = agent_health.run(_config(wedged.port, SELFCHECK_CHECK_TIMEOUT="0.4"))
+        outcome = agent_health.run(
+            CheckContext.of(_config(wedged.port, SELFCHECK_CHECK_TIMEOUT="0.4"))
+        )
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.TIMEOUT)
     assert "no answer within 0.3 s" in outcome.message
 
@@ -58,10 +61,10 @@ def test_a_port_that_never_answers_times_out_in_budget() -> None:
 def test_another_service_on_the_port_is_a_protocol_error() -> None:
     with AgentHTTPStandIn() as agent:
         agent.server.routes = {"/ready": (200, ["not", "the", "agent"])}
-        outcome = agent_health.run(_config(agent.port))
+        outcome = agent_health.run(CheckContext.of(_config(agent.port)))
         assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.PROTOCOL_ERROR)
         agent.server.routes = {}
-        outcome = agent_health.run(_config(agent.port))
+        outcome = agent_health.run(CheckContext.of(_config(agent.port)))
         assert outcome.reason is Reason.PROTOCOL_ERROR
         assert "HTTP 404" in outcome.message
 

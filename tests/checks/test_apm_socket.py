@@ -16,6 +16,7 @@ import pytest
 
 from selfcheck.checks import apm_socket
 from selfcheck.config import Config, load
+from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
 from selfcheck.registry import known_ids
 from tests.support.daemons import DockerDaemon
@@ -35,7 +36,7 @@ def _config(path: Path, **extra: str) -> Config:
 
 def test_publishes_the_trace_agent_version(socket_dir: Path) -> None:
     with TraceAgentStandIn(socket_dir / "apm.socket", version="7.81.1") as apm:
-        outcome = apm_socket.run(_config(apm.path))
+        outcome = apm_socket.run(CheckContext.of(_config(apm.path)))
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert outcome.details["trace_agent_version"] == "7.81.1"
     assert outcome.details["endpoints"] == 5
@@ -51,7 +52,7 @@ def test_required_only_when_the_agent_is_configured_for_it(socket_dir: Path) -> 
 
 def test_not_configured_and_absent_is_skipped(socket_dir: Path) -> None:
     config = load(known_ids(), {}).with_overrides(apm_socket=socket_dir / "apm.socket")
-    outcome = apm_socket.run(config)
+    outcome = apm_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
 
 
@@ -59,12 +60,12 @@ def test_required_by_the_user_and_absent_fails(socket_dir: Path) -> None:
     config = load(known_ids(), {"SELFCHECK_REQUIRE": "apm_socket"}).with_overrides(
         apm_socket=socket_dir / "apm.socket"
     )
-    outcome = apm_socket.run(config)
+    outcome = apm_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
 
 
 def _fault(config: Config, reason: Reason, *words: str) -> None:
-    outcome = apm_socket.run(config)
+    outcome = apm_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, reason), outcome.message
     assert str(config.apm_socket) in outcome.message
     assert outcome.remediation.startswith(apm_socket.REMEDIATIONS[reason])

@@ -8,6 +8,7 @@ import pytest
 
 from selfcheck.checks import cgroups
 from selfcheck.config import load
+from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import count_container_cgroups, detect_layout
 from selfcheck.host.procfs import read_mountinfo
 from selfcheck.model import Reason, Status
@@ -31,14 +32,16 @@ def test_real_tree_finds_own_cgroup_and_reads_stats() -> None:
 
 def test_missing_root(tmp_path: Path) -> None:
     config = load(known_ids(), {"DD_CONTAINER_CGROUP_ROOT": str(tmp_path / "none")})
-    outcome = cgroups.run(config)
+    outcome = cgroups.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert "/host/sys/fs/cgroup" in outcome.remediation
 
 
 def test_plain_directory_has_no_controllers(tmp_path: Path) -> None:
     (tmp_path / "memory").mkdir()
-    outcome = cgroups.run(load(known_ids(), {"DD_CONTAINER_CGROUP_ROOT": str(tmp_path)}))
+    outcome = cgroups.run(
+        CheckContext.of(load(known_ids(), {"DD_CONTAINER_CGROUP_ROOT": str(tmp_path)}))
+    )
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.NO_CONTROLLERS)
 
 

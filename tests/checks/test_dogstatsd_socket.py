@@ -15,6 +15,7 @@ import pytest
 
 from selfcheck.checks import dogstatsd_socket
 from selfcheck.config import Config, load
+from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
 from selfcheck.registry import known_ids
 from tests.support.run import AGENT_GID, AGENT_UID, AS_AGENT_USER, selfcheck
@@ -43,7 +44,7 @@ def _config(path: Path, expvar_port: int, **extra: str) -> Config:
 
 def test_sends_one_heartbeat_the_receiver_gets(socket_dir: Path, closed_port: int) -> None:
     with DogStatsDReceiver(socket_dir / "dsd.socket") as receiver:
-        outcome = dogstatsd_socket.run(_config(receiver.path, closed_port))
+        outcome = dogstatsd_socket.run(CheckContext.of(_config(receiver.path, closed_port)))
         packets = receiver.wait_for(1)
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert [p.data for p in packets] == [b"datadog.selfcheck.heartbeat:1|c"]
@@ -58,9 +59,9 @@ def test_sends_one_heartbeat_the_receiver_gets(socket_dir: Path, closed_port: in
 def test_metric_name_and_connect_only_mode(socket_dir: Path, closed_port: int) -> None:
     with DogStatsDReceiver(socket_dir / "dsd.socket") as receiver:
         named = _config(receiver.path, closed_port, SELFCHECK_HEARTBEAT_METRIC="team.sidecar.alive")
-        assert dogstatsd_socket.run(named).status is Status.OK
+        assert dogstatsd_socket.run(CheckContext.of(named)).status is Status.OK
         connect = _config(receiver.path, closed_port, SELFCHECK_DOGSTATSD_MODE="connect")
-        outcome = dogstatsd_socket.run(connect)
+        outcome = dogstatsd_socket.run(CheckContext.of(connect))
         packets = receiver.wait_for(2, timeout=0.5)
     assert [p.data for p in packets] == [b"team.sidecar.alive:1|c"]
     assert outcome.status is Status.OK
@@ -89,7 +90,7 @@ def test_publishes_the_agents_dogstatsd_uds_counters(socket_dir: Path) -> None:
         DogStatsDReceiver(socket_dir / "dsd.socket") as receiver,
         AgentHTTPStandIn(uds_counters=counters) as agent,
     ):
-        outcome = dogstatsd_socket.run(_config(receiver.path, agent.port))
+        outcome = dogstatsd_socket.run(CheckContext.of(_config(receiver.path, agent.port)))
     assert outcome.status is Status.OK
     assert outcome.figures == {
         "uds_packets": 1234.0,
@@ -101,7 +102,7 @@ def test_publishes_the_agents_dogstatsd_uds_counters(socket_dir: Path) -> None:
 
 def test_a_mode_other_than_the_agents_is_reported(socket_dir: Path, closed_port: int) -> None:
     with DogStatsDReceiver(socket_dir / "dsd.socket", mode=0o777) as receiver:
-        outcome = dogstatsd_socket.run(_config(receiver.path, closed_port))
+        outcome = dogstatsd_socket.run(CheckContext.of(_config(receiver.path, closed_port)))
     assert outcome.status is Status.OK
     assert outcome.details["mode_matches_agent"] is False
     assert "mode 0777, not the Agent's 0722" in outcome.message
@@ -112,7 +113,7 @@ def test_a_socket_other_users_cannot_write_degrades_even_for_root(
 ) -> None:
     """Root's send succeeds on a 0755 socket; non-root clients in other pods would get EACCES."""
     with DogStatsDReceiver(socket_dir / "dsd.socket", mode=0o755) as receiver:
-        outcome = dogstatsd_socket.run(_config(receiver.path, closed_port))
+        outcome = dogstatsd_socket.run(CheckContext.of(_config(receiver.path, closed_port)))
         assert len(receiver.wait_for(1)) == 1
     assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.EACCES)
     assert "mode 0755, not the Agent's 0722" in outcome.message
@@ -121,7 +122,7 @@ def test_a_socket_other_users_cannot_write_degrades_even_for_root(
 
 
 def _fault(config: Config, reason: Reason, *words: str, status: Status = Status.FAILED) -> None:
-    outcome = dogstatsd_socket.run(config)
+    outcome = dogstatsd_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (status, reason), outcome.message
     assert str(config.dogstatsd_socket) in outcome.message
     assert outcome.remediation == dogstatsd_socket.REMEDIATIONS[reason]

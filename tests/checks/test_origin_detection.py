@@ -25,6 +25,7 @@ import pytest
 from selfcheck.checks import origin_detection
 from selfcheck.checks.origin_detection import SAMPLE_THRESHOLD, Evidence, Sample, judge
 from selfcheck.config import load
+from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import detect_layout
 from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, INITIAL_PID_NS_INODE, PidView
 from selfcheck.host.passcred import Credentials, RoundTrip
@@ -377,7 +378,7 @@ def test_judge_no_cgroup_hierarchy() -> None:
 
 def test_run_uses_the_configuration() -> None:
     config = load(known_ids(), {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "3"})
-    outcome = origin_detection.run(config)
+    outcome = origin_detection.run(CheckContext.of(config))
     assert outcome.status == Status.OK
     assert outcome.figures["sampled_processes"] == 3
 

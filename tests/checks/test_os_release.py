@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from selfcheck.checks import os_release
 from selfcheck.config import Config, load
+from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
 from selfcheck.registry import known_ids
 from tests.support.run import AS_AGENT_USER, selfcheck
@@ -42,14 +43,14 @@ def test_quoted_and_commented_fields(tmp_path: Path) -> None:
         tmp_path,
         b'# comment\nPRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nVERSION_ID="24.04"\nJUNK\n',
     )
-    outcome = os_release.run(config)
+    outcome = os_release.run(CheckContext.of(config))
     assert outcome.status == Status.OK
     assert outcome.node_info == {"os_id": "ubuntu", "os_version_id": "24.04"}
     assert "Ubuntu 24.04.1 LTS" in outcome.message
 
 
 def test_missing_file_names_the_volume(tmp_path: Path) -> None:
-    outcome = os_release.run(_config(tmp_path / "os-release"))
+    outcome = os_release.run(CheckContext.of(_config(tmp_path / "os-release")))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert "(ENOENT)" in outcome.message
     assert "/host/etc/os-release" in outcome.remediation
@@ -69,12 +70,14 @@ def test_unreadable_file_is_eacces_for_the_agent_user(open_tmp: Path) -> None:
 
 def test_empty_binary_and_truncated_files_are_parse_errors(tmp_path: Path) -> None:
     for data in (b"", b"\x00\xff\xfe" * 100, b'ID="unterminated'):
-        outcome = os_release.run(_write(tmp_path, data))
+        outcome = os_release.run(CheckContext.of(_write(tmp_path, data)))
         assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.PARSE_ERROR), data
 
 
 def test_oversized_file_is_refused_not_read_whole(tmp_path: Path) -> None:
-    outcome = os_release.run(_write(tmp_path, b"ID=x\n" + b"A=" + b"b" * (2 * os_release.CAP)))
+    outcome = os_release.run(
+        CheckContext.of(_write(tmp_path, b"ID=x\n" + b"A=" + b"b" * (2 * os_release.CAP)))
+    )
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.IO_ERROR)
     assert "EFBIG" in outcome.message
 
@@ -83,7 +86,7 @@ def test_a_fifo_does_not_block(tmp_path: Path) -> None:
     import os
 
     os.mkfifo(tmp_path / "os-release")
-    outcome = os_release.run(_config(tmp_path / "os-release"))
+    outcome = os_release.run(CheckContext.of(_config(tmp_path / "os-release")))
     assert outcome.status == Status.FAILED
     assert "not a regular file" in outcome.message
 
@@ -94,6 +97,6 @@ def test_any_content_gives_an_outcome_never_an_exception(data: bytes) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = os_release.run(_write(Path(tmp), data))
+        outcome = os_release.run(CheckContext.of(_write(Path(tmp), data)))
     assert outcome.status in (Status.OK, Status.FAILED)
     assert outcome.reason in (Reason.OK, Reason.PARSE_ERROR)

@@ -17,6 +17,7 @@ import pytest
 
 from selfcheck.checks import runtime_socket
 from selfcheck.config import Config, load
+from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
 from selfcheck.registry import known_ids
 from tests.support.daemons import ContainerdDaemon, DockerDaemon
@@ -38,7 +39,7 @@ def no_defaults(monkeypatch: pytest.MonkeyPatch, socket_dir: Path) -> Path:
 
 @pytest.mark.docker
 def test_dockerd_answers_ping_and_its_real_version(dockerd_daemon: DockerDaemon) -> None:
-    outcome = runtime_socket.run(_config(DOCKER_HOST=dockerd_daemon.host))
+    outcome = runtime_socket.run(CheckContext.of(_config(DOCKER_HOST=dockerd_daemon.host)))
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK), outcome.message
     assert dict(outcome.node_info) == {
         "runtime": "docker",
@@ -51,7 +52,9 @@ def test_dockerd_answers_ping_and_its_real_version(dockerd_daemon: DockerDaemon)
 
 @pytest.mark.containerd
 def test_containerd_answers_the_cri_version_call(containerd_daemon: ContainerdDaemon) -> None:
-    outcome = runtime_socket.run(_config(DD_CRI_SOCKET_PATH=str(containerd_daemon.socket)))
+    outcome = runtime_socket.run(
+        CheckContext.of(_config(DD_CRI_SOCKET_PATH=str(containerd_daemon.socket)))
+    )
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK), outcome.message
     assert outcome.node_info["runtime"] == "containerd"
     assert outcome.node_info["runtime_version"] == containerd_daemon.version()
@@ -83,7 +86,7 @@ def test_default_discovery_skips_absent_paths_and_reports_a_broken_one(
     stale = stale_socket(socket_dir / "docker.sock", socket.SOCK_STREAM)
     monkeypatch.setattr(runtime_socket, "DOCKER_DEFAULTS", (str(socket_dir / "none"), str(stale)))
     monkeypatch.setattr(runtime_socket, "CRI_DEFAULTS", (str(containerd_daemon.socket),))
-    outcome = runtime_socket.run(_config())
+    outcome = runtime_socket.run(CheckContext.of(_config()))
     assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.ECONNREFUSED)
     assert outcome.node_info["runtime"] == "containerd"
     assert f"{stale}: Connection refused (ECONNREFUSED)" in outcome.message
@@ -101,7 +104,7 @@ def test_a_broken_explicit_socket_fails_even_when_another_answers(
 ) -> None:
     stale = stale_socket(no_defaults / "containerd.sock", socket.SOCK_STREAM)
     outcome = runtime_socket.run(
-        _config(DOCKER_HOST=dockerd_daemon.host, DD_CRI_SOCKET_PATH=str(stale))
+        CheckContext.of(_config(DOCKER_HOST=dockerd_daemon.host, DD_CRI_SOCKET_PATH=str(stale)))
     )
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ECONNREFUSED)
     assert "containerd socket from DD_CRI_SOCKET_PATH" in outcome.message
@@ -109,7 +112,7 @@ def test_a_broken_explicit_socket_fails_even_when_another_answers(
 
 
 def test_no_socket_anywhere_names_every_path(no_defaults: Path) -> None:
-    outcome = runtime_socket.run(_config())
+    outcome = runtime_socket.run(CheckContext.of(_config()))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert str(no_defaults / "d.sock") in outcome.message
     assert str(no_defaults / "c.sock") in outcome.message
@@ -117,13 +120,13 @@ def test_no_socket_anywhere_names_every_path(no_defaults: Path) -> None:
 
 
 def test_a_tcp_docker_host_is_not_checked(no_defaults: Path) -> None:
-    outcome = runtime_socket.run(_config(DOCKER_HOST="tcp://127.0.0.1:2375"))
+    outcome = runtime_socket.run(CheckContext.of(_config(DOCKER_HOST="tcp://127.0.0.1:2375")))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_APPLICABLE)
     assert outcome.details["not_checked"] == ["DOCKER_HOST=tcp://127.0.0.1:2375"]
 
 
 def _fault(config: Config, reason: Reason, *words: str) -> str:
-    outcome = runtime_socket.run(config)
+    outcome = runtime_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, reason), outcome.message
     assert outcome.remediation.startswith(runtime_socket.REMEDIATIONS[reason])
     for word in words:

@@ -29,6 +29,7 @@ import pytest
 
 from selfcheck.checks import security
 from selfcheck.config import load
+from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import CapabilitySets, mask_of
 from selfcheck.host.identity import Identity
 from selfcheck.host.procfs import parse_mountinfo
@@ -639,7 +640,7 @@ def test_every_finding_is_in_the_closed_set_with_its_documented_severity() -> No
 
 def test_unreadable_own_status_is_an_io_error(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(security, "OWN_PROC", tmp_path)
-    outcome = security.run(load(known_ids(), {"HOST_PROC": "/proc"}))
+    outcome = security.run(CheckContext.of(load(known_ids(), {"HOST_PROC": "/proc"})))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.IO_ERROR)
     assert "(ENOENT)" in outcome.message and "self/status" in outcome.message
 

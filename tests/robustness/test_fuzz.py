@@ -52,6 +52,7 @@ from selfcheck.config import (
     parse_positive_int,
     parse_seconds,
 )
+from selfcheck.context import CheckContext
 from selfcheck.host import capabilities, cgroup, cri, identity, procfs
 from selfcheck.host.sockets import Deadline, HttpReply
 from selfcheck.http.app import App
@@ -327,7 +328,7 @@ def test_os_release_check_on_any_file(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as directory:
         (Path(directory) / "os-release").write_bytes(data)
         config = load(frozenset({"os_release"}), {"HOST_ETC": directory})
-        _assert_declared(os_release.run(config), os_release.SPEC.reasons)
+        _assert_declared(os_release.run(CheckContext.of(config)), os_release.SPEC.reasons)
 
 
 @FILES
@@ -343,7 +344,7 @@ def test_passwd_check_on_any_passwd_and_status_files(data: bytes, status: list[b
         _tree(root / "proc", status, [b""] * len(status))
         env = {"HOST_ETC": str(root / "etc"), "HOST_PROC": str(root / "proc")}
         config = load(frozenset({"passwd"}), env)
-        _assert_declared(passwd.run(config), passwd.SPEC.reasons)
+        _assert_declared(passwd.run(CheckContext.of(config)), passwd.SPEC.reasons)
 
 
 @FILES
@@ -368,7 +369,7 @@ def test_procfs_check_on_any_status_files_and_mount_options(
         _tree(root, status, [b"0::/\n"] * len(status))
         mount = procfs.Mount(1, 0, "/", directory, frozenset(options), "proc", "proc", frozenset())
         config = load(frozenset({"procfs"}), {"HOST_PROC": directory})
-        with mock.patch.object(procfs_check, "_mount_of", lambda _path: mount):
+        with mock.patch.object(procfs_check, "_mount_of", lambda _path, _mounts: mount):
             _assert_declared(procfs_check.run(config), procfs_check.SPEC.reasons)
 
 

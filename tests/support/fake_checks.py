@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-from selfcheck.config import Config
+from selfcheck.context import CheckContext
 from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec
 
@@ -30,18 +30,18 @@ def spec(cid: str, run: object, required: bool = False) -> CheckSpec:
 
 
 def passing(cid: str = "fine", required: bool = True) -> CheckSpec:
-    return spec(cid, lambda config: ok(f"{cid} works", figures={"answer": 42}), required)
+    return spec(cid, lambda ctx: ok(f"{cid} works", figures={"answer": 42}), required)
 
 
 def failing(cid: str = "broken", required: bool = True) -> CheckSpec:
-    def run(config: Config) -> Outcome:
+    def run(ctx: CheckContext) -> Outcome:
         return Outcome(Status.FAILED, Reason.IO_ERROR, f"{cid} is broken", f"fix {cid}")
 
     return spec(cid, run, required)
 
 
 def raising(cid: str = "buggy") -> CheckSpec:
-    def run(config: Config) -> Outcome:
+    def run(ctx: CheckContext) -> Outcome:
         raise ZeroDivisionError("bug")
 
     return spec(cid, run, False)
@@ -57,7 +57,7 @@ class FifoBlocker:
         self.entered = threading.Event()
         self.spec = spec(cid, self._run, required=False)
 
-    def _run(self, config: Config) -> Outcome:
+    def _run(self, ctx: CheckContext) -> Outcome:
         self.entered.set()
         with self.path.open("rb") as fifo:  # blocks until release() opens the other end
             fifo.read()
