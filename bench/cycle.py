@@ -125,7 +125,9 @@ def measure(host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int) 
         gc.collect()
         gc.freeze()  # as ``selfcheck serve`` does after its first cycle (service.py)
         times["list_pids"] = timed(lambda: list_pids(host_proc), repeat)
-        times["passwd sample"] = timed(lambda: passwd.sample_uids(host_proc, SAMPLE), repeat)
+        times["passwd sample"] = timed(
+            lambda: passwd.sample_uids(host_proc, list_pids(host_proc), SAMPLE), repeat
+        )
         times["origin_detection sample"] = timed(
             lambda: origin_detection.sample_processes(host_proc, 1, SAMPLE), repeat
         )

@@ -50,7 +50,14 @@ def test_optional_failure_exits_1(tmp_path: Path) -> None:
 def test_json_is_the_status_schema() -> None:
     run = selfcheck(["check", "--json", "--only", FILE_CHECKS], {"HOST_PROC": "/proc"})
     doc = run.json
-    assert set(doc) == {"generation", "ready", "completed_at", "node", "checks"}
+    assert set(doc) == {
+        "generation",
+        "ready",
+        "completed_at",
+        "node",
+        "configuration_notes",
+        "checks",
+    }
     assert {c["check"] for c in doc["checks"]} == {"procfs", "os_release"}
     for result in doc["checks"]:
         assert {"status", "reason", "message", "remediation", "details", "required"} <= set(result)

@@ -161,7 +161,9 @@ def find_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -
     if by_inode is not None and _procs_lists(top / by_inode.lstrip("/"), pid):
         return OwnCgroup(by_inode, f"the inode of {mount_point}", private_namespace=True)
     found = _by_membership(ctx, tree, pid)
-    return OwnCgroup(found, "its cgroup.procs", private_namespace=True) if found is not None else None
+    return (
+        OwnCgroup(found, "its cgroup.procs", private_namespace=True) if found is not None else None
+    )
 
 
 def _in_private_namespace(ctx: CheckContext) -> bool:

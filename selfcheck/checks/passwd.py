@@ -14,7 +14,7 @@ from pathlib import Path
 from selfcheck.checks._common import os_failure
 from selfcheck.context import CheckContext
 from selfcheck.host.files import read_capped
-from selfcheck.host.procfs import evenly_spaced, int_fields, list_pids, read_status
+from selfcheck.host.procfs import evenly_spaced, int_fields, read_status
 from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
 
@@ -87,10 +87,10 @@ def parse_passwd(data: bytes, truncated: bool = False) -> Passwd:
     return Passwd(names, bad, truncated)
 
 
-def sample_uids(proc: Path, limit: int) -> list[int]:
+def sample_uids(proc: Path, pids: list[int], limit: int) -> list[int]:
     """Real UIDs of an evenly spread sample of host processes; vanished ones are skipped."""
     uids: list[int] = []
-    for pid in evenly_spaced(list_pids(proc), limit):
+    for pid in evenly_spaced(pids, limit):
         try:
             fields = int_fields(read_status(proc, pid, ("Uid",)).get("Uid"))
         except OSError:
@@ -132,10 +132,10 @@ def run(ctx: CheckContext) -> Outcome:
             REMEDIATIONS[Reason.PARSE_ERROR],
             details=details,
         )
-    try:
-        uids = sample_uids(config.host_proc, config.sample_size)
-    except OSError:
-        uids = []
+    pids = ctx.host.host_pids()
+    uids = (
+        [] if isinstance(pids, OSError) else sample_uids(config.host_proc, pids, config.sample_size)
+    )
     cov = coverage(uids, passwd)
     details.update(
         sampled_processes=cov.sampled,

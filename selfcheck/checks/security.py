@@ -27,7 +27,7 @@ from selfcheck.host.identity import (
     submounts,
 )
 from selfcheck.host.namespaces import INITIAL_PID_NS_INODE, namespace_inode, read_pid_view
-from selfcheck.host.procfs import Mount, read_mountinfo
+from selfcheck.host.procfs import Mount
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status
 from selfcheck.registry import CheckSpec, register
 
@@ -116,7 +116,7 @@ _CORE_FINDINGS: dict[str, FindingSpec] = {
         "non-root Agent.",
     ),
     "root_not_needed": FindingSpec(
-        Severity.WARNING,
+        Severity.INFO,
         "Running as UID 0 while no enabled feature needs it: the Agent works as its image's "
         "non-root user dd-agent (UID 100) with supplemental groups; only log collection from "
         "/var/log/pods needs root (datadog-agent#6442).",
@@ -132,14 +132,14 @@ _CORE_FINDINGS: dict[str, FindingSpec] = {
         "the Agent's group read access to the node's pod logs first.",
     ),
     "no_seccomp": FindingSpec(
-        Severity.WARNING,
+        Severity.INFO,
         "No seccomp filter (Seccomp: 0): every system call, including rarely needed ones "
         "behind past kernel escapes, is reachable from the Agent.",
         "Set securityContext.seccompProfile.type: RuntimeDefault on the Agent container (or "
         "the pod), or enable the kubelet's seccompDefault.",
     ),
     "privilege_escalation_allowed": FindingSpec(
-        Severity.WARNING,
+        Severity.INFO,
         "NoNewPrivs is 0: a setuid or file-capability binary can still raise this process's "
         "privileges, up to its whole bounding set.",
         "Set securityContext.allowPrivilegeEscalation: false on the Agent container "
@@ -465,6 +465,8 @@ def judge(
 ) -> Outcome:
     """The whole audit from what was read; no I/O here except resolving mount paths."""
     audits = audit_mounts(config, mounts)
+    # Root, no seccomp filter and privilege escalation allowed are what the chart renders by
+    # default and cost the Agent nothing: INFO notes, never a degraded verdict (DESIGN.md 1).
     findings = (
         *capability_findings(identity, host_pid),
         *identity_findings(identity, config),
@@ -475,10 +477,12 @@ def judge(
     critical = [f.id for f in findings if f.severity == Severity.CRITICAL]
     serious = [f.id for f in findings if f.severity != Severity.INFO]
     if not serious:
+        notes = [f.id for f in findings]
+        noted = f" beyond the chart's defaults (noted: {', '.join(notes)})" if notes else ""
         return Outcome(
             Status.OK,
             Reason.OK,
-            f"no least-privilege findings; Pod Security level {level[0]}",
+            f"no least-privilege findings{noted}; Pod Security level {level[0]}",
             details=details,
             findings=findings,
         )
@@ -522,15 +526,9 @@ def run(ctx: CheckContext) -> Outcome:
             OWN_PROC / "self/status",
             "read this process's status",
         )
-    try:
-        mounts = read_mountinfo(OWN_PROC)
-    except OSError as error:
-        return os_failure(
-            REMEDIATIONS,
-            error,
-            OWN_PROC / "self/mountinfo",
-            "read the mount table",
-        )
+    mounts = ctx.host.own_mounts()
+    if isinstance(mounts, OSError):
+        return os_failure(REMEDIATIONS, mounts, OWN_PROC / "self/mountinfo", "read the mount table")
     return judge(identity, mounts, host_pid_namespace(config.host_proc), config)
 
 

@@ -14,16 +14,18 @@ from pathlib import Path
 import pytest
 
 from selfcheck.host.cgroup import (
-    CONTAINER_ID_RE,
     agent_cgroup_path,
     container_id_from_name,
     container_id_from_proc_cgroup,
+    detect_layout,
+    host_prefix,
     in_runtime_cgroup,
     is_runtime_path,
     last_element,
     parse_proc_cgroup,
     read_proc_cgroup,
 )
+from selfcheck.host.procfs import Mount
 
 
 def _hex(seed: str, length: int) -> str:
@@ -134,11 +136,23 @@ def test_container_id_rule_on_real_cgroup_lines(
     assert container_id_from_proc_cgroup(text, version) == expected
 
 
-def test_regex_is_the_agents_character_for_character() -> None:
-    # pkg/util/cgroups/reader.go ContainerRegexpStr (with the ECS alternative)
-    assert CONTAINER_ID_RE.pattern == (
-        r"([0-9a-f]{64})|([0-9a-f]{32}-\d+)|([0-9a-f]{8}(-[0-9a-f]{4}){4}$)"
-    )
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # Go's \d is ASCII: an ECS task ID with Arabic-Indic digits is not an ID to the Agent.
+        ("a" * 32 + "-\u0661\u0662", None),
+        ("a" * 32 + "-12", "a" * 32 + "-12"),
+        # Go's $ is the end of the text, not "before a trailing newline".
+        ("12345678-1234-1234-1234-1234\n", None),
+        ("12345678-1234-1234-1234-1234", "12345678-1234-1234-1234-1234"),
+        # A pod UID (8-4-4-4-12) is not Garden's 8-4-4-4-4 at the end.
+        (POD_UID, None),
+        # Uppercase hex is not an ID for the Agent.
+        ("A" * 64, None),
+    ],
+)
+def test_go_regexp_semantics(name: str, expected: str | None) -> None:
+    assert container_id_from_name(name) == expected
 
 
 def test_leftmost_match_is_returned_from_a_decorated_name() -> None:
@@ -205,3 +219,60 @@ def test_reads_this_processes_real_cgroup_file() -> None:
 def test_vanished_process_raises_enoent() -> None:
     with pytest.raises(FileNotFoundError):
         read_proc_cgroup(Path("/proc"), 2**22 + 1)
+
+
+def _mounts(*rows: tuple[str, str]) -> list[Mount]:
+    return [
+        Mount(i, 1, "/", point, frozenset({"ro"}), fstype, fstype, frozenset({"rw"}))
+        for i, (point, fstype) in enumerate(rows, start=2)
+    ]
+
+
+H = "/host/sys/fs/cgroup"
+LAYOUTS = [
+    # Controllers come from the mount point's base name, split at commas.
+    (
+        [(f"{H}/cpu,cpuacct", "cgroup"), (f"{H}/memory", "cgroup")],
+        "v1",
+        {"cpu": f"{H}/cpu,cpuacct", "cpuacct": f"{H}/cpu,cpuacct", "memory": f"{H}/memory"},
+        None,
+    ),
+    # One v1 controller alone is neither v1 (isCgroup1 wants more than one) nor v2.
+    ([(f"{H}/memory", "cgroup")], "none", {"memory": f"{H}/memory"}, None),
+    # Any cgroup2 mount under the prefix, with no v1 controller, is v2: the last one wins.
+    ([(f"{H}/unified", "cgroup2")], "v2", {}, f"{H}/unified"),
+    ([("/host/a", "cgroup2"), (H, "cgroup2")], "v2", {}, H),
+    # v1 controllers and a cgroup2 mount: the Agent reads v1.
+    (
+        [(f"{H}/memory", "cgroup"), (f"{H}/pids", "cgroup"), (f"{H}/unified", "cgroup2")],
+        "hybrid",
+        {"memory": f"{H}/memory", "pids": f"{H}/pids"},
+        f"{H}/unified",
+    ),
+    # The container's own cgroup mounts (not under /host) do not count.
+    ([("/sys/fs/cgroup", "cgroup2"), (H, "tmpfs")], "none", {}, None),
+]
+
+
+@pytest.mark.parametrize(("rows", "version", "controllers", "v2"), LAYOUTS)
+def test_layout_detection_is_reader_detector_go(
+    rows: list[tuple[str, str]], version: str, controllers: dict[str, str], v2: str | None
+) -> None:
+    layout = detect_layout(_mounts(*rows), "/host")
+    assert (layout.version, layout.v1_controllers, layout.v2_mount) == (version, controllers, v2)
+
+
+def test_the_shortest_mount_point_wins_for_a_duplicated_controller() -> None:
+    rows = [
+        ("/host/sys/fs/cgroup/memory/../memory", "cgroup"),
+        ("/host/sys/fs/cgroup/memory", "cgroup"),
+        ("/host/sys/fs/cgroup/pids", "cgroup"),
+    ]
+    assert detect_layout(_mounts(*rows), "/host").v1_controllers["memory"] == (
+        "/host/sys/fs/cgroup/memory"
+    )
+
+
+def test_host_prefix_is_the_agents_for_host_mounts_and_the_root_elsewhere() -> None:
+    assert host_prefix("/host/sys/fs/cgroup") == "/host"
+    assert host_prefix("/sys/fs/cgroup/") == "/sys/fs/cgroup"

@@ -370,7 +370,7 @@ def test_procfs_check_on_any_status_files_and_mount_options(
         mount = procfs.Mount(1, 0, "/", directory, frozenset(options), "proc", "proc", frozenset())
         config = load(frozenset({"procfs"}), {"HOST_PROC": directory})
         with mock.patch.object(procfs_check, "_mount_of", lambda _path, _mounts: mount):
-            _assert_declared(procfs_check.run(config), procfs_check.SPEC.reasons)
+            _assert_declared(procfs_check.run(CheckContext.of(config)), procfs_check.SPEC.reasons)
 
 
 @FILES
