@@ -34,5 +34,6 @@ class CheckContext:
 
     def budget(self, ceiling: float, share: float = 0.75) -> float:
         """A share of what is left, so the check reports its own ``timeout`` with its path
-        and fix before the runner's generic one; never more than ``ceiling``."""
-        return max(MIN_BUDGET, min(ceiling, share * self.remaining()))
+        and fix before the runner's generic one; never more than ``ceiling``. Rounded to 10 ms,
+        the precision messages show it with."""
+        return round(max(MIN_BUDGET, min(ceiling, share * self.remaining())), 2)

@@ -66,7 +66,7 @@ async def _serve(config: Config, runner: Runner) -> None:
         log,
         20,
         "serving",
-        listen=f"{config.listen_host}:{server.port}",
+        listen=f"{_shown_host(config.listen_host)}:{server.port}",
         interval=config.interval,
         required=sorted(runner.required),
     )
@@ -106,6 +106,13 @@ def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     )
 
 
+def _shown_host(host: str) -> str:
+    """The empty host is every address; an IPv6 one gets its brackets."""
+    if not host:
+        return "[::]"
+    return f"[{host}]" if ":" in host else host
+
+
 def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
     setup()
     runner = Runner(config, checks)
@@ -113,7 +120,8 @@ def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
         asyncio.run(_serve(config, runner))
     except OSError as exc:
         print(
-            f"selfcheck: cannot listen on {config.listen_host}:{config.listen_port}: {exc}",
+            f"selfcheck: cannot listen on {_shown_host(config.listen_host)}:{config.listen_port}: "
+            f"{exc}",
             file=sys.stderr,
         )
         return 3

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from selfcheck.checks._common import Judge
@@ -30,7 +31,7 @@ from selfcheck.host.sockets import (
     probe_stream,
     stat_socket,
 )
-from selfcheck.model import Outcome, Reason, Status, ok, skipped
+from selfcheck.model import Outcome, Reason, ok, skipped
 from selfcheck.registry import CheckSpec, register
 
 DOCKER_DEFAULTS = ("/var/run/docker.sock", "/host/var/run/docker.sock")
@@ -135,9 +136,9 @@ def candidates(
     defaults: list[Candidate] = []
     unsupported: list[str] = []
     if config.docker_host:
-        scheme, sep, rest = config.docker_host.partition("://")
-        if sep and scheme == "unix" and rest:
-            explicit.append(Candidate(rest, "docker", "DOCKER_HOST"))
+        docker_file = unix_socket_file(config.docker_host)
+        if docker_file:
+            explicit.append(Candidate(docker_file, "docker", "DOCKER_HOST"))
         else:
             unsupported.append(f"DOCKER_HOST={config.docker_host}")
     else:
@@ -251,16 +252,9 @@ def _judge(
         return _failure(None, absent, details, where=paths)
     message = f"{found.candidate.path}: {found.runtime} {found.version} answered"
     if failures:
-        candidate, error = failures[0]
-        reason = JUDGE.reason(error)
-        return Outcome(
-            Status.DEGRADED,
-            reason,
-            f"{message}, but {describe(error, candidate.path)}",
-            JUDGE.fix(reason),
-            details=details,
-            node_info=node_info,
-        )
+        # The Agent's detectDocker / IsAvailable: a default that is not a socket or does not
+        # answer is simply absent when another runtime does (pkg/config/env); only noted.
+        details["ignored_defaults"] = [c.path for c, _ in failures]
     return ok(message, details=details, node_info=node_info)
 
 
@@ -277,7 +271,38 @@ def _failure(
     if candidate is not None:
         what = f"reach the {candidate.runtime} socket from {candidate.source}"
         st = _stat_or_none(candidate.path)
-    return JUDGE.failure(error, path, what, st, details=details, node_info=node_info or {})
+    failure = JUDGE.failure(error, path, what, st, details=details, node_info=node_info or {})
+    links = [n for n in (_broken_host_link(c["path"]) for c in details["candidates"]) if n]
+    if not links:
+        return failure
+    return replace(failure, message=f"{failure.message}; {links[0][0]}", remediation=links[0][1])
+
+
+def _broken_host_link(path: str) -> tuple[str, str] | None:
+    """An absolute symlink under ``/host`` resolves in this container's root, not the node's:
+    Bottlerocket's ``/run/dockershim.sock`` -> ``/run/containerd/containerd.sock`` reads as
+    missing under ``/host/run`` (bottlerocket-os/bottlerocket#4074). The message and fix."""
+    link = Path(path)
+    if not path.startswith("/host/") or not link.is_symlink():
+        return None
+    try:
+        target = str(link.readlink())
+    except OSError:
+        return None
+    if not target.startswith("/") or link.exists():
+        return None
+    on_host = "/host" + target
+    where = "exists" if Path(on_host).exists() else "does not exist either"
+    message = (
+        f"{path} is a symlink to the absolute path {target}, which resolves in this "
+        f"container's root instead of under /host ({on_host} {where})"
+    )
+    fix = (
+        f"Point the Agent at the socket itself: DD_CRI_SOCKET_PATH={on_host} (Helm "
+        f"datadog.criSocketPath={target}), and mount the directory that holds it (the "
+        "runtimesocketdir volume) rather than the directory of the symlink."
+    )
+    return message, fix
 
 
 def _stat_or_none(path: str) -> os.stat_result | None:

@@ -247,9 +247,35 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
+def _dual_stack(port: int) -> list[socket.socket] | None:
+    """One socket for IPv6 and IPv4 (``::`` with ``IPV6_V6ONLY`` off), so IPv6-only and IPv4
+    clusters both reach the pod IP; ``None`` where the kernel has no IPv6."""
+    if not socket.has_ipv6:
+        return None
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", port))
+    except OSError as error:
+        sock.close()
+        if error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            return None  # IPv6 disabled (ipv6.disable=1, no ::1): IPv4 alone
+        raise
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return [sock]
+
+
 def _listening_sockets(host: str, port: int) -> list[socket.socket]:
-    """Bound, listening, non-blocking sockets for every address ``host`` resolves to."""
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    """Bound, listening, non-blocking sockets: every address when ``host`` is empty (one
+    dual-stack socket, or IPv4 where there is no IPv6), else every address it resolves to."""
+    if not host:
+        return _dual_stack(port) or _listening_sockets("0.0.0.0", port)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(infos):

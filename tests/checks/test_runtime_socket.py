@@ -21,7 +21,7 @@ from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
 from selfcheck.registry import known_ids
 from tests.support.daemons import ContainerdDaemon, DockerDaemon
-from tests.support.run import AGENT_GID, AGENT_UID, AS_AGENT_USER, selfcheck
+from tests.support.run import AGENT_GID, AGENT_UID, AS_AGENT_USER, in_shell, selfcheck
 from tests.support.standins import WedgedListener, stale_socket
 
 
@@ -80,16 +80,17 @@ def test_cli_publishes_the_runtime_in_node_info(
 
 
 @pytest.mark.containerd
-def test_default_discovery_skips_absent_paths_and_reports_a_broken_one(
+def test_default_discovery_ignores_broken_defaults_when_another_answers(
     monkeypatch: pytest.MonkeyPatch, socket_dir: Path, containerd_daemon: ContainerdDaemon
 ) -> None:
     stale = stale_socket(socket_dir / "docker.sock", socket.SOCK_STREAM)
     monkeypatch.setattr(runtime_socket, "DOCKER_DEFAULTS", (str(socket_dir / "none"), str(stale)))
     monkeypatch.setattr(runtime_socket, "CRI_DEFAULTS", (str(containerd_daemon.socket),))
     outcome = runtime_socket.run(CheckContext.of(_config()))
-    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.ECONNREFUSED)
+    # The Agent's IsAvailable: a default that does not answer is absent, not a fault.
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK), outcome.message
     assert outcome.node_info["runtime"] == "containerd"
-    assert f"{stale}: Connection refused (ECONNREFUSED)" in outcome.message
+    assert outcome.details["ignored_defaults"] == [str(stale)]
     results = [(c["path"], c["result"]) for c in outcome.details["candidates"]]
     assert results == [
         (str(socket_dir / "none"), "enoent"),
@@ -209,3 +210,40 @@ def test_agent_user_needs_the_sockets_group(
     allowed = selfcheck(["check", "--only", "runtime_socket", "--json"], env, with_group)
     assert allowed.code == 0, allowed.stdout
     assert allowed.json["node"]["runtime_version"] == version
+
+
+@pytest.mark.root
+@pytest.mark.containerd
+def test_an_absolute_symlink_broken_under_host_is_named(
+    containerd_daemon: ContainerdDaemon,
+) -> None:
+    """Bottlerocket's /run/dockershim.sock points at /run/containerd/containerd.sock: under
+    /host the absolute target resolves in the container's root and the socket looks absent."""
+    created = not Path("/host").exists()
+    try:
+        run = in_shell(
+            "mkdir -p /host && unshare -m --propagation private sh -euc '"
+            "mount -t tmpfs none /host && mkdir -p /host/run/containerd && "
+            "touch /host/run/containerd/containerd.sock && "
+            f"mount --bind {containerd_daemon.socket} /host/run/containerd/containerd.sock && "
+            "ln -s /run/containerd/containerd.sock /host/run/dockershim.sock && "
+            "exec $SELFCHECK check --only runtime_socket --json'",
+            {"DD_CRI_SOCKET_PATH": "/host/run/dockershim.sock"},
+        )
+    finally:
+        if created:
+            Path("/host").rmdir()
+    result = run.check("runtime_socket")
+    assert (result["status"], result["reason"]) == ("failed", "enoent"), result
+    assert "symlink to the absolute path /run/containerd/containerd.sock" in result["message"]
+    assert "/host/run/containerd/containerd.sock exists" in result["message"]
+    assert "DD_CRI_SOCKET_PATH=/host/run/containerd/containerd.sock" in result["remediation"]
+    fixed = in_shell(
+        "mkdir -p /host && unshare -m --propagation private sh -euc '"
+        "mount -t tmpfs none /host && mkdir -p /host/run/containerd && "
+        "touch /host/run/containerd/containerd.sock && "
+        f"mount --bind {containerd_daemon.socket} /host/run/containerd/containerd.sock && "
+        "exec $SELFCHECK check --only runtime_socket --json'; rmdir /host",
+        {"DD_CRI_SOCKET_PATH": "/host/run/containerd/containerd.sock"},
+    )
+    assert fixed.check("runtime_socket")["status"] == "ok", fixed.stdout

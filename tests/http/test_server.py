@@ -192,3 +192,66 @@ def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert lint.stdout == b"" and lint.stderr == b""
+
+
+def _serve_process(env: dict[str, str]) -> subprocess.Popen[str]:
+    from tests.support.run import base_env, python_command
+
+    return subprocess.Popen(
+        [*python_command(), "serve"],
+        env=base_env({"SELFCHECK_INTERVAL": "1", "SELFCHECK_SKIP": "security", **env}),
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _livez(host: str, port: int, family: socket.AddressFamily) -> bytes:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(2)
+                sock.connect((host, port))
+                sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return sock.recv(64)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+        sock.bind(("::", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_default_listen_address_is_dual_stack() -> None:
+    """IPv6-only clusters probe and scrape the pod's IPv6 address; IPv4 ones its IPv4 one."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    port = _free_port()
+    proc = _serve_process({"SELFCHECK_LISTEN": f":{port}"})
+    try:
+        assert _livez("::1", port, socket.AF_INET6).startswith(b"HTTP/1.1 200")
+        assert _livez("127.0.0.1", port, socket.AF_INET).startswith(b"HTTP/1.1 200")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert f'"listen":"[::]:{port}"' in err
+
+
+def test_without_ipv6_the_default_falls_back_to_ipv4(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel booted with ipv6.disable=1 has no AF_INET6: the same default serves IPv4."""
+    from selfcheck.http import server as server_module
+
+    monkeypatch.setattr(server_module.socket, "has_ipv6", False)
+    sockets = server_module._listening_sockets("", 0)
+    try:
+        assert [s.family for s in sockets] == [socket.AF_INET]
+        assert sockets[0].getsockname()[0] == "0.0.0.0"
+    finally:
+        for sock in sockets:
+            sock.close()
