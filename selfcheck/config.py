@@ -340,11 +340,16 @@ def load(
     """Read the whole configuration; the first bad ``SELFCHECK_*`` value stops with
     ``ConfigError``, while the Agent's own values only ever add notes."""
     env = os.environ if env is None else env
-    if containerized is None:
-        from selfcheck.host.container import detect_container
+    forced = env.get("SELFCHECK_CONTAINERIZED")
+    if forced:
+        in_container = parse_bool("SELFCHECK_CONTAINERIZED", forced)
+        because = "SELFCHECK_CONTAINERIZED"
+    else:
+        if containerized is None:
+            from selfcheck.host.container import detect_container
 
-        containerized = detect_container
-    in_container, because = containerized(env)
+            containerized = detect_container
+        in_container, because = containerized(env)
     agent = AgentValues(env)
     host, port = parse_listen("SELFCHECK_LISTEN", env.get("SELFCHECK_LISTEN"))
     apm_socket = agent.text("DD_APM_RECEIVER_SOCKET")

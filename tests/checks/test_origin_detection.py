@@ -249,7 +249,8 @@ def pod_cgroup() -> Iterator[Cgroup]:
 def test_own_cgroup_without_a_container_id_fails(pod_cgroup: Cgroup) -> None:
     run = in_shell(
         f"{pod_cgroup.enter_and_exec()} $SELFCHECK {' '.join(ONLY)}",
-        {"HOST_PROC": "/proc", **REQUIRED},
+        # A bare machine's process placed in a pod cgroup: not a container (no /host/proc).
+        {"HOST_PROC": "/proc", "SELFCHECK_CONTAINERIZED": "false", **REQUIRED},
     )
     result = _check(run)
     assert (result["status"], result["reason"]) == ("failed", "no_container_id"), run.stdout
@@ -270,7 +271,7 @@ def test_own_container_id_comes_from_the_last_element() -> None:
     try:
         run = in_shell(
             f"echo $$ > {leaf}/cgroup.procs && exec $SELFCHECK {' '.join(ONLY)}",
-            {"HOST_PROC": "/proc"},
+            {"HOST_PROC": "/proc", "SELFCHECK_CONTAINERIZED": "false"},
         )
     finally:
         leaf.rmdir()
