@@ -104,17 +104,18 @@ def _procs_lists(directory: Path, pid: str) -> bool:
 
 
 def _own_hierarchy_mount(mounts: list[Mount] | OSError, layout: CgroupLayout, prefix: str) -> str:
-    """This container's own mount of the Agent's hierarchy (outside the host prefix)."""
+    """This container's own mount of the Agent's hierarchy: outside the host prefix, and made
+    in its cgroup namespace. The kernel shows a cgroup mount's root relative to the reader's
+    namespace, so a mount of the host's tree reads ``/..`` there and only an own one ``/``."""
     if isinstance(mounts, OSError):
         return ""
     for mount in mounts:
-        point = mount.mount_point
-        if point.startswith(prefix):
+        if mount.mount_point.startswith(prefix) or mount.root != "/":
             continue
         if layout.agent_version == 2 and mount.fstype == "cgroup2":
-            return point
-        if mount.fstype == "cgroup" and "memory" in Path(point).name.split(","):
-            return point
+            return mount.mount_point
+        if mount.fstype == "cgroup" and "memory" in mount.super_options:
+            return mount.mount_point
     return ""
 
 
