@@ -326,9 +326,9 @@ def obtainable_caps(identity: Identity) -> int:
     return held
 
 
-def _finding(fid: str, message: str) -> Finding:
+def _finding(fid: str, message: str, severity: Severity | None = None) -> Finding:
     spec = FINDINGS[fid]
-    return Finding(fid, spec.severity, message, spec.remediation)
+    return Finding(fid, severity or spec.severity, message, spec.remediation)
 
 
 def _names(mask: int) -> str:
@@ -388,16 +388,19 @@ def mount_findings(audits: list[MountAudit], mounts: list[Mount]) -> Iterator[Fi
         if not audit.volume.read_only or not (audit.writable or audit.writable_submounts):
             continue
         if audit.writable:
-            message = f"{audit.path} ({audit.volume.name}) is mounted read-write."
-        else:
-            shown = ", ".join(audit.writable_submounts[:3])
-            more = len(audit.writable_submounts) - 3
-            shown += f" and {more} more" if more > 0 else ""
-            message = (
-                f"{audit.path} ({audit.volume.name}) is read-only but its submounts are "
-                f"read-write: {shown}."
+            yield _finding(
+                audit.volume.finding, f"{audit.path} ({audit.volume.name}) is mounted read-write."
             )
-        yield _finding(audit.volume.finding, message)
+            continue
+        shown = ", ".join(audit.writable_submounts[:3])
+        more = len(audit.writable_submounts) - 3
+        shown += f" and {more} more" if more > 0 else ""
+        # What the chart renders (readOnly without recursiveReadOnly) on cgroup v1: a note.
+        message = (
+            f"{audit.path} ({audit.volume.name}) is read-only but its submounts are "
+            f"read-write: {shown}."
+        )
+        yield _finding(audit.volume.finding, message, Severity.INFO)
     root = own_mount(Path("/"), mounts)
     if root is not None and mount_writable(root):
         yield _finding("root_fs_writable", "The container's root file system is read-write.")

@@ -236,6 +236,8 @@ def test_read_only_volume_with_writable_submounts_is_still_a_finding(host: Host)
     cgroups = finding(result, "cgroups_writable")
     assert "submounts are read-write" in cgroups["message"]
     assert "recursiveReadOnly: Enabled" in cgroups["remediation"]
+    # The chart renders exactly this (readOnly, no recursiveReadOnly): a note, not a warning.
+    assert cgroups["severity"] == "info"
     mounts = {m["volume"]: m for m in result["details"]["mounts"]}
     assert mounts["cgroups"]["writable"] is False
     assert mounts["cgroups"]["writable_submounts"]
