@@ -247,7 +247,7 @@ def test_without_ipv6_the_default_falls_back_to_ipv4(monkeypatch: pytest.MonkeyP
     """A kernel booted with ipv6.disable=1 has no AF_INET6: the same default serves IPv4."""
     from selfcheck.http import server as server_module
 
-    monkeypatch.setattr(server_module.socket, "has_ipv6", False)
+    monkeypatch.setattr(socket, "has_ipv6", False)
     sockets = server_module._listening_sockets("", 0)
     try:
         assert [s.family for s in sockets] == [socket.AF_INET]
