@@ -82,13 +82,10 @@ class Mount:
     def origin(self, relative: str) -> str:
         """What a file at ``relative`` below the mount is, pod-wide: the node's path for a
         hostPath, else the volume's name and path (an emptyDir is shared within the pod)."""
-        base = self.host_path if self.is_host else f"{self.source}:{self.volume}"
-        parts = [base, self.sub_path, relative]
-        return (
-            normal_path("/".join(p for p in parts if p))
-            if self.is_host
-            else "/".join(p for p in parts if p)
-        )
+        parts = [p for p in (self.sub_path, relative) if p]
+        if self.is_host:
+            return normal_path("/".join([self.host_path, *parts]))
+        return "/".join([f"{self.source}:{self.volume}", *parts])
 
 
 @dataclass(frozen=True, slots=True)

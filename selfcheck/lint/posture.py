@@ -231,7 +231,8 @@ def security(pod: PodTemplate, logs: bool, required: bool) -> Outcome:
             status,
             reason,
             "pod",
-            f"{len(serious)} least-privilege findings ({len(critical)} critical): {ids}",
+            f"{len(serious)} least-privilege findings ({len(critical)} critical): {ids}; "
+            f"Pod Security level {level}",
         )
     return v.outcome(f"no least-privilege findings; Pod Security level {level}", **details)
 
