@@ -75,7 +75,8 @@ BOOLEAN_NAMES = frozenset(
     }
 )
 OWNED = {"DD_DOGSTATSD_ORIGIN_DETECTION", "DD_LOGS_ENABLED", "DD_HEALTH_PORT"}
-"""Judged by their check's rule (origin_detection, pod_logs, agent_health)."""
+"""Judged by their check's rule (origin_detection, pod_logs, agent_health) in the agent, and
+compared with the agent's by the ``sidecar`` rule in the sidecar."""
 
 
 def _kind(name: str) -> str:
@@ -258,9 +259,9 @@ def _port_ok(c: Container, port: object) -> bool:
     listen = c.setting("SELFCHECK_LISTEN") or "9750"
     want = listen.rsplit(":", 1)[-1]
     if isinstance(port, str) and not port.isdigit():
-        named = [
-            p for p in c.raw.get("ports") or [] if isinstance(p, dict) and p.get("name") == port
-        ]
+        ports = c.raw.get("ports")
+        listed = ports if isinstance(ports, list) else []
+        named = [p for p in listed if isinstance(p, dict) and p.get("name") == port]
         port = named[0].get("containerPort") if named else None
     return str(port) == want
 
@@ -371,7 +372,7 @@ def agent_config(pod: PodTemplate) -> Outcome:
     for c in pod.containers:
         for name, raw in c.env.items():
             kind = _kind(name) if name.startswith("DD_") else ""
-            if not kind or (name in OWNED and c.role == "agent"):
+            if not kind or (name in OWNED and c.role in ("agent", "selfcheck")):
                 continue
             checked += 1
             bad = (
