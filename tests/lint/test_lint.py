@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from selfcheck.cli import main
 from selfcheck.lint import lint_text
 from selfcheck.lint.catalog import agent_bool
 from selfcheck.lint.loader import MAX_BYTES
+from selfcheck.lint.report import exit_code
 from selfcheck.model import Status
-from tests.deploy.podspec import load_all
+from tests.deploy.podspec import load_all, one, pod_spec
 from tests.deploy.tools import REPO
 from tests.lint.conftest import write
 
@@ -185,3 +188,26 @@ def test_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
 )  # fmt: skip
 def test_agent_bool_is_go_parsebool_after_trimming(raw: str, value: bool | None) -> None:
     assert agent_bool(raw) is value
+
+
+def test_a_pod_and_several_templates_are_each_judged(renders: dict[str, str]) -> None:
+    """``kubectl get pod -o yaml`` of one Agent pod beside a whole release: one report each,
+    and the Cluster Agent's Deployment is not mistaken for an Agent pod."""
+    spec = pod_spec(one(load_all(renders["kustomize"]), "DaemonSet"))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "datadog-x1"}, "spec": spec}
+    broken = copy.deepcopy(pod)
+    broken["metadata"]["name"] = "datadog-x2"
+    broken["spec"]["hostPID"] = False
+    text = renders["post-renderer"] + "\n---\n" + yaml.safe_dump_all([pod, broken])
+    reports = lint_text(text)
+    assert [r.template.title for r in reports] == [
+        "DaemonSet datadog/dd-datadog",
+        "Pod datadog-x1",
+        "Pod datadog-x2",
+    ]
+    assert [r.result("origin_detection").status for r in reports] == [
+        Status.OK,
+        Status.OK,
+        Status.FAILED,
+    ]
+    assert exit_code(reports) == 2
