@@ -105,7 +105,15 @@ def _sidecar_no_dsd(spec: Obj) -> None:
     side["volumeMounts"] = [m for m in side["volumeMounts"] if m["name"] != "dsdsocket"]
 
 
-FAULTS = (
+def _liveness_on_readyz(spec: Obj) -> None:
+    container(spec, SIDECAR)["livenessProbe"]["httpGet"]["path"] = "/readyz"
+
+
+def _bad_interval(spec: Obj) -> None:
+    _set_env(spec, (SIDECAR,), "SELFCHECK_INTERVAL", "thirty")
+
+
+FAULTS: tuple[Fault, ...] = (
     Fault(
         "host_pid_off",
         _no_host_pid,
@@ -207,6 +215,20 @@ FAULTS = (
                 lint_only=True,
             ),
         ),
+    ),
+)
+FAULTS += (
+    Fault(
+        "liveness_probe_on_readyz",
+        _liveness_on_readyz,
+        (Expect("sidecar", Status.FAILED, Reason.PROBE_MISWIRED, "livenessProbe", lint_only=True),),
+        runtime="the kubelet's probe wiring is not visible from inside the container",
+    ),
+    Fault(
+        "sidecar_bad_interval",
+        _bad_interval,
+        (Expect("sidecar", Status.FAILED, Reason.BAD_VALUE, "SELFCHECK_", lint_only=True),),
+        runtime="the runtime exits 3 at start on it: there is no verdict to compare",
     ),
 )
 RUNTIME_FAULTS = tuple(f for f in FAULTS if not f.runtime)

@@ -17,7 +17,7 @@ from selfcheck.lint.catalog import agent_bool
 from selfcheck.lint.loader import MAX_BYTES
 from selfcheck.lint.report import exit_code
 from selfcheck.model import Status
-from tests.deploy.podspec import load_all, one, pod_spec
+from tests.deploy.podspec import Obj, load_all, one, pod_spec
 from tests.deploy.tools import REPO
 from tests.lint.conftest import write
 
@@ -194,7 +194,7 @@ def test_a_pod_and_several_templates_are_each_judged(renders: dict[str, str]) ->
     """``kubectl get pod -o yaml`` of one Agent pod beside a whole release: one report each,
     and the Cluster Agent's Deployment is not mistaken for an Agent pod."""
     spec = pod_spec(one(load_all(renders["kustomize"]), "DaemonSet"))
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "datadog-x1"}, "spec": spec}
+    pod: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "datadog-x1"}, "spec": spec}
     broken = copy.deepcopy(pod)
     broken["metadata"]["name"] = "datadog-x2"
     broken["spec"]["hostPID"] = False
