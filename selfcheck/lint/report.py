@@ -64,8 +64,12 @@ def summary(reports: Sequence[TemplateReport]) -> str:
         if r.blocks_readiness
     ]
     parts = ", ".join(f"{counts[str(s)]} {s}" for s in Status if str(s) in counts)
-    verdict = "would NOT become ready: " + ", ".join(failing) if failing else "would become ready"
-    return f"{parts}. The rollout {verdict}."
+    verdict = (
+        "Required checks that would fail: " + ", ".join(failing)
+        if failing
+        else "No required check would fail"
+    )
+    return f"{parts}. {verdict}."
 
 
 def render_table(reports: Sequence[TemplateReport]) -> str:

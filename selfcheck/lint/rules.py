@@ -443,4 +443,5 @@ def agent_health(pod: PodTemplate) -> Outcome:
         get = probe.get("httpGet") if isinstance(probe, dict) else None
         if isinstance(get, dict) and get.get("port") not in (port, str(port)):
             v.note(agent.name, f"{kind} uses port {get.get('port')}, DD_HEALTH_PORT is {port}")
-    return v.outcome(f"the Agent serves its health on 127.0.0.1:{port}, where the sidecar asks")
+    asker = ", where the sidecar asks" if pod.sidecar is not None else ""
+    return v.outcome(f"the Agent serves its health on 127.0.0.1:{port}{asker}")

@@ -77,7 +77,7 @@ def test_cli_table_fits_100_columns_and_exits_like_check(
     lines = out.splitlines()
     assert lines[0] == "DaemonSet datadog/datadog: containers agent, trace-agent, selfcheck"
     assert all(len(line) <= 100 for line in lines), max(lines, key=len)
-    assert lines[-1].endswith("The rollout would become ready.")
+    assert lines[-1].endswith(". No required check would fail.")
 
 
 def test_cli_failed_required_check_exits_2_with_fix(
@@ -88,7 +88,7 @@ def test_cli_failed_required_check_exits_2_with_fix(
     assert code == 2
     assert "FAILED    origin_detection  pod: hostPID is not true" in out
     assert "spec.hostPID: true (Helm value" in out
-    assert "would NOT become ready: datadog/origin_detection." in " ".join(out.split())
+    assert "Required checks that would fail: datadog/origin_detection." in " ".join(out.split())
 
 
 def test_json_and_list_input_give_the_same_verdicts(
