@@ -1,4 +1,4 @@
-"""The ``selfcheck`` command: ``check``, ``serve``, ``probe``, ``explain``, ``list``.
+"""The ``selfcheck`` command: ``check``, ``serve``, ``probe``, ``explain``, ``list``, ``lint``.
 
 Exit codes follow the monitoring-plugin convention on-call people already know:
 0 every check ok, 1 only degraded or optional failures, 2 a required check failed,
@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("id")
 
     sub.add_parser("list", help="the checks and whether each is required here")
+
+    lint = sub.add_parser("lint", help="predict the checks' verdicts from a rendered manifest")
+    lint.add_argument(
+        "-f", "--filename", required=True, metavar="FILE",
+        help="helm template / kubectl kustomize / kubectl get -o yaml|json output; - for stdin",
+    )  # fmt: skip
+    lint.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     return parser
 
 
@@ -169,11 +176,36 @@ def cmd_list(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
     return EXIT_OK
 
 
+def cmd_lint(args: argparse.Namespace) -> int:
+    """Reads only the file it is given: nothing is fetched from a cluster."""
+    from selfcheck.lint import InputError, lint_text
+    from selfcheck.lint.loader import read_capped
+    from selfcheck.lint.report import exit_code, render_json, render_table
+
+    try:
+        if args.filename == "-":
+            text = read_capped(sys.stdin.buffer, "standard input")
+        else:
+            with open(args.filename, "rb") as stream:  # noqa: PTH123 - a stream, capped
+                text = read_capped(stream, args.filename)
+        reports = lint_text(text)
+    except InputError as exc:
+        print(f"selfcheck: lint: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except OSError as exc:
+        print(f"selfcheck: lint: cannot read {args.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    print(render_json(reports) if args.json else render_table(reports))
+    return exit_code(reports)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "probe":
             return cmd_probe(args)
+        if args.command == "lint":
+            return cmd_lint(args)
         checks = all_checks()
         handlers = {
             "check": cmd_check,

@@ -73,6 +73,11 @@ class Reason(enum.StrEnum):
     CRITICAL_FINDINGS = "critical_findings"
     # the check itself broke
     EXCEPTION = "exception"
+    # selfcheck lint: what a rendered manifest shows before any pod runs
+    BAD_VALUE = "bad_value"
+    IDENTITY_MISMATCH = "identity_mismatch"
+    DRIFT = "drift"
+    PROBE_MISWIRED = "probe_miswired"
 
 
 class Severity(enum.StrEnum):

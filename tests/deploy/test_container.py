@@ -42,6 +42,7 @@ from tests.deploy.podspec import (
     without_host_pid,
 )
 from tests.deploy.tools import REPO, missing, run
+from tests.lint.faults import FAULTS, RUNTIME_FAULTS, Fault, assert_lint, lint_spec
 from tests.support.daemons import DockerDaemon, short_dir
 from tests.support.standins import DogStatsDReceiver, TraceAgentStandIn
 
@@ -296,7 +297,11 @@ def test_ready_with_the_manifests_settings(
 def test_not_ready_without_host_pid_names_origin_detection(
     docker: Docker, image: str, spec: Obj, hosts: HostPaths
 ) -> None:
-    broken = without_host_pid(spec)
+    fault = next(f for f in FAULTS if f.id == "host_pid_off")
+    broken = fault.apply(spec)
+    assert broken == without_host_pid(spec)
+    for expect in fault.expect:  # the lint of this same spec predicts this same verdict
+        assert_lint(lint_spec(broken), expect)
     with agent_sockets(broken, hosts), started(docker, image, broken, hosts) as pod:
         status, body = pod.wait_probe("startupProbe", 200)
         assert status == 200, body
@@ -315,3 +320,30 @@ def test_not_ready_without_host_pid_names_origin_detection(
             'selfcheck_check_status{check="origin_detection",status="failed"} 1.0'
             in samples["selfcheck_check_status"]
         )
+
+
+@pytest.mark.parametrize(
+    "fault", [f for f in RUNTIME_FAULTS if f.id != "host_pid_off"], ids=lambda f: f.id
+)
+def test_runtime_verdict_is_the_lint_verdict(
+    docker: Docker, image: str, spec: Obj, hosts: HostPaths, fault: Fault
+) -> None:
+    """The fault table's runtime cases: the sidecar run from the broken spec gives, in its
+    ``/status``, the check, status, reason (and finding) that linting that spec gives."""
+    broken = fault.apply(spec)
+    report = lint_spec(broken)
+    # The Agent's sockets are where the unbroken spec puts them; the fault may hide them.
+    with agent_sockets(spec, hosts), started(docker, image, broken, hosts) as pod:
+        status, body = pod.wait_probe("startupProbe", 200)
+        assert status == 200, body
+        code, text = pod.get("/status")
+        assert code == 200
+        verdicts = {c["check"]: c for c in json.loads(text)["checks"]}
+    for expect in fault.expect:
+        assert_lint(report, expect)
+        if expect.lint_only:
+            continue
+        seen = verdicts[expect.check]
+        assert (seen["status"], seen["reason"]) == (expect.status, expect.reason), seen
+        if expect.finding:
+            assert expect.finding in {f["id"] for f in seen.get("findings", [])}, seen
