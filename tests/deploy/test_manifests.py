@@ -52,6 +52,8 @@ CLUSTER_AGENT_ONLY = {
     "DD_EXTRA_CONFIG_PROVIDERS", "DD_IGNORE_AUTOCONF",
 }  # fmt: skip
 BASE_ONLY = {"DD_LEADER_ELECTION", "DD_COLLECT_KUBERNETES_EVENTS"}
+# The pod annotation with which the Agent's OpenMetrics check scrapes the sidecar.
+AUTODISCOVERY = "ad.datadoghq.com/selfcheck.checks"
 VALUE_DIFFERS = {"DD_CLUSTER_AGENT_ENABLED", "DD_ORCHESTRATOR_EXPLORER_ENABLED"}
 
 
@@ -246,7 +248,9 @@ def test_post_renderer_changes_only_the_agent_daemonset(helm_docs: list[Obj]) ->
         original = doc["spec"]["template"]["spec"].pop("containers")
         assert containers[:-1] == original
         assert containers[-1]["name"] == "selfcheck"
-        assert changed == doc
+        annotations = changed["spec"]["template"]["metadata"]["annotations"]
+        assert json.loads(annotations.pop(AUTODISCOVERY))["openmetrics"]["instances"]
+        assert changed == doc, "the chart's own pod annotations are kept"
 
 
 REGISTRY = "registry.example.com:5000/team"
@@ -374,3 +378,17 @@ def test_transcription_has_the_charts_3_240_0_details() -> None:
         assert settings["httpGet"] == {"path": path, "port": 5555, "scheme": "HTTP"}
         timing = ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold")
         assert [settings[k] for k in timing] == [15, 15, 5, 6]
+
+
+def test_autodiscovery_points_the_agent_at_the_sidecars_metrics(
+    render: tuple[str, list[Obj]],
+) -> None:
+    """The annotation names the selfcheck container and its /metrics port (annotations v2)."""
+    template = one(render[1], "DaemonSet")["spec"]["template"]
+    checks = json.loads(template["metadata"]["annotations"][AUTODISCOVERY])
+    (instance,) = checks["openmetrics"]["instances"]
+    url = re.fullmatch(r"http://%%host%%:(\d+)/metrics", instance["openmetrics_endpoint"])
+    assert url is not None
+    assert container_port(template["spec"], "selfcheck", "selfcheck") == int(url.group(1))
+    sidecar = container(template["spec"], "selfcheck")["name"]
+    assert f"ad.datadoghq.com/{sidecar}.checks" == AUTODISCOVERY
