@@ -56,3 +56,17 @@ CLOSED_TAG_VALUES = MappingProxyType(
 
 # Tags the Agent itself puts on every metric of a check, which no scrape stub shows.
 AGENT_TAGS = frozenset({"host"})
+
+# The families the monitors (k8s/monitoring/datadog-monitors.json) use, as the instance's
+# `metrics` option names them (after raw_metric_prefix) and as Datadog then stores them: the
+# lean instance README "Datadog" offers for fleets that pay per custom metric.
+MONITORED = MappingProxyType(
+    {
+        "check_status": "selfcheck.check_status",
+        "check_reason": "selfcheck.check_reason",
+        "check_required": "selfcheck.check_required",
+        "check_runs": "selfcheck.check_runs.count",
+        "ready": "selfcheck.ready",
+        "security_finding": "selfcheck.security_finding",
+    }
+)

@@ -32,7 +32,7 @@ import yaml
 
 from selfcheck.model import Status
 from selfcheck.registry import all_checks
-from tests.datadog.expected import HEALTH_SERVICE_CHECK, METRICS, NAMESPACE
+from tests.datadog.expected import HEALTH_SERVICE_CHECK, METRICS, MONITORED, NAMESPACE
 from tests.deploy.tools import K8S, missing
 from tests.support.run import base_env
 
@@ -117,25 +117,38 @@ def faulty_server(tmp: Path) -> Iterator[int]:
             proc.wait(5)
 
 
-@pytest.fixture(scope="module")
-def scraped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """What the Agent's check sent in two runs, one server cycle apart."""
-    python = agent_python()
-    with faulty_server(tmp_path_factory.mktemp("ddnative")) as port:
-        instance = annotation_instance()
-        endpoint = instance["openmetrics_endpoint"].replace("%%host%%", "127.0.0.1")
-        instance["openmetrics_endpoint"] = endpoint.replace(":9750/", f":{port}/")
-        result = subprocess.run(
-            [str(python), str(SCRIPT), json.dumps(instance), "2"],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
-        )
+def agent_scrape(python: Path, instance: dict[str, Any], port: int) -> dict[str, Any]:
+    """Two runs of the Agent's check, one server cycle apart, on the server at ``port``."""
+    endpoint = instance["openmetrics_endpoint"].replace("%%host%%", "127.0.0.1")
+    resolved = {**instance, "openmetrics_endpoint": endpoint.replace(":9750/", f":{port}/")}
+    result = subprocess.run(
+        [str(python), str(SCRIPT), json.dumps(resolved), "2"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     document: dict[str, Any] = json.loads(result.stdout)
     return document
+
+
+@pytest.fixture(scope="module")
+def scrapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The annotation's instance, and the lean one README offers, on one faulty server."""
+    python = agent_python()
+    instance = annotation_instance()
+    with faulty_server(tmp_path_factory.mktemp("ddnative")) as port:
+        return {
+            "annotation": agent_scrape(python, instance, port),
+            "lean": agent_scrape(python, {**instance, "metrics": list(MONITORED)}, port),
+        }
+
+
+@pytest.fixture(scope="module")
+def scraped(scrapes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return scrapes["annotation"]
 
 
 def named(scraped: dict[str, Any], name: str, **tags: str) -> list[Metric]:
@@ -226,3 +239,13 @@ def test_custom_metric_series_per_node(scraped: dict[str, Any]) -> None:
     assert len({s for s in per_check if s[0] == "selfcheck.check_reason"}) == checks
     assert len(per_check) <= checks * 13
     assert len(series) <= SERIES_BUDGET, sorted(series)
+
+
+def test_the_lean_instance_sends_what_the_monitors_need(scrapes: dict[str, Any]) -> None:
+    lean = scrapes["lean"]["metrics"]
+    assert {m["name"] for m in lean} == set(MONITORED.values())
+    for metric in lean:
+        assert (metric["type"], tag_keys(metric)) == METRICS[metric["name"]], metric
+    series = {(m["name"], tuple(m["tags"])) for m in lean}
+    findings = {s for s in series if s[0] == "selfcheck.security_finding"}
+    assert len(series) - len(findings) == len(all_checks()) * (len(Status) + 3) + 1

@@ -22,7 +22,13 @@ from datadog_api_client.v1.model.monitor import Monitor
 from datadog_api_client.v1.model.monitor_options import MonitorOptions
 
 from selfcheck.registry import all_checks
-from tests.datadog.expected import AGENT_TAGS, CLOSED_TAG_VALUES, HEALTH_SERVICE_CHECK, METRICS
+from tests.datadog.expected import (
+    AGENT_TAGS,
+    CLOSED_TAG_VALUES,
+    HEALTH_SERVICE_CHECK,
+    METRICS,
+    MONITORED,
+)
 from tests.deploy.tools import K8S
 
 MONITORS = K8S / "monitoring" / "datadog-monitors.json"
@@ -118,6 +124,7 @@ def _check_metric_query(query: str) -> None:
     for term in terms:
         metric = term["metric"]
         assert metric in METRICS, f"{metric} is not a name the Agent's check sends"
+        assert metric in MONITORED.values(), f"{metric} is missing from the lean instance"
         if term["filter"] != "*":
             for item in term["filter"].split(","):
                 _check_tag_filter(metric, item)
