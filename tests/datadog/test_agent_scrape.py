@@ -117,12 +117,14 @@ def faulty_server(tmp: Path) -> Iterator[int]:
             proc.wait(5)
 
 
-def agent_scrape(python: Path, instance: dict[str, Any], port: int) -> dict[str, Any]:
-    """Two runs of the Agent's check, one server cycle apart, on the server at ``port``."""
+def agent_scrape(
+    python: Path, instance: dict[str, Any], port: int, runs: int = 2
+) -> dict[str, Any]:
+    """Runs of the Agent's check, one server cycle apart, on the server at ``port``."""
     endpoint = instance["openmetrics_endpoint"].replace("%%host%%", "127.0.0.1")
     resolved = {**instance, "openmetrics_endpoint": endpoint.replace(":9750/", f":{port}/")}
     result = subprocess.run(
-        [str(python), str(SCRIPT), json.dumps(resolved), "2"],
+        [str(python), str(SCRIPT), json.dumps(resolved), str(runs)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -140,14 +142,17 @@ def scrapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     python = agent_python()
     instance = annotation_instance()
     with faulty_server(tmp_path_factory.mktemp("ddnative")) as port:
-        return {
+        found = {
             "annotation": agent_scrape(python, instance, port),
             "lean": agent_scrape(python, {**instance, "metrics": list(MONITORED)}, port),
         }
+    found["stopped"] = agent_scrape(python, instance, port, runs=1)
+    return found
 
 
 @pytest.fixture(scope="module")
 def scraped(scrapes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    assert scrapes["annotation"]["errors"] == []
     return scrapes["annotation"]
 
 
@@ -225,9 +230,15 @@ def test_counters_are_monotonic_counts_that_grow(scraped: dict[str, Any]) -> Non
     } == {0.0}
 
 
-def test_the_scrape_reports_its_own_health(scraped: dict[str, Any]) -> None:
-    checks = scraped["service_checks"]
+def test_the_scrape_reports_its_own_health(scrapes: dict[str, dict[str, Any]]) -> None:
+    """OK while /metrics answers; CRITICAL (2) once the sidecar is gone (SidecarAbsent)."""
+    checks = scrapes["annotation"]["service_checks"]
     assert [(c["name"], c["status"]) for c in checks] == [(HEALTH_SERVICE_CHECK, 0)] * 2
+    stopped = scrapes["stopped"]
+    assert [(c["name"], c["status"]) for c in stopped["service_checks"]] == [
+        (HEALTH_SERVICE_CHECK, 2)
+    ]
+    assert stopped["metrics"] == [] and len(stopped["errors"]) == 1
 
 
 def test_custom_metric_series_per_node(scraped: dict[str, Any]) -> None:
@@ -242,6 +253,7 @@ def test_custom_metric_series_per_node(scraped: dict[str, Any]) -> None:
 
 
 def test_the_lean_instance_sends_what_the_monitors_need(scrapes: dict[str, Any]) -> None:
+    assert scrapes["lean"]["errors"] == []
     lean = scrapes["lean"]["metrics"]
     assert {m["name"] for m in lean} == set(MONITORED.values())
     for metric in lean:
