@@ -52,6 +52,8 @@ CLUSTER_AGENT_ONLY = {
     "DD_EXTRA_CONFIG_PROVIDERS", "DD_IGNORE_AUTOCONF",
 }  # fmt: skip
 BASE_ONLY = {"DD_LEADER_ELECTION", "DD_COLLECT_KUBERNETES_EVENTS"}
+# The pod annotation with which the Agent's OpenMetrics check scrapes the sidecar.
+AUTODISCOVERY = "ad.datadoghq.com/selfcheck.checks"
 VALUE_DIFFERS = {"DD_CLUSTER_AGENT_ENABLED", "DD_ORCHESTRATOR_EXPLORER_ENABLED"}
 
 
@@ -246,7 +248,9 @@ def test_post_renderer_changes_only_the_agent_daemonset(helm_docs: list[Obj]) ->
         original = doc["spec"]["template"]["spec"].pop("containers")
         assert containers[:-1] == original
         assert containers[-1]["name"] == "selfcheck"
-        assert changed == doc
+        annotations = changed["spec"]["template"]["metadata"]["annotations"]
+        assert json.loads(annotations.pop(AUTODISCOVERY))["openmetrics"]["instances"]
+        assert changed == doc, "the chart's own pod annotations are kept"
 
 
 REGISTRY = "registry.example.com:5000/team"
@@ -291,17 +295,28 @@ def test_helm_values_agree_with_the_component(helm_docs: list[Obj]) -> None:
 
 
 def _with_logs(render: str) -> str:
-    """The chart's render with datadog.logs.enabled: true, as _container-agent.yaml adds it."""
+    """The chart's render with datadog.logs.enabled: true, as _container-agent.yaml and
+    _daemonset-volumes-linux.yaml render it: the pointerdir hostPath replaces the datadogrun
+    emptyDir at /opt/datadog-agent/run, and the log paths and the file-tailing setting appear."""
     docs = load_all(render)
     spec = pod_spec(one(docs, "DaemonSet"))
     agent = container(spec, "agent")
     for entry in agent["env"]:
         if entry["name"] == "DD_LOGS_ENABLED":
             entry["value"] = "true"
+    agent["env"].append({"name": "DD_LOGS_CONFIG_K8S_CONTAINER_USE_FILE", "value": "true"})
+    agent["volumeMounts"] = [m for m in agent["volumeMounts"] if m["name"] != "datadogrun"]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "datadogrun"]
     for name, host, path, read_only in (
         ("pointerdir", "/var/lib/datadog-agent/logs", "/opt/datadog-agent/run", False),
         ("logpodpath", "/var/log/pods", "/var/log/pods", True),
         ("logscontainerspath", "/var/log/containers", "/var/log/containers", True),
+        (
+            "logdockercontainerpath",
+            "/var/lib/docker/containers",
+            "/var/lib/docker/containers",
+            True,
+        ),
     ):
         spec["volumes"].append({"name": name, "hostPath": {"path": host}})
         agent["volumeMounts"].append(
@@ -327,3 +342,53 @@ def test_logs_component_mirrors_the_agents_log_access(kubectl: str) -> None:
     checks = all_checks()
     config = load(frozenset(checks), env=env, euid=lambda: 0)
     assert "pod_logs" in required_ids(config, checks)
+
+
+def test_transcription_has_the_charts_3_240_0_details() -> None:
+    """The details of the chart's render a first transcription missed (FACTS.md section 8)."""
+    docs = load_all(HELM_RENDER.read_text())
+    spec = pod_spec(one(docs, "DaemonSet"))
+    images = {c["image"] for c in spec["containers"] + spec["initContainers"]}
+    assert images == {"registry.datadoghq.com/agent:7.81.1"}
+    cluster_agent = pod_spec(one(docs, "Deployment"))["containers"][0]
+    assert cluster_agent["image"] == "registry.datadoghq.com/cluster-agent:7.81.1"
+    env = env_values(spec, "agent")
+    assert "GODEBUG" not in env and "DD_LOGS_CONFIG_K8S_CONTAINER_USE_FILE" not in env
+    assert env["DD_LOGS_CONFIG_AUTO_MULTI_LINE_DETECTION"] == "true"
+    assert env["KUBERNETES"] == "yes" and env["DD_KUBELET_USE_API_SERVER"] == "false"
+    assert env["DD_PROCESS_CONFIG_RUN_IN_CORE_AGENT_ENABLED"] == "true"
+    run_dir = [m for m in container(spec, "agent")["volumeMounts"] if m["name"] == "datadogrun"]
+    assert [m["mountPath"] for m in run_dir] == ["/opt/datadog-agent/run"]
+    trace = container(spec, "trace-agent")
+    assert trace["command"][:3] == [
+        "trace-loader",
+        "/etc/datadog-agent/datadog.yaml",
+        "trace-agent",
+    ]
+    assert {m[0] for m in host_mounts(spec, "trace-agent")} == {
+        "procdir", "cgroups", "dsdsocket", "runtimesocketdir",
+    }  # fmt: skip
+    assert ("runtimesocketdir", "/var/run", "/host/var/run", True) in host_mounts(
+        spec, "trace-agent"
+    )
+    assert all(not v["hostPath"]["path"].endswith("/") for v in spec["volumes"] if "hostPath" in v)
+    for probe, path in (("livenessProbe", "/live"), ("readinessProbe", "/ready"),
+                        ("startupProbe", "/startup")):  # fmt: skip
+        settings = container(spec, "agent")[probe]
+        assert settings["httpGet"] == {"path": path, "port": 5555, "scheme": "HTTP"}
+        timing = ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold")
+        assert [settings[k] for k in timing] == [15, 15, 5, 6]
+
+
+def test_autodiscovery_points_the_agent_at_the_sidecars_metrics(
+    render: tuple[str, list[Obj]],
+) -> None:
+    """The annotation names the selfcheck container and its /metrics port (annotations v2)."""
+    template = one(render[1], "DaemonSet")["spec"]["template"]
+    checks = json.loads(template["metadata"]["annotations"][AUTODISCOVERY])
+    (instance,) = checks["openmetrics"]["instances"]
+    url = re.fullmatch(r"http://%%host%%:(\d+)/metrics", instance["openmetrics_endpoint"])
+    assert url is not None
+    assert container_port(template["spec"], "selfcheck", "selfcheck") == int(url.group(1))
+    sidecar = container(template["spec"], "selfcheck")["name"]
+    assert f"ad.datadoghq.com/{sidecar}.checks" == AUTODISCOVERY

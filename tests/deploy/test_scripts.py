@@ -8,6 +8,7 @@ SCRIPTS = (
     K8S / "helm" / "post-renderer.sh",
     REPO / ".ci" / "base-image.sh",
     REPO / ".ci" / "deploy-tools.sh",
+    REPO / ".ci" / "ddchecks-venv.sh",
 )
 
 
