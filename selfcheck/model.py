@@ -73,6 +73,10 @@ class Reason(enum.StrEnum):
     CRITICAL_FINDINGS = "critical_findings"
     # the check itself broke
     EXCEPTION = "exception"
+    # agent container (the Agent's own processes through hostPID)
+    NOT_FOUND = "not_found"
+    DRIFT = "drift"
+    FOREIGN_LISTENER = "foreign_listener"
 
 
 class Severity(enum.StrEnum):

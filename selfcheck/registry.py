@@ -69,6 +69,7 @@ _ORDER = (
     "pod_logs",
     "agent_health",
     "security",
+    "agent_container",
 )
 
 
