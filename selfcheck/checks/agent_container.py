@@ -31,6 +31,7 @@ from selfcheck.config import (
 )
 from selfcheck.host import agent
 from selfcheck.host.capabilities import decode
+from selfcheck.host.files import describe
 from selfcheck.host.identity import Identity, mount_writable, read_identity
 from selfcheck.host.procfs import Mount, read_mountinfo
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status, ok, skipped
@@ -358,8 +359,8 @@ def read_listeners(
     try:
         entries = agent.read_net_unix(config.host_proc, anchor.pid)
     except OSError as error:
-        return [], [f"net/unix: {error.strerror} ({error.errno})"]
-    held = agent.held_sockets(config.host_proc, found.processes)
+        return [], [f"net/unix ({describe(error)})"]
+    held, unreadable = agent.held_sockets(config.host_proc, found.processes)
     sockets = [
         (
             "dogstatsd",
@@ -377,11 +378,18 @@ def read_listeners(
                 "stream",
             )
         )
-    if not held:
-        errors.append("descriptors: none readable")
+    if unreadable:
+        pids = ", ".join(str(pid) for pid in unreadable)
+        errors.append(f"the file descriptors of pid {pids}")
     listeners = [
         agent.judge_listener(
-            name, agent_path=theirs, own_path=str(mine), kind=kind, entries=entries, held=held
+            name,
+            agent_path=theirs,
+            own_path=str(mine),
+            kind=kind,
+            entries=entries,
+            held=held,
+            unreadable=unreadable,
         )
         for name, theirs, mine, kind in sockets
     ]

@@ -445,10 +445,12 @@ def socket_inodes(host_proc: Path, pid: int, limit: int = MAX_FDS) -> set[int]:
     for count, name in enumerate(os.listdir(fd_dir)):  # noqa: PTH208 - a Path per fd is waste
         if count >= limit:
             break
-        with contextlib.suppress(OSError):
+        try:
             target = os.readlink(f"{fd_dir}/{name}")  # noqa: PTH115 - hot loop
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
+        except FileNotFoundError:  # closed meanwhile; EACCES (not dumpable) is raised
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
     return inodes
 
 
@@ -515,11 +517,14 @@ def judge_listener(
     kind: str,
     entries: list[UnixEntry],
     held: Mapping[int, AgentProcess],
+    unreadable: Sequence[int] = (),
 ) -> Listener:
     """Agent listening, a foreign listener, a stale file, or not listening yet.
 
     ``entries`` are the Agent's network namespace's unix sockets; ``held`` maps the socket
-    inodes the Agent's processes hold to those processes. ``agent_path`` is the path as the
+    inodes the Agent's processes hold to those processes, ``unreadable`` the Agent PIDs whose
+    descriptors could not be read (then a socket not in ``held`` may still be theirs: the
+    verdict is ``unknown``, never ``foreign``). ``agent_path`` is the path as the
     Agent bound it, ``own_path`` where this process sees the same file.
     """
     bound = [e for e in entries if e.path == agent_path and e.listening and e.kind == kind]
@@ -527,6 +532,13 @@ def judge_listener(
         holder = held.get(entry.inode)
         if holder is not None:
             return Listener(name, own_path, AGENT_LISTENING, holder.pid, holder.role)
+    if bound and unreadable:
+        return Listener(
+            name,
+            own_path,
+            UNKNOWN,
+            note=f"cannot read the descriptors of Agent pid {unreadable[0]}",
+        )
     if bound:
         return Listener(
             name, own_path, FOREIGN, note=f"socket inode {bound[0].inode} is not the Agent's"
@@ -541,11 +553,18 @@ def read_net_unix(host_proc: Path, pid: int) -> list[UnixEntry]:
     return parse_net_unix(read_text(f"{host_proc}/{pid}/net/unix", NET_UNIX_CAP))
 
 
-def held_sockets(host_proc: Path, processes: Sequence[AgentProcess]) -> dict[int, AgentProcess]:
-    """Socket inode -> Agent process, over every process whose descriptors can be read."""
+def held_sockets(
+    host_proc: Path, processes: Sequence[AgentProcess]
+) -> tuple[dict[int, AgentProcess], tuple[int, ...]]:
+    """Socket inode -> Agent process, and the PIDs whose descriptors could not be read."""
     held: dict[int, AgentProcess] = {}
+    unreadable: list[int] = []
     for process in processes:
-        with contextlib.suppress(OSError):
-            for inode in socket_inodes(host_proc, process.pid):
-                held.setdefault(inode, process)
-    return held
+        try:
+            inodes = socket_inodes(host_proc, process.pid)
+        except OSError:
+            unreadable.append(process.pid)
+            continue
+        for inode in inodes:
+            held.setdefault(inode, process)
+    return held, tuple(unreadable)

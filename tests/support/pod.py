@@ -38,9 +38,11 @@ DEFAULT_CAPS = (
     "setfcap", "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
 )  # fmt: skip
 
-AGENT_STANDIN = '''
-import os, signal, socket, sys, time
+AGENT_STANDIN = """
+import ctypes, os, signal, socket, sys, time
 held = []
+if os.environ.get("SA_UNDUMPABLE") == "1":  # what setuid and file-capability binaries get
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 if os.environ.get("SA_DSD") == "1":
     path = os.environ.get("DD_DOGSTATSD_SOCKET", "/var/run/datadog/dsd.socket")
     if os.path.exists(path):
@@ -61,7 +63,7 @@ print("ready", flush=True)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 while True:
     time.sleep(3600)
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,10 @@ def _mount_script(root: Path, volumes: Sequence[Volume], extra: Sequence[Volume]
                 lines.append(f"mount -o remount,ro {target}")
             continue
         source = shlex.quote(volume.source)
-        make = f"mkdir -p {target}" if Path(volume.source).is_dir() else (
-            f"mkdir -p $(dirname {target}) && touch {target}"
+        make = (
+            f"mkdir -p {target}"
+            if Path(volume.source).is_dir()
+            else (f"mkdir -p $(dirname {target}) && touch {target}")
         )
         lines += [make, f"mount --bind {source} {target}"]
         if volume.read_only:
@@ -180,9 +184,10 @@ class Pod:
         inner = "\n".join(
             [
                 _mount_script(root, spec.volumes, extra),
-                "exec chroot " + shlex.quote(str(root)) + " " + shlex.join(
-                    [*_identity(spec), *env, *command]
-                ),
+                "exec chroot "
+                + shlex.quote(str(root))
+                + " "
+                + shlex.join([*_identity(spec), *env, *command]),
             ]
         )
         outer = "\n".join(
