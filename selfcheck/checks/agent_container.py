@@ -264,7 +264,7 @@ def mount_drift(
 
 
 def _caps(mask: int) -> str:
-    return ", ".join(decode(mask)) or "none"
+    return ", ".join(decode(mask))
 
 
 def identity_drift(theirs: Identity, mine: Identity) -> Iterator[Finding]:
@@ -302,10 +302,17 @@ def identity_drift(theirs: Identity, mine: Identity) -> Iterator[Finding]:
         ("CapBnd", theirs.capabilities.bounding, mine.capabilities.bounding),
     ):
         if a != b:
+            parts = [
+                f"the {who} has {_caps(mask)} that the {other} lacks"
+                for who, other, mask in (
+                    ("Agent container", "sidecar", a & ~b),
+                    ("sidecar", "Agent container", b & ~a),
+                )
+                if mask
+            ]
             yield _warning(
                 f"{label.lower()}_drift",
-                f"{label}: only the Agent has {_caps(a & ~b)}; only the sidecar has "
-                f"{_caps(b & ~a)}.",
+                f"{label}: {'; '.join(parts)}.",
                 "Make the sidecar's securityContext.capabilities (add/drop) and privileged "
                 "the Agent container's.",
             )
@@ -433,12 +440,9 @@ def _agent_details(view: agent.AgentView, states: Mapping[str, VolumeState]) -> 
             seccomp=ident.seccomp_mode,
             no_new_privs=ident.no_new_privs,
             CapEff=caps["CapEff"],
-            CapBnd=caps["CapBnd"],
         )
     if view.mounts is not None:
-        details["mounts"] = {
-            name: {"path": s.path, "mount": s.describe()} for name, s in states.items()
-        }
+        details["mounts"] = {name: s.describe() for name, s in states.items()}
     if view.env is not None:
         details["config_names"] = sorted(view.env.values)
         details["config_truncated"] = view.env.truncated
@@ -508,7 +512,9 @@ def judge(
     return Outcome(
         Status.DEGRADED,
         reason,
-        f"{where}: {len(ids)} differences: {', '.join(ids)}",
+        f"{where}: {len(ids)} differences ({ids[0]}"
+        + (f" and {len(ids) - 1} more" if len(ids) > 1 else "")
+        + "; see the findings)",
         REMEDIATIONS[reason],
         details=details,
         findings=tuple(findings),

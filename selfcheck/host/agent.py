@@ -210,28 +210,42 @@ def _psutil_procfs(path: Path) -> Iterator[None]:
             psutil.PROCFS_PATH = previous
 
 
+_KNOWN: dict[tuple[str, int], psutil.Process] = {}
+"""``psutil.Process`` objects from the previous scan, by (procfs, pid): making one reads its
+``stat`` (half the per-process cost), and an object bound to a reused PID still reads that PID's
+current command line, which is all the scan asks of it."""
+
+
 def _scan(host_proc: Path, deadline: float) -> tuple[list[tuple[int, str]], int, bool]:
     """``(pid, role)`` of every recognised process, the count scanned, whether all were.
 
     ``psutil.Process`` objects are made directly rather than through ``process_iter``, whose
-    module-level cache would keep objects bound to this procfs for other callers.
+    module-level cache would hand objects bound to this procfs to other callers. Kernel
+    threads and zombies have an empty command line and are passed over.
     """
     found: list[tuple[int, str]] = []
+    root = str(host_proc)
     with _psutil_procfs(host_proc):
         pids = psutil.pids()
+        current: dict[tuple[str, int], psutil.Process] = {}
         scanned = 0
         for pid in pids[:MAX_PIDS]:
             if time.monotonic() > deadline:
-                return found, scanned, False
+                break
             scanned += 1
             try:
-                proc = psutil.Process(pid)
-                role = classify(proc.name(), proc.cmdline())
+                proc = _KNOWN.get((root, pid)) or psutil.Process(pid)
+                current[(root, pid)] = proc
+                cmdline = proc.cmdline()
             except (psutil.Error, OSError):
                 continue
+            role = classify("", cmdline) if cmdline else None
             if role:
                 found.append((pid, role))
-    return found, scanned, len(pids) <= MAX_PIDS
+        for key in [k for k in _KNOWN if k[0] == root]:
+            del _KNOWN[key]
+        _KNOWN.update(current)
+    return found, scanned, scanned == len(pids)
 
 
 def _place(host_proc: Path, pid: int, role: str) -> AgentProcess | None:

@@ -86,7 +86,7 @@ def test_no_drift_is_ok_and_the_agent_holds_the_socket(pod: Pod) -> None:
         "pid": pid,
         "role": "agent",
     }
-    assert details["agent"]["mounts"]["procdir"]["mount"] == "read-only"
+    assert details["agent"]["mounts"]["procdir"] == "read-only"
     assert "DD_API_KEY" not in details["agent"]["config_names"]
 
 
@@ -107,7 +107,7 @@ DRIFTS: dict[str, tuple[dict[str, Any], set[str], str]] = {
     "capability": (
         {"caps": tuple(c for c in DEFAULT_CAPS if c != "net_raw")},
         {"capeff_drift", "capprm_drift", "capbnd_drift"},
-        "CapEff: only the Agent has none; only the sidecar has CAP_NET_RAW.",
+        "CapEff: the sidecar has CAP_NET_RAW that the Agent container lacks.",
     ),
     "missing mount": (
         {"volumes": "no-procdir"},
