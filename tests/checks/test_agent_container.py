@@ -221,6 +221,16 @@ def test_apm_socket_held_by_the_trace_agent(pod: Pod) -> None:
     assert {p["role"] for p in result["details"]["processes"]} == {"agent", "trace-agent"}
 
 
+def test_private_cgroup_namespace_still_finds_the_pods_agent(pod: Pod) -> None:
+    """In its own cgroup namespace the sidecar reads "/" and the Agent "/../<id>": siblings."""
+    uid = new_pod()
+    pid = pod.start_agent(agent_spec(pod, uid))
+    result = check(pod, sidecar_spec(pod, uid, private_cgroupns=True))
+    assert (result["status"], result["reason"]) == ("ok", "ok"), result
+    assert result["details"]["container"]["pid"] == pid
+    assert result["details"]["container"]["pod_uid"] is None  # not visible from inside
+
+
 def test_other_pods_agent_is_not_this_pods(pod: Pod) -> None:
     pod.start_agent(agent_spec(pod, new_pod()))
     result = check(pod, sidecar_spec(pod, new_pod()))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from selfcheck.host import agent
 from tests.support.standins import stale_socket
@@ -97,6 +99,19 @@ def test_parse_environ_keeps_only_the_allow_list() -> None:
         "DD_HEALTH_PORT": "\ufffd5555",
     }
     assert CANARY not in repr(kept)
+
+
+_NAMES = st.sampled_from(["DD_API_KEY", "DD_APP_KEY", "X", "DD_LOGS_ENABLED", "", "DD_API_KEY="])
+
+
+@given(st.lists(st.tuples(_NAMES, st.binary(max_size=40)), max_size=12), st.booleans())
+def test_parse_environ_never_keeps_or_raises_on_a_secret(
+    pairs: list[tuple[str, bytes]], complete: bool
+) -> None:
+    block = b"".join(n.encode() + b"=" + v + CANARY.encode() + b"\0" for n, v in pairs)
+    kept = agent.parse_environ(block, complete=complete)
+    assert set(kept) <= agent.ENV_ALLOWLIST
+    assert all(CANARY not in value for name, value in kept.items() if name != "DD_LOGS_ENABLED")
 
 
 def test_parse_environ_drops_an_entry_cut_by_the_cap() -> None:

@@ -100,6 +100,7 @@ class Spec:
     caps: Sequence[str] = DEFAULT_CAPS
     container_id: str = field(default_factory=lambda: uuid.uuid4().hex + uuid.uuid4().hex)
     cgroup_parent: str | None = None
+    private_cgroupns: bool = False
 
     @property
     def cgroup(self) -> str:
@@ -193,7 +194,10 @@ class Pod:
         outer = "\n".join(
             [
                 _cgroup_script(spec.cgroup),
-                "exec unshare -m --propagation private sh -euc " + shlex.quote(inner),
+                "exec unshare -m --propagation private "
+                + ("--cgroup " if spec.private_cgroupns else "")
+                + "sh -euc "
+                + shlex.quote(inner),
             ]
         )
         return ["sh", "-euc", outer]
