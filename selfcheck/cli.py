@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from selfcheck import __version__
-from selfcheck.config import Config, ConfigError, load, parse_ids
+from selfcheck.config import Config, ConfigError, load, parse_ids, with_agent_settings
 from selfcheck.model import Snapshot, Status
 from selfcheck.registry import CheckSpec, all_checks, why_required
 
@@ -101,7 +101,12 @@ def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Conf
         value = getattr(args, attr, None)
         if value is not None:
             env[name] = str(value)
-    return load(frozenset(checks), env)
+    config = load(frozenset(checks), env)
+    from selfcheck.host.agent import agent_config
+
+    return with_agent_settings(
+        config, frozenset(checks), env, agent_config(config.host_proc, config.mode)
+    )
 
 
 def exit_code(snapshot: Snapshot) -> int:

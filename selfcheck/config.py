@@ -34,6 +34,8 @@ DEFAULT_INTERVAL = 30.0
 DEFAULT_CHECK_TIMEOUT = 2.0
 DEFAULT_SAMPLE = 256
 DEFAULT_HEARTBEAT_METRIC = "datadog.selfcheck.heartbeat"
+MODES = ("sidecar", "node")
+OWN_SETTINGS = "this container's environment"
 
 # Go's strconv.ParseBool, which the Agent's configuration layer reaches through spf13/cast
 # ToBoolE for every boolean setting (pkg/config/model, nodetreemodel GetBool): exactly these
@@ -78,6 +80,10 @@ class Config:
     origin_detection_client: bool = False
     origin_detection_unified: bool = False
     agent_notes: tuple[str, ...] = ()
+    mode: str = "sidecar"
+    """``sidecar`` (in the Agent's pod) or ``node`` (its own DaemonSet beside an Agent pod)."""
+    settings_from: str = OWN_SETTINGS
+    """Whose ``DD_*`` values decide required-ness: the Agent's own, when they could be read."""
 
     @property
     def expvar_ports(self) -> tuple[int, ...]:
@@ -403,5 +409,30 @@ def load(
         running_as_root=euid() == 0,
         containerized=in_container,
         containerized_because=because,
+        mode=parse_choice("SELFCHECK_MODE", env.get("SELFCHECK_MODE"), "sidecar", MODES),
         agent_notes=tuple(agent.notes),
+    )
+
+
+def with_agent_settings(
+    config: Config,
+    known_checks: frozenset[str],
+    env: Mapping[str, str],
+    agent_env: Mapping[str, str],
+) -> Config:
+    """The Agent's own allow-listed ``DD_*`` values decide which checks are required, ahead of
+    this container's copy (a difference is drift, which ``agent_container`` reports)."""
+    if not agent_env:
+        return config
+    decided = (config.containerized, config.containerized_because)
+    theirs = load(known_checks, {**env, **agent_env}, containerized=lambda _env: decided)
+    return replace(
+        config,
+        origin_detection=theirs.origin_detection,
+        origin_detection_client=theirs.origin_detection_client,
+        origin_detection_unified=theirs.origin_detection_unified,
+        logs_enabled=theirs.logs_enabled,
+        apm_socket_configured=theirs.apm_socket_configured,
+        agent_notes=tuple(dict.fromkeys((*config.agent_notes, *theirs.agent_notes))),
+        settings_from="the Agent's own environment",
     )

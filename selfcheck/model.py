@@ -76,8 +76,11 @@ class Reason(enum.StrEnum):
     # selfcheck lint: what a rendered manifest shows before any pod runs
     BAD_VALUE = "bad_value"
     IDENTITY_MISMATCH = "identity_mismatch"
-    DRIFT = "drift"
     PROBE_MISWIRED = "probe_miswired"
+    # agent container (the Agent's own processes through hostPID); drift is lint's too
+    NOT_FOUND = "not_found"
+    DRIFT = "drift"
+    FOREIGN_LISTENER = "foreign_listener"
 
 
 class Severity(enum.StrEnum):

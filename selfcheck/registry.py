@@ -14,7 +14,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from selfcheck.config import Config
+from selfcheck.config import OWN_SETTINGS, Config
 from selfcheck.context import CheckContext
 from selfcheck.model import Outcome, Reason, Status
 
@@ -71,6 +71,7 @@ _ORDER = (
     "pod_logs",
     "agent_health",
     "security",
+    "agent_container",
 )
 
 
@@ -131,5 +132,7 @@ def why_required(config: Config, spec: CheckSpec) -> str:
     if spec.id in config.require:
         return "required by SELFCHECK_REQUIRE"
     if spec.required_by_default(config):
+        if config.settings_from != OWN_SETTINGS:
+            return f"{spec.required_because} (per {config.settings_from})"
         return spec.required_because
     return "optional"

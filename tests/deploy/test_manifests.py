@@ -87,7 +87,7 @@ def test_base_renders_every_resource(base_docs: list[Obj]) -> None:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("which", RENDERS)
+@pytest.mark.parametrize("which", (*RENDERS, "node"))
 def test_kubernetes_validate_strict(
     which: str, version: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -101,7 +101,11 @@ def test_kubernetes_validate_strict(
     assert any(p.startswith("daemonset/") for p in passed), out
 
 
-def test_checkov_passes_and_every_skip_has_a_reason(base_yaml: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", ["base", "node"])
+def test_checkov_passes_and_every_skip_has_a_reason(
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    base_yaml: str = request.getfixturevalue(f"{which}_yaml")
     (tmp_path / "rendered.yaml").write_text(base_yaml)
     result = run(
         [tool("checkov"), "--directory", str(tmp_path), "--framework", "kubernetes",
@@ -392,3 +396,73 @@ def test_autodiscovery_points_the_agent_at_the_sidecars_metrics(
     assert container_port(template["spec"], "selfcheck", "selfcheck") == int(url.group(1))
     sidecar = container(template["spec"], "selfcheck")["name"]
     assert f"ad.datadoghq.com/{sidecar}.checks" == AUTODISCOVERY
+
+
+# --- node mode (k8s/node): selfcheck as its own DaemonSet beside an Operator install ---------
+
+# The Operator's volume names (FACTS.md 7) and the host paths they mount.
+OPERATOR_VOLUMES = {
+    "procdir": ("/proc", "/host/proc"),
+    "cgroups": ("/sys/fs/cgroup", "/host/sys/fs/cgroup"),
+    "dsdsocket": ("/var/run/datadog", "/var/run/datadog"),
+    "runtimesocketdir": ("/var/run", "/host/var/run"),
+    "passwd": ("/etc/passwd", "/etc/passwd"),
+}
+
+
+@pytest.fixture(scope="session")
+def node_yaml(kubectl: str) -> str:
+    return run([kubectl, "kustomize", str(K8S / "node")]).stdout
+
+
+@pytest.fixture(scope="session")
+def node_spec(node_yaml: str) -> Obj:
+    return pod_spec(one(load_all(node_yaml), "DaemonSet"))
+
+
+def test_node_base_renders_its_own_daemonset(node_yaml: str) -> None:
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in load_all(node_yaml))
+    assert kinds == [
+        ("DaemonSet", "selfcheck-node"),
+        ("Namespace", "datadog"),
+        ("ServiceAccount", "selfcheck-node"),
+    ]
+
+
+def test_node_mode_sees_the_node_read_only(node_spec: Obj) -> None:
+    assert node_spec["hostPID"] is True
+    assert not node_spec.get("hostNetwork")
+    assert node_spec["automountServiceAccountToken"] is False
+    mounts = host_mounts(node_spec, "selfcheck")
+    assert {(name, host, path) for name, host, path, _ in mounts} == {
+        (name, host, path) for name, (host, path) in OPERATOR_VOLUMES.items()
+    }
+    assert all(read_only for *_, read_only in mounts), mounts
+    assert "os-release-file" not in {m[0] for m in mounts}  # the Operator mounts it for CWS only
+
+
+def test_node_mode_identity_is_the_operator_agents(node_spec: Obj) -> None:
+    """Root with the runtime's default capabilities: what reading the Agent's process needs."""
+    context = effective_security_context(node_spec, "selfcheck")
+    assert context["runAsUser"] == 0
+    assert "capabilities" not in context and not context.get("privileged")
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_node_mode_configuration_is_understood(node_spec: Obj) -> None:
+    env = env_values(node_spec, "selfcheck")
+    checks = all_checks()
+    config = load(frozenset(checks), env=env, euid=lambda: 0)
+    assert config.mode == "node"
+    assert 5000 in config.expvar_ports  # the Operator sets no DD_EXPVAR_PORT: the Agent's 5000
+    assert "agent_health" in config.skip
+    assert {"procfs", "cgroups", "runtime_socket", "dogstatsd_socket"} <= required_ids(
+        config, checks
+    )
+    sidecar = container(node_spec, "selfcheck")
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+        assert sidecar[probe]["httpGet"]["path"] == path
+        port = container_port(node_spec, "selfcheck", sidecar[probe]["httpGet"]["port"])
+        assert port == config.listen_port

@@ -1,0 +1,254 @@
+"""The Agent's processes, environment and sockets as ``selfcheck.host.agent`` reads them.
+
+Parsers are fed fixed bytes; the readers read real processes and real sockets of this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from selfcheck.host import agent
+from tests.support.standins import stale_socket
+
+CANARY = "selfcheck-canary-4f1b2c"
+UID = "0f3c8f5e-1b2a-4c3d-9e8f-7a6b5c4d3e2f"
+CID = "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "role"),
+    [
+        (["agent", "run"], "agent"),
+        (["/opt/datadog-agent/bin/agent/agent", "run", "-c", "/etc/datadog-agent"], "agent"),
+        (["agent run"], "agent"),
+        (["agent", "status"], None),
+        (["trace-agent", "-config=/etc/datadog-agent/datadog.yaml"], "trace-agent"),
+        (
+            ["trace-loader", "/etc/datadog-agent/datadog.yaml", "/opt/bin/trace-agent", "-x"],
+            "trace-agent",
+        ),
+        (["trace-loader", "/etc/datadog-agent/datadog.yaml"], None),
+        (["process-agent", "--cfgpath=/etc/datadog-agent/datadog.yaml"], "process-agent"),
+        (["/opt/datadog-agent/embedded/bin/system-probe", "run"], "system-probe"),
+        (["python3", "agent", "run"], None),
+        ([], None),
+    ],
+)
+def test_classify_by_command_line(cmdline: list[str], role: str | None) -> None:
+    assert agent.classify("x", cmdline) == role
+
+
+def test_classify_falls_back_to_the_executable_name() -> None:
+    assert agent.classify("process-agent", []) == "process-agent"
+    assert agent.classify("agent", []) is None  # cannot tell `agent run` from `agent status`
+
+
+@pytest.mark.parametrize(
+    ("path", "uid"),
+    [
+        (f"/kubepods/besteffort/pod{UID}/{CID}", UID),
+        (f"/kubepods/pod{UID}/{CID}", UID),
+        (
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+            f"{UID.replace('-', '_')}.slice/cri-containerd-{CID}.scope",
+            UID,
+        ),
+        (f"/kubepods.slice/kubepods-pod{UID.replace('-', '_')}.slice/crio-{CID}.scope", UID),
+        (f"/../../pod{UID}/{CID}", UID),
+        (f"/docker/{CID}", None),
+        ("/", None),
+        (f"/kubepods/besteffort/podnotauid/{CID}", None),
+    ],
+)
+def test_pod_uid_in_every_kubelet_layout(path: str, uid: str | None) -> None:
+    assert agent.pod_uid(path) == uid
+
+
+def test_same_pod() -> None:
+    other = "1" * 8 + UID[8:]
+    mine = f"/kubepods/besteffort/pod{UID}/{'b' * 64}"
+    assert agent.same_pod(mine, f"/kubepods/besteffort/pod{UID}/{CID}")
+    assert not agent.same_pod(mine, f"/kubepods/besteffort/pod{other}/{CID}")
+    assert not agent.same_pod(mine, f"/docker/{CID}")
+    # A private cgroup namespace: this process reads "/", a sibling "/../<id>".
+    assert agent.same_pod("/", f"/../{CID}")
+    assert not agent.same_pod("/", f"/../../pod{other}/{CID}")
+    assert not agent.same_pod("/", "/")
+    assert not agent.same_pod("/", "/..")
+
+
+def test_parse_environ_keeps_only_the_allow_list() -> None:
+    block = (
+        f"DD_API_KEY={CANARY}\0DD_DOGSTATSD_SOCKET=/var/run/datadog/dsd.socket\0"
+        f"DD_LOGS_ENABLED=true\0DD_APP_KEY={CANARY}\0PATH=/bin\0"
+    ).encode() + b"DD_HEALTH_PORT=\xff5555\0\xfe\xfd=x\0noequals\0=\0"
+    kept = agent.parse_environ(block)
+    assert kept == {
+        "DD_DOGSTATSD_SOCKET": "/var/run/datadog/dsd.socket",
+        "DD_LOGS_ENABLED": "true",
+        "DD_HEALTH_PORT": "\ufffd5555",
+    }
+    assert CANARY not in repr(kept)
+
+
+_NAMES = st.sampled_from(["DD_API_KEY", "DD_APP_KEY", "X", "DD_LOGS_ENABLED", "", "DD_API_KEY="])
+
+
+@given(st.lists(st.tuples(_NAMES, st.binary(max_size=40)), max_size=12), st.booleans())
+def test_parse_environ_never_keeps_or_raises_on_a_secret(
+    pairs: list[tuple[str, bytes]], complete: bool
+) -> None:
+    block = b"".join(n.encode() + b"=" + v + CANARY.encode() + b"\0" for n, v in pairs)
+    kept = agent.parse_environ(block, complete=complete)
+    assert set(kept) <= agent.ENV_ALLOWLIST
+    assert all(CANARY not in value for name, value in kept.items() if name != "DD_LOGS_ENABLED")
+
+
+def test_parse_environ_drops_an_entry_cut_by_the_cap() -> None:
+    block = b"DD_LOGS_ENABLED=true\0DD_HEALTH_PORT=55"
+    assert agent.parse_environ(block, complete=False) == {"DD_LOGS_ENABLED": "true"}
+    assert agent.parse_environ(block) == {"DD_LOGS_ENABLED": "true", "DD_HEALTH_PORT": "55"}
+    assert agent.parse_environ(bytearray(block), size=10) == {}
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A real process with a canary API key and two allow-listed settings in its environment."""
+    env = {"DD_API_KEY": CANARY, "DD_EXPVAR_PORT": "5000", "HOST_PROC": "/host/proc"}
+    proc = subprocess.Popen(["sleep", "60"], env=env)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_read_environ_of_a_real_process(sleeper: subprocess.Popen[bytes]) -> None:
+    env = agent.read_environ(Path("/proc"), sleeper.pid)
+    assert env.values == {"DD_EXPVAR_PORT": "5000", "HOST_PROC": "/host/proc"}
+    assert not env.truncated
+    small = agent.read_environ(Path("/proc"), sleeper.pid, cap=30)
+    assert small.truncated and CANARY not in repr(small)
+
+
+def test_read_environ_error_names_the_path_only() -> None:
+    with pytest.raises(OSError) as caught:
+        agent.read_environ(Path("/proc"), 0)
+    assert "environ" in str(caught.value)
+
+
+def test_discover_restores_psutil_procfs(tmp_path: Path) -> None:
+    before = psutil.PROCFS_PATH
+    found = agent.discover(Path("/proc"), agent.NODE)
+    assert before == psutil.PROCFS_PATH
+    assert found.scanned > 1 and found.complete
+    with pytest.raises(OSError):
+        agent.discover(tmp_path / "nothing")
+    assert before == psutil.PROCFS_PATH
+    assert agent.agent_config(tmp_path / "nothing") == {}
+
+
+@pytest.fixture
+def agent_run(tmp_path: Path) -> Iterator[int]:
+    """A real process whose argv is ``agent run`` (the Agent binary cannot be had here): Python
+    started as ``agent`` on a directory ``run`` holding ``__main__.py``."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "__main__.py").write_text(
+        "import time\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    code = "import os, sys; os.execv(sys.executable, ['agent', 'run'])"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_scan_finds_an_agent_run_process_by_its_argv(agent_run: int) -> None:
+    found, scanned, complete = agent._scan(Path("/proc"), deadline=float("inf"))
+    assert (agent_run, "agent") in found
+    assert complete and scanned >= len(found)
+    assert psutil.Process(agent_run).cmdline() == ["agent", "run"]
+
+
+def test_discover_keeps_only_the_pods_processes(agent_run: int) -> None:
+    """This machine's cgroups are not a pod's: neither mode takes the process for the Agent."""
+    own = agent.own_cgroup_path()
+    assert agent_run not in [p.pid for p in agent.discover(Path("/proc"), own_path=own).processes]
+    assert agent_run not in [p.pid for p in agent.discover(Path("/proc"), agent.NODE).processes]
+
+
+def _entry(entries: list[agent.UnixEntry], inode: int) -> agent.UnixEntry:
+    return next(e for e in entries if e.inode == inode)
+
+
+def test_net_unix_shows_listening_sockets(socket_dir: Path) -> None:
+    stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with stream, dgram:
+        stream.bind(str(socket_dir / "apm.socket"))
+        stream.listen(1)
+        dgram.bind(str(socket_dir / "dsd.socket"))
+        entries = agent.read_net_unix(Path("/proc"), os.getpid())
+        held = agent.socket_inodes(Path("/proc"), os.getpid())
+        inodes = {os.fstat(s.fileno()).st_ino for s in (stream, dgram)}
+        assert inodes <= held
+        by_path = {e.path: e for e in entries if e.inode in inodes}
+        assert by_path[str(socket_dir / "apm.socket")].listening
+        assert by_path[str(socket_dir / "apm.socket")].kind == "stream"
+        assert by_path[str(socket_dir / "dsd.socket")].kind == "dgram"
+
+
+def _me(role: str = "agent") -> agent.AgentProcess:
+    return agent.AgentProcess(os.getpid(), role, "/", None, None)
+
+
+def _judge(path: Path, held: dict[int, agent.AgentProcess], kind: str = "dgram") -> agent.Listener:
+    entries = agent.read_net_unix(Path("/proc"), os.getpid())
+    return agent.judge_listener(
+        "dogstatsd", agent_path=str(path), own_path=str(path), kind=kind, entries=entries, held=held
+    )
+
+
+def test_listener_verdicts(socket_dir: Path) -> None:
+    path = socket_dir / "dsd.socket"
+    assert _judge(path, {}).verdict == agent.NOT_LISTENING
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        inode = os.fstat(sock.fileno()).st_ino
+        agent_listening = _judge(path, {inode: _me()})
+        assert (agent_listening.verdict, agent_listening.pid) == (
+            agent.AGENT_LISTENING,
+            os.getpid(),
+        )
+        assert _judge(path, {}).verdict == agent.FOREIGN  # bound, but not by the Agent
+    assert _judge(path, {}).verdict == agent.STALE  # the file stays, nobody listens
+    path.unlink()
+    stale_socket(path)
+    assert _judge(path, {inode: _me()}).verdict == agent.STALE
+    path.unlink()
+    path.write_text("")
+    assert _judge(path, {}).verdict == agent.NOT_SOCKET
+
+
+def test_a_listener_bound_under_another_name_is_foreign(socket_dir: Path) -> None:
+    """Bound through another path to the same file (another mount view): connect proves it."""
+    (socket_dir / "a").mkdir()
+    (socket_dir / "b").symlink_to(socket_dir / "a")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(socket_dir / "a" / "apm.socket"))
+        sock.listen(1)
+        listener = _judge(socket_dir / "b" / "apm.socket", {}, kind="stream")
+    assert listener.verdict == agent.FOREIGN

@@ -1,0 +1,284 @@
+"""Containers of one pod made from kernel parts: cgroups, a mount namespace, a root, an identity.
+
+No kubelet runs here, so a "container" is built the way a runtime builds one, from the same
+kernel features: the process joins ``/kubepods/besteffort/pod<uid>/<64 hex id>`` in the v1
+hierarchies and the unified one (what the kubelet's cgroupfs driver creates), gets its own
+mount namespace (``unshare -m``) with a tmpfs root holding the image's ``/usr`` read-only and
+its volumes bind-mounted read-only or read-write, is ``chroot``ed into it (so its
+``mountinfo`` lists exactly its own mount table), and runs as the identity and bounding set
+``setpriv`` gives it. Two containers with the same pod UID are one pod; the network and PID
+namespaces are the machine's (hostPID, hostNetwork).
+
+The Datadog Agent binary cannot be had here, so its process is played by ``AGENT_STANDIN``: a
+Python program started with the argv ``agent run`` (a directory named ``run`` holding
+``__main__.py``), which binds the DogStatsD socket (and the APM one) when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.run import REPO
+
+VENV = Path("/opt/selfcheck-ci")
+HIERARCHIES = ("memory", "pids", "cpu", "unified", "systemd")
+# Docker's and containerd's default capability set, in setpriv's spelling.
+DEFAULT_CAPS = (
+    "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid",
+    "setfcap", "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
+)  # fmt: skip
+
+AGENT_STANDIN = """
+import ctypes, os, signal, socket, sys, time
+held = []
+if os.environ.get("SA_UNDUMPABLE") == "1":  # what setuid and file-capability binaries get
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+if os.environ.get("SA_DSD") == "1":
+    path = os.environ.get("DD_DOGSTATSD_SOCKET", "/var/run/datadog/dsd.socket")
+    if os.path.exists(path):
+        os.unlink(path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    os.chmod(path, 0o722)
+    held.append(s)
+if os.environ.get("SA_APM") == "1":
+    path = os.environ.get("DD_APM_RECEIVER_SOCKET", "/var/run/datadog/apm.socket")
+    if os.path.exists(path):
+        os.unlink(path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(8)
+    held.append(s)
+print("ready", flush=True)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    time.sleep(3600)
+"""
+
+
+@dataclass(frozen=True)
+class Volume:
+    """``source`` on the machine at ``target`` in the container; ``source=None`` is procfs."""
+
+    name: str
+    source: str | None
+    target: str
+    read_only: bool = True
+
+
+def chart_volumes(dsd_dir: Path) -> list[Volume]:
+    """The chart's default mount table (FACTS.md 1) on this machine."""
+    return [
+        Volume("procdir", None, "/host/proc"),
+        Volume("cgroups", "/sys/fs/cgroup", "/host/sys/fs/cgroup"),
+        Volume("os-release-file", "/etc/os-release", "/host/etc/os-release"),
+        Volume("dsdsocket", str(dsd_dir), "/var/run/datadog", read_only=False),
+        Volume("passwd", "/etc/passwd", "/etc/passwd"),
+        Volume("runtimesocketdir", "/run", "/host/var/run"),
+    ]
+
+
+@dataclass
+class Spec:
+    """One container: its pod, mounts, identity, bounding set and environment."""
+
+    pod: str
+    volumes: list[Volume]
+    env: dict[str, str] = field(default_factory=dict)
+    uid: int = 0
+    gid: int = 0
+    caps: Sequence[str] = DEFAULT_CAPS
+    container_id: str = field(default_factory=lambda: uuid.uuid4().hex + uuid.uuid4().hex)
+    cgroup_parent: str | None = None
+    private_cgroupns: bool = False
+
+    @property
+    def cgroup(self) -> str:
+        parent = self.cgroup_parent or f"kubepods/besteffort/pod{self.pod}"
+        return f"{parent}/{self.container_id}"
+
+
+def new_pod() -> str:
+    return str(uuid.uuid4())
+
+
+def _mount_script(root: Path, volumes: Sequence[Volume], extra: Sequence[Volume]) -> str:
+    r = shlex.quote(str(root))
+    lines = [
+        f"mount -t tmpfs -o mode=755 tmpfs {r}",
+        f"mkdir -p {r}/usr {r}/proc {r}/dev {r}/tmp {r}/etc {r}/var/run",
+        f"chmod 1777 {r}/tmp",
+        f"for l in bin lib lib64 sbin; do ln -s usr/$l {r}/$l; done",
+        f"mount --rbind /usr {r}/usr && mount -o remount,bind,ro {r}/usr",
+        f"mount --rbind /dev {r}/dev",
+        f"mount -t proc proc {r}/proc",
+    ]
+    for volume in (*extra, *volumes):
+        target = shlex.quote(f"{root}{volume.target}")
+        if volume.source is None:
+            lines += [f"mkdir -p {target}", f"mount -t proc proc {target}"]
+            if volume.read_only:
+                lines.append(f"mount -o remount,ro {target}")
+            continue
+        source = shlex.quote(volume.source)
+        make = (
+            f"mkdir -p {target}"
+            if Path(volume.source).is_dir()
+            else (f"mkdir -p $(dirname {target}) && touch {target}")
+        )
+        lines += [make, f"mount --bind {source} {target}"]
+        if volume.read_only:
+            lines.append(f"mount -o remount,bind,ro {target}")
+    return "\n".join(lines)
+
+
+def _cgroup_script(cgroup: str) -> str:
+    lines = []
+    for h in HIERARCHIES:
+        d = shlex.quote(f"/sys/fs/cgroup/{h}/{cgroup}")
+        lines.append(f"mkdir -p {d} && echo $$ > {d}/cgroup.procs")
+    return "\n".join(lines)
+
+
+def _identity(spec: Spec) -> list[str]:
+    caps = ",".join(["-all", *(f"+{c}" for c in spec.caps)])
+    groups = ["--clear-groups"]
+    return [
+        "setpriv",
+        f"--reuid={spec.uid}",
+        f"--regid={spec.gid}",
+        *groups,
+        f"--bounding-set={caps}",
+        "--inh-caps=-all",
+    ]
+
+
+class Pod:
+    """Starts containers of (possibly) several pods; stops every process and cgroup it made."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="sc-pod-", dir="/tmp"))
+        self.base.chmod(0o755)
+        self.standin = self.base / "standin"
+        (self.standin / "run").mkdir(parents=True)
+        (self.standin / "run" / "__main__.py").write_text(AGENT_STANDIN)
+        self._procs: list[subprocess.Popen[str]] = []
+        self._cgroups: list[str] = []
+        self._n = 0
+
+    def _argv(self, spec: Spec, command: Sequence[str], extra: Sequence[Volume]) -> list[str]:
+        self._n += 1
+        root = self.base / f"root{self._n}"
+        root.mkdir()
+        self._cgroups.append(spec.cgroup)
+        env = ["env", "-i", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in spec.env.items())]
+        inner = "\n".join(
+            [
+                _mount_script(root, spec.volumes, extra),
+                "exec chroot "
+                + shlex.quote(str(root))
+                + " "
+                + shlex.join([*_identity(spec), *env, *command]),
+            ]
+        )
+        outer = "\n".join(
+            [
+                _cgroup_script(spec.cgroup),
+                "exec unshare -m --propagation private "
+                + ("--cgroup " if spec.private_cgroupns else "")
+                + "sh -euc "
+                + shlex.quote(inner),
+            ]
+        )
+        return ["sh", "-euc", outer]
+
+    def start_agent(self, spec: Spec, argv: Sequence[str] = ("agent", "run")) -> int:
+        """Start the Agent stand-in with ``argv``; returns its PID once it says ready."""
+        code = f"import os; os.chdir('/sa'); os.execv('/usr/bin/python3', {list(argv)!r})"
+        command = ["/usr/bin/python3", "-c", code]
+        extra = [Volume("standin", str(self.standin), "/sa")]
+        proc = subprocess.Popen(
+            self._argv(spec, command, extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self._procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            raise AssertionError(f"the Agent stand-in did not start: {line!r} {err[-2000:]}")
+        return proc.pid
+
+    def selfcheck(
+        self, spec: Spec, args: Sequence[str], timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """``selfcheck ARGS`` in a container of ``spec`` (the venv and the repo read-only)."""
+        spec.env.setdefault("PYTHONPATH", str(REPO))
+        spec.env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        extra = [Volume("venv", str(VENV), str(VENV)), Volume("repo", str(REPO), str(REPO))]
+        command = [str(VENV / "bin/python"), "-m", "selfcheck", *args]
+        return subprocess.run(
+            self._argv(spec, command, extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def popen_selfcheck(self, spec: Spec, args: Sequence[str]) -> subprocess.Popen[str]:
+        spec.env.setdefault("PYTHONPATH", str(REPO))
+        spec.env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        extra = [Volume("venv", str(VENV), str(VENV)), Volume("repo", str(REPO), str(REPO))]
+        command = [str(VENV / "bin/python"), "-m", "selfcheck", *args]
+        proc = subprocess.Popen(
+            self._argv(spec, command, extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self._procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=10)
+        for cgroup in self._cgroups:
+            for h in HIERARCHIES:
+                path = Path(f"/sys/fs/cgroup/{h}/{cgroup}")
+                while path.name and path != Path(f"/sys/fs/cgroup/{h}"):
+                    with contextlib.suppress(OSError):
+                        path.rmdir()
+                    path = path.parent
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pods() -> Iterator[Pod]:
+    pod = Pod()
+    try:
+        yield pod
+    finally:
+        pod.close()
+
+
+def env_of(values: Mapping[str, str]) -> dict[str, str]:
+    return dict(values)
