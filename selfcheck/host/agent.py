@@ -226,7 +226,10 @@ def _scan(host_proc: Path, deadline: float) -> tuple[list[tuple[int, str]], int,
     found: list[tuple[int, str]] = []
     root = str(host_proc)
     with _psutil_procfs(host_proc):
-        pids = psutil.pids()
+        try:
+            pids = psutil.pids()
+        except IndexError:  # psutil reads the first PID of the listing: an empty directory
+            pids = []
         current: dict[tuple[str, int], psutil.Process] = {}
         scanned = 0
         for pid in pids[:MAX_PIDS]:

@@ -252,3 +252,10 @@ def test_a_listener_bound_under_another_name_is_foreign(socket_dir: Path) -> Non
         sock.listen(1)
         listener = _judge(socket_dir / "b" / "apm.socket", {}, kind="stream")
     assert listener.verdict == agent.FOREIGN
+
+
+def test_agent_config_of_an_empty_or_missing_procfs_is_empty(tmp_path: Path) -> None:
+    """What a bad procdir mount gives: nothing found, never an exception (psutil itself raises
+    IndexError on an empty directory)."""
+    assert dict(agent.agent_config(tmp_path)) == {}
+    assert dict(agent.agent_config(tmp_path / "absent")) == {}
