@@ -157,6 +157,22 @@ def skipped(reason: Reason, message: str, **extra: Any) -> Outcome:
     return Outcome(Status.SKIPPED, reason, message, **extra)
 
 
+def verdict_json(check: str, outcome: Outcome, required: bool) -> dict[str, JSONValue]:
+    """The fields every verdict shows, a run's (``/status``) or a prediction's (``lint``)."""
+    body: dict[str, JSONValue] = {
+        "check": check,
+        "status": str(outcome.status),
+        "reason": str(outcome.reason),
+        "required": required,
+        "message": outcome.message,
+        "remediation": outcome.remediation,
+        "details": dict(outcome.details),
+    }
+    if outcome.findings:
+        body["findings"] = [f.to_json() for f in outcome.findings]
+    return body
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """One run of one check, as every surface shows it."""
@@ -181,22 +197,11 @@ class Result:
         return self.required and self.status in (Status.FAILED, Status.ERROR)
 
     def to_json(self) -> dict[str, JSONValue]:
-        o = self.outcome
-        body: dict[str, JSONValue] = {
-            "check": self.check,
-            "status": str(o.status),
-            "reason": str(o.reason),
-            "required": self.required,
-            "message": o.message,
-            "remediation": o.remediation,
-            "details": dict(o.details),
-            "duration_seconds": round(self.duration_seconds, 6),
-            "finished_at": round(self.finished_at, 3),
-        }
-        if o.figures:
-            body["figures"] = dict(o.figures)
-        if o.findings:
-            body["findings"] = [f.to_json() for f in o.findings]
+        body = verdict_json(self.check, self.outcome, self.required)
+        body["duration_seconds"] = round(self.duration_seconds, 6)
+        body["finished_at"] = round(self.finished_at, 3)
+        if self.outcome.figures:
+            body["figures"] = dict(self.outcome.figures)
         return body
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from selfcheck.config import Config
 from selfcheck.host.files import describe
 from selfcheck.host.sockets import classify
 from selfcheck.model import Outcome, Reason, Status
@@ -99,3 +100,15 @@ def group_fix(st: os.stat_result) -> str:
         f"Here the socket belongs to gid {st.st_gid}: add {st.st_gid} to the pod's "
         "spec.securityContext.supplementalGroups."
     )
+
+
+def not_replaced(config: Config, failure: Outcome, error: OSError, own: str) -> Outcome:
+    """A ``/host`` mount missing in a container: the message says the container's own ``own``
+    is not read in its place (DESIGN.md 3), so nobody mistakes it for a fallback."""
+    if not (config.containerized and isinstance(error, FileNotFoundError)):
+        return failure
+    message = (
+        f"{failure.message}; in a container {own} is the container's own, so it is not read "
+        "in its place"
+    )
+    return replace(failure, message=message)

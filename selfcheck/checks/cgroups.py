@@ -24,11 +24,11 @@ CPU accounting are read where their controller exists and otherwise noted, never
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import not_replaced, os_failure
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import CgroupLayout, CgroupTree, agent_cgroup_path, host_prefix
@@ -224,13 +224,7 @@ def _no_controllers(root: Path, layout: CgroupLayout, why: str) -> Outcome:
 
 def _unreadable_root(config: Config, error: OSError) -> Outcome:
     failure = os_failure(REMEDIATIONS, error, config.cgroup_root, "read the host cgroup tree")
-    if config.containerized and isinstance(error, FileNotFoundError):
-        return replace(
-            failure,
-            message=f"{failure.message}; in a container /sys/fs/cgroup is the container's own "
-            "view, so it is not read in its place",
-        )
-    return failure
+    return not_replaced(config, failure, error, "/sys/fs/cgroup")
 
 
 def run(ctx: CheckContext) -> Outcome:

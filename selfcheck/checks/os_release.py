@@ -7,9 +7,8 @@ in the infrastructure list); without the mount it reports the Agent image's own 
 from __future__ import annotations
 
 import shlex
-from dataclasses import replace
 
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import not_replaced, os_failure
 from selfcheck.context import CheckContext
 from selfcheck.host.files import read_whole_text
 from selfcheck.model import Outcome, Reason, Status, ok
@@ -67,13 +66,7 @@ def run(ctx: CheckContext) -> Outcome:
         text = read_whole_text(path, CAP)
     except OSError as error:
         failure = os_failure(REMEDIATIONS, error, path, "read the host's os-release")
-        if config.containerized and isinstance(error, FileNotFoundError):
-            return replace(
-                failure,
-                message=f"{failure.message}; in a container /etc/os-release is the image's "
-                "own, so it is not read in its place (the Agent would report the image's OS)",
-            )
-        return failure
+        return not_replaced(config, failure, error, "/etc/os-release (its image's)")
     fields = parse_os_release(text)
     if "ID" not in fields:
         return Outcome(

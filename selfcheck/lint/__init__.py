@@ -16,7 +16,7 @@ from selfcheck.lint import posture, rules
 from selfcheck.lint.catalog import LINT_IDS, agent_bool
 from selfcheck.lint.loader import InputError, parse_documents
 from selfcheck.lint.pod import Container, PodTemplate, agent_templates
-from selfcheck.model import Outcome, Status
+from selfcheck.model import Outcome, Status, verdict_json
 from selfcheck.registry import CheckSpec, all_checks, required_ids
 
 __all__ = ["InputError", "LintResult", "TemplateReport", "lint_pod", "lint_text"]
@@ -50,19 +50,7 @@ class LintResult:
         return self.required and self.status in (Status.FAILED, Status.ERROR)
 
     def to_json(self) -> dict[str, object]:
-        o = self.outcome
-        body: dict[str, object] = {
-            "check": self.check,
-            "status": str(o.status),
-            "reason": str(o.reason),
-            "required": self.required,
-            "message": o.message,
-            "remediation": o.remediation,
-            "details": dict(o.details),
-        }
-        if o.findings:
-            body["findings"] = [f.to_json() for f in o.findings]
-        return body
+        return verdict_json(self.check, self.outcome, self.required)
 
 
 @dataclass(frozen=True, slots=True)

@@ -259,7 +259,7 @@ def test_in_a_container_the_missing_mount_is_named_not_replaced() -> None:
     outcome = cgroups.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert "/host/sys/fs/cgroup" in outcome.message
-    assert "container's own view" in outcome.message
+    assert "container's own, so it is not read in its place" in outcome.message
 
 
 def test_container_cgroups_are_counted_by_the_agents_rule(tmp_path: Path) -> None:
