@@ -1,4 +1,4 @@
-"""The ``selfcheck`` command: ``check``, ``serve``, ``probe``, ``explain``, ``list``.
+"""The ``selfcheck`` command: ``check``, ``serve``, ``probe``, ``explain``, ``list``, ``fleet``.
 
 Exit codes follow the monitoring-plugin convention on-call people already know:
 0 every check ok, 1 only degraded or optional failures, 2 a required check failed,
@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from selfcheck import __version__
 from selfcheck.config import Config, ConfigError, load, parse_ids
@@ -73,7 +73,32 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("id")
 
     sub.add_parser("list", help="the checks and whether each is required here")
+    _add_fleet_parser(sub)
     return parser
+
+
+def _add_fleet_parser(sub: Any) -> None:
+    """``fleet`` flags here, so that parsing never imports ``requests`` (selfcheck/fleet.py)."""
+    fleet = sub.add_parser("fleet", help="the fleet's verdicts, from Prometheus")
+    fleet.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus base URL, basic auth as user:pass@ (SELFCHECK_PROMETHEUS_URL;"
+        " default http://127.0.0.1:9090)",
+    )
+    fleet.add_argument("--check", metavar="ID", help="only this check")
+    fleet.add_argument("--json", action="store_true", help="print the view as JSON")
+    fleet.add_argument(
+        "--selector",
+        metavar="MATCHERS",
+        default="",
+        help='extra label matchers for every series, e.g. cluster="prod",nodepool="gpu"',
+    )
+    fleet.add_argument("--node-label", default="node", help="the label naming the node (node)")
+    fleet.add_argument("--bearer-token-file", metavar="FILE", help="send the token in it")
+    fleet.add_argument("--ca-file", metavar="FILE", help="CA bundle for an https URL")
+    fleet.add_argument("--timeout", type=float, default=10.0, help="seconds per query (10)")
+    fleet.add_argument("--limit", type=int, default=100, help="failing rows shown; 0: all")
 
 
 def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Config:
@@ -169,6 +194,16 @@ def cmd_list(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
     return EXIT_OK
 
 
+def cmd_fleet(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    from selfcheck.fleet import FleetError, run
+
+    try:
+        return run(args, checks)
+    except FleetError as exc:
+        print(f"selfcheck fleet: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -180,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serve": cmd_serve,
             "explain": cmd_explain,
             "list": cmd_list,
+            "fleet": cmd_fleet,
         }
         return handlers[args.command](args, checks)
     except ConfigError as exc:
