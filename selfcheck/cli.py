@@ -99,6 +99,12 @@ def _add_fleet_parser(sub: Any) -> None:
     fleet.add_argument("--ca-file", metavar="FILE", help="CA bundle for an https URL")
     fleet.add_argument("--timeout", type=float, default=10.0, help="seconds per query (10)")
     fleet.add_argument("--limit", type=int, default=100, help="failing rows shown; 0: all")
+    fleet.add_argument(
+        "--scrape-interval",
+        default="30s",
+        metavar="DURATION",
+        help="selfcheck's scrape interval, for 'since' (30s, the PodMonitor's)",
+    )
 
 
 def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Config:

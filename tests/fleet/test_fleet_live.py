@@ -50,7 +50,9 @@ def alerts(fleet: LiveFleet, state: str) -> set[tuple[str, str, str, str]]:
 
 
 def fleet_cli(fleet: LiveFleet, *args: str, env: dict[str, str] | None = None) -> Run:
-    return selfcheck(["fleet", "--prometheus", fleet.url, *args], env, timeout=30)
+    return selfcheck(
+        ["fleet", "--prometheus", fleet.url, "--scrape-interval", "1s", *args], env, timeout=30
+    )
 
 
 def failing(run: Run) -> set[tuple[str, str, str, str, bool]]:
@@ -109,7 +111,7 @@ def test_fleet_names_exactly_the_failing_and_missing_nodes(live_fleet: LiveFleet
     assert body["schema"] == "selfcheck.fleet/v1"
     assert (body["nodes"], body["reporting"]) == (6, 5)
     assert failing(run) == EXPECTED_FAILING
-    assert body["missing"] == [{"node": "node-f", "check": None, "why": "scrape failing (up == 0)"}]
+    assert body["missing"] == [{"node": "node-f", "why": "scrape failing (up == 0)"}]
     assert counts(run, "procfs") == {
         "check": "procfs", "ok": 3, "degraded": 0, "failed": 2, "error": 0, "skipped": 0,
         "missing": 1,
@@ -118,9 +120,9 @@ def test_fleet_names_exactly_the_failing_and_missing_nodes(live_fleet: LiveFleet
     assert counts(run, "security")["skipped"] == 4
     for row in body["failing"]:
         assert row["namespace"] == "datadog" and row["pod"].startswith("datadog-")
-        # never ok since the sidecar started: the first scrape that showed the reason
-        assert row["since_source"] == "first_seen", row
-        assert began <= row["since"] <= body["evaluated_at"], row
+        # never ok since the sidecar started: the reason's scrapes times the interval
+        assert row["since_source"] == "samples", row
+        assert began <= row["since"] <= body["evaluated_at"] - 1, row
 
 
 def test_fleet_report_in_words(live_fleet: LiveFleet) -> None:
@@ -133,7 +135,7 @@ def test_fleet_report_in_words(live_fleet: LiveFleet) -> None:
     assert ["node-b", "dogstatsd_socket", "FAILED", "required", "enoent"] in [
         row[:5] for row in rows
     ]
-    assert ["node-f", "(all)", "scrape", "failing", "(up", "==", "0)"] in rows
+    assert ["node-f", "scrape", "failing", "(up", "==", "0)"] in rows
     assert "NOT READY: 3 node(s) fail a required check (exit 2)." in lines
 
 

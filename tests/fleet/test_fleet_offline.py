@@ -69,20 +69,14 @@ def test_long_node_names_and_many_rows_stay_within_100_columns() -> None:
     at = 1_800_000_000.0
     long = "gke-production-europe-west4-default-pool-1a2b3c4d-x9z8"
     target = {"namespace": "datadog", "pod": "datadog-abcde", "check": "origin_detection"}
+    bad = [{"node": f"{long}-{i}", "reason": "not_host_pid", **target} for i in range(150)]
     answers = {
-        "counts": [_sample(4999, check="origin_detection", status="ok")],
-        "failing": [
-            _sample(1, node=f"{long}-{i}", status="failed", reason="not_host_pid", **target)
-            for i in range(150)
-        ],
-        "first_seen": [
-            _sample(at - 7300, node=f"{long}-{i}", reason="not_host_pid", **target)
-            for i in range(150)
-        ],
+        "counts": [_sample(4849, check="origin_detection", reason="ok")],
+        "failing": [_sample(1, **labels) for labels in bad],  # required, not a success
+        "samples": [_sample(242, **labels) for labels in bad],  # 2 h 01 min at 30 s
         "last_success": [],
         "reporting": [_sample(5000)],
         "missing_nodes": [_sample(-1, node="node-gone")],
-        "no_result": [],
     }
     view = assemble("http://prom:9090", at, Queries(), answers)
     text = render(view, limit=100)
@@ -91,27 +85,54 @@ def test_long_node_names_and_many_rows_stay_within_100_columns() -> None:
     assert f"{long}-0" in lines  # too long for the column: a line of its own, never cut
     assert "... and 50 more (--limit 0 or --json)" in lines
     assert view.exit_code == 2
-    assert view.failing[0].since_source == "first_seen"
-    assert age(at - view.failing[0].since) == "2h01m"  # type: ignore[operator]
-    assert view.counts["origin_detection"]["missing"] == 1
+    first = view.failing[0]
+    assert (first.status, first.required, first.since_source) == ("failed", True, "samples")
+    assert age(at - first.since) == "2h01m"  # type: ignore[operator]
+    assert view.counts["origin_detection"]["failed"] == 150
+    assert view.counts["origin_detection"]["missing"] == 1 + 1  # node-gone; one without result
     assert "node-gone" in text and "no target any more" in text
+
+
+def test_status_required_and_since_from_the_values() -> None:
+    at = 1_800_000_000.0
+    labels = {"node": "n", "namespace": "d", "pod": "p"}
+    answers = {
+        "counts": [],
+        "failing": [
+            _sample(0, check="os_release", reason="enoent", **labels),  # optional failed
+            _sample(3, check="passwd", reason="low_uid_coverage", **labels),  # degraded, req.
+            _sample(1, check="procfs", reason="exception", **labels),  # error, required
+        ],
+        "samples": [_sample(2000, check="passwd", reason="low_uid_coverage", **labels)],
+        "last_success": [_sample(at - 90, check="procfs", **labels)],
+        "reporting": [_sample(1)],
+        "missing_nodes": [],
+    }
+    view = assemble("u", at, Queries(), answers)
+    got = {(f.check, f.status, f.required, f.since_source, f.since) for f in view.failing}
+    assert got == {
+        ("os_release", "failed", False, "unknown", None),
+        ("passwd", "degraded", True, "window", at - 6 * 3600),
+        ("procfs", "error", True, "last_success", at - 90),
+    }
+    assert view.failing[0].check == "procfs"  # required failures first
+    assert view.exit_code == 2
 
 
 def test_exit_code_over_the_fleet() -> None:
     at = 1_800_000_000.0
     empty: dict[str, list[Sample]] = {
-        "counts": [_sample(3, check="procfs", status="ok")],
+        "counts": [_sample(3, check="procfs", reason="ok")],
         "failing": [],
-        "first_seen": [],
+        "samples": [],
         "last_success": [],
         "reporting": [_sample(3)],
         "missing_nodes": [],
-        "no_result": [],
     }
     assert assemble("u", at, Queries(), empty).exit_code == 0
-    optional = {**empty, "failing": [_sample(0, node="n", check="os_release", status="failed")]}
+    optional = {**empty, "failing": [_sample(0, node="n", check="os_release", reason="enoent")]}
     assert assemble("u", at, Queries(), optional).exit_code == 1
-    missing = {**empty, "no_result": [_sample(1, node="n", check="procfs")]}
-    assert assemble("u", at, Queries(), missing).exit_code == 1
-    required = {**empty, "failing": [_sample(1, node="n", check="procfs", status="error")]}
+    no_result = {**empty, "reporting": [_sample(4)]}  # one node without a procfs result
+    assert assemble("u", at, Queries(), no_result).exit_code == 1
+    required = {**empty, "failing": [_sample(1, node="n", check="procfs", reason="timeout")]}
     assert assemble("u", at, Queries(), required).exit_code == 2
