@@ -169,14 +169,18 @@ class Queries:
     selector: str = ""
     check: str | None = None
 
-    def m(self, metric: str, *extra: str, per_check: bool = True) -> str:
+    def m(self, metric: str, *extra: str, per_check: bool = True, among: Sequence[str] = ()) -> str:
         parts = [self.selector.strip().strip(",")] if self.selector.strip() else []
         if per_check and self.check is not None:
             parts.append(f'check="{self.check}"')
+        elif per_check and among:
+            parts.append(f'check=~"{"|".join(among)}"')
         parts.extend(extra)
         return f"{metric}{{{','.join(parts)}}}"
 
-    def all(self) -> dict[str, str]:
+    def first(self) -> dict[str, str]:
+        """Views over every node; ``samples`` also names the checks not ok on some node
+        within the window (a superset of the current ones: cheaper than narrowing it)."""
         n = self.node
         good = self.m("selfcheck_check_reason", f'reason=~"{_GOOD_REASONS}"')
         bad = self.m("selfcheck_check_reason", f'reason!~"{_GOOD_REASONS}"')
@@ -184,16 +188,7 @@ class Queries:
         up = self.m("up", UP_MATCHER, per_check=False)
         return {
             "counts": f"count by (check, reason) (group by ({n}, check, reason) ({good}))",
-            # value: required + 2 * success (success: ok or degraded)
-            "failing": (
-                f"({bad} * ignoring (reason) group_left () {self.m('selfcheck_check_required')})"
-                f" + ignoring (reason) group_left () (2 * {self.m('selfcheck_check_success')})"
-            ),
             "samples": f"count_over_time({bad}[{SINCE_WINDOW}])",
-            "last_success": (
-                f"{self.m('selfcheck_check_last_success_timestamp_seconds')}"
-                f" and ignoring (reason) {bad}"
-            ),
             "reporting": f"count(group by ({n}) ({ready}))",
             "missing_nodes": (
                 f"(max by ({n}) ({up})"
@@ -201,6 +196,24 @@ class Queries:
                 f" unless on ({n}) group by ({n}) ({ready})"
             ),
         }
+
+    def second(self, checks: Sequence[str]) -> dict[str, str]:
+        """Details of the non-ok pairs, selecting only the checks that have some."""
+        bad = self.m("selfcheck_check_reason", f'reason!~"{_GOOD_REASONS}"', among=checks)
+        required = self.m("selfcheck_check_required", among=checks)
+        success = self.m("selfcheck_check_success", among=checks)
+        last_ok = self.m("selfcheck_check_last_success_timestamp_seconds", among=checks)
+        return {
+            # value: required + 2 * success (success: ok or degraded)
+            "failing": (
+                f"({bad} * ignoring (reason) group_left () {required})"
+                f" + ignoring (reason) group_left () (2 * {success})"
+            ),
+            "last_success": f"{last_ok} and ignoring (reason) {bad}",
+        }
+
+    def all(self, checks: Sequence[str] = ()) -> dict[str, str]:
+        return {**self.first(), **self.second(checks)}
 
 
 # -- talking to Prometheus -------------------------------------------------------------------
@@ -334,12 +347,22 @@ def _key(labels: Mapping[str, str], *drop: str) -> frozenset[tuple[str, str]]:
 
 
 def collect(client: Prometheus, queries: Queries, interval: float = DEFAULT_INTERVAL) -> FleetView:
+    """Two rounds of queries at one instant: the second only for the checks not ok somewhere."""
     began = time.monotonic()
     at = client.now()
-    exprs = queries.all()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(client.vector, expr, at) for name, expr in exprs.items()}
-        answers = {name: future.result() for name, future in futures.items()}
+
+        def ask(exprs: Mapping[str, str]) -> dict[str, list[Sample]]:
+            futures = {name: pool.submit(client.vector, e, at) for name, e in exprs.items()}
+            return {name: future.result() for name, future in futures.items()}
+
+        answers = ask(queries.first())
+        checks = sorted({s.labels.get("check", "") for s in answers["samples"]})
+        if not all(_CHECK_ID.fullmatch(c) for c in checks):
+            checks = []  # not an id: no narrowing rather than a regex of foreign text
+        second = queries.second(checks)
+        answers.update(ask(second) if answers["samples"] else {key: [] for key in second})
+    exprs = {**queries.first(), **second}
     view = assemble(client.shown, at, queries, answers, exprs=exprs, interval=interval)
     return dataclasses.replace(view, seconds=time.monotonic() - began)
 

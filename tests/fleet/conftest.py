@@ -20,7 +20,7 @@ Prometheus scrapes them every second with the PodMonitor's own relabelling
 labels the Prometheus Operator adds (``namespace``, ``pod``, ``container``) and a
 ``cluster`` label standing in for the external label a global view (Thanos, Mimir) adds.
 It loads the PrometheusRule's groups with every ``for:`` shortened to 2 s, in the test's
-copy only. Everything is stopped at the end of the module.
+copy only. The fleet is shared by the package's modules and stopped after the last.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def status_of(node: Node) -> Mapping[str, Any]:
         return dict(json.load(response))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live_fleet(containerd_socket: Path) -> Iterator[LiveFleet]:
     if shutil.which("prometheus") is None:
         if os.environ.get("CI"):
