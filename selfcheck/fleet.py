@@ -276,6 +276,10 @@ class Prometheus:
         if at is not None:
             form["time"] = f"{at:.3f}"
         response = self._post(form)
+        if response.status_code in (401, 403):
+            raise FleetError(
+                f"Prometheus at {self.shown} refused the credentials (HTTP {response.status_code})"
+            )
         body = _json_or_none(response)
         if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
             kind = response.headers.get("Content-Type", "no content type").split(";")[0]
@@ -330,8 +334,10 @@ def _json_or_none(response: requests.Response) -> Any:
 def _first(exc: BaseException) -> str:
     """The errno message, which urllib3 wraps several levels deep in its own text."""
     text = str(exc)
-    match = re.search(r"\[Errno -?\d+\] [^'\")\]]+|Name or service not known|timed out", text)
-    return _clean(match.group(0) if match else text)[:160]
+    match = re.search(
+        r"\[SSL: [A-Z_]+\] [^'\"(]+|\[Errno -?\d+\] [^'\")\]]+|Name or service not known", text
+    )
+    return _clean(match.group(0).strip() if match else text)[:160]
 
 
 def _clean(text: str) -> str:
@@ -595,6 +601,8 @@ def run(
         raise FleetError("--timeout must be between 0 and 300 seconds")
     interval = _interval(args.scrape_interval)
     url = args.prometheus or os.environ.get(URL_ENV) or DEFAULT_URL
+    if args.bearer_token_file and urlsplit(url).username is not None:
+        raise FleetError("give either basic auth in the URL or --bearer-token-file, not both")
     client = Prometheus(url, args.timeout, _token(args.bearer_token_file), args.ca_file or True)
     try:
         view = collect(client, Queries(args.node_label, args.selector, args.check), interval)

@@ -20,24 +20,30 @@ Prometheus scrapes them every second with the PodMonitor's own relabelling
 labels the Prometheus Operator adds (``namespace``, ``pod``, ``container``) and a
 ``cluster`` label standing in for the external label a global view (Thanos, Mimir) adds.
 It loads the PrometheusRule's groups with every ``for:`` shortened to 2 s, in the test's
-copy only. The fleet is shared by the package's modules and stopped after the last.
+copy only, and serves its API over TLS (a certificate made here) with basic auth (a bcrypt
+hash made with the system's ``crypt``), as a Prometheus reached from a laptop would be.
+The fleet is shared by the package's modules and stopped after the last.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +57,7 @@ from tests.support.run import REPO, base_env
 from tests.support.standins import DogStatsDReceiver
 
 FOR = "2s"
+USER = "ops"
 STARTUP_TIMEOUT = 20.0
 CLUSTER = "kind-test"
 NODE_LABEL_PREFIX = "__meta_kubernetes_"
@@ -83,10 +90,21 @@ class LiveFleet:
     nodes: dict[str, Node]
     directory: Path
     prometheus: subprocess.Popen[bytes]
+    password: str
+    ca: Path
+
+    @property
+    def auth_url(self) -> str:
+        """The URL with the credentials in it, as ``selfcheck fleet --prometheus`` takes it."""
+        return self.url.replace("https://", f"https://{USER}:{self.password}@")
 
     def api(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=10) as response:
+        request = urllib.request.Request(f"{self.url}{path}{query}")
+        token = base64.b64encode(f"{USER}:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        context = ssl.create_default_context(cafile=str(self.ca))
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             body = json.load(response)
         assert body["status"] == "success", body
         return body["data"]
@@ -153,6 +171,31 @@ def shortened_rules(directory: Path) -> Path:
                 rule["for"] = FOR
     path = directory / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    return path
+
+
+def web_config(directory: Path, password: str) -> Path:
+    """TLS with a certificate for 127.0.0.1 and one basic-auth user (Prometheus web config)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem")],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # the system's crypt(3): bcrypt, which Prometheus's web config wants
+
+        hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    config = {
+        "tls_server_config": {
+            "cert_file": str(directory / "cert.pem"),
+            "key_file": str(directory / "key.pem"),
+        },
+        "basic_auth_users": {USER: hashed},
+    }
+    path = directory / "web.yml"
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
@@ -281,6 +324,8 @@ def live_fleet(containerd_socket: Path) -> Iterator[LiveFleet]:
             config = work / "prometheus.yml"
             config.write_text(yaml.safe_dump(prometheus_config(nodes, shortened_rules(work))))
             port = free_port()
+            password = secrets.token_urlsafe(12)
+            web = web_config(work, password)
             with (work / "prometheus.log").open("wb") as log:
                 prometheus = subprocess.Popen(
                     [
@@ -288,6 +333,7 @@ def live_fleet(containerd_socket: Path) -> Iterator[LiveFleet]:
                         f"--config.file={config}",
                         f"--storage.tsdb.path={work / 'data'}",
                         f"--web.listen-address=127.0.0.1:{port}",
+                        f"--web.config.file={web}",
                     ],
                     cwd=work,
                     stdin=subprocess.DEVNULL,
@@ -296,7 +342,12 @@ def live_fleet(containerd_socket: Path) -> Iterator[LiveFleet]:
                     start_new_session=True,
                 )
             fleet = LiveFleet(
-                f"http://127.0.0.1:{port}", {n.name: n for n in nodes}, work, prometheus
+                f"https://127.0.0.1:{port}",
+                {n.name: n for n in nodes},
+                work,
+                prometheus,
+                password,
+                work / "cert.pem",
             )
             wait_until(
                 "every node scraped",

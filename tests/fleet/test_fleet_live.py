@@ -50,9 +50,14 @@ def alerts(fleet: LiveFleet, state: str) -> set[tuple[str, str, str, str]]:
 
 
 def fleet_cli(fleet: LiveFleet, *args: str, env: dict[str, str] | None = None) -> Run:
-    return selfcheck(
-        ["fleet", "--prometheus", fleet.url, "--scrape-interval", "1s", *args], env, timeout=30
-    )
+    """The CLI over TLS with basic auth in the URL; the password must never be printed."""
+    run = selfcheck(
+        ["fleet", "--prometheus", fleet.auth_url, "--ca-file", str(fleet.ca),
+         "--scrape-interval", "1s", *args],
+        env, timeout=30,
+    )  # fmt: skip
+    assert fleet.password not in run.stdout + run.stderr
+    return run
 
 
 def failing(run: Run) -> set[tuple[str, str, str, str, bool]]:
@@ -161,7 +166,8 @@ def test_check_and_selector_narrow_the_view(live_fleet: LiveFleet) -> None:
 
 def test_prometheus_url_from_the_environment(live_fleet: LiveFleet) -> None:
     run = selfcheck(
-        ["fleet", "--check", "procfs", "--json"], {"SELFCHECK_PROMETHEUS_URL": live_fleet.url}
+        ["fleet", "--check", "procfs", "--json"],
+        {"SELFCHECK_PROMETHEUS_URL": live_fleet.auth_url, "REQUESTS_CA_BUNDLE": str(live_fleet.ca)},
     )
     assert run.code == 2, run
     assert {f["node"] for f in run.json["failing"]} == {"node-c", "node-d"}
@@ -183,7 +189,24 @@ def test_wrong_questions_to_a_real_prometheus_are_exit_3(
     assert run.stdout == ""
     assert run.stderr.count("\n") == 1, run.stderr
     assert message in run.stderr, run.stderr
-    assert live_fleet.url in run.stderr or "check" in message
+    assert live_fleet.url.replace("https://", "https://***@") in run.stderr or "check" in message
+
+
+def test_wrong_password_and_unknown_certificate_are_exit_3(live_fleet: LiveFleet) -> None:
+    shown = live_fleet.url.replace("https://", "https://***@")
+    wrong = live_fleet.auth_url.replace(live_fleet.password, "not-the-password")
+    run = selfcheck(["fleet", "--prometheus", wrong, "--ca-file", str(live_fleet.ca)])
+    assert run.code == 3, run
+    assert (
+        run.stderr == f"selfcheck fleet: Prometheus at {shown} refused the credentials (HTTP 401)\n"
+    )
+    untrusted = selfcheck(["fleet", "--prometheus", live_fleet.auth_url])
+    assert untrusted.code == 3, untrusted
+    assert untrusted.stderr.startswith(
+        f"selfcheck fleet: TLS error talking to Prometheus at {shown}:"
+    )
+    assert "certificate verify failed" in untrusted.stderr
+    assert untrusted.stderr.count("\n") == 1 and live_fleet.password not in untrusted.stderr
 
 
 def test_a_sidecar_is_not_a_prometheus(live_fleet: LiveFleet) -> None:

@@ -15,6 +15,7 @@ import pytest
 from selfcheck.fleet import Queries, Sample, age, assemble, redact, render
 from tests.fleet.conftest import free_port
 from tests.support.run import base_env, selfcheck
+from tests.support.standins import WedgedListener
 
 
 def test_unreachable_prometheus_is_one_line_without_the_password() -> None:
@@ -27,6 +28,14 @@ def test_unreachable_prometheus_is_one_line_without_the_password() -> None:
     ), run.stderr
 
 
+def test_a_prometheus_that_never_answers_is_a_bounded_wait() -> None:
+    with WedgedListener() as wedged:
+        url = f"http://127.0.0.1:{wedged.port}"
+        run = selfcheck(["fleet", "--prometheus", url, "--timeout", "0.5"], timeout=20)
+    assert run.code == 3, run
+    assert run.stderr == f"selfcheck fleet: Prometheus at {url} did not answer within 0.5 s\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -36,6 +45,11 @@ def test_unreachable_prometheus_is_one_line_without_the_password() -> None:
         (["--timeout", "0"], "--timeout must be between 0 and 300 seconds"),
         (["--bearer-token-file", "/nonexistent/token"], "cannot read --bearer-token-file"),
         (["--limit", "many"], "argument --limit: invalid int value"),
+        (["--scrape-interval", "soon"], "--scrape-interval: 'soon' is not a duration"),
+        (
+            ["--prometheus", "http://u:p@127.0.0.1:1", "--bearer-token-file", "/dev/null"],
+            "either basic auth in the URL or --bearer-token-file, not both",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_3(args: list[str], message: str) -> None:
