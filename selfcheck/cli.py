@@ -204,7 +204,7 @@ def cmd_fleet(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
     from selfcheck.fleet import FleetError, run
 
     try:
-        return run(args, checks)
+        return run(args, list(checks))
     except FleetError as exc:
         print(f"selfcheck fleet: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN

@@ -39,7 +39,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -94,17 +94,7 @@ class Failing:
     pod: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "check": self.check,
-            "status": self.status,
-            "reason": self.reason,
-            "required": self.required,
-            "since": self.since,
-            "since_source": self.since_source,
-            "namespace": self.namespace,
-            "pod": self.pod,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +105,7 @@ class Missing:
     why: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"node": self.node, "why": self.why}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +117,13 @@ class FleetView:
     failing: Sequence[Failing]
     missing: Sequence[Missing]
     seconds: float = 0.0
-    queries: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
         """Over the fleet: 2 when a node fails a required check, 1 for anything else not ok."""
         if any(f.required and f.status in ("failed", "error") for f in self.failing):
             return EXIT_CRITICAL
-        if self.failing or any(row["missing"] for row in self.counts.values()):
+        if self.failing or self.missing or any(row["missing"] for row in self.counts.values()):
             return EXIT_WARNING
         return EXIT_OK
 
@@ -211,9 +200,6 @@ class Queries:
             ),
             "last_success": f"{last_ok} and ignoring (reason) {bad}",
         }
-
-    def all(self, checks: Sequence[str] = ()) -> dict[str, str]:
-        return {**self.first(), **self.second(checks)}
 
 
 # -- talking to Prometheus -------------------------------------------------------------------
@@ -334,9 +320,7 @@ def _json_or_none(response: requests.Response) -> Any:
 def _first(exc: BaseException) -> str:
     """The errno message, which urllib3 wraps several levels deep in its own text."""
     text = str(exc)
-    match = re.search(
-        r"\[SSL: [A-Z_]+\] [^'\"(]+|\[Errno -?\d+\] [^'\")\]]+|Name or service not known", text
-    )
+    match = re.search(r"\[SSL: [A-Z_]+\] [^'\"(]+|\[Errno -?\d+\] [^'\")\]]+", text)
     return _clean(match.group(0).strip() if match else text)[:160]
 
 
@@ -352,7 +336,12 @@ def _key(labels: Mapping[str, str], *drop: str) -> frozenset[tuple[str, str]]:
     return frozenset((k, v) for k, v in labels.items() if k not in ("__name__", *drop))
 
 
-def collect(client: Prometheus, queries: Queries, interval: float = DEFAULT_INTERVAL) -> FleetView:
+def collect(
+    client: Prometheus,
+    queries: Queries,
+    interval: float = DEFAULT_INTERVAL,
+    order: Sequence[str] = (),
+) -> FleetView:
     """Two rounds of queries at one instant: the second only for the checks not ok somewhere."""
     began = time.monotonic()
     at = client.now()
@@ -368,8 +357,7 @@ def collect(client: Prometheus, queries: Queries, interval: float = DEFAULT_INTE
             checks = []  # not an id: no narrowing rather than a regex of foreign text
         second = queries.second(checks)
         answers.update(ask(second) if answers["samples"] else {key: [] for key in second})
-    exprs = {**queries.first(), **second}
-    view = assemble(client.shown, at, queries, answers, exprs=exprs, interval=interval)
+    view = assemble(client.shown, at, queries, answers, interval=interval, order=order)
     return dataclasses.replace(view, seconds=time.monotonic() - began)
 
 
@@ -398,8 +386,8 @@ def assemble(
     queries: Queries,
     answers: Mapping[str, list[Sample]],
     *,
-    exprs: Mapping[str, str] | None = None,
     interval: float = DEFAULT_INTERVAL,
+    order: Sequence[str] = (),
 ) -> FleetView:
     node = queries.node
     counts: dict[str, dict[str, int]] = {}
@@ -440,21 +428,25 @@ def assemble(
     for values in counts.values():
         results = sum(values[c] for c in COLUMNS if c != "missing")
         values["missing"] = len(missing) + max(0, reporting - results)
-    ordered = {cid: counts[cid] for cid in sorted(counts, key=_check_rank)}
-    failing.sort(key=_failing_rank)
+    check_rank, failing_rank = _ranks(order)
+    ordered = {cid: counts[cid] for cid in sorted(counts, key=check_rank)}
+    failing.sort(key=failing_rank)
     missing.sort(key=lambda m: m.node)
-    return FleetView(url, at, reporting, ordered, failing, missing, 0.0, dict(exprs or {}))
+    return FleetView(url, at, reporting, ordered, failing, missing)
 
 
-def _check_rank(cid: str) -> tuple[int, str]:
-    from selfcheck.registry import _ORDER
+def _ranks(order: Sequence[str]) -> tuple[Callable[[str], Any], Callable[[Failing], Any]]:
+    """Checks in the registry's order (unknown ones last); required failures first."""
+    rank = {cid: i for i, cid in enumerate(order)}
 
-    return (_ORDER.index(cid) if cid in _ORDER else len(_ORDER), cid)
+    def check(cid: str) -> tuple[int, str]:
+        return (rank.get(cid, len(rank)), cid)
 
+    def failing(f: Failing) -> tuple[int, int, tuple[int, str], str]:
+        critical = f.required and f.status in ("failed", "error")
+        return (0 if critical else 1, BAD_STATUSES[::-1].index(f.status), check(f.check), f.node)
 
-def _failing_rank(f: Failing) -> tuple[int, int, tuple[int, str], str]:
-    critical = f.required and f.status in ("failed", "error")
-    return (0 if critical else 1, BAD_STATUSES[::-1].index(f.status), _check_rank(f.check), f.node)
+    return check, failing
 
 
 def _seconds(duration: str) -> float:
@@ -589,7 +581,7 @@ def _interval(text: str) -> float:
 
 def run(
     args: argparse.Namespace,
-    known_checks: Iterable[str],
+    known_checks: Sequence[str],
     out: Callable[[str], None] = print,
 ) -> int:
     """Exit code over the fleet; a ``FleetError`` is printed by the caller as one line."""
@@ -605,13 +597,14 @@ def run(
         raise FleetError("give either basic auth in the URL or --bearer-token-file, not both")
     client = Prometheus(url, args.timeout, _token(args.bearer_token_file), args.ca_file or True)
     try:
-        view = collect(client, Queries(args.node_label, args.selector, args.check), interval)
+        queries = Queries(args.node_label, args.selector, args.check)
+        view = collect(client, queries, interval, list(known_checks))
     finally:
         client.close()
     if view.reporting == 0 and not view.missing:
         where = f" matching {{{args.selector}}}" if args.selector else ""
         raise FleetError(f"no selfcheck series{where} in Prometheus at {client.shown}")
-    if args.check is not None and args.check not in set(known_checks):
+    if args.check is not None and args.check not in known_checks:
         seen = view.counts.get(args.check, {})
         if not any(seen.get(c, 0) for c in COLUMNS if c != "missing"):
             raise FleetError(f"unknown check {args.check!r}: no node reports it")

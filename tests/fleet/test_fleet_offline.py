@@ -148,5 +148,7 @@ def test_exit_code_over_the_fleet() -> None:
     assert assemble("u", at, Queries(), optional).exit_code == 1
     no_result = {**empty, "reporting": [_sample(4)]}  # one node without a procfs result
     assert assemble("u", at, Queries(), no_result).exit_code == 1
+    all_down = {**empty, "counts": [], "reporting": [], "missing_nodes": [_sample(0, node="n")]}
+    assert assemble("u", at, Queries(), all_down).exit_code == 1
     required = {**empty, "failing": [_sample(1, node="n", check="procfs", reason="timeout")]}
     assert assemble("u", at, Queries(), required).exit_code == 2
