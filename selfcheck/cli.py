@@ -1,4 +1,4 @@
-"""The ``selfcheck`` command: ``check``, ``serve``, ``probe``, ``explain``, ``list``, ``fleet``.
+"""The ``selfcheck`` command: ``check``, ``serve``, ``probe``, ``explain``, ``list``.
 
 Exit codes follow the monitoring-plugin convention on-call people already know:
 0 every check ok, 1 only degraded or optional failures, 2 a required check failed,

@@ -13,7 +13,8 @@ Each node is a real sidecar process on a loopback port, with a real fault or non
   finds ptrace next to the host PID namespace and SYS_ADMIN (critical findings).
 - ``node-f``: a target nobody listens on: ``up == 0``, a missing node.
 
-The other nodes skip ``security`` and every node skips ``agent_health`` (no Agent here).
+The other nodes skip ``security`` and every node skips the checks of the Agent itself
+(``agent_health`` and, where this version has it, ``agent_container``): no Agent runs here.
 Prometheus scrapes them every second with the PodMonitor's own relabelling
 (``k8s/monitoring/podmonitor.yaml``, translated to ``relabel_configs``) applied to the
 ``__meta_kubernetes_*`` labels Kubernetes service discovery would give each pod, plus the
@@ -52,12 +53,16 @@ from typing import Any
 import pytest
 import yaml
 
+from selfcheck.registry import known_ids
 from tests.support.daemons import short_dir
 from tests.support.run import REPO, base_env
 from tests.support.standins import DogStatsDReceiver
 
 FOR = "2s"
 USER = "ops"
+# Checks of the Agent itself (its health port, its container's processes): no Agent binary
+# can run here. Only the ids this version has, since an unknown id in SELFCHECK_SKIP is exit 3.
+NO_AGENT = {"agent_health", "agent_container"} & known_ids()
 STARTUP_TIMEOUT = 20.0
 CLUSTER = "kind-test"
 NODE_LABEL_PREFIX = "__meta_kubernetes_"
@@ -236,7 +241,7 @@ def the_nodes(work: Path, containerd: Path, dogstatsd: Path) -> list[Node]:
         "HOST_PROC": "/proc",
         "DD_CONTAINER_CGROUP_ROOT": "/sys/fs/cgroup",
         "SELFCHECK_INTERVAL": "1",
-        "SELFCHECK_SKIP": "agent_health,security",
+        "SELFCHECK_SKIP": ",".join(NO_AGENT | {"security"}),
     }
     return [
         Node("node-a", "default", dict(common)),
@@ -248,7 +253,7 @@ def the_nodes(work: Path, containerd: Path, dogstatsd: Path) -> list[Node]:
             dict(common),
             prefix=("unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"),
         ),
-        Node("node-e", "gpu", {**common, "SELFCHECK_SKIP": "agent_health"}),
+        Node("node-e", "gpu", {**common, "SELFCHECK_SKIP": ",".join(NO_AGENT)}),
         Node("node-f", "gpu", listening=False),
     ]
 
