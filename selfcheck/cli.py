@@ -47,36 +47,6 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (SELFCHECK_LISTEN)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="selfcheck",
-        description="Prove that the Datadog Agent's host access works on this node.",
-    )
-    parser.add_argument("--version", action="version", version=f"selfcheck {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    check = sub.add_parser("check", help="run every check once and print a report")
-    check.add_argument("--json", action="store_true", help="print the snapshot as JSON")
-    check.add_argument("--only", metavar="IDS", help="comma list of check ids to run")
-    check.add_argument("--verbose", "-v", action="store_true", help="show details of every check")
-    _add_config_flags(check)
-
-    serve = sub.add_parser("serve", help="run the sidecar: background checks and HTTP endpoints")
-    _add_config_flags(serve)
-
-    probe = sub.add_parser("probe", help="ask the local server (exec probe, HEALTHCHECK)")
-    probe.add_argument("kind", choices=("live", "ready", "startup"))
-    probe.add_argument("--listen", metavar="HOST:PORT", help="server address (SELFCHECK_LISTEN)")
-    probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
-
-    explain = sub.add_parser("explain", help="what a check proves and how to fix each reason")
-    explain.add_argument("id")
-
-    sub.add_parser("list", help="the checks and whether each is required here")
-    _add_fleet_parser(sub)
-    return parser
-
-
 def _add_fleet_parser(sub: Any) -> None:
     """``fleet`` flags here, so that parsing never imports ``requests`` (selfcheck/fleet.py)."""
     fleet = sub.add_parser("fleet", help="the fleet's verdicts, from Prometheus")
@@ -105,6 +75,36 @@ def _add_fleet_parser(sub: Any) -> None:
         metavar="DURATION",
         help="selfcheck's scrape interval, for 'since' (30s, the PodMonitor's)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="selfcheck",
+        description="Prove that the Datadog Agent's host access works on this node.",
+    )
+    parser.add_argument("--version", action="version", version=f"selfcheck {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = sub.add_parser("check", help="run every check once and print a report")
+    check.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    check.add_argument("--only", metavar="IDS", help="comma list of check ids to run")
+    check.add_argument("--verbose", "-v", action="store_true", help="show details of every check")
+    _add_config_flags(check)
+
+    serve = sub.add_parser("serve", help="run the sidecar: background checks and HTTP endpoints")
+    _add_config_flags(serve)
+
+    probe = sub.add_parser("probe", help="ask the local server (exec probe, HEALTHCHECK)")
+    probe.add_argument("kind", choices=("live", "ready", "startup"))
+    probe.add_argument("--listen", metavar="HOST:PORT", help="server address (SELFCHECK_LISTEN)")
+    probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
+    _add_fleet_parser(sub)
+
+    explain = sub.add_parser("explain", help="what a check proves and how to fix each reason")
+    explain.add_argument("id")
+
+    sub.add_parser("list", help="the checks and whether each is required here")
+    return parser
 
 
 def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Config:
@@ -181,6 +181,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return probe(args.kind, args.listen, args.timeout)
 
 
+def cmd_fleet(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    from selfcheck.fleet import FleetError, run
+
+    try:
+        return run(args, list(checks))
+    except FleetError as exc:
+        print(f"selfcheck fleet: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
 def cmd_explain(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
     from selfcheck.report import render_explain
 
@@ -198,16 +208,6 @@ def cmd_list(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
     for cid, spec in checks.items():
         print(f"{cid:<{width}}  {why_required(config, spec):<44}  {spec.title}")
     return EXIT_OK
-
-
-def cmd_fleet(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
-    from selfcheck.fleet import FleetError, run
-
-    try:
-        return run(args, list(checks))
-    except FleetError as exc:
-        print(f"selfcheck fleet: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
 
 
 def main(argv: Sequence[str] | None = None) -> int:
