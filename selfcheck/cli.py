@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from selfcheck import __version__
 from selfcheck.config import Config, ConfigError, load, parse_ids, with_agent_settings
@@ -47,6 +47,36 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (SELFCHECK_LISTEN)")
 
 
+def _add_fleet_parser(sub: Any) -> None:
+    """``fleet`` flags here, so that parsing never imports ``requests`` (selfcheck/fleet.py)."""
+    fleet = sub.add_parser("fleet", help="the fleet's verdicts, from Prometheus")
+    fleet.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus base URL, basic auth as user:pass@ (SELFCHECK_PROMETHEUS_URL;"
+        " default http://127.0.0.1:9090)",
+    )
+    fleet.add_argument("--check", metavar="ID", help="only this check")
+    fleet.add_argument("--json", action="store_true", help="print the view as JSON")
+    fleet.add_argument(
+        "--selector",
+        metavar="MATCHERS",
+        default="",
+        help='extra label matchers for every series, e.g. cluster="prod",nodepool="gpu"',
+    )
+    fleet.add_argument("--node-label", default="node", help="the label naming the node (node)")
+    fleet.add_argument("--bearer-token-file", metavar="FILE", help="send the token in it")
+    fleet.add_argument("--ca-file", metavar="FILE", help="CA bundle for an https URL")
+    fleet.add_argument("--timeout", type=float, default=10.0, help="seconds per query (10)")
+    fleet.add_argument("--limit", type=int, default=100, help="failing rows shown; 0: all")
+    fleet.add_argument(
+        "--scrape-interval",
+        default="30s",
+        metavar="DURATION",
+        help="selfcheck's scrape interval, for 'since' (30s, the PodMonitor's)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="selfcheck",
@@ -68,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("kind", choices=("live", "ready", "startup"))
     probe.add_argument("--listen", metavar="HOST:PORT", help="server address (SELFCHECK_LISTEN)")
     probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
+    _add_fleet_parser(sub)
 
     explain = sub.add_parser("explain", help="what a check proves and how to fix each reason")
     explain.add_argument("id")
@@ -162,6 +193,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return probe(args.kind, args.listen, args.timeout)
 
 
+def cmd_fleet(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    from selfcheck.fleet import FleetError, run
+
+    try:
+        return run(args, list(checks))
+    except FleetError as exc:
+        print(f"selfcheck fleet: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
 def cmd_explain(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
     from selfcheck.report import render_explain
 
@@ -217,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serve": cmd_serve,
             "explain": cmd_explain,
             "list": cmd_list,
+            "fleet": cmd_fleet,
         }
         return handlers[args.command](args, checks)
     except ConfigError as exc:

@@ -74,6 +74,7 @@ def test_base_renders_every_resource(base_docs: list[Obj]) -> None:
     assert kinds == [
         ("ClusterRole", "datadog-agent"),
         ("ClusterRoleBinding", "datadog-agent"),
+        ("ConfigMap", "selfcheck-grafana-dashboard"),
         ("DaemonSet", "datadog"),
         ("Namespace", "datadog"),
         ("PodMonitor", "selfcheck"),
