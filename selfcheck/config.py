@@ -61,6 +61,13 @@ class Config:
     skip: frozenset[str] = field(default_factory=frozenset)
     running_as_root: bool = False
     containerized: bool = False
+    # origin detection (issue 10): the Agent's client-origin and unified-order switches, and
+    # whether DD_EXPVAR_PORT was given (else the receipt tries the Agent's 5000, then 6000).
+    origin_detection_client: bool = False
+    origin_detection_unified: bool = False
+    expvar_port_configured: bool = False
+    external_env_present: bool = False
+    entity_id_present: bool = False
 
     @property
     def stale_after(self) -> float:
@@ -271,4 +278,14 @@ def load(
         # The Agent's IsContainerized (DOCKER_DD_AGENT, set by its image); a pod always
         # has KUBERNETES_SERVICE_HOST, so the sidecar knows it is containerized without it.
         containerized=bool(env.get("DOCKER_DD_AGENT") or env.get("KUBERNETES_SERVICE_HOST")),
+        origin_detection_client=parse_bool(
+            "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT", env.get("DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT")
+        ),
+        origin_detection_unified=parse_bool(
+            "DD_ORIGIN_DETECTION_UNIFIED", env.get("DD_ORIGIN_DETECTION_UNIFIED")
+        ),
+        expvar_port_configured=bool(env.get("DD_EXPVAR_PORT")),
+        # Presence only: these values are never kept (an entity ID is a pod UID).
+        external_env_present=bool(env.get("DD_EXTERNAL_ENV")),
+        entity_id_present=bool(env.get("DD_ENTITY_ID")),
     )

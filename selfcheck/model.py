@@ -73,6 +73,9 @@ class Reason(enum.StrEnum):
     CRITICAL_FINDINGS = "critical_findings"
     # the check itself broke
     EXCEPTION = "exception"
+    # origin detection, issue 10: the Agent's receipt and the client-sent inode
+    NOT_RECEIVED = "not_received"
+    INODE_UNRESOLVED = "inode_unresolved"
 
 
 class Severity(enum.StrEnum):
