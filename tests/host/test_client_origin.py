@@ -34,7 +34,7 @@ CASES = [
     ),
     (f"0::/system.slice/crio-{CID}.scope\n", CID, True),
     (f"4:memory:/kubepods/besteffort/pod{POD}/{CID}\n", CID, True),
-    (f"4:memory:/ecs/{TASK.split('-')[0]}/{TASK}\n", TASK, True),
+    (f"4:memory:/ecs/{TASK.split('-', maxsplit=1)[0]}/{TASK}\n", TASK, True),
     # a process in a pod-level cgroup: the client sends the pod UID, the Agent has no such ID
     (f"0::/kubepods/besteffort/pod{POD}\n", POD, False),
     ("0::/\n", None, False),
@@ -47,7 +47,7 @@ def _datadogpy(tmp_path: Path, text: str) -> str | None:
     path = tmp_path / "cgroup"
     path.write_text(text)
     reader = Cgroup.__new__(Cgroup)
-    reader.CGROUP_PATH = str(path)  # type: ignore[misc]
+    reader.CGROUP_PATH = str(path)
     sent = reader._read_cgroup_path()
     return sent.removeprefix("ci-") if sent else None
 

@@ -6,6 +6,7 @@ expvar layout: one object, keys sorted), because the Agent itself cannot run her
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -31,10 +32,8 @@ def expvar() -> Iterator[tuple[int, type[Body]]]:
             self.send_response(Body.status)
             self.send_header("Content-Length", str(len(Body.data)))
             self.end_headers()
-            try:
+            with contextlib.suppress(OSError):
                 self.wfile.write(Body.data)
-            except OSError:
-                pass
 
         def log_message(self, format: str, *args: object) -> None:
             return

@@ -102,7 +102,7 @@ def main() -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sock.bind(str(path))
-    os.chmod(path, 0o722)  # noqa: PTH101 - the Agent's chmod after bind
+    os.chmod(path, 0o722)
     if not args.drop:
         threading.Thread(target=serve_socket, args=(sock, counters), daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(counters))
