@@ -2,9 +2,10 @@
 
 The official ``datadog`` (datadogpy, DogStatsD with its own origin detection) and ``ddtrace``
 (APM) packages are installed into an image built here on the debootstrapped Debian base
-(.ci/base-image.sh, whose root file system is cached under /var/cache/selfcheck-test). Two containers of it run in their own PID namespaces, one in the host cgroup
-namespace and one in a private one, and send DogStatsD metrics and traces, as often as they
-can, to sockets bind-mounted from the test.
+(.ci/base-image.sh, whose root file system is cached under /var/cache/selfcheck-test). Two
+containers of it run in their own PID namespaces, one in the host cgroup namespace and one in
+a private one, and send DogStatsD metrics and traces, as often as they can, to sockets
+bind-mounted from the test.
 
 The receiver (tests/support/origin_receiver.py) plays the Agent's sockets and applies the
 Agent's rules to what actually arrives: the ``SO_PASSCRED`` PID, the ``c:`` field, the APM
