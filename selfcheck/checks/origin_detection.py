@@ -75,7 +75,7 @@ SAMPLE_THRESHOLD = 0.9
 MAX_EXAMPLES = 3
 MOUNTINFO_CAP = 256 * 1024
 # The receipt: how long the Agent gets to count a datagram before one retry, and the cap.
-RECEIPT_SETTLE = 0.005
+RECEIPT_SETTLE = 0.001
 RECEIPT_RETRY = 0.1
 EXPVAR_BUDGET = 0.5
 
