@@ -171,10 +171,16 @@ class ClientSample:
     from_mountinfo: int = 0
     inode_examples: tuple[str, ...] = ()
     id_examples: tuple[str, ...] = ()
+    not_walked: int = 0
+    """Unresolved inodes of a capped walk: the Agent, walking all, may know them."""
+
+    @property
+    def inode_judged(self) -> int:
+        return self.judged - self.not_walked
 
     @property
     def inode_ratio(self) -> float | None:
-        return self.inode_resolved / self.judged if self.judged else None
+        return self.inode_resolved / self.inode_judged if self.inode_judged else None
 
     @property
     def id_ratio(self) -> float | None:
@@ -323,6 +329,7 @@ class _Tally:
     id_found: int = 0
     id_recognised: int = 0
     from_mountinfo: int = 0
+    not_walked: int = 0
     inode_examples: list[str] = field(default_factory=list)
     id_examples: list[str] = field(default_factory=list)
 
@@ -350,6 +357,8 @@ def _judge_client(
     inode = _client_inode(hierarchy, path, inode_map) if path is not None else None
     if inode is not None and inode in inode_map.by_inode:
         tally.inode_resolved += 1
+    elif inode_map.truncated:
+        tally.not_walked += 1  # maybe past the walk's cap: neither proof nor failure
     elif len(tally.inode_examples) < MAX_EXAMPLES:
         tally.inode_examples.append(f"{path} (inode {inode})")
     client_id = client_id_from_cgroup(text)
@@ -403,6 +412,7 @@ def sample_all(
         tally.from_mountinfo,
         tuple(tally.inode_examples),
         tuple(tally.id_examples),
+        tally.not_walked,
     )
     return sample, clients
 
@@ -743,15 +753,17 @@ def judge_client_inode(ev: Evidence) -> Verdict:
         facts["unresolved_examples"] = list(ev.clients.inode_examples)
     if ev.private_cgroupns:
         facts.update(own_inode=ev.own_inode, own_container=ev.own_container_by_inode)
-    tally = _sample_words(ev.clients.inode_resolved, ev.clients.judged, "resolve by inode")
-    capped = " (the walk stopped at its cap)" if cmap.truncated else ""
+    tally = _sample_words(ev.clients.inode_resolved, ev.clients.inode_judged, "resolve by inode")
+    if ev.clients.not_walked:
+        facts["not_walked"] = ev.clients.not_walked
+        tally += f" ({ev.clients.not_walked} more unknown: the walk stopped at its cap)"
     return _ratio_verdict(
         ev.clients.inode_ratio,
         Reason.INODE_UNRESOLVED,
         good=f"{INODE_CLIENTS} are tagged: {tally} through the Agent's map of "
         f"{cmap.containers} container cgroups in {cmap.hierarchy}",
         bad=f"{INODE_CLIENTS} are not all tagged: only {tally} through the Agent's map of "
-        f"{cmap.containers} container cgroups in {cmap.hierarchy}{capped}",
+        f"{cmap.containers} container cgroups in {cmap.hierarchy}",
         enabled=enabled,
         facts=facts,
     )
@@ -853,12 +865,6 @@ def verdicts(ev: Evidence) -> dict[str, Verdict]:
     return {name: v for name, v in found.items() if v is not None}
 
 
-def _counted(ev: Evidence, all_of: dict[str, Verdict]) -> list[Verdict]:
-    """The verdicts that set the status: the enabled ones, or all when none is enabled."""
-    enabled = [v for v in all_of.values() if v.enabled]
-    return enabled or list(all_of.values())
-
-
 def _config_words(ev: Evidence) -> str:
     if not (ev.uds_enabled or ev.client_enabled):
         return (
@@ -958,11 +964,17 @@ def figures_of(ev: Evidence, found: dict[str, Verdict]) -> dict[str, float]:
 
 
 def judge(ev: Evidence) -> Outcome:
-    """Each mechanism judged on its own; the worst enabled one gives the status and reason."""
+    """Each mechanism judged on its own; the worst enabled one gives the status and reason.
+
+    With none enabled the Agent tags nothing by origin, so nothing is lost on this node: the
+    check is ``ok`` and its message says what each mechanism would give if it were enabled.
+    """
     found = verdicts(ev)
-    counted = _counted(ev, found)
-    worst = max(counted, key=lambda v: _SEVERITY.get(v.status, 2))
-    status, reason = worst.status, worst.reason
+    counted = [v for v in found.values() if v.enabled]
+    status, reason = Status.OK, Reason.OK
+    if counted:
+        worst = max(counted, key=lambda v: _SEVERITY.get(v.status, 2))
+        status, reason = worst.status, worst.reason
     remediation = REMEDIATIONS.get(reason, "") if status != Status.OK else ""
     return Outcome(
         status,

@@ -165,25 +165,34 @@ def test_procfs_missing_in_a_pod_without_the_procdir_mount() -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(("env", "code"), [(REQUIRED, 2), ({}, 1)])
+@pytest.mark.parametrize(("env", "code"), [(REQUIRED, 2), ({}, 0)])
 def test_not_host_pid_in_a_new_pid_namespace(
     tmp_path: Path, env: dict[str, str], code: int
 ) -> None:
-    """The pod without hostPID: the machine's real /proc as host procfs, us in a child namespace."""
+    """The pod without hostPID: the machine's real /proc as host procfs, us in a child namespace.
+
+    With origin detection off in the Agent nothing is lost: ok, and the uds line says why it
+    would not work.
+    """
     run = in_shell(
         f"unshare -m --propagation private sh -c 'mount --bind /proc {tmp_path} && "
         f"exec unshare --pid --fork --mount-proc $SELFCHECK {' '.join(ONLY)}'",
         {"HOST_PROC": str(tmp_path), **env},
     )
     result = _check(run)
-    assert (result["status"], result["reason"]) == ("failed", "not_host_pid"), run.stdout
-    assert run.code == code
+    assert run.code == code, run.stdout
+    uds = result["details"]["mechanisms"]["uds"]
+    assert (uds["status"], uds["reason"], uds["enabled"]) == ("failed", "not_host_pid", bool(env))
+    expected = ("failed", "not_host_pid") if env else ("ok", "ok")
+    assert (result["status"], result["reason"]) == expected, run.stdout
     details = result["details"]
-    assert isinstance(details, dict)
     assert len(details["nspid"]) == 2
     assert details["initial_pid_namespace"] is False
     assert "NSpid" in str(result["message"])
-    assert "hostPID: true" in str(result["remediation"])
+    if env:
+        assert "hostPID: true" in str(result["remediation"])
+    else:
+        assert "not enabled in the Agent" in str(result["message"])
 
 
 @pytest.mark.root
@@ -316,7 +325,7 @@ def test_container_processes_that_do_not_resolve_degrade_the_check(pod_cgroup: C
         procs = pod_cgroup.directory / "cgroup.procs"
         while len(procs.read_text().split()) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
-        run = selfcheck(ONLY, {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "100000"})
+        run = selfcheck(ONLY, {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "100000", **REQUIRED})
     finally:
         for sleeper in sleepers:
             sleeper.kill()
@@ -764,3 +773,13 @@ def test_inode_path_fails_without_host_proc_in_a_pod() -> None:
     assert "procdir mount is missing" in str(result["message"])
     inode = result["details"]["mechanisms"]["client_inode"]
     assert (inode["status"], inode["enabled"]) == ("failed", True)
+
+
+def test_judge_inodes_past_a_capped_walk_are_unknown_not_unresolved() -> None:
+    capped = InodeMap("/host/sys/fs/cgroup", {7001: CID}, {CID: 7001}, 8000, truncated=True)
+    clients = ClientSample(judged=10, inode_resolved=6, id_found=10, id_recognised=10,
+                           not_walked=4)  # fmt: skip
+    outcome = judge(_evidence(inode_map=capped, clients=clients, client_enabled=True))
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
+    assert outcome.figures["inode_resolution_ratio"] == 1.0
+    assert "4 more unknown: the walk stopped at its cap" in outcome.message
