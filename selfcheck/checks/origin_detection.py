@@ -561,6 +561,8 @@ class Verdict:
     words: str
     enabled: bool
     facts: dict[str, object] = field(default_factory=dict)
+    headline: str = ""
+    """The short form for the check's message when the mechanism works (``words`` otherwise)."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -714,9 +716,10 @@ def _ratio_verdict(
     bad: str,
     enabled: bool,
     facts: dict[str, object],
+    headline: str = "",
 ) -> Verdict:
     if ratio is None or ratio >= SAMPLE_THRESHOLD:
-        return Verdict(Status.OK, Reason.OK, good, enabled, facts)
+        return Verdict(Status.OK, Reason.OK, good, enabled, facts, headline)
     status = Status.FAILED if ratio == 0 else Status.DEGRADED
     return Verdict(status, reason, bad, enabled, facts)
 
@@ -757,9 +760,11 @@ def judge_client_inode(ev: Evidence) -> Verdict:
     if ev.clients.not_walked:
         facts["not_walked"] = ev.clients.not_walked
         tally += f" ({ev.clients.not_walked} more unknown: the walk stopped at its cap)"
+    still = "still " if _uds_failure(ev) is not None else ""
     return _ratio_verdict(
         ev.clients.inode_ratio,
         Reason.INODE_UNRESOLVED,
+        headline=f"{INODE_CLIENTS} are {still}tagged ({tally})",
         good=f"{INODE_CLIENTS} are tagged: {tally} through the Agent's map of "
         f"{cmap.containers} container cgroups in {cmap.hierarchy}",
         bad=f"{INODE_CLIENTS} are not all tagged: only {tally} through the Agent's map of "
@@ -782,6 +787,7 @@ def judge_client_id(ev: Evidence) -> Verdict:
     return _ratio_verdict(
         c.id_ratio,
         Reason.NO_CONTAINER_ID,
+        headline=f"clients that send their container ID are tagged ({tally})",
         good=f"{ID_CLIENTS} are tagged where the Agent knows the container: {tally}",
         bad=f"{ID_CLIENTS} are not all tagged: only {tally}",
         enabled=ev.client_enabled,
@@ -878,10 +884,14 @@ def _config_words(ev: Evidence) -> str:
     return ""
 
 
+def _short(verdict: Verdict) -> str:
+    return verdict.headline if verdict.status == Status.OK and verdict.headline else verdict.words
+
+
 def _message(ev: Evidence, found: dict[str, Verdict]) -> str:
     parts = [found["uds"].words]
     if ev.client_enabled or not ev.uds_enabled:
-        parts += [found["client_inode"].words, found["client_container_id"].words]
+        parts += [_short(found["client_inode"]), _short(found["client_container_id"])]
     else:
         parts.append(
             "client-sent origins (c:in-, c:ci-) are ignored (DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT "

@@ -382,7 +382,7 @@ def test_judge_without_host_pid_the_inode_path_still_tags() -> None:
     outcome = judge(_evidence(**NO_HOST_PID))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.NOT_HOST_PID)
     assert outcome.message.startswith("UDS origin detection is off (no hostPID)")
-    assert f"{INODE_CLIENTS} are tagged" in outcome.message
+    assert f"{INODE_CLIENTS} are still tagged" in outcome.message
     found = _mechanisms(outcome)
     assert found["uds"]["status"] == "failed" and found["client_inode"]["status"] == "ok"
     assert outcome.figures["mechanism_uds_ok"] == 0.0

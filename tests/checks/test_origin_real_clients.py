@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from selfcheck.checks.origin_detection import INODE_CLIENTS
 from tests.checks.test_origin_detection import ONLY
 from tests.support.daemons import DockerDaemon, short_dir
 from tests.support.run import REPO, base_env, in_shell, python_command
@@ -254,9 +255,9 @@ def test_without_host_pid_uds_fails_and_inode_clients_are_still_tagged(
     assert _mechanism(result, "client_inode") == "ok"
     message = str(result["message"])
     assert message.startswith("UDS origin detection is off (no hostPID)")
-    assert (
-        "clients that send their cgroup inode (datadog-go 5.x, datadogpy, Agent 7.51+) are tagged"
-        in message
+    assert f"{INODE_CLIENTS} are still tagged" in message
+    assert INODE_CLIENTS == (
+        "clients that send their cgroup inode (datadog-go 5.x, datadogpy, Agent 7.51+)"
     )
 
 
