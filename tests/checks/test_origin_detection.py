@@ -783,3 +783,33 @@ def test_judge_inodes_past_a_capped_walk_are_unknown_not_unresolved() -> None:
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert outcome.figures["inode_resolution_ratio"] == 1.0
     assert "4 more unknown: the walk stopped at its cap" in outcome.message
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_selfcheck_in_a_private_cgroup_namespace_finds_itself_by_inode(
+    containers: Containers,
+) -> None:
+    """Issue 14: docker's --cgroupns private, the shape of every cgroup v2 containerd pod.
+
+    Its own cgroup reads '/', which is a note, not a failure: the inode of its own
+    /sys/fs/cgroup/memory (what its client would send) resolves to its own ID through the
+    Agent's inode map of the host tree.
+    """
+    name = containers.start(
+        "--pid", "host", "--cgroupns", "private", *AGENT_MOUNTS,
+        "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+        "-e", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true",
+        "-e", "DOCKER_DD_AGENT=true", containers.image,
+        sys.executable, "-m", "selfcheck", *ONLY,
+    )  # fmt: skip
+    code, out, err = containers.wait(name)
+    result = Run(code, out, err).check("origin_detection")
+    cid = containers.inspect(name, "{{.Id}}")
+    assert (result["status"], result["reason"]) == ("ok", "ok"), out + err
+    assert code == 0
+    details = result["details"]
+    assert details["own_cgroup"] == "/"
+    assert details["initial_cgroup_namespace"] is False
+    assert details["mechanisms"]["client_inode"]["own_container"] == cid
+    assert f"found by inode ({cid[:12]})" in str(result["message"])
