@@ -17,7 +17,7 @@ time and an unresolved inode past the cap is reported as "not walked", not as a 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from selfcheck.host.cgroup import CgroupLayout, container_id_from_name
@@ -108,3 +108,27 @@ def build_inode_map(
             stack.extend((child, child.path, depth + 1) for child in reversed(children))
     by_inode = {inode: cid for cid, inode in by_id.items() if inode >= MIN_INODE}
     return InodeMap(hierarchy, by_inode, by_id, walked, truncated, unreadable)
+
+
+def inode_map_from_dirs(
+    hierarchy: str,
+    dirs: Iterable[tuple[str, str, int]],
+    *,
+    walked: int,
+    truncated: bool,
+) -> InodeMap:
+    """The same map from directories another reader listed: ``(path, name, inode)`` each.
+
+    For a once-per-cycle tree read shared with other checks (in any order): sorting by path
+    elements gives the walk's lexical pre-order, so the same ID met twice keeps the later
+    directory as in the Agent. The inode should be the directory's ``stat`` inode (on cgroupfs
+    ``getdents`` gives the same one).
+    """
+    by_id: dict[str, int] = {}
+    for _path, name, inode in sorted(dirs, key=lambda d: d[0].split("/")):
+        cid = container_id_from_name(name)
+        if cid is not None:
+            by_id.pop(cid, None)
+            by_id[cid] = inode
+    by_inode = {inode: cid for cid, inode in by_id.items() if inode >= MIN_INODE}
+    return InodeMap(hierarchy, by_inode, by_id, walked, truncated)

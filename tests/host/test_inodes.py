@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from selfcheck.host.cgroup import detect_layout
-from selfcheck.host.inodes import agent_hierarchy, build_inode_map
+from selfcheck.host.inodes import agent_hierarchy, build_inode_map, inode_map_from_dirs
 from selfcheck.host.procfs import read_mountinfo
 
 A = "a" * 64
@@ -82,3 +82,18 @@ def test_the_walk_is_capped_in_size_and_depth(tmp_path: Path) -> None:
 def test_an_absent_hierarchy_is_an_empty_map(tmp_path: Path) -> None:
     found = build_inode_map(str(tmp_path / "absent"))
     assert (found.containers, found.unreadable, found.dirs_walked) == (0, 1, 0)
+
+
+def test_a_shared_tree_read_gives_the_same_map(tmp_path: Path) -> None:
+    """The lead's once-per-cycle tree (any order, inodes from getdents) feeds the same rule."""
+    root = _tree(tmp_path, f"z/{A}", f"a/docker-{A}.scope", f"m/{B}/x", "m/pod")
+    listed: list[tuple[str, str, int]] = []
+    for path, names, _files in os.walk(root):
+        for name in names:
+            full = Path(path) / name
+            listed.append(("/" + str(full.relative_to(root)), name, os.stat(full).st_ino))
+    walked = build_inode_map(str(root))
+    shared = inode_map_from_dirs(str(root), reversed(listed), walked=len(listed), truncated=False)
+    assert shared.by_id == walked.by_id
+    assert shared.by_inode == walked.by_inode
+    assert walked.by_id[A] == os.stat(root / "z" / A).st_ino  # "z" comes after "a"
