@@ -61,7 +61,7 @@ from selfcheck.host.namespaces import (
     read_pid_view,
 )
 from selfcheck.host.passcred import RoundTrip, round_trip
-from selfcheck.host.procfs import evenly_spaced, list_pids, read_mountinfo
+from selfcheck.host.procfs import Mount, evenly_spaced, list_pids, read_mountinfo
 from selfcheck.host.sockets import Deadline, send_datagram
 from selfcheck.model import Outcome, Reason, Status
 from selfcheck.registry import CheckSpec, register
@@ -283,9 +283,10 @@ def _read_pid_namespace(ev: Evidence) -> None:
         ev.pid_view_error = error
 
 
-def _read_cgroup_version(ev: Evidence) -> None:
+def _read_cgroup_version(ev: Evidence, mounts: list[Mount] | None) -> None:
     try:
-        layout = detect_layout(read_mountinfo(), os.path.realpath(ev.cgroup_root))
+        table = read_mountinfo() if mounts is None else mounts
+        layout = detect_layout(table, os.path.realpath(ev.cgroup_root))
     except OSError as error:
         ev.cgroup_error = error
         return
@@ -377,10 +378,14 @@ def _judge_client(
 
 
 def sample_all(
-    proc_root: Path, cgroup_version: int, size: int, inode_map: InodeMap | None = None
+    proc_root: Path,
+    cgroup_version: int,
+    size: int,
+    inode_map: InodeMap | None = None,
+    host_pids: list[int] | None = None,
 ) -> tuple[Sample, ClientSample]:
     """One pass over an evenly spaced sample: the Agent's PID rule and the clients' rules."""
-    pids = evenly_spaced(list_pids(proc_root), size)
+    pids = evenly_spaced(list_pids(proc_root) if host_pids is None else host_pids, size)
     tally = _Tally()
     for pid in pids:
         try:
@@ -433,11 +438,11 @@ def _cgroup_mount_missing(config: Config) -> bool:
     return config.containerized and not path_exists(AGENT_HOST_CGROUP) and root == "/sys/fs/cgroup"
 
 
-def _read_inode_map(ev: Evidence) -> None:
+def _read_inode_map(ev: Evidence, shared: InodeMap | None) -> None:
     if ev.hierarchy is None or ev.cgroup_version is None:
         return
     began = time.perf_counter()
-    ev.inode_map = build_inode_map(ev.hierarchy)
+    ev.inode_map = shared if shared is not None else build_inode_map(ev.hierarchy)
     ev.inode_map_seconds = time.perf_counter() - began
     if ev.private_cgroupns:
         ev.own_inode = _own_client_inode(ev.cgroup_version)
@@ -451,8 +456,19 @@ def _configure(ev: Evidence, config: Config) -> None:
     ev.entity_id = config.entity_id_present
 
 
-def gather(config: Config) -> Evidence:
-    """Read every mechanism; failures are kept as data for ``judge``."""
+def gather(
+    config: Config,
+    *,
+    mounts: list[Mount] | None = None,
+    host_pids: list[int] | None = None,
+    inode_map: InodeMap | None = None,
+) -> Evidence:
+    """Read every mechanism; failures are kept as data for ``judge``.
+
+    ``mounts`` (this process's mount table), ``host_pids`` (the host procfs listing) and
+    ``inode_map`` (from the cycle's cgroup tree, ``inodes.inode_map_from_dirs``) may come from
+    a reading shared with other checks; each is read here when not given.
+    """
     ev = Evidence(config.host_proc, config.cgroup_root, os.getpid())
     _configure(ev, config)
     _read_pid_namespace(ev)
@@ -460,15 +476,15 @@ def gather(config: Config) -> Evidence:
         ev.passcred = round_trip(_passcred_timeout(config))
     except OSError as error:
         ev.passcred_error = error
-    _read_cgroup_version(ev)
+    _read_cgroup_version(ev, mounts)
     _read_own_cgroup(ev)
     ev.cgroup_mount_missing = _cgroup_mount_missing(config)
     if not ev.cgroup_mount_missing:
-        _read_inode_map(ev)
+        _read_inode_map(ev, inode_map)
     if ev.cgroup_version is not None:
         try:
             ev.sample, ev.clients = sample_all(
-                ev.host_proc, ev.cgroup_version, config.sample_size, ev.inode_map
+                ev.host_proc, ev.cgroup_version, config.sample_size, ev.inode_map, host_pids
             )
         except OSError:
             ev.sample, ev.clients = Sample(), ClientSample()
