@@ -106,6 +106,8 @@ class _KeyScanner:
             colon = text.index(":", end)
             start = len(text) - len(text[colon + 1 :].lstrip(_WS))
             value, after = self._json.raw_decode(text, start)
+            if after == len(text) and not final:
+                raise ValueError("a number may go on in the next chunk")
         except (ValueError, IndexError):
             if final:
                 raise ProtocolViolationError("/debug/vars is not valid JSON") from None

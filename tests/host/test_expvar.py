@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from selfcheck.host.expvar import candidate_ports, read_uds_vars
+from selfcheck.host.expvar import _KeyScanner, candidate_ports, read_uds_vars
 from selfcheck.host.sockets import Deadline, ProtocolViolationError
 
 UDS = {"Bytes": 10, "OriginDetectionErrors": 2, "PacketReadingErrors": 0, "Packets": 7}
@@ -106,3 +108,37 @@ def test_http_error_status_gives_no_counters(expvar: tuple[int, type[Body]]) -> 
     body.status = 403
     found = read_uds_vars(port, Deadline(5))
     assert (found.status, found.counters) == (403, None)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=15), _JSON, max_size=6), st.integers(1, 64))
+def test_the_scanner_agrees_with_json_loads(doc: dict[str, object], chunk: int) -> None:
+    """Any object, fed in any chunk size, gives what a full parse gives for the key."""
+    data = json.dumps(doc).encode()
+    scanner = _KeyScanner("dogstatsd-uds")
+    for i in range(0, len(data), chunk):
+        scanner.feed(data[i : i + chunk])
+        if scanner.found or scanner.closed:
+            break
+    else:
+        scanner.feed(b"", final=True)
+    assert scanner.found is ("dogstatsd-uds" in doc)
+    assert scanner.value == doc.get("dogstatsd-uds")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_garbage_is_a_protocol_error_or_nothing(data: bytes) -> None:
+    scanner = _KeyScanner("dogstatsd-uds")
+    try:
+        scanner.feed(data, final=True)
+    except ProtocolViolationError:
+        return
+    assert scanner.value is None or scanner.found
