@@ -82,6 +82,10 @@ EXPVAR_BUDGET = 0.5
 INODE_CLIENTS = "clients that send their cgroup inode (datadog-go 5.x, datadogpy, Agent 7.51+)"
 ID_CLIENTS = "clients that send their container ID (datadog-go, datadogpy, dd-trace, 7.35+)"
 MECHANISMS = ("uds", "receipt", "client_inode", "client_container_id")
+# The tagger's order in unified mode (comp/core/tagger/impl/tagger.go, FACTS.md 5.2); a c:in-
+# inode is first turned into a container ID. The legacy mode does not consult External Data.
+UNIFIED_ORDER = ("uds", "client_container_id", "external_data", "entity_id", "external_data_pod")
+LEGACY_ORDER = "legacy (DD_ORIGIN_DETECTION_UNIFIED false): External Data is not consulted"
 
 REMEDIATIONS = {
     Reason.PROCFS_MISSING: (
@@ -939,6 +943,7 @@ def details_of(ev: Evidence, found: dict[str, Verdict]) -> dict[str, object]:
     details: dict[str, object] = {
         "host_proc": str(ev.host_proc),
         "mechanisms": mechanisms,
+        "resolution_order": list(UNIFIED_ORDER) if ev.unified else LEGACY_ORDER,
         "origin_detection_enabled": ev.uds_enabled,
         "origin_detection_client": ev.client_enabled,
         "origin_detection_unified": ev.unified,

@@ -106,11 +106,12 @@ class _KeyScanner:
             colon = text.index(":", end)
             start = len(text) - len(text[colon + 1 :].lstrip(_WS))
             value, after = self._json.raw_decode(text, start)
-            if after == len(text) and not final:
-                raise ValueError("a number may go on in the next chunk")
         except (ValueError, IndexError):
+            after = -1
+        # A value that ends the buffer may be a number that goes on in the next chunk.
+        if after < 0 or (after == len(text) and not final):
             if final:
-                raise ProtocolViolationError("/debug/vars is not valid JSON") from None
+                raise ProtocolViolationError("/debug/vars is not valid JSON")
             self.text = text
             return False
         self.text = text[after:]

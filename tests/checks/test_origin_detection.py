@@ -813,3 +813,17 @@ def test_selfcheck_in_a_private_cgroup_namespace_finds_itself_by_inode(
     assert details["initial_cgroup_namespace"] is False
     assert details["mechanisms"]["client_inode"]["own_container"] == cid
     assert f"found by inode ({cid[:12]})" in str(result["message"])
+
+
+def test_judge_reports_the_unified_order_and_external_data_as_not_provable() -> None:
+    unified = judge(_evidence(unified=True, client_enabled=True, external_env=True))
+    assert unified.details["resolution_order"] == [
+        "uds", "client_container_id", "external_data", "entity_id", "external_data_pod",
+    ]  # fmt: skip
+    external = _mechanisms(unified)["external_data"]
+    assert (external["configured"], external["enabled"]) == (True, True)
+    assert "not provable here" in str(external["says"])
+    assert unified.figures["external_data_configured"] == 1.0
+    legacy = judge(_evidence())
+    assert "External Data is not consulted" in str(legacy.details["resolution_order"])
+    assert _mechanisms(legacy)["external_data"]["enabled"] is False
