@@ -177,10 +177,13 @@ class ClientSample:
     id_examples: tuple[str, ...] = ()
     not_walked: int = 0
     """Unresolved inodes of a capped walk: the Agent, walking all, may know them."""
+    inode_total: int | None = None
+    """Processes whose inode was looked up (none without an inode map); ``judged`` if unset."""
 
     @property
     def inode_judged(self) -> int:
-        return self.judged - self.not_walked
+        total = self.judged if self.inode_total is None else self.inode_total
+        return total - self.not_walked
 
     @property
     def inode_ratio(self) -> float | None:
@@ -355,17 +358,17 @@ def _client_inode(hierarchy: str, path: str, inode_map: InodeMap) -> int | None:
         return None
 
 
-def _judge_client(
-    tally: _Tally, proc_root: Path, pid: int, text: str, *, path: str | None, inode_map: InodeMap
-) -> None:
-    hierarchy = inode_map.hierarchy
-    inode = _client_inode(hierarchy, path, inode_map) if path is not None else None
+def _judge_client_inode(tally: _Tally, path: str | None, inode_map: InodeMap) -> None:
+    inode = _client_inode(inode_map.hierarchy, path, inode_map) if path is not None else None
     if inode is not None and inode in inode_map.by_inode:
         tally.inode_resolved += 1
     elif inode_map.truncated:
         tally.not_walked += 1  # maybe past the walk's cap: neither proof nor failure
     elif len(tally.inode_examples) < MAX_EXAMPLES:
         tally.inode_examples.append(f"{path} (inode {inode})")
+
+
+def _judge_client_id(tally: _Tally, proc_root: Path, pid: int, text: str, path: str | None) -> None:
     client_id = client_id_from_cgroup(text)
     if client_id is None:
         try:
@@ -409,12 +412,13 @@ def sample_all(
                 path if path is not None else "(no line for the Agent's controller)"
             )
         if inode_map is not None:
-            _judge_client(tally, proc_root, pid, text, path=path, inode_map=inode_map)
+            _judge_client_inode(tally, path, inode_map)
+        _judge_client_id(tally, proc_root, pid, text, path)
     sample = Sample(
         len(pids), tally.in_containers, tally.resolved, tally.unreadable, tuple(tally.examples)
     )
     clients = ClientSample(
-        tally.in_containers if inode_map is not None else 0,
+        tally.in_containers,
         tally.inode_resolved,
         tally.id_found,
         tally.id_recognised,
@@ -422,6 +426,7 @@ def sample_all(
         tuple(tally.inode_examples),
         tuple(tally.id_examples),
         tally.not_walked,
+        tally.in_containers if inode_map is not None else 0,
     )
     return sample, clients
 
@@ -485,13 +490,15 @@ def gather(
     ev.cgroup_mount_missing = _cgroup_mount_missing(config)
     if not ev.cgroup_mount_missing:
         _read_inode_map(ev, inode_map)
-    if ev.cgroup_version is not None:
-        try:
-            ev.sample, ev.clients = sample_all(
-                ev.host_proc, ev.cgroup_version, config.sample_size, ev.inode_map, host_pids
-            )
-        except OSError:
-            ev.sample, ev.clients = Sample(), ClientSample()
+    # Without a cgroup layout the uds line has already failed; the sample still tells what
+    # the clients would send (their IDs need no cgroup mount on the Agent's side).
+    version = ev.cgroup_version if ev.cgroup_version is not None else 2
+    try:
+        ev.sample, ev.clients = sample_all(
+            ev.host_proc, version, config.sample_size, ev.inode_map, host_pids
+        )
+    except OSError:
+        ev.sample, ev.clients = Sample(), ClientSample()
     gather_receipt(ev, config)
     return ev
 
