@@ -532,7 +532,8 @@ def gather_receipt(ev: Evidence, config: Config) -> None:
     if config.dogstatsd_mode != "send":
         ev.receipt_note = "not sent (SELFCHECK_DOGSTATSD_MODE=connect)"
         return
-    deadline = Deadline(EXPVAR_BUDGET)
+    # A quarter of the check's deadline at most: the round trip may take half of it.
+    deadline = Deadline(max(0.05, min(EXPVAR_BUDGET, config.check_timeout / 4)))
     before, note = _find_expvar(config, deadline)
     if before is None or before.counters is None:
         ev.receipt_note = note
