@@ -1055,7 +1055,13 @@ def _procfs_missing(config: Config) -> Outcome | None:
                 "client_inode": {**lost, "enabled": config.origin_detection_client},
             },
         },
-        figures={"mechanism_uds_ok": 0.0, "mechanism_client_inode_ok": 0.0},
+        figures={
+            "mechanism_uds_ok": 0.0,
+            "mechanism_uds_enabled": float(config.origin_detection),
+            "mechanism_client_inode_ok": 0.0,
+            "mechanism_client_inode_enabled": float(config.origin_detection_client),
+            "mechanism_client_container_id_enabled": float(config.origin_detection_client),
+        },
     )
 
 
