@@ -827,3 +827,21 @@ def test_judge_reports_the_unified_order_and_external_data_as_not_provable() -> 
     legacy = judge(_evidence())
     assert "External Data is not consulted" in str(legacy.details["resolution_order"])
     assert _mechanisms(legacy)["external_data"]["enabled"] is False
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_a_container_without_the_cgroups_mount_names_it(containers: Containers) -> None:
+    """Issue 14: no silent fallback to the container's own /sys/fs/cgroup for the inode map."""
+    name = containers.start(
+        "--pid", "host", "-v", "/proc:/host/proc:ro",
+        "-e", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true", "-e", "DOCKER_DD_AGENT=true",
+        containers.image, sys.executable, "-m", "selfcheck", *ONLY,
+    )  # fmt: skip
+    code, out, err = containers.wait(name)
+    result = Run(code, out, err).check("origin_detection")
+    inode = result["details"]["mechanisms"]["client_inode"]
+    assert (inode["status"], inode["reason"]) == ("failed", "inode_unresolved"), out + err
+    assert "/host/sys/fs/cgroup is not mounted (the chart's cgroups volume)" in inode["says"]
+    assert (result["status"], result["reason"]) == ("failed", "inode_unresolved")
+    assert code == 1  # optional: only the client mechanisms are enabled
