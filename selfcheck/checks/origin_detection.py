@@ -444,7 +444,8 @@ def _passcred_timeout(config: Config) -> float:
 def _cgroup_mount_missing(config: Config) -> bool:
     """In a container, the Agent's inode map needs the node's tree at /host/sys/fs/cgroup."""
     root = os.path.realpath(config.cgroup_root)
-    return config.containerized and not path_exists(AGENT_HOST_CGROUP) and root == "/sys/fs/cgroup"
+    defaults = ("/sys/fs/cgroup", str(AGENT_HOST_CGROUP))  # the fallback, or the missing mount
+    return config.containerized and not path_exists(AGENT_HOST_CGROUP) and root in defaults
 
 
 def _read_inode_map(ev: Evidence, shared: InodeMap | None) -> None:
