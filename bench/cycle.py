@@ -13,12 +13,21 @@ Rows (each the median of ``--repeat`` runs, in this process, after one warm-up c
   sample of ``SELFCHECK_SAMPLE`` (256) processes.
 - ``origin_detection sample``: ``origin_detection.sample_processes``: list, then the
   Agent's container-ID rule on the ``cgroup`` of the same sample.
+- ``inode map``: ``selfcheck.host.inodes.build_inode_map`` over a synthetic cgroup v1 memory
+  tree (``bench/cgrouptree.py``) holding every cgroup the tree's processes name, padded to
+  at least 300 container cgroups (the ``container cgroups`` line), each directory with the
+  19 files a memory cgroup has; the real column walks this machine's own hierarchy.
+- ``sample + clients``: ``origin_detection.sample_all`` with that map: the same sample, plus
+  each container process's client inode resolved through the map and its client ID.
 - ``procfs check``: ``procfs.run`` on the tree. The tree is a tmpfs directory, not a
   procfs mount, so the check's mount lookup is replaced by one that answers ``proc``;
   everything else it does (list, count, read PID 1 and 2) runs as in production.
-- ``full cycle``: ``Runner.run_cycle()`` with every check, ``HOST_PROC`` at the tree and
-  every socket answering: DogStatsD, trace-agent, health and expvar stand-ins in another
-  process, a real containerd for the CRI call (``--no-runtime`` leaves it out). Like
+- ``full cycle``: ``Runner.run_cycle()`` with every check, ``HOST_PROC`` at the tree,
+  ``origin_detection`` walking the synthetic cgroup tree as the node's (its cgroup layout
+  answers "v1, memory at the tree"), the client mechanisms enabled, and every socket
+  answering: DogStatsD, trace-agent, health and expvar stand-ins (counting packets like the
+  Agent, for the receipt) in another process, a real containerd for the CRI call
+  (``--no-runtime`` leaves it out). Like
   ``selfcheck serve``, the objects alive after the warm-up cycle are frozen out of the
   garbage collector's generations (``gc.freeze``).
 - ``full cycle, best run``: the fastest of the ``--repeat`` cycles: on a shared machine the
@@ -57,11 +66,13 @@ from selfcheck.registry import all_checks
 
 CHECKS = all_checks()
 
-from bench import proctree
+from bench import cgrouptree, proctree
 from bench._common import answering_node, median, ms, print_header, table, workdir
 from selfcheck.checks import origin_detection, passwd, procfs
 from selfcheck.config import load
-from selfcheck.host.procfs import Mount, list_pids
+from selfcheck.host.cgroup import CgroupLayout, detect_layout
+from selfcheck.host.inodes import agent_hierarchy, build_inode_map
+from selfcheck.host.procfs import Mount, list_pids, read_mountinfo
 from selfcheck.runner import Runner
 
 SAMPLE = 256
@@ -69,6 +80,8 @@ ROWS = (
     "list_pids",
     "passwd sample",
     "origin_detection sample",
+    "inode map",
+    "sample + clients",
     "procfs check",
     "full cycle",
     "full cycle, best run",
@@ -91,11 +104,15 @@ def _fake_proc_mount(path: Path) -> Mount:
 
 
 @contextmanager
-def procfs_mount_answers_proc(tree: Path | None) -> Iterator[None]:
+def procfs_mount_answers_proc(tree: Path | None, cgroups: Path | None = None) -> Iterator[None]:
     if tree is None:
         yield
         return
-    with mock.patch.object(procfs, "_mount_of", _fake_proc_mount):
+    layout = CgroupLayout("v1", {"memory": str(cgroups)}, None)
+    with (
+        mock.patch.object(procfs, "_mount_of", _fake_proc_mount),
+        mock.patch.object(origin_detection, "detect_layout", lambda mounts, root: layout),
+    ):
         yield
 
 
@@ -109,18 +126,28 @@ class Column:
     """One column of the table: a tree (or the real /proc) and what was measured on it."""
 
     processes: int
+    cgroups: int = 0
     times: dict[str, float] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
     solo: dict[str, float] = field(default_factory=dict)
 
 
-def measure(host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int) -> Column:
+def _hierarchy(cgroups: Path | None) -> str:
+    if cgroups is not None:
+        return str(cgroups)
+    return agent_hierarchy(detect_layout(read_mountinfo(), "/sys/fs/cgroup")) or "/sys/fs/cgroup"
+
+
+def measure(host_proc: Path, cgroups: Path | None, env: dict[str, str], repeat: int) -> Column:
     checks = CHECKS
     config = load(frozenset(checks), {**env, "HOST_PROC": str(host_proc)})
     runner = Runner(config, checks)
-    column = Column(len(list_pids(host_proc)))
+    hierarchy = _hierarchy(cgroups)
+    cmap = build_inode_map(hierarchy)
+    column = Column(len(list_pids(host_proc)), cmap.containers)
     times = column.times
-    with procfs_mount_answers_proc(host_proc if synthetic else None):
+    synthetic = cgroups is not None
+    with procfs_mount_answers_proc(host_proc if synthetic else None, cgroups):
         runner.run_cycle()  # warm-up: first-use imports (requests, h2)
         gc.collect()
         gc.freeze()  # as ``selfcheck serve`` does after its first cycle (service.py)
@@ -130,6 +157,10 @@ def measure(host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int) 
         )
         times["origin_detection sample"] = timed(
             lambda: origin_detection.sample_processes(host_proc, 1, SAMPLE), repeat
+        )
+        times["inode map"] = timed(lambda: build_inode_map(hierarchy), repeat)
+        times["sample + clients"] = timed(
+            lambda: origin_detection.sample_all(host_proc, 1, SAMPLE, cmap), repeat
         )
         times["procfs check"] = timed(lambda: procfs.run(CheckContext.of(config)), repeat)
         walls, cpus = [], []
@@ -148,11 +179,13 @@ def measure(host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int) 
 
 
 @contextmanager
-def tree_of(count: int) -> Iterator[Path]:
+def tree_of(count: int) -> Iterator[tuple[Path, Path]]:
+    """A proc tree of ``count`` processes and the cgroup tree its processes live in."""
     base = "/dev/shm" if Path("/dev/shm").is_dir() else None
     directory = Path(tempfile.mkdtemp(prefix="sc-proctree-", dir=base))
     try:
-        yield proctree.generate(directory / "proc", count)
+        cgrouptree.generate(directory / "cgroup", count)
+        yield proctree.generate(directory / "proc", count), directory / "cgroup"
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -169,17 +202,21 @@ def main() -> None:
     print_header("Cycle time", "python bench/cycle.py " + " ".join(sys.argv[1:]))
     columns: dict[str, Column] = {}
     with workdir("cycle") as directory, answering_node(directory, not args.no_runtime) as env:
-        columns["real /proc"] = measure(Path("/proc"), False, env, args.repeat)
+        env["DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT"] = "true"
+        columns["real /proc"] = measure(Path("/proc"), None, env, args.repeat)
         for size in sizes:
-            with tree_of(size) as tree:
-                columns[f"{size:,}"] = measure(tree, True, env, args.repeat)
+            with tree_of(size) as (tree, cgroups):
+                columns[f"{size:,}"] = measure(tree, cgroups, env, args.repeat)
     print_tables(columns, sizes)
 
 
 def print_tables(columns: dict[str, Column], sizes: list[int]) -> None:
     names = list(columns)
     first, last = f"{sizes[0]:,}", f"{sizes[-1]:,}"
-    rows: list[list[object]] = [["processes", *(columns[n].processes for n in names), ""]]
+    rows: list[list[object]] = [
+        ["processes", *(columns[n].processes for n in names), ""],
+        ["container cgroups", *(columns[n].cgroups for n in names), ""],
+    ]
     for key in ROWS:
         values = [columns[n].times[key] for n in names]
         growth = columns[last].times[key] / columns[first].times[key]

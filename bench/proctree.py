@@ -104,7 +104,9 @@ def container_id(pid: int) -> str:
 def cgroup_path(pid: int) -> str:
     """Pod containers mostly, some unresolvable pod cgroups, and system services."""
     slot = pid % 20
-    pod = f"/kubepods/burstable/pod{container_id(pid // 7)[:8]}-0000-4000-8000-000000000000"
+    # The pod follows from the container (two containers a pod), so no container ID sits
+    # under two pods: the Agent's inode map keeps only the last directory of an ID.
+    pod = f"/kubepods/burstable/pod{container_id(pid // 6)[:8]}-0000-4000-8000-000000000000"
     if slot < 14:
         return f"{pod}/{container_id(pid // 3)}"
     if slot == 14:

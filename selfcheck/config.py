@@ -90,6 +90,10 @@ class Config:
         """The ports the Agent's expvar server may be on, in the order to try them."""
         return (self.expvar_port,) if self.expvar_port else AGENT_EXPVAR_PORTS
 
+    # origin detection (issue 10): presence only, never the values (an entity ID is a pod UID)
+    external_env_present: bool = False
+    entity_id_present: bool = False
+
     @property
     def stale_after(self) -> float:
         """Results older than three intervals are stale: the runner has stopped progressing."""
@@ -410,6 +414,8 @@ def load(
         containerized=in_container,
         containerized_because=because,
         mode=parse_choice("SELFCHECK_MODE", env.get("SELFCHECK_MODE"), "sidecar", MODES),
+        external_env_present=bool(env.get("DD_EXTERNAL_ENV")),
+        entity_id_present=bool(env.get("DD_ENTITY_ID")),
         agent_notes=tuple(agent.notes),
     )
 

@@ -96,7 +96,8 @@ def render_explain(spec: CheckSpec) -> str:
         lines.append("")
         lines.append("Metrics:")
         for figure, doc in spec.figures.items():
-            lines.append(f"  selfcheck_{spec.id}_{figure}: {doc}")
+            name = f"  selfcheck_{spec.id}_{figure}: "
+            lines.extend(textwrap.wrap(doc, _WRAP, initial_indent=name, subsequent_indent="    "))
     lines.append("")
     lines.append(f"Documentation: docs/checks/{spec.id}.md")
     return "\n".join(lines)

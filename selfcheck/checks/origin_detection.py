@@ -1,25 +1,34 @@
-"""``origin_detection``: DogStatsD origin detection, proven the way the Agent performs it.
+"""``origin_detection``: every origin-detection path the Agent has, each proven on its own.
 
-The Agent tags a DogStatsD packet with its sender's container in three kernel-dependent
-steps (FACTS.md 2): the ``SO_PASSCRED`` socket gives the sender's PID as the Agent's PID
-namespace sees it, ``/host/proc/<pid>/cgroup`` gives that PID's cgroup, and a fixed rule
-turns the cgroup into a container ID. Every step fails silently: a PID of 0 is accepted
-untagged, a missing ``/host/proc`` disables the lookup without counting an error, and "no
-container matched" is not an error either. So each step is done here for real:
+The Agent tags a DogStatsD packet (and an APM payload) with its sender's container by one of
+several mechanisms (FACTS.md 2 and 5), and each fails silently:
 
-1. the PID namespace: ``NSpid`` of ``<host proc>/self/status`` has one entry;
-2. the ``SO_PASSCRED`` round trip from a child process carries the child's non-zero PID;
-3. this container's own PID maps to its container ID with the Agent's exact rule;
-4. a bounded sample of host processes in pod or container cgroups maps too (the ratio).
+- **uds**: the ``SO_PASSCRED`` PID of the packet, mapped through ``/host/proc/<pid>/cgroup``
+  (needs hostPID and ``/host/proc``; ``DD_DOGSTATSD_ORIGIN_DETECTION``). Proven in four steps:
+  the PID namespace (``NSpid`` of ``<host proc>/self/status`` has one entry), the
+  ``SO_PASSCRED`` round trip from a child, this container's own PID to its ID, and a bounded
+  sample of host processes in container cgroups (the ratio);
+- **client inode** (``c:in-<inode>``, datadog-go 5.x, datadogpy, Agent 7.51+): for the sampled
+  container processes, the inode their client sends from a private cgroup namespace (the
+  client rule, ``selfcheck.host.client_origin``) must resolve through the Agent's inode map of
+  the host cgroup tree (``selfcheck.host.inodes``); needs ``/host/proc`` and the cgroups
+  mount, not hostPID;
+- **client container ID** (``c:ci-<id>``): the ID those clients find (cgroup, then mountinfo)
+  must be one the Agent's container-ID rule recognises;
+- **external data** and **entity ID**: reported as configured; proving them needs the kubelet.
 
-Not being in a container at all (a bare machine, a cgroup outside any runtime path) is not a
-failure: no container ID applies, and the sample alone says whether other containers resolve.
+The client mechanisms are read only with ``DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT``. The
+**receipt** reads the Agent's own ``dogstatsd-uds`` counters around one datagram of
+selfcheck's. The status follows the mechanisms the Agent's configuration enables; with none
+enabled, it says what the node would give if they were. Reading (``gather``) is kept apart
+from judging (``judge``), which never touches the host.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +38,22 @@ from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import (
     agent_cgroup_path,
+    container_id_from_name,
     container_id_from_path,
     detect_layout,
     in_runtime_cgroup,
+    last_element,
     parse_proc_cgroup,
     read_proc_cgroup,
 )
-from selfcheck.host.files import describe, path_exists
+from selfcheck.host.client_origin import (
+    agent_recognises,
+    client_id_from_cgroup,
+    client_id_from_mountinfo,
+)
+from selfcheck.host.expvar import UdsVars, read_uds_vars
+from selfcheck.host.files import describe, path_exists, read_text
+from selfcheck.host.inodes import InodeMap, agent_hierarchy, build_inode_map, inode_map_from_dirs
 from selfcheck.host.namespaces import (
     INITIAL_CGROUP_NS_INODE,
     INITIAL_PID_NS_INODE,
@@ -44,37 +62,54 @@ from selfcheck.host.namespaces import (
     read_pid_view,
 )
 from selfcheck.host.passcred import RoundTrip, round_trip
-from selfcheck.host.procfs import evenly_spaced, list_pids, read_mountinfo
+from selfcheck.host.procfs import Mount, evenly_spaced, list_pids, read_mountinfo
+from selfcheck.host.sockets import Deadline, send_datagram
 from selfcheck.model import Outcome, Reason, Status
 from selfcheck.registry import CheckSpec, register
 
-# The Agent, when containerized, registers its PID lookup only if this path exists
-# (pkg/config/env IsHostProcAvailable), whatever HOST_PROC says.
+# The Agent, when containerized, registers its PID and inode lookups only if this path
+# exists (pkg/util/containers/metrics/system/collector_linux.go), whatever HOST_PROC says.
 AGENT_HOST_PROC = Path("/host/proc")
-# Below this share of sampled container processes resolving, the check is degraded.
+AGENT_HOST_CGROUP = Path("/host/sys/fs/cgroup")
+# Below this share of sampled container processes resolving, a mechanism is degraded.
 SAMPLE_THRESHOLD = 0.9
 MAX_EXAMPLES = 3
+MOUNTINFO_CAP = 256 * 1024
+# The receipt: how long the Agent gets to count a datagram before one retry, and the cap.
+RECEIPT_SETTLE = 0.001
+RECEIPT_RETRY = 0.1
+EXPVAR_BUDGET = 0.5
+
+INODE_CLIENTS = "clients that send their cgroup inode (datadog-go 5.x, datadogpy, Agent 7.51+)"
+ID_CLIENTS = "clients that send their container ID (datadog-go, datadogpy, dd-trace, 7.35+)"
+MECHANISMS = ("uds", "receipt", "client_inode", "client_container_id")
+# The tagger's order in unified mode (comp/core/tagger/impl/tagger.go, FACTS.md 5.2); a c:in-
+# inode is first turned into a container ID. The legacy mode does not consult External Data.
+UNIFIED_ORDER = ("uds", "client_container_id", "external_data", "entity_id", "external_data_pod")
+LEGACY_ORDER = "legacy (DD_ORIGIN_DETECTION_UNIFIED false): External Data is not consulted"
 
 REMEDIATIONS = {
     Reason.PROCFS_MISSING: (
         "Mount the node's /proc read-only at /host/proc: the chart's procdir volume (hostPath "
         "/proc, mountPath /host/proc, readOnly: true). In a container the Agent registers its "
-        "PID-to-container lookup only when /host/proc exists; without it every DogStatsD "
-        "metric goes out without container tags and no error is counted."
+        "PID-to-container and inode-to-container lookups only when /host/proc exists; without "
+        "it DogStatsD metrics go out without container tags and no error is counted."
     ),
     Reason.NOT_HOST_PID: (
         "Run the pod in the node's PID namespace: spec.hostPID: true (Helm value "
         "datadog.useHostPID, default true), and mount the node's /proc, not a pod's, at "
         "/host/proc (procdir volume, hostPath /proc). Without it the kernel gives the Agent PID "
         "0 for senders in other pods and it logs 'matched PID for the process is 0 ... Is the "
-        "agent in host PID mode?'."
+        "agent in host PID mode?'. Where hostPID is not allowed (GKE Autopilot), set "
+        "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true so clients' cgroup inodes are used."
     ),
     Reason.PID_ZERO: (
-        "The kernel did not give the sender's PID on an SO_PASSCRED socket inside this "
-        "container, so no pod spec change will make origin detection work here: look for a "
-        "sandboxed runtime (spec.runtimeClassName such as gVisor or Kata) or a seccomp/LSM "
-        "profile (securityContext.seccompProfile, AppArmor) that filters SCM_CREDENTIALS, and "
-        "run the Agent with the node's default runtime class."
+        "The sender's PID did not reach the receiver: selfcheck's own SO_PASSCRED round trip "
+        "carried none, or the Agent's dogstatsd-uds.OriginDetectionErrors grew with "
+        "selfcheck's datagram. Run the Agent's pod with spec.hostPID: true "
+        "(datadog.useHostPID); if it already is, look for a sandboxed runtime "
+        "(spec.runtimeClassName such as gVisor or Kata) or a seccomp/LSM profile "
+        "(securityContext.seccompProfile, AppArmor) that filters SCM_CREDENTIALS."
     ),
     Reason.NO_CONTAINER_ID: (
         "The Agent's rule (the memory line on cgroup v1 or the empty-controller line on v2, "
@@ -82,15 +117,22 @@ REMEDIATIONS = {
         "/proc at /host/proc and the node's /sys/fs/cgroup at /host/sys/fs/cgroup (procdir and "
         "cgroups volumes, hostPath, readOnly); on cgroup v1 the memory controller must be "
         "mounted; containers in cgroups not named by their runtime's ID (a custom cgroup "
-        "parent) can only be tagged by client-side origin detection (DD_ENTITY_ID)."
+        "parent) can only be tagged by DD_ENTITY_ID (the admission controller)."
     ),
-    Reason.PRIVATE_CGROUPNS: (
-        "This container runs in a private cgroup namespace, so its own cgroup reads '/' and "
-        "the Agent warns 'Make sure to run with --cgroupns=host': run the Agent container in "
-        "the host cgroup namespace (docker run --cgroupns host). On Kubernetes no pod field "
-        "selects it: on cgroup v2 containerd gives every container that is not privileged "
-        "(securityContext.privileged) a private one. Other pods' containers still resolve "
-        "while selfcheck_origin_detection_resolution_ratio stays at 1."
+    Reason.INODE_UNRESOLVED: (
+        "The Agent resolves a client's c:in-<inode> through a map of the container cgroups "
+        "under its cgroup root: mount the node's /sys/fs/cgroup read-only at "
+        "/host/sys/fs/cgroup (the chart's cgroups volume) and /proc at /host/proc (procdir); "
+        "on cgroup v1 the memory controller must be mounted there. Containers whose cgroup "
+        "directory is not named by their ID (a sub-cgroup, a custom parent) cannot be "
+        "resolved by inode: use DD_ENTITY_ID (the admission controller)."
+    ),
+    Reason.NOT_RECEIVED: (
+        "The Agent's expvar answers but its dogstatsd-uds.Packets did not grow after "
+        "selfcheck's datagram: the socket this pod writes to is not the one the Agent reads. "
+        "Mount the socket's directory, not the file (the chart's dsdsocket volume, hostPath "
+        "/var/run/datadog; a file bind mount goes stale when the Agent recreates the socket), "
+        "with the same DD_DOGSTATSD_SOCKET as the Agent, and restart the pod."
     ),
     Reason.EACCES: procfs.REMEDIATIONS[Reason.EACCES],
     Reason.TIMEOUT: (
@@ -105,9 +147,12 @@ REMEDIATIONS = {
 }
 
 
+# --- what is read --------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """Host processes read for step 4; only those under a runtime path are judged."""
+    """Host processes read for the uds step 4; only those under a runtime path are judged."""
 
     sampled: int = 0
     in_containers: int = 0
@@ -120,9 +165,59 @@ class Sample:
         return self.resolved / self.in_containers if self.in_containers else None
 
 
+@dataclass(frozen=True, slots=True)
+class ClientSample:
+    """What the clients of the same sampled container processes would send, and its fate."""
+
+    judged: int = 0
+    inode_resolved: int = 0
+    id_found: int = 0
+    id_recognised: int = 0
+    from_mountinfo: int = 0
+    inode_examples: tuple[str, ...] = ()
+    id_examples: tuple[str, ...] = ()
+    not_walked: int = 0
+    """Unresolved inodes of a capped walk: the Agent, walking all, may know them."""
+    inode_total: int | None = None
+    """Processes whose inode was looked up (none without an inode map); ``judged`` if unset."""
+
+    @property
+    def inode_judged(self) -> int:
+        total = self.judged if self.inode_total is None else self.inode_total
+        return total - self.not_walked
+
+    @property
+    def inode_ratio(self) -> float | None:
+        return self.inode_resolved / self.inode_judged if self.inode_judged else None
+
+    @property
+    def id_ratio(self) -> float | None:
+        return self.id_recognised / self.judged if self.judged else None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """``dogstatsd-uds`` before and after selfcheck's datagram, and after a quiet window."""
+
+    port: int
+    before: UdsVars
+    after: UdsVars
+    quiet: UdsVars | None = None
+    sent: int = 1
+    retried: bool = False
+
+    def delta(self, name: str, later: UdsVars | None = None, earlier: UdsVars | None = None) -> int:
+        a, b = (earlier or self.before).get(name), (later or self.after).get(name)
+        return b - a if a is not None and b is not None else 0
+
+    @property
+    def readable(self) -> bool:
+        return self.before.get("Packets") is not None and self.after.get("Packets") is not None
+
+
 @dataclass(slots=True)
 class Evidence:
-    """Everything read for one run; ``judge`` turns it into an outcome without touching the host."""
+    """Everything read for one run; ``judge`` turns it into an outcome without the host."""
 
     host_proc: Path
     cgroup_root: Path
@@ -140,6 +235,22 @@ class Evidence:
     own_in_runtime: bool = False
     own_error: OSError | None = None
     sample: Sample = field(default_factory=Sample)
+    # the client mechanisms
+    cgroup_mount_missing: bool = False
+    hierarchy: str | None = None
+    inode_map: InodeMap | None = None
+    inode_map_seconds: float = 0.0
+    clients: ClientSample = field(default_factory=ClientSample)
+    own_inode: int | None = None
+    # the Agent's configuration, as selfcheck's environment carries it
+    uds_enabled: bool = False
+    client_enabled: bool = False
+    unified: bool = False
+    external_env: bool = False
+    entity_id: bool = False
+    # the receipt
+    receipt: Receipt | None = None
+    receipt_note: str = "not read"
 
     @property
     def host_pid(self) -> int | None:
@@ -154,11 +265,14 @@ class Evidence:
 
     @property
     def private_cgroupns(self) -> bool:
-        return (
-            self.own_cgroup == "/"
-            and self.cgroup_ns_inode is not None
-            and self.cgroup_ns_inode != INITIAL_CGROUP_NS_INODE
-        )
+        return self.cgroup_ns_inode is not None and self.cgroup_ns_inode != INITIAL_CGROUP_NS_INODE
+
+    @property
+    def own_container_by_inode(self) -> str | None:
+        """This container as the Agent finds a private-namespace client: by its cgroup inode."""
+        if self.own_inode is None or self.inode_map is None:
+            return None
+        return self.inode_map.by_inode.get(self.own_inode)
 
 
 def _inode(kind: str) -> int | None:
@@ -177,15 +291,17 @@ def _read_pid_namespace(ev: Evidence) -> None:
         ev.pid_view_error = error
 
 
-def _read_cgroup_version(ev: Evidence) -> None:
+def _read_cgroup_version(ev: Evidence, mounts: list[Mount] | None) -> None:
     try:
-        layout = detect_layout(read_mountinfo(), os.path.realpath(ev.cgroup_root))
+        table = read_mountinfo() if mounts is None else mounts
+        layout = detect_layout(table, os.path.realpath(ev.cgroup_root))
     except OSError as error:
         ev.cgroup_error = error
         return
     ev.cgroup_layout = layout.version
     if layout.version != "none":
         ev.cgroup_version = layout.agent_version
+        ev.hierarchy = agent_hierarchy(layout)
 
 
 def _read_own_cgroup(ev: Evidence) -> None:
@@ -201,55 +317,645 @@ def _read_own_cgroup(ev: Evidence) -> None:
     ev.own_in_runtime = in_runtime_cgroup(lines)
 
 
-def sample_processes(proc_root: Path, cgroup_version: int, size: int) -> Sample:
-    """Apply the Agent's rule to an evenly spaced sample of ``size`` host processes."""
-    pids = evenly_spaced(list_pids(proc_root), size)
-    in_containers = resolved = unreadable = 0
-    examples: list[str] = []
+def _own_client_inode(cgroup_version: int) -> int | None:
+    """The inode this container's own client would send (datadogpy's rule, FACTS.md 5.5)."""
+    mount = "/sys/fs/cgroup/memory" if cgroup_version == 1 else "/sys/fs/cgroup"
+    try:
+        return os.stat(mount).st_ino  # noqa: PTH116 - a str path, as the client stats it
+    except OSError:
+        return None
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Counters for one pass over the sample, shared by the uds and client mechanisms."""
+
+    in_containers: int = 0
+    resolved: int = 0
+    unreadable: int = 0
+    examples: list[str] = field(default_factory=list)
+    inode_resolved: int = 0
+    id_found: int = 0
+    id_recognised: int = 0
+    from_mountinfo: int = 0
+    not_walked: int = 0
+    inode_examples: list[str] = field(default_factory=list)
+    id_examples: list[str] = field(default_factory=list)
+
+
+def _client_inode(hierarchy: str, path: str, inode_map: InodeMap) -> int | None:
+    """The inode of the directory ``path`` names in the host tree.
+
+    A path read from a private cgroup namespace is relative to it (``/../<id>``); the
+    directory's name alone then places it: only container-named directories are in the
+    Agent's map, and the map knows each by its ID.
+    """
+    if "/.." in path or path.startswith(".."):
+        cid = container_id_from_name(last_element(path))
+        return inode_map.by_id.get(cid) if cid else None
+    try:
+        return os.stat(hierarchy + path).st_ino  # noqa: PTH116 - per sampled process
+    except OSError:
+        return None
+
+
+def _judge_client_inode(tally: _Tally, path: str | None, inode_map: InodeMap) -> None:
+    inode = _client_inode(inode_map.hierarchy, path, inode_map) if path is not None else None
+    if inode is not None and inode in inode_map.by_inode:
+        tally.inode_resolved += 1
+    elif inode_map.truncated:
+        tally.not_walked += 1  # maybe past the walk's cap: neither proof nor failure
+    elif len(tally.inode_examples) < MAX_EXAMPLES:
+        tally.inode_examples.append(f"{path} (inode {inode})")
+
+
+def _judge_client_id(tally: _Tally, proc_root: Path, pid: int, text: str, path: str | None) -> None:
+    client_id = client_id_from_cgroup(text)
+    if client_id is None:
+        try:
+            mountinfo = read_text(f"{proc_root}/{pid}/mountinfo", MOUNTINFO_CAP)
+        except OSError:
+            mountinfo = ""
+        client_id = client_id_from_mountinfo(mountinfo)
+        tally.from_mountinfo += client_id is not None
+    tally.id_found += client_id is not None
+    if client_id is not None and agent_recognises(client_id):
+        tally.id_recognised += 1
+    elif len(tally.id_examples) < MAX_EXAMPLES:
+        tally.id_examples.append(f"{path}: sends {client_id or 'no ID'}")
+
+
+def sample_all(
+    proc_root: Path,
+    cgroup_version: int,
+    size: int,
+    inode_map: InodeMap | None = None,
+    host_pids: list[int] | None = None,
+) -> tuple[Sample, ClientSample]:
+    """One pass over an evenly spaced sample: the Agent's PID rule and the clients' rules."""
+    pids = evenly_spaced(list_pids(proc_root) if host_pids is None else host_pids, size)
+    tally = _Tally()
     for pid in pids:
         try:
-            lines = parse_proc_cgroup(read_proc_cgroup(proc_root, pid))
+            text = read_proc_cgroup(proc_root, pid)
         except OSError:
-            unreadable += 1
+            tally.unreadable += 1
             continue
+        lines = parse_proc_cgroup(text)
         if not in_runtime_cgroup(lines):
             continue
-        in_containers += 1
+        tally.in_containers += 1
         path = agent_cgroup_path(lines, cgroup_version)
         if path is not None and container_id_from_path(path):
-            resolved += 1
-        elif len(examples) < MAX_EXAMPLES:
-            examples.append(path if path is not None else "(no line for the Agent's controller)")
-    return Sample(len(pids), in_containers, resolved, unreadable, tuple(examples))
+            tally.resolved += 1
+        elif len(tally.examples) < MAX_EXAMPLES:
+            tally.examples.append(
+                path if path is not None else "(no line for the Agent's controller)"
+            )
+        if inode_map is not None:
+            _judge_client_inode(tally, path, inode_map)
+        _judge_client_id(tally, proc_root, pid, text, path)
+    sample = Sample(
+        len(pids), tally.in_containers, tally.resolved, tally.unreadable, tuple(tally.examples)
+    )
+    clients = ClientSample(
+        tally.in_containers,
+        tally.inode_resolved,
+        tally.id_found,
+        tally.id_recognised,
+        tally.from_mountinfo,
+        tuple(tally.inode_examples),
+        tuple(tally.id_examples),
+        tally.not_walked,
+        tally.in_containers if inode_map is not None else 0,
+    )
+    return sample, clients
 
 
-def _passcred_timeout(config: Config) -> float:
-    """Leave the runner's deadline room to report what happened."""
-    return max(0.05, min(1.0, config.check_timeout / 2))
+def sample_processes(proc_root: Path, cgroup_version: int, size: int) -> Sample:
+    """The uds step 4 alone: the Agent's rule on an evenly spaced sample of host processes."""
+    return sample_all(proc_root, cgroup_version, size)[0]
 
 
-def gather(config: Config) -> Evidence:
-    """Read every step; failures are kept as data for ``judge``."""
+PASSCRED_BUDGET = 1.0
+"""Seconds the SO_PASSCRED round trip may take at most, within half of what is left."""
+
+
+def _cgroup_mount_missing(config: Config) -> bool:
+    """In a container, the Agent's inode map needs the node's tree at /host/sys/fs/cgroup."""
+    root = os.path.realpath(config.cgroup_root)
+    defaults = ("/sys/fs/cgroup", str(AGENT_HOST_CGROUP))  # the fallback, or the missing mount
+    return config.containerized and not path_exists(AGENT_HOST_CGROUP) and root in defaults
+
+
+def _read_inode_map(ev: Evidence, shared: InodeMap | None) -> None:
+    if ev.hierarchy is None or ev.cgroup_version is None:
+        return
+    began = time.perf_counter()
+    ev.inode_map = shared if shared is not None else build_inode_map(ev.hierarchy)
+    ev.inode_map_seconds = time.perf_counter() - began
+    if ev.private_cgroupns:
+        ev.own_inode = _own_client_inode(ev.cgroup_version)
+
+
+def _configure(ev: Evidence, config: Config) -> None:
+    ev.uds_enabled = config.origin_detection
+    ev.client_enabled = config.origin_detection_client
+    ev.unified = config.origin_detection_unified
+    ev.external_env = config.external_env_present
+    ev.entity_id = config.entity_id_present
+
+
+def gather(
+    config: Config,
+    *,
+    mounts: list[Mount] | None = None,
+    host_pids: list[int] | None = None,
+    inode_map: InodeMap | None = None,
+    passcred_budget: float = PASSCRED_BUDGET,
+    receipt_budget: float = 0.25,
+) -> Evidence:
+    """Read every mechanism; failures are kept as data for ``judge``.
+
+    ``mounts`` (this process's mount table), ``host_pids`` (the host procfs listing) and
+    ``inode_map`` (from the cycle's cgroup tree, ``inodes.inode_map_from_dirs``) may come from
+    a reading shared with other checks; each is read here when not given.
+    """
     ev = Evidence(config.host_proc, config.cgroup_root, os.getpid())
+    _configure(ev, config)
     _read_pid_namespace(ev)
     try:
-        ev.passcred = round_trip(_passcred_timeout(config))
+        ev.passcred = round_trip(passcred_budget)
     except OSError as error:
         ev.passcred_error = error
-    _read_cgroup_version(ev)
+    _read_cgroup_version(ev, mounts)
     _read_own_cgroup(ev)
-    if ev.cgroup_version is not None:
-        try:
-            ev.sample = sample_processes(ev.host_proc, ev.cgroup_version, config.sample_size)
-        except OSError:
-            ev.sample = Sample()
+    ev.cgroup_mount_missing = _cgroup_mount_missing(config)
+    if not ev.cgroup_mount_missing:
+        _read_inode_map(ev, inode_map)
+    # Without a cgroup layout the uds line has already failed; the sample still tells what
+    # the clients would send (their IDs need no cgroup mount on the Agent's side).
+    version = ev.cgroup_version if ev.cgroup_version is not None else 2
+    try:
+        ev.sample, ev.clients = sample_all(
+            ev.host_proc, version, config.sample_size, ev.inode_map, host_pids
+        )
+    except OSError:
+        ev.sample, ev.clients = Sample(), ClientSample()
+    gather_receipt(ev, config, receipt_budget)
     return ev
 
 
-def details_of(ev: Evidence) -> dict[str, object]:
-    """Small, flat facts for ``--verbose`` and ``/status``; never a label."""
+# --- the receipt -----------------------------------------------------------------------------
+
+
+def _find_expvar(config: Config, deadline: Deadline) -> tuple[UdsVars | None, str]:
+    notes: list[str] = []
+    for port in config.expvar_ports:
+        try:
+            found = read_uds_vars(port, deadline)
+        except OSError as error:
+            notes.append(describe(error, f"127.0.0.1:{port}"))
+            continue
+        if found.counters is not None:
+            return found, ""
+        why = "truncated before" if found.truncated else "without"
+        notes.append(
+            f"127.0.0.1:{port}/debug/vars: HTTP {found.status}, {found.body_bytes} bytes "
+            f"read, {why} a dogstatsd-uds map"
+        )
+        if found.truncated or found.status == 200:
+            return found, "; ".join(notes)
+    return None, "; ".join(notes) or "no expvar port"
+
+
+def gather_receipt(ev: Evidence, config: Config, budget: float) -> None:
+    """``dogstatsd-uds`` before and after one datagram of selfcheck's; see ``judge_receipt``."""
+    if config.dogstatsd_mode != "send":
+        ev.receipt_note = "not sent (SELFCHECK_DOGSTATSD_MODE=connect)"
+        return
+    deadline = Deadline(budget)
+    before, note = _find_expvar(config, deadline)
+    if before is None or before.counters is None:
+        ev.receipt_note = note
+        return
+    from selfcheck.checks.dogstatsd_socket import heartbeat
+
+    began = time.monotonic()
+    try:
+        send_datagram(config.dogstatsd_socket, heartbeat(config.heartbeat_metric))
+    except OSError as error:
+        ev.receipt_note = f"not sent: {describe(error, config.dogstatsd_socket)}"
+        return
+    try:
+        ev.receipt = _after_send(before, deadline, began)
+    except OSError as error:
+        ev.receipt_note = f"not read after the datagram: {describe(error)}"
+        return
+    ev.receipt_note = "read"
+
+
+def _after_send(before: UdsVars, deadline: Deadline, began: float) -> Receipt:
+    """Read after the datagram, once more if ``Packets`` has not moved yet, then a quiet window.
+
+    The quiet window (no datagram of ours, as long as the send window) is read only when
+    ``OriginDetectionErrors`` grew: it tells whether the errors came with our datagram or
+    from other senders too.
+    """
+    time.sleep(RECEIPT_SETTLE)
+    after = read_uds_vars(before.port, deadline)
+    receipt = Receipt(before.port, before, after)
+    retried = False
+    if receipt.delta("Packets") < 1 and deadline.left() > RECEIPT_RETRY:
+        time.sleep(RECEIPT_RETRY)
+        after, retried = read_uds_vars(before.port, deadline), True
+    window = time.monotonic() - began
+    quiet = None
+    receipt = Receipt(before.port, before, after, None, 1, retried)
+    if receipt.delta("OriginDetectionErrors") > 0 and deadline.left() > window:
+        time.sleep(window)
+        quiet = read_uds_vars(before.port, deadline)
+    return Receipt(before.port, before, after, quiet, 1, retried)
+
+
+# --- judging ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One mechanism's result: what happens to the metrics of the clients that depend on it."""
+
+    status: Status
+    reason: Reason
+    words: str
+    enabled: bool
+    facts: dict[str, object] = field(default_factory=dict)
+    headline: str = ""
+    """The short form for the check's message when the mechanism works (``words`` otherwise)."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": str(self.status),
+            "reason": str(self.reason),
+            "enabled": self.enabled,
+            "says": self.words,
+            **self.facts,
+        }
+
+
+def _uds_failure(ev: Evidence) -> tuple[Status, Reason, str] | None:
+    for step in (_judge_pid_namespace, _judge_passcred, _judge_cgroups, _judge_own_container):
+        failed = step(ev)
+        if failed is not None:
+            return failed
+    return None
+
+
+def _judge_pid_namespace(ev: Evidence) -> tuple[Status, Reason, str] | None:
+    status_path = ev.host_proc / "self" / "status"
+    if ev.pid_view_error is not None:
+        if ev.pid_view_error.errno == errno.ENOENT:
+            return (
+                Status.FAILED,
+                Reason.NOT_HOST_PID,
+                f"this process is invisible in {ev.host_proc} "
+                f"({describe(ev.pid_view_error, status_path)}): that procfs belongs to a PID "
+                "namespace this process is not in, so senders arrive with PID 0",
+            )
+        return _os_verdict(ev.pid_view_error, status_path, "read this process's status")
+    view = ev.pid_view
+    assert view is not None
+    shared = view.levels == 1 if view.levels else view.pid == ev.own_pid
+    if shared:
+        return None
+    return (
+        Status.FAILED,
+        Reason.NOT_HOST_PID,
+        f"{status_path} has NSpid {' '.join(map(str, view.nspid)) or '(none)'}: this process "
+        f"runs in a PID namespace below the one {ev.host_proc} belongs to (no hostPID), so "
+        "senders in other pods arrive with PID 0",
+    )
+
+
+def _os_verdict(error: OSError, path: Path | str, what: str) -> tuple[Status, Reason, str]:
+    failure = os_failure(REMEDIATIONS, error, path, what)
+    return failure.status, failure.reason, failure.message
+
+
+def _judge_passcred(ev: Evidence) -> tuple[Status, Reason, str] | None:
+    if ev.passcred_error is not None:
+        return _os_verdict(
+            ev.passcred_error, "SO_PASSCRED datagram socket", "complete the round trip"
+        )
+    trip = ev.passcred
+    assert trip is not None
+    creds = trip.credentials
+    if creds is not None and creds.pid == trip.sender_pid and creds.pid != 0:
+        return None
+    got = "no SCM_CREDENTIALS message" if creds is None else f"PID {creds.pid}"
+    return (
+        Status.FAILED,
+        Reason.PID_ZERO,
+        f"a datagram from child PID {trip.sender_pid} to SO_PASSCRED socket {trip.address} "
+        f"arrived with {got}: the Agent cannot tell who sent a DogStatsD packet",
+    )
+
+
+def _judge_cgroups(ev: Evidence) -> tuple[Status, Reason, str] | None:
+    if ev.cgroup_error is not None:
+        return _os_verdict(ev.cgroup_error, "/proc/self/mountinfo", "detect the cgroup version")
+    if ev.cgroup_version is None:
+        return (
+            Status.FAILED,
+            Reason.NO_CONTAINER_ID,
+            f"no cgroup hierarchy is mounted under {ev.cgroup_root}, so the Agent cannot map "
+            "any PID to a container",
+        )
+    if ev.own_error is not None:
+        path = ev.host_proc / str(ev.host_pid) / "cgroup"
+        return _os_verdict(ev.own_error, path, "read this process's cgroup")
+    return None
+
+
+def _judge_own_container(ev: Evidence) -> tuple[Status, Reason, str] | None:
+    if ev.own_in_runtime and ev.container_id is None:
+        return (
+            Status.FAILED,
+            Reason.NO_CONTAINER_ID,
+            f"this container's cgroup {ev.own_cgroup or '(no line for the Agent controller)'} "
+            "gives no container ID by the Agent's rule, so its metrics go out untagged",
+        )
+    ratio = ev.sample.ratio
+    if ratio is not None and ratio < SAMPLE_THRESHOLD:
+        example = ev.sample.unresolved_examples[0] if ev.sample.unresolved_examples else "?"
+        return (
+            Status.DEGRADED,
+            Reason.NO_CONTAINER_ID,
+            f"only {ev.sample.resolved} of {ev.sample.in_containers} sampled container "
+            f"processes in {ev.host_proc} map to a container ID (e.g. {example})",
+        )
+    return None
+
+
+def _sample_words(resolved: int, total: int, what: str) -> str:
+    return (
+        f"{resolved}/{total} sampled container processes {what}"
+        if total
+        else ("no container process sampled")
+    )
+
+
+def judge_uds(ev: Evidence) -> Verdict:
+    failure = _uds_failure(ev)
+    facts: dict[str, object] = {"sample_ratio": _round(ev.sample.ratio)}
+    if failure is not None:
+        status, reason, words = failure
+        lead = (
+            "UDS origin detection is off (no hostPID)"
+            if reason == Reason.NOT_HOST_PID
+            else "UDS origin detection does not work"
+        )
+        return Verdict(status, reason, f"{lead}: {words}", ev.uds_enabled, facts)
+    assert ev.passcred is not None
+    if ev.container_id:
+        own = f"own container {ev.container_id[:12]}"
+    elif ev.private_cgroupns and ev.own_cgroup == "/":
+        found = ev.own_container_by_inode
+        own = (
+            "private cgroup namespace: the Agent's own container is found by inode "
+            f"({found[:12]}), not by its cgroup"
+            if found
+            else "private cgroup namespace: own cgroup reads '/', other containers still resolve"
+        )
+    else:
+        own = f"not in a container (cgroup {ev.own_cgroup}), no container ID applies"
+    words = (
+        f"UDS origin detection works: host PID namespace, SO_PASSCRED PID "
+        f"{ev.passcred.sender_pid} matches; {own}; "
+        f"{_sample_words(ev.sample.resolved, ev.sample.in_containers, 'resolve')}"
+    )
+    return Verdict(Status.OK, Reason.OK, words, ev.uds_enabled, facts)
+
+
+def _ratio_verdict(
+    ratio: float | None,
+    reason: Reason,
+    *,
+    good: str,
+    bad: str,
+    enabled: bool,
+    facts: dict[str, object],
+    headline: str = "",
+) -> Verdict:
+    if ratio is None or ratio >= SAMPLE_THRESHOLD:
+        return Verdict(Status.OK, Reason.OK, good, enabled, facts, headline)
+    status = Status.FAILED if ratio == 0 else Status.DEGRADED
+    return Verdict(status, reason, bad, enabled, facts)
+
+
+def judge_client_inode(ev: Evidence) -> Verdict:
+    facts: dict[str, object] = {}
+    enabled = ev.client_enabled
+    if ev.cgroup_mount_missing:
+        return Verdict(
+            Status.FAILED,
+            Reason.INODE_UNRESOLVED,
+            f"{INODE_CLIENTS} are not tagged: {AGENT_HOST_CGROUP} is not mounted (the chart's "
+            "cgroups volume), so the Agent's inode map holds only this container's own tree",
+            enabled,
+        )
+    cmap = ev.inode_map
+    if cmap is None:
+        return Verdict(
+            Status.FAILED,
+            Reason.INODE_UNRESOLVED,
+            f"{INODE_CLIENTS} are not tagged: no cgroup hierarchy the Agent walks is mounted "
+            f"under {ev.cgroup_root} (the cgroups volume), so it has no inode map",
+            enabled,
+        )
+    facts.update(
+        hierarchy=cmap.hierarchy,
+        map_containers=cmap.containers,
+        map_dirs_walked=cmap.dirs_walked,
+        map_truncated=cmap.truncated,
+        map_ms=round(ev.inode_map_seconds * 1000, 3),
+        ratio=_round(ev.clients.inode_ratio),
+    )
+    if ev.clients.inode_examples:
+        facts["unresolved_examples"] = list(ev.clients.inode_examples)
+    if ev.private_cgroupns:
+        facts.update(own_inode=ev.own_inode, own_container=ev.own_container_by_inode)
+    tally = _sample_words(ev.clients.inode_resolved, ev.clients.inode_judged, "resolve by inode")
+    if ev.clients.not_walked:
+        facts["not_walked"] = ev.clients.not_walked
+        tally += f" ({ev.clients.not_walked} more unknown: the walk stopped at its cap)"
+    still = "still " if _uds_failure(ev) is not None else ""
+    return _ratio_verdict(
+        ev.clients.inode_ratio,
+        Reason.INODE_UNRESOLVED,
+        headline=f"{INODE_CLIENTS} are {still}tagged ({tally})",
+        good=f"{INODE_CLIENTS} are tagged: {tally} through the Agent's map of "
+        f"{cmap.containers} container cgroups in {cmap.hierarchy}",
+        bad=f"{INODE_CLIENTS} are not all tagged: only {tally} through the Agent's map of "
+        f"{cmap.containers} container cgroups in {cmap.hierarchy}",
+        enabled=enabled,
+        facts=facts,
+    )
+
+
+def judge_client_id(ev: Evidence) -> Verdict:
+    c = ev.clients
+    facts: dict[str, object] = {
+        "ratio": _round(c.id_ratio),
+        "found": c.id_found,
+        "from_mountinfo": c.from_mountinfo,
+    }
+    if c.id_examples:
+        facts["unrecognised_examples"] = list(c.id_examples)
+    tally = _sample_words(c.id_recognised, c.judged, "give an ID the Agent recognises")
+    return _ratio_verdict(
+        c.id_ratio,
+        Reason.NO_CONTAINER_ID,
+        headline=f"clients that send their container ID are tagged ({tally})",
+        good=f"{ID_CLIENTS} are tagged where the Agent knows the container: {tally}",
+        bad=f"{ID_CLIENTS} are not all tagged: only {tally}",
+        enabled=ev.client_enabled,
+        facts=facts,
+    )
+
+
+def judge_receipt(ev: Evidence) -> Verdict | None:
+    """The Agent's own counters around selfcheck's datagram, read honestly.
+
+    ``Packets`` counts every client's packets, so growth by at least the one sent is
+    necessary, not sufficient: it is conclusive only when it grew by exactly one, and said to
+    be "consistent" otherwise. No growth after a retry is ``not_received``. Errors that grew
+    with the datagram are ``pid_zero``; the quiet window says whether other senders moved
+    them too.
+    """
+    r = ev.receipt
+    if r is None or not r.readable:
+        return None
+    grown = r.delta("Packets")
+    errors = r.delta("OriginDetectionErrors")
+    facts: dict[str, object] = {
+        "port": r.port,
+        "packets_delta": grown,
+        "origin_errors_delta": errors,
+        "retried": r.retried,
+        "body_bytes": r.after.body_bytes,
+    }
+    enabled = ev.uds_enabled or ev.client_enabled
+    if grown < r.sent:
+        return Verdict(
+            Status.FAILED,
+            Reason.NOT_RECEIVED,
+            f"the Agent did not receive selfcheck's datagram: dogstatsd-uds.Packets on "
+            f"127.0.0.1:{r.port} did not grow{' after a retry' if r.retried else ''}",
+            enabled,
+            facts,
+        )
+    if errors > 0:
+        quiet = r.delta("OriginDetectionErrors", r.quiet, r.after) if r.quiet else None
+        facts["quiet_window_errors"] = quiet
+        others = (
+            "; other senders moved it too in a quiet window"
+            if quiet
+            else " and not in a quiet window"
+        )
+        return Verdict(
+            Status.FAILED,
+            Reason.PID_ZERO,
+            f"the Agent received selfcheck's datagram but could not attribute a sender: "
+            f"OriginDetectionErrors grew by {errors}{others}",
+            ev.uds_enabled,
+            facts,
+        )
+    conclusive = grown == r.sent
+    facts["conclusive"] = conclusive
+    how = "" if conclusive else f" (consistent, not conclusive: Packets grew by {grown})"
+    return Verdict(
+        Status.OK,
+        Reason.OK,
+        f"the Agent counted selfcheck's datagram with no origin error{how}",
+        enabled,
+        facts,
+    )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+_SEVERITY = {Status.OK: 0, Status.DEGRADED: 1, Status.FAILED: 2}
+
+
+def verdicts(ev: Evidence) -> dict[str, Verdict]:
+    found = {
+        "uds": judge_uds(ev),
+        "receipt": judge_receipt(ev),
+        "client_inode": judge_client_inode(ev),
+        "client_container_id": judge_client_id(ev),
+    }
+    return {name: v for name, v in found.items() if v is not None}
+
+
+def _config_words(ev: Evidence) -> str:
+    if not (ev.uds_enabled or ev.client_enabled):
+        return (
+            "origin detection is not enabled in the Agent (DD_DOGSTATSD_ORIGIN_DETECTION and "
+            "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT false); if it were: "
+        )
+    if not ev.client_enabled:
+        return ""
+    if not ev.uds_enabled:
+        return "UDS origin detection is disabled (DD_DOGSTATSD_ORIGIN_DETECTION false); "
+    return ""
+
+
+def _short(verdict: Verdict) -> str:
+    return verdict.headline if verdict.status == Status.OK and verdict.headline else verdict.words
+
+
+def _message(ev: Evidence, found: dict[str, Verdict]) -> str:
+    parts = [found["uds"].words]
+    if ev.client_enabled or not ev.uds_enabled:
+        parts += [_short(found["client_inode"]), _short(found["client_container_id"])]
+    else:
+        parts.append(
+            "client-sent origins (c:in-, c:ci-) are ignored (DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT "
+            "false)"
+        )
+    if "receipt" in found:
+        parts.append(found["receipt"].words)
+    return _config_words(ev) + "; ".join(parts)
+
+
+def details_of(ev: Evidence, found: dict[str, Verdict]) -> dict[str, object]:
+    """Small facts for ``--verbose`` and ``/status``, one entry per mechanism; never a label."""
+    mechanisms: dict[str, object] = {name: v.to_json() for name, v in found.items()}
+    mechanisms["external_data"] = {
+        "configured": ev.external_env,
+        "enabled": ev.client_enabled and ev.unified,
+        "says": "DD_EXTERNAL_ENV is "
+        + ("set" if ev.external_env else "not set")
+        + " in this container; External Data is resolved through the kubelet, not provable here",
+    }
+    mechanisms["entity_id"] = {
+        "configured": ev.entity_id,
+        "says": "DD_ENTITY_ID is "
+        + ("set" if ev.entity_id else "not set")
+        + " in this container; the entity ID is resolved through the kubelet, not provable here",
+    }
+    if "receipt" not in found:
+        mechanisms["receipt"] = {"status": "not_read", "says": ev.receipt_note}
     details: dict[str, object] = {
         "host_proc": str(ev.host_proc),
+        "mechanisms": mechanisms,
+        "resolution_order": list(UNIFIED_ORDER) if ev.unified else LEGACY_ORDER,
+        "origin_detection_enabled": ev.uds_enabled,
+        "origin_detection_client": ev.client_enabled,
+        "origin_detection_unified": ev.unified,
         "pid_namespace_inode": ev.pid_ns_inode,
         "initial_pid_namespace": ev.pid_ns_inode == INITIAL_PID_NS_INODE,
         "cgroup_namespace_inode": ev.cgroup_ns_inode,
@@ -276,155 +982,55 @@ def details_of(ev: Evidence) -> dict[str, object]:
     return details
 
 
-def figures_of(ev: Evidence) -> dict[str, float]:
+def figures_of(ev: Evidence, found: dict[str, Verdict]) -> dict[str, float]:
     figures: dict[str, float] = {
         "sampled_processes": ev.sample.sampled,
         "container_processes": ev.sample.in_containers,
+        "external_data_configured": float(ev.external_env),
+        "entity_id_configured": float(ev.entity_id),
     }
     if ev.sample.ratio is not None:
         figures["resolution_ratio"] = round(ev.sample.ratio, 4)
+    if ev.clients.inode_ratio is not None:
+        figures["inode_resolution_ratio"] = round(ev.clients.inode_ratio, 4)
+    if ev.clients.id_ratio is not None:
+        figures["client_id_recognised_ratio"] = round(ev.clients.id_ratio, 4)
+    if ev.inode_map is not None:
+        figures["inode_map_containers"] = ev.inode_map.containers
+    for name, verdict in found.items():
+        figures[f"mechanism_{name}_ok"] = float(verdict.status.is_success)
+        figures[f"mechanism_{name}_enabled"] = float(verdict.enabled)
     return figures
 
 
-def _outcome(ev: Evidence, status: Status, reason: Reason, message: str) -> Outcome:
+def judge(ev: Evidence) -> Outcome:
+    """Each mechanism judged on its own; the worst enabled one gives the status and reason.
+
+    With none enabled the Agent tags nothing by origin, so nothing is lost on this node: the
+    check is ``ok`` and its message says what each mechanism would give if it were enabled.
+    """
+    found = verdicts(ev)
+    counted = [v for v in found.values() if v.enabled]
+    status, reason = Status.OK, Reason.OK
+    if counted:
+        worst = max(counted, key=lambda v: _SEVERITY.get(v.status, 2))
+        status, reason = worst.status, worst.reason
     remediation = REMEDIATIONS.get(reason, "") if status != Status.OK else ""
     return Outcome(
-        status, reason, message, remediation, details=details_of(ev), figures=figures_of(ev)
+        status,
+        reason,
+        _message(ev, found),
+        remediation,
+        details=details_of(ev, found),
+        figures=figures_of(ev, found),
     )
-
-
-def _os_outcome(ev: Evidence, error: OSError, path: Path | str, what: str) -> Outcome:
-    failure = os_failure(REMEDIATIONS, error, path, what)
-    return _outcome(ev, failure.status, failure.reason, failure.message)
-
-
-def _judge_pid_namespace(ev: Evidence) -> Outcome | None:
-    status_path = ev.host_proc / "self" / "status"
-    if ev.pid_view_error is not None:
-        if ev.pid_view_error.errno == errno.ENOENT:
-            return _outcome(
-                ev,
-                Status.FAILED,
-                Reason.NOT_HOST_PID,
-                f"this process is invisible in {ev.host_proc} "
-                f"({describe(ev.pid_view_error, status_path)}): that procfs belongs to a PID "
-                "namespace this process is not in, so DogStatsD senders arrive with PID 0",
-            )
-        return _os_outcome(ev, ev.pid_view_error, status_path, "read this process's status")
-    view = ev.pid_view
-    assert view is not None
-    shared = view.levels == 1 if view.levels else view.pid == ev.own_pid
-    if shared:
-        return None
-    return _outcome(
-        ev,
-        Status.FAILED,
-        Reason.NOT_HOST_PID,
-        f"{status_path} has NSpid {' '.join(map(str, view.nspid)) or '(none)'}: this process "
-        f"runs in a PID namespace below the one {ev.host_proc} belongs to, so DogStatsD "
-        "senders in other pods arrive with PID 0 and their metrics go out untagged",
-    )
-
-
-def _judge_passcred(ev: Evidence) -> Outcome | None:
-    if ev.passcred_error is not None:
-        return _os_outcome(
-            ev, ev.passcred_error, "SO_PASSCRED datagram socket", "complete the round trip"
-        )
-    trip = ev.passcred
-    assert trip is not None
-    creds = trip.credentials
-    if creds is not None and creds.pid == trip.sender_pid and creds.pid != 0:
-        return None
-    got = "no SCM_CREDENTIALS message" if creds is None else f"PID {creds.pid}"
-    return _outcome(
-        ev,
-        Status.FAILED,
-        Reason.PID_ZERO,
-        f"a datagram from child PID {trip.sender_pid} to SO_PASSCRED socket {trip.address} "
-        f"arrived with {got}: the Agent cannot tell who sent a DogStatsD packet",
-    )
-
-
-def _judge_cgroups(ev: Evidence) -> Outcome | None:
-    if ev.cgroup_error is not None:
-        return _os_outcome(ev, ev.cgroup_error, "/proc/self/mountinfo", "detect the cgroup version")
-    if ev.cgroup_version is None:
-        return _outcome(
-            ev,
-            Status.FAILED,
-            Reason.NO_CONTAINER_ID,
-            f"no cgroup hierarchy is mounted under {ev.cgroup_root}, so the Agent cannot map "
-            "any PID to a container",
-        )
-    if ev.own_error is not None:
-        path = ev.host_proc / str(ev.host_pid) / "cgroup"
-        return _os_outcome(ev, ev.own_error, path, "read this process's cgroup")
-    return None
-
-
-def _judge_containers(ev: Evidence) -> Outcome:
-    own = ev.own_cgroup
-    if ev.own_in_runtime and ev.container_id is None:
-        return _outcome(
-            ev,
-            Status.FAILED,
-            Reason.NO_CONTAINER_ID,
-            f"this container's cgroup {own or '(no line for the Agent controller)'} gives no "
-            "container ID by the Agent's rule, so its metrics would go out untagged",
-        )
-    ratio = ev.sample.ratio
-    if ratio is not None and ratio < SAMPLE_THRESHOLD:
-        return _outcome(
-            ev,
-            Status.DEGRADED,
-            Reason.NO_CONTAINER_ID,
-            f"only {ev.sample.resolved} of {ev.sample.in_containers} sampled container "
-            f"processes in {ev.host_proc} map to a container ID (e.g. "
-            f"{ev.sample.unresolved_examples[0] if ev.sample.unresolved_examples else '?'})",
-        )
-    if ev.private_cgroupns:
-        return _outcome(
-            ev,
-            Status.DEGRADED,
-            Reason.PRIVATE_CGROUPNS,
-            f"this process's cgroup reads '/' in a private cgroup namespace (inode "
-            f"{ev.cgroup_ns_inode}, the host's is {INITIAL_CGROUP_NS_INODE}): the Agent cannot "
-            "find its own container by cgroup",
-        )
-    return _outcome(ev, Status.OK, Reason.OK, _ok_message(ev))
-
-
-def _ok_message(ev: Evidence) -> str:
-    assert ev.passcred is not None
-    own = (
-        f"own container {ev.container_id[:12]}"
-        if ev.container_id
-        else f"not in a container (cgroup {ev.own_cgroup}), no container ID applies"
-    )
-    ratio = ev.sample.ratio
-    sample = (
-        f"{ev.sample.resolved}/{ev.sample.in_containers} sampled container processes resolve"
-        if ratio is not None
-        else f"no container processes among {ev.sample.sampled} sampled"
-    )
-    return f"host PID namespace, SO_PASSCRED PID {ev.passcred.sender_pid} matches; {own}; {sample}"
-
-
-def judge(ev: Evidence) -> Outcome:
-    """Steps in the order the Agent depends on them; the first broken one is the reason."""
-    for step in (_judge_pid_namespace, _judge_passcred, _judge_cgroups):
-        outcome = step(ev)
-        if outcome is not None:
-            return outcome
-    return _judge_containers(ev)
 
 
 def _procfs_missing(config: Config) -> Outcome | None:
     """``/host/proc`` where the Agent wants it, and a procfs (it has ``self``) at ``host_proc``."""
     self_link = config.host_proc / "self"
     if config.containerized and not path_exists(AGENT_HOST_PROC):
-        where = f"{AGENT_HOST_PROC} does not exist"
+        where = f"{AGENT_HOST_PROC} does not exist (the procdir mount is missing)"
     else:
         try:
             self_link.lstat()
@@ -434,55 +1040,126 @@ def _procfs_missing(config: Config) -> Outcome | None:
             return os_failure(REMEDIATIONS, error, self_link, "look at the host procfs")
         else:
             return None
+    lost = {"status": "failed", "reason": "procfs_missing", "enabled": True}
     return Outcome(
         Status.FAILED,
         Reason.PROCFS_MISSING,
-        f"{where}: the Agent's PID-to-container lookup is off and DogStatsD metrics go out "
-        "untagged without any error",
+        f"{where}: the Agent registers no PID-to-container and no inode-to-container lookup, "
+        "so UDS origin detection and clients that send their cgroup inode are untagged, "
+        "without any error",
         REMEDIATIONS[Reason.PROCFS_MISSING],
-        details={"host_proc": str(config.host_proc), "containerized": config.containerized},
+        details={
+            "host_proc": str(config.host_proc),
+            "containerized": config.containerized,
+            "mechanisms": {
+                "uds": {**lost, "enabled": config.origin_detection},
+                "client_inode": {**lost, "enabled": config.origin_detection_client},
+            },
+        },
+        figures={
+            "mechanism_uds_ok": 0.0,
+            "mechanism_uds_enabled": float(config.origin_detection),
+            "mechanism_client_inode_ok": 0.0,
+            "mechanism_client_inode_enabled": float(config.origin_detection_client),
+            "mechanism_client_container_id_enabled": float(config.origin_detection_client),
+        },
     )
+
+
+def _shared_inode_map(ctx: CheckContext) -> InodeMap | None:
+    """The Agent's inode map from the cycle's cgroup tree (the same rule, the same walk)."""
+    tree = ctx.host.cgroup_tree()
+    if isinstance(tree, OSError):
+        return None
+    dirs = ((d.path, d.name, d.inode) for d in tree.dirs)
+    return inode_map_from_dirs(tree.top, dirs, walked=len(tree.dirs), truncated=tree.truncated)
 
 
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
-    return _procfs_missing(config) or judge(gather(config))
+    missing = _procfs_missing(config)
+    if missing is not None:
+        return missing
+    mounts = ctx.host.own_mounts()
+    pids = ctx.host.host_pids()
+    # The round trip may take half of what the runner's deadline leaves, the receipt a quarter.
+    evidence = gather(
+        config,
+        mounts=None if isinstance(mounts, OSError) else mounts,
+        host_pids=None if isinstance(pids, OSError) else pids,
+        inode_map=_shared_inode_map(ctx),
+        passcred_budget=ctx.budget(PASSCRED_BUDGET, 0.5),
+        receipt_budget=ctx.budget(EXPVAR_BUDGET, 0.25),
+    )
+    return judge(evidence)
 
+
+_FIGURES = {
+    "resolution_ratio": (
+        "uds: share of sampled host processes in pod or container cgroups that map to a "
+        "container ID by the Agent's PID rule (absent when none were sampled)."
+    ),
+    "sampled_processes": "Host processes read for the resolution ratios.",
+    "container_processes": "Sampled processes whose cgroup is under a runtime path.",
+    "inode_resolution_ratio": (
+        "client inode: share of sampled container processes whose client's cgroup inode "
+        "resolves through the Agent's inode map (absent when none were sampled)."
+    ),
+    "client_id_recognised_ratio": (
+        "client container ID: share of sampled container processes whose client finds an ID "
+        "the Agent's container-ID rule recognises."
+    ),
+    "inode_map_containers": "Container cgroups in the Agent's inode map of the host tree.",
+    "external_data_configured": "1 when DD_EXTERNAL_ENV is set in this container.",
+    "entity_id_configured": "1 when DD_ENTITY_ID is set in this container.",
+    **{
+        f"mechanism_{name}_ok": (
+            f"1 when the {name} origin-detection mechanism works on this node, 0 when it does "
+            "not (absent when it was not judged)."
+        )
+        for name in MECHANISMS
+    },
+    **{
+        f"mechanism_{name}_enabled": (
+            f"1 when the Agent's configuration enables the {name} mechanism."
+        )
+        for name in MECHANISMS
+    },
+}
 
 SPEC = register(
     CheckSpec(
         id="origin_detection",
-        title="DogStatsD origin detection (hostPID plus the procdir mount)",
+        title="Origin detection: UDS credentials, client inode and ID, the Agent's receipt",
         run=run,
         proves=(
-            "Step 1: this process shares the PID namespace /host/proc belongs to (NSpid in "
-            "<host proc>/self/status has one entry; the /proc/self/ns/pid inode and whether it "
-            "is the initial namespace are in details). Step 2: a datagram from a child process "
-            "to an SO_PASSCRED socket in the abstract namespace arrives with the child's "
-            "non-zero PID. Step 3: this process's <host proc>/<pid>/cgroup maps to its "
-            "container ID by the Agent's exact rule (memory line on v1, empty controller on "
-            "v2, last path element, the Agent's regex, .mount and crio-conmon- excluded), "
-            "unless it is not in a container at all, which is fine. Step 4: the same rule maps "
-            "an evenly spaced sample (SELFCHECK_SAMPLE, default 256) of host processes in pod "
-            "or container cgroups; the share is the resolution ratio. A private cgroup "
-            "namespace (own cgroup '/') is reported."
+            "Each mechanism on its own line of details. uds, Step 1: this process shares the "
+            "PID namespace /host/proc belongs to (NSpid in <host proc>/self/status has one "
+            "entry). Step 2: a datagram from a child process to an SO_PASSCRED socket in the "
+            "abstract namespace arrives with the child's non-zero PID. Step 3: this process's "
+            "<host proc>/<pid>/cgroup maps to its container ID by the Agent's exact rule "
+            "(memory line on v1, empty controller on v2, last path element, the Agent's regex, "
+            ".mount and crio-conmon- excluded); a private cgroup namespace is noted, not "
+            "failed. Step 4: the same rule maps an evenly spaced sample (SELFCHECK_SAMPLE, "
+            "default 256) of host processes in container cgroups. client_inode: for those "
+            "processes, the inode their client sends from a private cgroup namespace (the "
+            "datadog-go and datadogpy rule) resolves through the Agent's inode map of the host "
+            "cgroup tree (the memory hierarchy on v1, the unified one on v2, container-named "
+            "directories only, bounded walk). client_container_id: the ID their client finds "
+            "(cgroup, then mountinfo) is one the Agent recognises. external_data, entity_id: "
+            "reported as configured, not provable without the kubelet. receipt: where the "
+            "Agent's expvar answers (DD_EXPVAR_PORT, else 5000, then 6000), dogstatsd-uds "
+            "Packets grows after selfcheck's datagram and OriginDetectionErrors does not."
         ),
         why=(
-            "With DD_DOGSTATSD_ORIGIN_DETECTION the Agent tags each DogStatsD packet with its "
-            "sender's container by these steps, and every one fails silently: PID 0 is accepted "
-            "untagged (only an expvar counter moves), a missing /host/proc disables the lookup "
-            "without any error, and an unmatched cgroup is not counted at all."
+            "The Agent tags each DogStatsD packet with its sender's container by these paths "
+            "and every one fails silently: PID 0 is accepted untagged (only an expvar counter "
+            "moves), a missing /host/proc disables the PID and inode lookups without any "
+            "error, and an unmatched cgroup or inode is not counted at all."
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: config.origin_detection,
         required_because="required: DD_DOGSTATSD_ORIGIN_DETECTION is true",
-        figures={
-            "resolution_ratio": (
-                "Share of sampled host processes in pod or container cgroups that map to a "
-                "container ID by the Agent's rule (absent when none were sampled)."
-            ),
-            "sampled_processes": "Host processes read for the resolution ratio.",
-            "container_processes": "Sampled processes whose cgroup is under a runtime path.",
-        },
+        figures=_FIGURES,
     )
 )

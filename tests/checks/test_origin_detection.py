@@ -10,27 +10,40 @@ provoked on a healthy machine (PID 0 from our own child, a cgroup v2 host).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from selfcheck.checks import origin_detection
-from selfcheck.checks.origin_detection import SAMPLE_THRESHOLD, Evidence, Sample, judge
+from selfcheck.checks.origin_detection import (
+    INODE_CLIENTS,
+    SAMPLE_THRESHOLD,
+    ClientSample,
+    Evidence,
+    Receipt,
+    Sample,
+    judge,
+)
 from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import detect_layout
+from selfcheck.host.expvar import UdsVars
+from selfcheck.host.inodes import InodeMap
 from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, INITIAL_PID_NS_INODE, PidView
 from selfcheck.host.passcred import Credentials, RoundTrip
 from selfcheck.host.procfs import read_mountinfo
-from selfcheck.model import Reason, Status
+from selfcheck.model import Outcome, Reason, Status
 from selfcheck.registry import known_ids
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AS_AGENT_USER, REPO, Run, in_shell, selfcheck
@@ -40,7 +53,7 @@ ONLY = ["check", "--only", "origin_detection", "--json"]
 REQUIRED = {"DD_DOGSTATSD_ORIGIN_DETECTION": "true"}
 
 
-def _check(run: Run) -> dict[str, object]:
+def _check(run: Run) -> dict[str, Any]:
     return run.check("origin_detection")
 
 
@@ -92,14 +105,18 @@ def test_sample_is_bounded_by_selfcheck_sample() -> None:
 def test_explain_walks_through_each_step_and_reason() -> None:
     run = selfcheck(["explain", "origin_detection"])
     assert run.code == 0
-    for step in ("Step 1", "Step 2", "Step 3", "Step 4", "NSpid", "SO_PASSCRED", "crio-conmon-"):
+    for step in (
+        "Step 1", "Step 2", "Step 3", "Step 4", "NSpid", "SO_PASSCRED", "crio-conmon-",
+        "client_inode", "client_container_id", "receipt", "5000, then 6000",
+    ):  # fmt: skip
         assert step in " ".join(run.stdout.split()), step
     for reason in (
         "procfs_missing",
         "not_host_pid",
         "pid_zero",
         "no_container_id",
-        "private_cgroupns",
+        "inode_unresolved",
+        "not_received",
     ):
         assert f"  {reason}: " in run.stdout, reason
     assert "selfcheck_origin_detection_resolution_ratio" in run.stdout
@@ -149,25 +166,34 @@ def test_procfs_missing_in_a_pod_without_the_procdir_mount() -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(("env", "code"), [(REQUIRED, 2), ({}, 1)])
+@pytest.mark.parametrize(("env", "code"), [(REQUIRED, 2), ({}, 0)])
 def test_not_host_pid_in_a_new_pid_namespace(
     tmp_path: Path, env: dict[str, str], code: int
 ) -> None:
-    """The pod without hostPID: the machine's real /proc as host procfs, us in a child namespace."""
+    """The pod without hostPID: the machine's real /proc as host procfs, us in a child namespace.
+
+    With origin detection off in the Agent nothing is lost: ok, and the uds line says why it
+    would not work.
+    """
     run = in_shell(
         f"unshare -m --propagation private sh -c 'mount --bind /proc {tmp_path} && "
         f"exec unshare --pid --fork --mount-proc $SELFCHECK {' '.join(ONLY)}'",
         {"HOST_PROC": str(tmp_path), **env},
     )
     result = _check(run)
-    assert (result["status"], result["reason"]) == ("failed", "not_host_pid"), run.stdout
-    assert run.code == code
+    assert run.code == code, run.stdout
+    uds = result["details"]["mechanisms"]["uds"]
+    assert (uds["status"], uds["reason"], uds["enabled"]) == ("failed", "not_host_pid", bool(env))
+    expected = ("failed", "not_host_pid") if env else ("ok", "ok")
+    assert (result["status"], result["reason"]) == expected, run.stdout
     details = result["details"]
-    assert isinstance(details, dict)
     assert len(details["nspid"]) == 2
     assert details["initial_pid_namespace"] is False
     assert "NSpid" in str(result["message"])
-    assert "hostPID: true" in str(result["remediation"])
+    if env:
+        assert "hostPID: true" in str(result["remediation"])
+    else:
+        assert "not enabled in the Agent" in str(result["message"])
 
 
 @pytest.mark.root
@@ -188,16 +214,19 @@ def test_not_host_pid_when_host_proc_belongs_to_a_namespace_below(tmp_path: Path
 
 
 @pytest.mark.root
-def test_private_cgroup_namespace_is_reported_with_the_agents_remedy() -> None:
-    run = in_shell(f"exec unshare --cgroup $SELFCHECK {' '.join(ONLY)}", {"HOST_PROC": "/proc"})
+def test_private_cgroup_namespace_is_ok_with_a_note() -> None:
+    """Issue 14: the cgroups check finds its own cgroup by inode there; this check agrees."""
+    run = in_shell(
+        f"exec unshare --cgroup $SELFCHECK {' '.join(ONLY)}", {"HOST_PROC": "/proc", **REQUIRED}
+    )
     result = _check(run)
-    assert (result["status"], result["reason"]) == ("degraded", "private_cgroupns"), run.stdout
-    assert run.code == 1
+    assert (result["status"], result["reason"]) == ("ok", "ok"), run.stdout
+    assert run.code == 0
     details = result["details"]
     assert isinstance(details, dict)
     assert details["own_cgroup"] == "/"
     assert details["initial_cgroup_namespace"] is False
-    assert "--cgroupns=host" in str(result["remediation"])
+    assert "private cgroup namespace" in str(result["message"])
 
 
 # --- real cgroups on this machine --------------------------------------------------------------
@@ -298,7 +327,7 @@ def test_container_processes_that_do_not_resolve_degrade_the_check(pod_cgroup: C
         procs = pod_cgroup.directory / "cgroup.procs"
         while len(procs.read_text().split()) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
-        run = selfcheck(ONLY, {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "100000"})
+        run = selfcheck(ONLY, {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "100000", **REQUIRED})
     finally:
         for sleeper in sleepers:
             sleeper.kill()
@@ -324,9 +353,99 @@ def _evidence(**changes: object) -> Evidence:
     ev.cgroup_layout, ev.cgroup_version = "v2", 2
     ev.own_cgroup, ev.own_in_runtime = f"/system.slice/docker-{CID}.scope", True
     ev.sample = Sample(sampled=50, in_containers=10, resolved=10)
+    ev.hierarchy = "/host/sys/fs/cgroup"
+    ev.inode_map = InodeMap(ev.hierarchy, {7001: CID}, {CID: 7001}, 40)
+    ev.clients = ClientSample(judged=10, inode_resolved=10, id_found=10, id_recognised=10)
+    ev.uds_enabled = True
     for key, value in changes.items():
         setattr(ev, key, value)
     return ev
+
+
+def _receipt(packets: int, errors: int, quiet_errors: int | None = None) -> Receipt:
+    def at(p: int, e: int) -> UdsVars:
+        return UdsVars(5000, 200, {"Packets": p, "OriginDetectionErrors": e}, 300, False)
+
+    quiet = None if quiet_errors is None else at(100 + packets, 5 + errors + quiet_errors)
+    return Receipt(5000, at(100, 5), at(100 + packets, 5 + errors), quiet)
+
+
+def _mechanisms(outcome: Outcome) -> dict[str, dict[str, object]]:
+    found = outcome.details["mechanisms"]
+    assert isinstance(found, dict)
+    return found
+
+
+NO_HOST_PID = {"pid_view": PidView(None, (4242, 7)), "client_enabled": True}
+
+
+def test_judge_without_host_pid_the_inode_path_still_tags() -> None:
+    """The issue's own words: uds off, inode clients still tagged, per mechanism."""
+    outcome = judge(_evidence(**NO_HOST_PID))
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.NOT_HOST_PID)
+    assert outcome.message.startswith("UDS origin detection is off (no hostPID)")
+    assert f"{INODE_CLIENTS} are still tagged" in outcome.message
+    found = _mechanisms(outcome)
+    assert found["uds"]["status"] == "failed" and found["client_inode"]["status"] == "ok"
+    assert outcome.figures["mechanism_uds_ok"] == 0.0
+    assert outcome.figures["mechanism_client_inode_ok"] == 1.0
+    assert outcome.figures["inode_resolution_ratio"] == 1.0
+
+
+def test_judge_client_only_configuration_is_not_failed_by_uds() -> None:
+    """DD_DOGSTATSD_ORIGIN_DETECTION false, _CLIENT true (no hostPID, e.g. GKE Autopilot)."""
+    outcome = judge(_evidence(**NO_HOST_PID, uds_enabled=False))
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
+    assert "UDS origin detection is disabled" in outcome.message
+    assert _mechanisms(outcome)["uds"]["enabled"] is False
+
+
+def test_judge_unresolved_inodes() -> None:
+    few = ClientSample(judged=10, inode_resolved=3, id_found=10, id_recognised=10,
+                       inode_examples=("/kubepods/pod1/sub (inode 9)",))  # fmt: skip
+    outcome = judge(_evidence(clients=few, client_enabled=True))
+    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.INODE_UNRESOLVED)
+    assert "only 3/10" in outcome.message
+    assert "cgroups volume" in outcome.remediation
+    none = ClientSample(judged=10, inode_resolved=0, id_found=10, id_recognised=10)
+    assert judge(_evidence(clients=none, client_enabled=True)).status == Status.FAILED
+    # the Agent ignores client fields without DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT
+    assert judge(_evidence(clients=none)).status == Status.OK
+
+
+def test_judge_cgroups_mount_missing_names_it() -> None:
+    outcome = judge(_evidence(cgroup_mount_missing=True, inode_map=None, client_enabled=True))
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.INODE_UNRESOLVED)
+    assert "/host/sys/fs/cgroup is not mounted" in outcome.message
+    assert "cgroups volume" in outcome.message
+
+
+def test_judge_unrecognised_client_ids() -> None:
+    pods = ClientSample(judged=4, inode_resolved=4, id_found=4, id_recognised=1)
+    outcome = judge(_evidence(clients=pods, client_enabled=True))
+    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.NO_CONTAINER_ID)
+    assert outcome.figures["client_id_recognised_ratio"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("receipt", "status", "reason", "conclusive"),
+    [
+        (_receipt(1, 0), Status.OK, Reason.OK, True),
+        (_receipt(9, 0), Status.OK, Reason.OK, False),
+        (_receipt(0, 0), Status.FAILED, Reason.NOT_RECEIVED, None),
+        (_receipt(1, 1, quiet_errors=0), Status.FAILED, Reason.PID_ZERO, None),
+        (_receipt(3, 2, quiet_errors=4), Status.FAILED, Reason.PID_ZERO, None),
+    ],
+)
+def test_judge_receipt(
+    receipt: Receipt, status: Status, reason: Reason, conclusive: bool | None
+) -> None:
+    outcome = judge(_evidence(receipt=receipt))
+    assert (outcome.status, outcome.reason) == (status, reason)
+    found = _mechanisms(outcome)["receipt"]
+    assert found.get("conclusive") == conclusive
+    if reason == Reason.PID_ZERO:
+        assert ("other senders" in outcome.message) is bool(found["quiet_window_errors"])
 
 
 def test_judge_healthy_evidence_is_ok() -> None:
@@ -352,10 +471,12 @@ def test_judge_pid_zero(credentials: Credentials | None, shown: str) -> None:
     assert "runtimeClassName" in outcome.remediation
 
 
-def test_judge_cgroup_v2_private_namespace() -> None:
-    outcome = judge(_evidence(own_cgroup="/", own_in_runtime=False, cgroup_ns_inode=4026532999))
-    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.PRIVATE_CGROUPNS)
-    assert "--cgroupns=host" in outcome.remediation
+def test_judge_cgroup_v2_private_namespace_finds_itself_by_inode() -> None:
+    outcome = judge(
+        _evidence(own_cgroup="/", own_in_runtime=False, cgroup_ns_inode=4026532999, own_inode=7001)
+    )
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
+    assert f"found by inode ({CID[:12]})" in outcome.message
 
 
 def test_judge_not_in_a_container_is_ok_with_a_note() -> None:
@@ -389,6 +510,7 @@ def test_run_uses_the_configuration() -> None:
 RECEIVER = """
 import json, sys
 from pathlib import Path
+from typing import Any
 from selfcheck.host.cgroup import container_id_from_proc_cgroup, detect_layout, read_proc_cgroup
 from selfcheck.host.passcred import open_receiver, receive
 from selfcheck.host.procfs import read_mountinfo
@@ -522,3 +644,206 @@ def test_selfcheck_in_a_container_without_pid_host_is_not_host_pid(containers: C
     assert (result["status"], result["reason"]) == ("failed", "not_host_pid"), out + err
     assert code == 2
     assert len(result["details"]["nspid"]) == 2
+
+
+# --- the Agent's receipt, from a stand-in that counts like the Agent ---------------------------
+
+
+@contextlib.contextmanager
+def agent_standin(
+    directory: Path, port: int, *args: str, pid_namespace: bool = False
+) -> Iterator[Path]:
+    """tests/support/agent_standin.py in a process of its own, in a child PID namespace if asked."""
+    sock = directory / "dsd.socket"
+    prefix = ["unshare", "--pid", "--fork", "--kill-child"] if pid_namespace else []
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "tests.support.agent_standin", str(sock), str(port), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            if "Address already in use" in err:
+                pytest.skip(f"127.0.0.1:{port} is taken on this machine")
+            raise AssertionError(f"the Agent stand-in did not start: {err}")
+        yield sock
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _receipt_run(sock: Path, env: dict[str, str]) -> dict[str, Any]:
+    run = selfcheck(ONLY, {"HOST_PROC": "/proc", "DD_DOGSTATSD_SOCKET": str(sock), **env})
+    return _check(run)
+
+
+def test_receipt_found_on_the_agents_default_port_5000(socket_dir: Path) -> None:
+    """No DD_EXPVAR_PORT: the Agent's own default (and the Operator's) is tried first."""
+    with agent_standin(socket_dir, 5000) as sock:
+        result = _receipt_run(sock, REQUIRED)
+    receipt = result["details"]["mechanisms"]["receipt"]
+    assert (receipt["status"], receipt["port"]) == ("ok", 5000), result
+    assert receipt["packets_delta"] >= 1
+    assert receipt["origin_errors_delta"] == 0
+    assert result["figures"]["mechanism_receipt_ok"] == 1.0
+    assert "the Agent counted selfcheck's datagram" in str(result["message"])
+
+
+def test_receipt_on_a_configured_port_under_several_mib(socket_dir: Path) -> None:
+    port = _free_port()
+    with agent_standin(socket_dir, port, "--pad-mib", "6") as sock:
+        result = _receipt_run(sock, {"DD_EXPVAR_PORT": str(port), **REQUIRED})
+    receipt = result["details"]["mechanisms"]["receipt"]
+    assert (receipt["status"], receipt["port"]) == ("ok", port), result
+    assert receipt["body_bytes"] > 6 * 2**20
+
+
+def test_a_receiver_that_drops_the_datagram_is_not_received(socket_dir: Path) -> None:
+    port = _free_port()
+    with agent_standin(socket_dir, port, "--drop") as sock:
+        result = _receipt_run(sock, {"DD_EXPVAR_PORT": str(port), **REQUIRED})
+    assert (result["status"], result["reason"]) == ("failed", "not_received"), result
+    receipt = result["details"]["mechanisms"]["receipt"]
+    assert (receipt["packets_delta"], receipt["retried"]) == (0, True)
+    assert "dsdsocket" in str(result["remediation"])
+
+
+@pytest.mark.root
+def test_a_receiver_that_gets_pid_zero_moves_origin_errors(socket_dir: Path) -> None:
+    """The receiver in a child PID namespace: the kernel itself writes PID 0 for selfcheck."""
+    port = _free_port()
+    with agent_standin(socket_dir, port, pid_namespace=True) as sock:
+        result = _receipt_run(sock, {"DD_EXPVAR_PORT": str(port), **REQUIRED})
+    assert (result["status"], result["reason"]) == ("failed", "pid_zero"), result
+    receipt = result["details"]["mechanisms"]["receipt"]
+    assert receipt["origin_errors_delta"] >= 1
+    assert receipt["quiet_window_errors"] == 0
+    # selfcheck's own namespace is the host one: only the Agent's receipt shows the failure
+    assert result["details"]["mechanisms"]["uds"]["status"] == "ok"
+
+
+def test_receipt_not_read_without_an_expvar(socket_dir: Path) -> None:
+    port = _free_port()
+    with agent_standin(socket_dir, _free_port()) as sock:
+        result = _receipt_run(sock, {"DD_EXPVAR_PORT": str(port), **REQUIRED})
+    receipt = result["details"]["mechanisms"]["receipt"]
+    assert receipt["status"] == "not_read"
+    assert "ECONNREFUSED" in str(receipt["says"])
+    assert "mechanism_receipt_ok" not in result["figures"]
+
+
+# --- the client inode path without its mounts ----------------------------------------------------
+
+CLIENT = {"DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT": "true"}
+
+
+def test_inode_path_fails_and_names_the_cgroups_mount(tmp_path: Path) -> None:
+    run = selfcheck(
+        ONLY, {"HOST_PROC": "/proc", "DD_CONTAINER_CGROUP_ROOT": str(tmp_path), **CLIENT}
+    )
+    result = _check(run)
+    inode = result["details"]["mechanisms"]["client_inode"]
+    assert (inode["status"], inode["reason"]) == ("failed", "inode_unresolved"), result
+    assert "cgroups volume" in str(inode["says"])
+    assert result["figures"]["mechanism_client_inode_ok"] == 0.0
+    assert result["status"] == "failed"
+
+
+@pytest.mark.skipif(Path("/host/proc").exists(), reason="this machine has a /host/proc")
+def test_inode_path_fails_without_host_proc_in_a_pod() -> None:
+    run = selfcheck(ONLY, {"KUBERNETES_SERVICE_HOST": "10.96.0.1", **CLIENT})
+    result = _check(run)
+    assert (result["status"], result["reason"]) == ("failed", "procfs_missing")
+    assert "procdir mount is missing" in str(result["message"])
+    inode = result["details"]["mechanisms"]["client_inode"]
+    assert (inode["status"], inode["enabled"]) == ("failed", True)
+
+
+def test_judge_inodes_past_a_capped_walk_are_unknown_not_unresolved() -> None:
+    capped = InodeMap("/host/sys/fs/cgroup", {7001: CID}, {CID: 7001}, 8000, truncated=True)
+    clients = ClientSample(judged=10, inode_resolved=6, id_found=10, id_recognised=10,
+                           not_walked=4)  # fmt: skip
+    outcome = judge(_evidence(inode_map=capped, clients=clients, client_enabled=True))
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
+    assert outcome.figures["inode_resolution_ratio"] == 1.0
+    assert "4 more unknown: the walk stopped at its cap" in outcome.message
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_selfcheck_in_a_private_cgroup_namespace_finds_itself_by_inode(
+    containers: Containers,
+) -> None:
+    """Issue 14: docker's --cgroupns private, the shape of every cgroup v2 containerd pod.
+
+    Its own cgroup reads '/', which is a note, not a failure: the inode of its own
+    /sys/fs/cgroup/memory (what its client would send) resolves to its own ID through the
+    Agent's inode map of the host tree.
+    """
+    name = containers.start(
+        "--pid", "host", "--cgroupns", "private", *AGENT_MOUNTS,
+        "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+        "-e", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true",
+        "-e", "DOCKER_DD_AGENT=true", containers.image,
+        sys.executable, "-m", "selfcheck", *ONLY,
+    )  # fmt: skip
+    code, out, err = containers.wait(name)
+    result = Run(code, out, err).check("origin_detection")
+    cid = containers.inspect(name, "{{.Id}}")
+    assert (result["status"], result["reason"]) == ("ok", "ok"), out + err
+    assert code == 0
+    details = result["details"]
+    assert details["own_cgroup"] == "/"
+    assert details["initial_cgroup_namespace"] is False
+    assert details["mechanisms"]["client_inode"]["own_container"] == cid
+    assert f"found by inode ({cid[:12]})" in str(result["message"])
+
+
+def test_judge_reports_the_unified_order_and_external_data_as_not_provable() -> None:
+    unified = judge(_evidence(unified=True, client_enabled=True, external_env=True))
+    assert unified.details["resolution_order"] == [
+        "uds", "client_container_id", "external_data", "entity_id", "external_data_pod",
+    ]  # fmt: skip
+    external = _mechanisms(unified)["external_data"]
+    assert (external["configured"], external["enabled"]) == (True, True)
+    assert "not provable here" in str(external["says"])
+    assert unified.figures["external_data_configured"] == 1.0
+    legacy = judge(_evidence())
+    assert "External Data is not consulted" in str(legacy.details["resolution_order"])
+    assert _mechanisms(legacy)["external_data"]["enabled"] is False
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_a_container_without_the_cgroups_mount_names_it(containers: Containers) -> None:
+    """Issue 14: no silent fallback to the container's own /sys/fs/cgroup for the inode map."""
+    name = containers.start(
+        "--pid", "host", "-v", "/proc:/host/proc:ro",
+        "-e", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true", "-e", "DOCKER_DD_AGENT=true",
+        containers.image, sys.executable, "-m", "selfcheck", *ONLY,
+    )  # fmt: skip
+    code, out, err = containers.wait(name)
+    result = Run(code, out, err).check("origin_detection")
+    inode = result["details"]["mechanisms"]["client_inode"]
+    assert (inode["status"], inode["reason"]) == ("failed", "inode_unresolved"), out + err
+    assert "/host/sys/fs/cgroup is not mounted (the chart's cgroups volume)" in inode["says"]
+    assert (result["status"], result["reason"]) == ("failed", "inode_unresolved")
+    assert code == 1  # optional: only the client mechanisms are enabled
