@@ -71,15 +71,31 @@ def minutes(duration: str) -> int:
     return int(number) * (60 if unit == "h" else 1)
 
 
+def optional_tag(monitor: Obj, key: str) -> str:
+    return next((t.split(":", 1)[1] for t in monitor["tags"] if t.startswith(f"{key}:")), "")
+
+
+def monitor_key(monitor: Obj) -> tuple[str, str, str]:
+    """Alert name, severity and scope: one rule may have several severities or scopes."""
+    return (
+        tag(monitor, "prometheus_alert"),
+        tag(monitor, "severity"),
+        optional_tag(monitor, "scope"),
+    )
+
+
+def rule_key(rule: Obj) -> tuple[str, str, str]:
+    return rule["alert"], rule["labels"]["severity"], rule["labels"].get("scope", "")
+
+
 def rule_for(monitor: Obj) -> Obj:
-    key = (tag(monitor, "prometheus_alert"), tag(monitor, "severity"))
-    (rule,) = [r for r in alerting_rules() if (r["alert"], r["labels"]["severity"]) == key]
+    (rule,) = [r for r in alerting_rules() if rule_key(r) == monitor_key(monitor)]
     return rule
 
 
 def test_one_monitor_per_alerting_rule() -> None:
-    rules = sorted((r["alert"], r["labels"]["severity"]) for r in alerting_rules())
-    mirrored = sorted((tag(m, "prometheus_alert"), tag(m, "severity")) for m in monitors())
+    rules = sorted(rule_key(r) for r in alerting_rules())
+    mirrored = sorted(monitor_key(m) for m in monitors())
     assert mirrored == rules
 
 
