@@ -62,6 +62,7 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selfcheck.context import CheckContext
+from selfcheck.host import view as host_view
 from selfcheck.registry import all_checks
 
 CHECKS = all_checks()
@@ -99,7 +100,7 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return median(times)
 
 
-def _fake_proc_mount(path: Path) -> Mount:
+def _fake_proc_mount(path: Path, mounts: object = None) -> Mount:
     return Mount(0, 0, "/", str(path), frozenset({"ro"}), "proc", "proc", frozenset({"rw"}))
 
 
@@ -112,6 +113,7 @@ def procfs_mount_answers_proc(tree: Path | None, cgroups: Path | None = None) ->
     with (
         mock.patch.object(procfs, "_mount_of", _fake_proc_mount),
         mock.patch.object(origin_detection, "detect_layout", lambda mounts, root: layout),
+        mock.patch.object(host_view, "detect_layout", lambda mounts, root: layout),
     ):
         yield
 
