@@ -31,15 +31,9 @@ def build_app(runner: Runner) -> App:
     def get_snapshot() -> Snapshot:
         return runner.snapshot
 
-    blocked: list[tuple[Snapshot | None, bool]] = [(None, False)]
-
     def is_ready(snap: Snapshot) -> bool:
-        """Every scrape asks; whether a required check fails is computed once per snapshot."""
-        seen, failing = blocked[0]
-        if seen is not snap:
-            failing = bool(snap.failing_required())
-            blocked[0] = (snap, failing)
-        return not failing and snap.is_fresh(runner.clock(), stale_after)
+        """The snapshot's own verdict (decided once when it was made), if still fresh."""
+        return snap.is_ready(runner.clock(), stale_after)
 
     def now() -> float:
         """Looked up on each call, so a test can move the runner's clock."""
