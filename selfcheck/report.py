@@ -201,7 +201,7 @@ def render_list(
         lines.extend(columns.row(word, cid, "", spec.title))
         if why:
             indent = " " * (columns.word_width + columns.id_width + 4)
-            lines.extend(_wrap(why, width, indent + "  ", indent + "  "))
+            lines.extend(_wrap(why, width, indent, indent))
     return "\n".join(lines)
 
 

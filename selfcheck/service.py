@@ -49,11 +49,18 @@ def build_app(runner: Runner) -> App:
     )
 
 
-async def _serve(config: Config, runner: Runner) -> None:
+async def _serve(config: Config, runner: Runner) -> int:
+    """Serve until SIGTERM (exit 0, the kubelet's stop) or SIGINT (130, Ctrl-C's code)."""
     server = Server(build_app(runner), config.listen_host, config.listen_port)
     loop = asyncio.get_running_loop()
+    code = [0]
+
+    def stop(signum: int) -> None:
+        code[0] = 128 + signum if signum == signal.SIGINT else 0
+        server.stop()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.stop)
+        loop.add_signal_handler(signum, stop, signum)
     await server.start()
     log = setup()
     event(
@@ -70,6 +77,7 @@ async def _serve(config: Config, runner: Runner) -> None:
     await server.serve_forever()
     freezer.cancel()
     event(log, 20, "stopping")
+    return code[0]
 
 
 async def _freeze_after_first_cycle(runner: Runner) -> None:
@@ -104,7 +112,7 @@ def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
     setup()
     runner = Runner(config, checks)
     try:
-        asyncio.run(_serve(config, runner))
+        return asyncio.run(_serve(config, runner))
     except OSError as exc:
         print(
             f"selfcheck: cannot listen on {config.listen_host}:{config.listen_port}: {exc}",
@@ -113,4 +121,3 @@ def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
         return 3
     finally:
         runner.stop()
-    return 0
