@@ -120,7 +120,7 @@ def measure(host_proc: Path, synthetic: bool, env: dict[str, str], repeat: int) 
     column = Column(len(list_pids(host_proc)))
     times = column.times
     with procfs_mount_answers_proc(host_proc if synthetic else None):
-        runner.run_cycle()  # warm-up: first-use imports (requests, h2)
+        runner.run_cycle()  # warm-up: first-use imports (h2, http.client)
         gc.collect()
         gc.freeze()  # as ``selfcheck serve`` does after its first cycle (service.py)
         times["list_pids"] = timed(lambda: list_pids(host_proc), repeat)

@@ -83,7 +83,7 @@ async def _serve(config: Config, runner: Runner) -> int:
 async def _freeze_after_first_cycle(runner: Runner) -> None:
     """Move everything alive after start-up out of the garbage collector's sight.
 
-    After the first cycle every module a check needs is imported (``requests``, ``h2``),
+    After the first cycle every module a check needs is imported (``h2``, ``http.client``),
     and those objects live as long as the process. Left in the collector's generations,
     each full collection walked all of them: 47 ms, in the middle of a cycle or of a
     probe's answer (bench/cycle.py, bench/http_load.py). Frozen, a collection sees only
