@@ -15,7 +15,7 @@ from selfcheck.checks._common import Judge
 from selfcheck.checks._sockets import budget
 from selfcheck.config import Config
 from selfcheck.host.sockets import HttpReply, ProtocolViolationError, http_get
-from selfcheck.model import Outcome, Reason, Status, ok
+from selfcheck.model import Outcome, Reason, failed, ok
 from selfcheck.registry import CheckSpec, register
 
 MAX_NAMES = 32
@@ -71,8 +71,7 @@ def run(config: Config) -> Outcome:
     }
     if unhealthy or reply.status != 200:
         names = ", ".join(unhealthy[:MAX_NAMES]) or "none named"
-        return Outcome(
-            Status.FAILED,
+        return failed(
             Reason.UNHEALTHY,
             f"{url}: HTTP {reply.status}, {len(unhealthy)} unhealthy Agent component(s): {names}",
             REMEDIATIONS[Reason.UNHEALTHY],
