@@ -108,10 +108,9 @@ def test_explain_and_list() -> None:
 
 
 def test_probe_without_a_server_fails_fast() -> None:
-    began = time.monotonic()
-    run = selfcheck(["probe", "live", "--listen", f"127.0.0.1:{_free_port()}"])
+    # bounded by the subprocess timeout: a refused connection does not wait
+    run = selfcheck(["probe", "live", "--listen", f"127.0.0.1:{_free_port()}"], timeout=10)
     assert run.code == 1
-    assert time.monotonic() - began < 10  # generous: a refused connection does not wait
     assert "no answer" in run.stderr
 
 

@@ -90,6 +90,14 @@ class Deadline:
         self._end = clock() + seconds
 
     @classmethod
+    def started_ago(cls, seconds: float, ago: float) -> Deadline:
+        """A budget of ``seconds`` whose clock started ``ago`` seconds before now (an exec
+        probe's budget starts when the kubelet runs it, not when Python is ready)."""
+        deadline = cls(seconds)
+        deadline._end -= ago
+        return deadline
+
+    @classmethod
     def of(cls, timeout: float | Deadline) -> Deadline:
         """A caller's deadline as it is, or a fresh one of ``timeout`` seconds."""
         return timeout if isinstance(timeout, Deadline) else cls(timeout)
