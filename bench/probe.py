@@ -13,13 +13,9 @@ deadline counts from its exec, less 0.1 s to print and exit in.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,44 +35,6 @@ from bench._common import (
 from tests.support.standins import WedgedListener
 
 TRICKLE = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 300 + b"\r\nContent-Length: 3\r\n\r\nok\n"
-
-
-@contextmanager
-def trickling() -> Iterator[int]:
-    """A loopback server answering one byte every 0.2 s; stops with the block."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.1)
-    done = threading.Event()
-
-    def one(conn: socket.socket) -> None:
-        with conn:
-            for byte in TRICKLE:
-                if done.is_set():
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
-                time.sleep(0.2)
-
-    def accept() -> None:
-        while not done.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=one, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        done.set()
-        thread.join(2)
-        server.close()
 
 
 def probe_seconds(python: str, port: int, runs: int) -> tuple[list[float], set[int]]:
@@ -123,8 +81,8 @@ def main() -> None:
     row("closed port (refused)", free_port())
     with WedgedListener() as wedged:
         row("accepts, never answers", wedged.port)
-    with trickling() as trickle_port:
-        row("trickles a byte / 0.2 s", trickle_port)
+    with WedgedListener(trickle=TRICKLE, step=0.2) as trickling:
+        row("trickles a byte / 0.2 s", trickling.port)
     print(table(["server", "exit", "median s", "max s"], rows))
     print(f"\n{args.runs} runs each, spawn to exit; the probe's deadline: 1 s from its exec.")
 

@@ -7,6 +7,7 @@ width must follow the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -207,6 +208,25 @@ def silent_peer() -> Iterator[socket.socket]:
         yield sock
 
 
+@contextlib.contextmanager
+def _cli(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """The CLI in a subprocess (standard error piped), killed if the test leaves it running."""
+    proc = subprocess.Popen(
+        [*python_command(), *args],
+        env=base_env(env),
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _interrupt(proc: subprocess.Popen[str]) -> tuple[int, str]:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
@@ -215,24 +235,12 @@ def _interrupt(proc: subprocess.Popen[str]) -> tuple[int, str]:
 
 def test_ctrl_c_during_check_exits_130_without_a_traceback(silent_peer: socket.socket) -> None:
     port = silent_peer.getsockname()[1]
-    env = base_env({"DD_HEALTH_PORT": str(port), "SELFCHECK_CHECK_TIMEOUT": "60"})
-    proc = subprocess.Popen(
-        [*python_command(), "check", "--only", "agent_health"],
-        env=env,
-        cwd="/",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    env = {"DD_HEALTH_PORT": str(port), "SELFCHECK_CHECK_TIMEOUT": "60"}
+    with _cli(["check", "--only", "agent_health"], env) as proc:
         silent_peer.settimeout(30)
         connection, _ = silent_peer.accept()  # the check is running: interrupt it
         with connection:
             code, err = _interrupt(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert code == 130, err
     assert "Traceback" not in err
 
@@ -242,22 +250,13 @@ def test_ctrl_c_stops_serve_with_130() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     skip = ",".join(cid for cid in all_checks() if cid != "procfs")
-    env = base_env(
-        {"SELFCHECK_LISTEN": f"127.0.0.1:{port}", "SELFCHECK_SKIP": skip, "HOST_PROC": "/proc"}
-    )
-    proc = subprocess.Popen(
-        [*python_command(), "serve"], env=env, cwd="/", stderr=subprocess.PIPE, text=True
-    )
-    try:
+    env = {"SELFCHECK_LISTEN": f"127.0.0.1:{port}", "SELFCHECK_SKIP": skip, "HOST_PROC": "/proc"}
+    with _cli(["serve"], env) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:  # the signal handlers are in place once it says so
             if '"msg":"serving"' in line:
                 break
         code, err = _interrupt(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert code == 130, err
     assert "Traceback" not in err
     assert '"msg":"stopping"' in err
