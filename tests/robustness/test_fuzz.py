@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -166,9 +167,19 @@ def test_proc_cgroup_lines_and_the_container_id_rule(text: str, version: int) ->
 
 @FAST
 @given(st.one_of(st.none(), TEXT))
+@example("000001ffffffffff")
+@example(" ffffffffffffffff\n")
+@example("1ffffffffffffffff")  # 17 digits: more than 64 bits
+@example("-1")
+@example("0x1f")
+@example("f_f")
+@example("\u0663")  # a digit to int(), not hex the kernel writes
 def test_capability_masks(value: str | None) -> None:
-    mask = capabilities.parse_mask(value)
-    assert mask is None or mask >= 0
+    """The oracle: 1 to 16 ASCII hex digits (what the kernel's %016llx writes) read as hex,
+    anything else no mask at all."""
+    text = value.strip() if value is not None else ""
+    expected = int(text, 16) if re.fullmatch(r"[0-9a-fA-F]{1,16}", text) else None
+    assert capabilities.parse_mask(value) == expected
 
 
 @FAST
