@@ -227,16 +227,6 @@ class Snapshot:
     counters: Mapping[str, CheckCounters]
     completed_at: float | None
     created_at: float
-    blocking: tuple[str, ...] = field(init=False, default=())
-    """Required checks that failed or errored, in report order: decided once, here."""
-
-    def __post_init__(self) -> None:
-        blocking = tuple(
-            cid
-            for cid in self.check_ids
-            if cid in self.results and self.results[cid].blocks_readiness
-        )
-        object.__setattr__(self, "blocking", blocking)
 
     @classmethod
     def empty(cls, check_ids: tuple[str, ...], required: frozenset[str], now: float) -> Snapshot:
@@ -249,6 +239,17 @@ class Snapshot:
             completed_at=None,
             created_at=now,
         )
+
+    blocking: tuple[str, ...] = field(init=False, default=())
+    """Required checks that failed or errored, in report order: decided once, here."""
+
+    def __post_init__(self) -> None:
+        blocking = tuple(
+            cid
+            for cid in self.check_ids
+            if cid in self.results and self.results[cid].blocks_readiness
+        )
+        object.__setattr__(self, "blocking", blocking)
 
     @property
     def started(self) -> bool:

@@ -15,7 +15,7 @@ from selfcheck.checks._common import os_failure
 from selfcheck.config import Config
 from selfcheck.host.files import read_capped
 from selfcheck.host.procfs import evenly_spaced, int_fields, list_pids, read_status
-from selfcheck.model import Outcome, Reason, Status, failed, ok
+from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
 
 CAP = 4 * 1024 * 1024
@@ -124,7 +124,8 @@ def run(config: Config) -> Outcome:
         "truncated_at_bytes": CAP if passwd.truncated else None,
     }
     if not passwd.names:
-        return failed(
+        return Outcome(
+            Status.FAILED,
             Reason.PARSE_ERROR,
             f"{path}: no valid passwd line ({passwd.bad_lines} malformed)",
             REMEDIATIONS[Reason.PARSE_ERROR],

@@ -21,10 +21,11 @@ SECCOMP_MODES = {0: "disabled", 1: "strict", 2: "filter"}
 @dataclass(frozen=True, slots=True)
 class Identity:
     """``uid``/``no_new_privs``/``seccomp`` are ``None`` when the status file lacks the line
-    (kernels older than 4.10 have no ``NoNewPrivs``); the judge then makes no claim. Only
-    what the security audit judges is kept."""
+    (kernels older than 4.10 have no ``NoNewPrivs``); the judge then makes no claim."""
 
     uid: int | None
+    gid: int | None
+    groups: tuple[int, ...]
     capabilities: CapabilitySets
     no_new_privs: int | None
     seccomp: int | None
@@ -50,6 +51,8 @@ def _effective_id(value: str | None) -> int | None:
 def identity_from_status(status: dict[str, str]) -> Identity:
     return Identity(
         uid=_effective_id(status.get("Uid")),
+        gid=_effective_id(status.get("Gid")),
+        groups=tuple(int_fields(status.get("Groups"))),
         capabilities=parse_capability_sets(status),
         no_new_privs=_first_int(status.get("NoNewPrivs")),
         seccomp=_first_int(status.get("Seccomp")),

@@ -583,6 +583,8 @@ ROOT_RO = "1 0 254:0 / / ro,relatime - overlay overlay rw\n"
 def _identity(**overrides: Any) -> Identity:
     base: dict[str, Any] = {
         "uid": 100,
+        "gid": 101,
+        "groups": (),
         "capabilities": CapabilitySets(),
         "no_new_privs": 1,
         "seccomp": 2,

@@ -32,12 +32,12 @@ MOUNTINFO = """\
 
 def test_identity_from_a_fixture_status() -> None:
     status = parse_status(
-        "Uid:\t100\t0\t100\t100\nGid:\t101\t0\t101\t101\nGroups:\t999 5\n"
+        "Uid:\t100\t100\t100\t100\nGid:\t101\t0\t101\t101\nGroups:\t999 5\n"
         "NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t3\n"
         "CapInh:\t0\nCapPrm:\t0\nCapEff:\t0\nCapBnd:\t0000000000000400\nCapAmb:\t0\n"
     )
     who = identity_from_status(status)
-    assert who.uid == 0  # the effective one, second of real, effective, saved, filesystem
+    assert (who.uid, who.gid, who.groups) == (100, 0, (999, 5))
     assert (who.no_new_privs, who.seccomp) == (1, 2)
     assert who.seccomp_mode == "filter"
     assert who.capabilities.named()["CapBnd"] == ["CAP_NET_BIND_SERVICE"]
