@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TextIO
 
 from selfcheck.model import JSONValue, Result, Snapshot, Status
@@ -53,17 +53,22 @@ def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
 
 
 class _Columns:
-    """The fixed columns of ``check`` and ``list``: status or need, check id, then text."""
+    """The fixed columns of ``check`` and ``list``: words and check ids, then wrapped text."""
 
     def __init__(self, checks: Mapping[str, CheckSpec], width: int) -> None:
         self.width = width
         self.id_width = max([len("CHECK"), *(len(cid) for cid in checks)])
         self.word_width = len("required")
 
-    def row(self, first: str, cid: str, second: str, text: str) -> list[str]:
-        lead = f"{first:<{self.word_width}}  {cid:<{self.id_width}}  "
-        if second:
-            lead += f"{second:<{self.word_width}}  "
+    def word(self, text: str) -> tuple[str, int]:
+        return text, self.word_width
+
+    def check(self, cid: str) -> tuple[str, int]:
+        return cid, self.id_width
+
+    def row(self, cells: Sequence[tuple[str, int]], text: str) -> list[str]:
+        """Each cell padded to its width, then ``text`` wrapped under its own column."""
+        lead = "".join(f"{cell:<{width}}  " for cell, width in cells)
         return _wrap(text, self.width, lead, " " * len(lead))
 
 
@@ -152,7 +157,8 @@ def _finding_lines(result: Result, width: int, verbose: bool) -> list[str]:
 
 def _result_lines(result: Result, columns: _Columns, verbose: bool) -> list[str]:
     need = "required" if result.required else "optional"
-    lines = columns.row(_status_word(result), result.check, need, result.outcome.message)
+    cells = (columns.word(_status_word(result)), columns.check(result.check), columns.word(need))
+    lines = columns.row(cells, result.outcome.message)
     if result.status not in (Status.OK, Status.SKIPPED) and result.outcome.remediation:
         lines.extend(_labelled("fix: ", result.outcome.remediation, columns.width))
     lines.extend(_finding_lines(result, columns.width, verbose))
@@ -177,7 +183,8 @@ def render_table(
     width: int = DEFAULT_WIDTH,
 ) -> str:
     columns = _Columns(checks, width)
-    lines = columns.row("STATUS", "CHECK", "NEED", "MESSAGE")
+    header = (columns.word("STATUS"), columns.check("CHECK"), columns.word("NEED"))
+    lines = columns.row(header, "MESSAGE")
     for cid in checks:
         result = snapshot.results.get(cid)
         if result is not None:
@@ -195,10 +202,10 @@ def render_list(
     """One row per check: its id, ``required``/``optional``/``skipped`` and what it proves;
     below it, why it is required here (``needs[cid]`` is the word and the sentence)."""
     columns = _Columns(checks, width)
-    lines = columns.row("NEED", "CHECK", "", "CAPABILITY")
+    lines = columns.row((columns.check("CHECK"), columns.word("NEED")), "CAPABILITY")
     for cid, spec in checks.items():
         word, why = needs[cid]
-        lines.extend(columns.row(word, cid, "", spec.title))
+        lines.extend(columns.row((columns.check(cid), columns.word(word)), spec.title))
         if why:
             indent = " " * (columns.word_width + columns.id_width + 4)
             lines.extend(_wrap(why, width, indent, indent))

@@ -95,12 +95,12 @@ def test_explain_and_list() -> None:
     listing = selfcheck(["list"], {"DD_LOGS_ENABLED": "true", "SELFCHECK_SKIP": "os_release"})
     assert listing.code == 0
     lines = listing.stdout.splitlines()
-    assert lines[0].split() == ["NEED", "CHECK", "CAPABILITY"]
-    rows = {line.split()[1]: i for i, line in enumerate(lines) if not line.startswith(" ")}
+    assert lines[0].split() == ["CHECK", "NEED", "CAPABILITY"]
+    rows = {line.split()[0]: i for i, line in enumerate(lines) if not line.startswith(" ")}
     assert list(rows)[1:] == list(all_checks())  # every check, in the registry's order
-    assert lines[rows["procfs"]].split()[0] == "required"
-    assert lines[rows["os_release"]].split()[0] == "skipped"
-    assert lines[rows["pod_logs"]].split()[0] == "required"
+    assert lines[rows["procfs"]].split()[1] == "required"
+    assert lines[rows["os_release"]].split()[1] == "skipped"
+    assert lines[rows["pod_logs"]].split()[1] == "required"
     why = " ".join(lines[rows["pod_logs"] + 1 : rows["agent_health"]]).split()
     assert " ".join(why).startswith("required when DD_LOGS_ENABLED")
     capability = lines[0].index("CAPABILITY")
