@@ -145,13 +145,13 @@ def ok(message: str, **extra: Any) -> Outcome:
     return Outcome(Status.OK, Reason.OK, message, **extra)
 
 
-def skipped(reason: Reason, message: str, **extra: Any) -> Outcome:
-    return Outcome(Status.SKIPPED, reason, message, **extra)
-
-
 def failed(reason: Reason, message: str, remediation: str, **extra: Any) -> Outcome:
     """A failure always says what to change: the remediation is not optional here."""
     return Outcome(Status.FAILED, reason, message, remediation, **extra)
+
+
+def skipped(reason: Reason, message: str, **extra: Any) -> Outcome:
+    return Outcome(Status.SKIPPED, reason, message, **extra)
 
 
 @dataclass(frozen=True, slots=True)
