@@ -147,9 +147,8 @@ def _check_ids(source: str, raw: str | None, checks: Mapping[str, CheckSpec]) ->
     given = (part.strip() for part in (raw or "").split(","))
     unknown = [cid for cid in dict.fromkeys(given) if cid and cid not in checks]
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown check id {', '.join(unknown)} (known: {', '.join(checks)})"
-        )
+        error = FlagError if source.startswith("--") else ConfigError
+        raise error(f"{source}: unknown check id {', '.join(unknown)} (known: {', '.join(checks)})")
 
 
 def _only(raw: str | None, checks: dict[str, CheckSpec]) -> frozenset[str] | None:

@@ -199,6 +199,9 @@ def test_unknown_ids_are_listed_in_the_registry_order_everywhere() -> None:
         assert run.code == 3, args
         assert run.stderr.rstrip().endswith(f"(known: {order})"), (args, run.stderr)
         assert len(run.stderr.splitlines()) == 1
+        flag = next((arg for arg in args if arg.startswith("--")), None)
+        if flag is not None:  # a flag's error names the flag, not "configuration"
+            assert run.stderr.startswith(f"selfcheck: {flag}: unknown check id nope"), run.stderr
 
 
 @pytest.fixture
