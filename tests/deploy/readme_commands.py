@@ -69,6 +69,7 @@ class Container:
 
     def __init__(self, docker: list[str], env: dict[str, str], name: str) -> None:
         self.docker, self.env, self.name = docker, env, name
+        self.remove()  # one left by an interrupted run
         self._run("run", "--detach", "--network", "host", "--name", name, BASE_IMAGE,
                   "sleep", "infinity")  # fmt: skip
 
