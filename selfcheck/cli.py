@@ -77,6 +77,18 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (SELFCHECK_LISTEN)")
 
 
+def _probe_seconds(raw: str) -> float:
+    """A probe deadline: more than 0 and at most a minute (the kubelet's own bound is the
+    probe's timeoutSeconds)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"{raw!r} is out of range (more than 0, at most 60)")
+    return value
+
+
 def build_parser() -> _Parser:
     parser = _Parser(
         prog="selfcheck",
@@ -98,7 +110,7 @@ def build_parser() -> _Parser:
     probe = sub.add_parser("probe", help="ask the local server (exec probe, HEALTHCHECK)")
     probe.add_argument("kind", choices=("live", "ready", "startup"))
     probe.add_argument("--listen", metavar="HOST:PORT", help="server address (SELFCHECK_LISTEN)")
-    probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
+    probe.add_argument("--timeout", type=_probe_seconds, default=1.0, help="seconds (default 1)")
 
     explain = sub.add_parser("explain", help="what a check proves and how to fix each reason")
     explain.add_argument("id")

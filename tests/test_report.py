@@ -163,6 +163,11 @@ def test_a_bad_flag_value_names_the_flag_and_a_bad_variable_names_the_variable()
     variable = selfcheck(["check"], {"SELFCHECK_CHECK_TIMEOUT": "0"})
     assert variable.code == 3
     assert variable.stderr.startswith("selfcheck: configuration error: SELFCHECK_CHECK_TIMEOUT=")
+    probe = selfcheck(["probe", "live", "--timeout", "0"])
+    assert probe.code == 3
+    assert probe.stderr.splitlines()[-1] == (
+        "selfcheck probe: error: argument --timeout: '0' is out of range (more than 0, at most 60)"
+    )
     listen = selfcheck(["serve", "--listen", "[::1"])
     assert listen.code == 3
     assert listen.stderr.startswith("selfcheck: --listen: "), listen.stderr
