@@ -150,7 +150,7 @@ def measure(host_proc: Path, cgroups: Path | None, env: dict[str, str], repeat: 
     times = column.times
     synthetic = cgroups is not None
     with procfs_mount_answers_proc(host_proc if synthetic else None, cgroups):
-        runner.run_cycle()  # warm-up: first-use imports (requests, h2)
+        runner.run_cycle()  # warm-up: first-use imports (h2, http.client)
         gc.collect()
         gc.freeze()  # as ``selfcheck serve`` does after its first cycle (service.py)
         times["list_pids"] = timed(lambda: list_pids(host_proc), repeat)

@@ -1,6 +1,7 @@
 """Resident memory, CPU share and start-up time of ``selfcheck serve``, beside node-exporter.
 
     python bench/footprint.py [--duration 600] [--starts 5] [--no-runtime]
+    python bench/footprint.py --modules [--tree DIR ...] [--no-runtime]
 
 DESIGN.md section 7: resident memory under 35 MB, under 0.5 % of one core at the default
 interval (30 s), ready within 1 s of start; side by side with ``prometheus-node-exporter``.
@@ -13,11 +14,18 @@ seconds at their defaults, under the traffic a node really sends them: a kubelet
 15 s. Every second both are sampled from ``/proc``: ``VmRSS``, threads, open fds, and CPU
 ticks including reaped children (the ``origin_detection`` check forks a sender per cycle).
 Every check's socket answers (see ``bench/_common.answering_node``).
+
+``--modules``: resident memory of a fresh interpreter after importing the sidecar's modules
+(the service, the HTTP server, the metrics library and every check module) and after one
+full ``selfcheck check`` cycle with every feature on (every socket answering, logs, origin
+detection, a real containerd), for each source ``--tree`` (default: this one), with the
+third-party packages each has loaded by then; ``--repeat`` runs, medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -46,6 +54,49 @@ from bench._common import (
 )
 
 PROBE_EVERY, SCRAPE_EVERY, SAMPLE_EVERY = 10.0, 15.0, 1.0
+
+_MODULES_CHILD = """
+import contextlib, io, json, sys
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmRSS")) / 1024
+import selfcheck.cli, selfcheck.service, selfcheck.registry
+selfcheck.registry.all_checks()
+imported = rss()
+with contextlib.redirect_stdout(io.StringIO()):
+    code = selfcheck.cli.main(["check", "--json"])
+packages = {"requests", "urllib3", "h2", "psutil", "prometheus_client", "ssl", "email"}
+loaded = sorted(p for p in packages if p in sys.modules)
+print(json.dumps({"imported": imported, "cycle": rss(), "code": code, "loaded": loaded}))
+"""
+
+
+def module_footprint(python: str, tree: Path, env: dict[str, str]) -> dict[str, object]:
+    """One fresh interpreter on ``tree``: RSS after the imports and after one cycle."""
+    child_env = {**env, "PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [python, "-c", _MODULES_CHILD],
+        env=child_env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
+    return result
+
+
+def modules_table(python: str, trees: list[Path], env: dict[str, str], repeat: int) -> str:
+    rows: list[list[object]] = []
+    for tree in trees:
+        runs = [module_footprint(python, tree, env) for _ in range(repeat)]
+        imported = median([float(str(r["imported"])) for r in runs])
+        cycle = median([float(str(r["cycle"])) for r in runs])
+        loaded = ", ".join(str(p) for p in runs[-1]["loaded"])  # type: ignore[attr-defined]
+        rows.append([str(tree), f"{imported:.1f}", f"{cycle:.1f}", runs[-1]["code"], loaded])
+    headers = ["source tree", "RSS after imports MB", "RSS after one cycle MB", "exit", "loaded"]
+    return table(headers, rows)
 
 
 def time_to_ready(
@@ -115,8 +166,16 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=5, help="cold starts to time")
     parser.add_argument("--no-runtime", action="store_true", help="no containerd")
     parser.add_argument("--python", default=sys.executable, help=PYTHON_HELP)
+    parser.add_argument("--modules", action="store_true", help="imports and one cycle only")
+    parser.add_argument("--tree", type=Path, action="append", help="source tree (--modules)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per tree (--modules)")
     args = parser.parse_args()
     print_header("Footprint", "python bench/footprint.py " + " ".join(sys.argv[1:]))
+    if args.modules:
+        with workdir("modules") as directory, answering_node(directory, not args.no_runtime) as env:
+            trees = args.tree or [Path(__file__).resolve().parents[1]]
+            print(modules_table(args.python, trees, env, args.repeat))
+        return
     with workdir("footprint") as directory, answering_node(directory, not args.no_runtime) as env:
         log = directory / "selfcheck.log"
 

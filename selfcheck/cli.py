@@ -12,24 +12,54 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from selfcheck import __version__
 from selfcheck.config import Config, ConfigError, load, parse_ids, with_agent_settings
 from selfcheck.model import Snapshot, Status
-from selfcheck.registry import CheckSpec, all_checks, why_required
+from selfcheck.registry import CheckSpec, all_checks, required_ids, why_required
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
+EXIT_INTERRUPTED = 128 + 2
+"""Ctrl-C: the shell's convention for a command ended by SIGINT."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; 2 means 'a required check failed' here, so use 3."""
+    """argparse exits 2 on bad usage; 2 means 'a required check failed' here, so use 3.
+
+    ``commands`` holds the subcommands' parsers, so an unknown flag after ``check`` is
+    reported with ``check``'s usage, not the top-level one.
+    """
+
+    commands: dict[str, _Parser]
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        print(f"selfcheck: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_UNKNOWN)
+
+    def parse_command(self, argv: Sequence[str] | None) -> argparse.Namespace:
+        args, extra = self.parse_known_args(argv)
+        if extra:
+            command = self.commands.get(getattr(args, "command", ""), self)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return args
+
+
+FLAG_SOURCES = {
+    "host_proc": ("--host-proc", "HOST_PROC"),
+    "cgroup_root": ("--cgroup-root", "DD_CONTAINER_CGROUP_ROOT"),
+    "require": ("--require", "SELFCHECK_REQUIRE"),
+    "skip": ("--skip", "SELFCHECK_SKIP"),
+    "timeout": ("--timeout", "SELFCHECK_CHECK_TIMEOUT"),
+    "interval": ("--interval", "SELFCHECK_INTERVAL"),
+    "listen": ("--listen", "SELFCHECK_LISTEN"),
+}
+"""Each flag and the variable it overrides: one parser reads both, the error names the one
+the user typed."""
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -77,13 +107,26 @@ def _add_fleet_parser(sub: Any) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _probe_seconds(raw: str) -> float:
+    """A probe deadline: more than 0 and at most a minute (the kubelet's own bound is the
+    probe's timeoutSeconds)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"{raw!r} is out of range (more than 0, at most 60)")
+    return value
+
+
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="selfcheck",
         description="Prove that the Datadog Agent's host access works on this node.",
     )
     parser.add_argument("--version", action="version", version=f"selfcheck {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.commands = sub.choices
 
     check = sub.add_parser("check", help="run every check once and print a report")
     check.add_argument("--json", action="store_true", help="print the snapshot as JSON")
@@ -97,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="ask the local server (exec probe, HEALTHCHECK)")
     probe.add_argument("kind", choices=("live", "ready", "startup"))
     probe.add_argument("--listen", metavar="HOST:PORT", help="server address (SELFCHECK_LISTEN)")
-    probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
+    probe.add_argument("--timeout", type=_probe_seconds, default=1.0, help="seconds (default 1)")
     _add_fleet_parser(sub)
 
     explain = sub.add_parser("explain", help="what a check proves and how to fix each reason")
@@ -114,25 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class FlagError(ConfigError):
+    """A bad value given as a flag: the message names the flag, not its variable."""
+
+
 def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Config:
-    """Environment first; flags are parsed with the same rules so errors read the same."""
+    """Environment first, then flags, through the same parsers; an error names its source."""
     import os
 
     env = dict(os.environ)
-    flag_env = {
-        "host_proc": "HOST_PROC",
-        "cgroup_root": "DD_CONTAINER_CGROUP_ROOT",
-        "require": "SELFCHECK_REQUIRE",
-        "skip": "SELFCHECK_SKIP",
-        "timeout": "SELFCHECK_CHECK_TIMEOUT",
-        "interval": "SELFCHECK_INTERVAL",
-        "listen": "SELFCHECK_LISTEN",
-    }
-    for attr, name in flag_env.items():
+    sources: dict[str, str] = {}
+    for attr, (flag, name) in FLAG_SOURCES.items():
         value = getattr(args, attr, None)
         if value is not None:
             env[name] = str(value)
-    config = load(frozenset(checks), env)
+            sources[name] = flag
+    try:
+        for name in ("SELFCHECK_REQUIRE", "SELFCHECK_SKIP"):
+            _check_ids(sources.get(name, name), env.get(name), checks)
+        config = load(frozenset(checks), env)
+    except ConfigError as exc:
+        raise _from_flag(exc, sources) from None
     from selfcheck.host.agent import agent_config
 
     return with_agent_settings(
@@ -140,12 +185,39 @@ def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Conf
     )
 
 
+def _from_flag(error: ConfigError, sources: Mapping[str, str]) -> ConfigError:
+    """``SELFCHECK_CHECK_TIMEOUT='0' is ...`` becomes ``--timeout: '0' is ...`` when the value
+    came from ``--timeout``; the parsers name what they read, and they read the variable."""
+    message = str(error)
+    for name, flag in sources.items():
+        if message.startswith(f"{name}="):
+            return FlagError(f"{flag}: {message.removeprefix(f'{name}=')}")
+        if message.startswith(f"{name}:") or message.startswith(f"{name} "):
+            return FlagError(flag + message.removeprefix(name))
+    return error
+
+
+def _check_ids(source: str, raw: str | None, checks: Mapping[str, CheckSpec]) -> None:
+    """Unknown ids named with the known ones in the registry's order, as ``explain`` does."""
+    given = (part.strip() for part in (raw or "").split(","))
+    unknown = [cid for cid in dict.fromkeys(given) if cid and cid not in checks]
+    if unknown:
+        error = FlagError if source.startswith("--") else ConfigError
+        raise error(f"{source}: unknown check id {', '.join(unknown)} (known: {', '.join(checks)})")
+
+
+def _only(raw: str | None, checks: dict[str, CheckSpec]) -> frozenset[str] | None:
+    if not raw:
+        return None
+    _check_ids("--only", raw, checks)
+    return parse_ids("--only", raw, frozenset(checks))
+
+
 def exit_code(snapshot: Snapshot) -> int:
-    results = list(snapshot.results.values())
-    bad = (Status.FAILED, Status.ERROR)
-    if any(r.required and r.status in bad for r in results):
+    if not snapshot.ready:
         return EXIT_CRITICAL
-    if any(r.status in bad or r.status == Status.DEGRADED for r in results):
+    bad = (Status.FAILED, Status.ERROR, Status.DEGRADED)
+    if any(r.status in bad for r in snapshot.results.values()):
         return EXIT_WARNING
     return EXIT_OK
 
@@ -165,19 +237,19 @@ def _quiet_logs(verbose: bool) -> None:
 
 
 def cmd_check(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
-    from selfcheck.report import render_table
+    from selfcheck.report import output_width, render_table
     from selfcheck.runner import Runner
 
     _quiet_logs(args.verbose)
     config = _config_from(args, checks)
-    only = parse_ids("--only", args.only, frozenset(checks)) if args.only else None
+    only = _only(args.only, checks)
     runner = Runner(config, checks)
     snapshot = runner.run_cycle(only)
     if args.json:
         body = snapshot.to_json(snapshot.completed_at or 0.0, config.stale_after)
         print(json.dumps(body, indent=2))
     else:
-        print(render_table(snapshot, checks, verbose=args.verbose))
+        print(render_table(snapshot, checks, args.verbose, output_width()))
     return exit_code(snapshot)
 
 
@@ -204,21 +276,27 @@ def cmd_fleet(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
-    from selfcheck.report import render_explain
+    from selfcheck.report import output_width, render_explain
 
     spec = checks.get(args.id)
     if spec is None:
         print(f"selfcheck: unknown check {args.id!r} (known: {', '.join(checks)})", file=sys.stderr)
         return EXIT_UNKNOWN
-    print(render_explain(spec))
+    print(render_explain(spec, output_width()))
     return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    from selfcheck.report import output_width, render_list
+
     config = _config_from(args, checks)
-    width = max(len(cid) for cid in checks)
+    required = required_ids(config, checks)
+    needs = {}
     for cid, spec in checks.items():
-        print(f"{cid:<{width}}  {why_required(config, spec):<44}  {spec.title}")
+        word = "skipped" if cid in config.skip else "required" if cid in required else "optional"
+        why = why_required(config, spec)
+        needs[cid] = (word, "" if why == "optional" else why)
+    print(render_list(checks, needs, output_width()))
     return EXIT_OK
 
 
@@ -246,7 +324,15 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's code for SIGINT
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_command(argv)
     try:
         if args.command == "probe":
             return cmd_probe(args)
@@ -261,10 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fleet": cmd_fleet,
         }
         return handlers[args.command](args, checks)
+    except FlagError as exc:
+        print(f"selfcheck: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
     except ConfigError as exc:
         print(f"selfcheck: configuration error: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
-    except KeyboardInterrupt:
         return EXIT_UNKNOWN
     except Exception as exc:  # the convention's "unknown": never a bare traceback
         print(f"selfcheck: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

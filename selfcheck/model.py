@@ -156,6 +156,11 @@ def ok(message: str, **extra: Any) -> Outcome:
     return Outcome(Status.OK, Reason.OK, message, **extra)
 
 
+def failed(reason: Reason, message: str, remediation: str, **extra: Any) -> Outcome:
+    """A failure always says what to change: the remediation is not optional here."""
+    return Outcome(Status.FAILED, reason, message, remediation, **extra)
+
+
 def skipped(reason: Reason, message: str, **extra: Any) -> Outcome:
     return Outcome(Status.SKIPPED, reason, message, **extra)
 
@@ -253,6 +258,17 @@ class Snapshot:
             created_at=now,
         )
 
+    blocking: tuple[str, ...] = field(init=False, default=())
+    """Required checks that failed or errored, in report order: decided once, here."""
+
+    def __post_init__(self) -> None:
+        blocking = tuple(
+            cid
+            for cid in self.check_ids
+            if cid in self.results and self.results[cid].blocks_readiness
+        )
+        object.__setattr__(self, "blocking", blocking)
+
     @property
     def started(self) -> bool:
         return self.completed_at is not None
@@ -260,11 +276,20 @@ class Snapshot:
     def is_fresh(self, now: float, max_age: float) -> bool:
         return self.completed_at is not None and now - self.completed_at <= max_age
 
+    @property
+    def ready(self) -> bool:
+        """The verdict every surface shows (``/readyz``, ``selfcheck_ready``, the exit code,
+        the report): a cycle finished and no required check failed. Freshness is the only
+        part that depends on the clock; ``is_ready`` adds it."""
+        return self.started and not self.blocking
+
     def failing_required(self, exclude: frozenset[str] = frozenset()) -> list[Result]:
-        return [r for cid, r in self.results.items() if cid not in exclude and r.blocks_readiness]
+        return [self.results[cid] for cid in self.blocking if cid not in exclude]
 
     def is_ready(self, now: float, max_age: float, exclude: frozenset[str] = frozenset()) -> bool:
-        return self.is_fresh(now, max_age) and not self.failing_required(exclude)
+        if not self.is_fresh(now, max_age):
+            return False
+        return self.ready if not exclude else not self.failing_required(exclude)
 
     def node_info(self) -> dict[str, str]:
         info = dict.fromkeys(NODE_INFO_KEYS, "")

@@ -49,10 +49,6 @@ class CheckSpec:
     catalog_title: str = ""
     catalog: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def reasons(self) -> tuple[Reason, ...]:
-        return (Reason.OK, *self.remediations)
-
     def remediation(self, reason: Reason) -> str:
         return self.remediations.get(reason, "")
 

@@ -31,15 +31,9 @@ def build_app(runner: Runner) -> App:
     def get_snapshot() -> Snapshot:
         return runner.snapshot
 
-    blocked: list[tuple[Snapshot | None, bool]] = [(None, False)]
-
     def is_ready(snap: Snapshot) -> bool:
-        """Every scrape asks; whether a required check fails is computed once per snapshot."""
-        seen, failing = blocked[0]
-        if seen is not snap:
-            failing = bool(snap.failing_required())
-            blocked[0] = (snap, failing)
-        return not failing and snap.is_fresh(runner.clock(), stale_after)
+        """The snapshot's own verdict (decided once when it was made), if still fresh."""
+        return snap.is_ready(runner.clock(), stale_after)
 
     def now() -> float:
         """Looked up on each call, so a test can move the runner's clock."""
@@ -55,11 +49,18 @@ def build_app(runner: Runner) -> App:
     )
 
 
-async def _serve(config: Config, runner: Runner) -> None:
+async def _serve(config: Config, runner: Runner) -> int:
+    """Serve until SIGTERM (exit 0, the kubelet's stop) or SIGINT (130, Ctrl-C's code)."""
     server = Server(build_app(runner), config.listen_host, config.listen_port)
     loop = asyncio.get_running_loop()
+    code = [0]
+
+    def stop(signum: int) -> None:
+        code[0] = 128 + signum if signum == signal.SIGINT else 0
+        server.stop()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.stop)
+        loop.add_signal_handler(signum, stop, signum)
     await server.start()
     log = setup()
     event(
@@ -76,12 +77,13 @@ async def _serve(config: Config, runner: Runner) -> None:
     await server.serve_forever()
     freezer.cancel()
     event(log, 20, "stopping")
+    return code[0]
 
 
 async def _freeze_after_first_cycle(runner: Runner) -> None:
     """Move everything alive after start-up out of the garbage collector's sight.
 
-    After the first cycle every module a check needs is imported (``requests``, ``h2``),
+    After the first cycle every module a check needs is imported (``h2``, ``http.client``),
     and those objects live as long as the process. Left in the collector's generations,
     each full collection walked all of them: 47 ms, in the middle of a cycle or of a
     probe's answer (bench/cycle.py, bench/http_load.py). Frozen, a collection sees only
@@ -117,7 +119,7 @@ def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
     setup()
     runner = Runner(config, checks)
     try:
-        asyncio.run(_serve(config, runner))
+        return asyncio.run(_serve(config, runner))
     except OSError as exc:
         print(
             f"selfcheck: cannot listen on {_shown_host(config.listen_host)}:{config.listen_port}: "
@@ -127,4 +129,3 @@ def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
         return 3
     finally:
         runner.stop()
-    return 0

@@ -2,7 +2,7 @@
 
 Tracers in other pods send spans to this socket and ask it ``GET /info`` to learn which
 endpoints and features the trace-agent has; that is the request made here, over the
-socket with ``requests``, so the answer proves both the mount and a live trace-agent.
+socket with ``http.client``, so the answer proves both the mount and a live trace-agent.
 """
 
 from __future__ import annotations

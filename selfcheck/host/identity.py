@@ -29,7 +29,6 @@ class Identity:
     capabilities: CapabilitySets
     no_new_privs: int | None
     seccomp: int | None
-    seccomp_filters: int | None
 
     @property
     def seccomp_mode(self) -> str:
@@ -57,7 +56,6 @@ def identity_from_status(status: dict[str, str]) -> Identity:
         capabilities=parse_capability_sets(status),
         no_new_privs=_first_int(status.get("NoNewPrivs")),
         seccomp=_first_int(status.get("Seccomp")),
-        seccomp_filters=_first_int(status.get("Seccomp_filters")),
     )
 
 

@@ -10,6 +10,7 @@ not a socket, and a peer that answers but not in the protocol).
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import os
 import socket
@@ -17,14 +18,11 @@ import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from selfcheck.host.files import reason_for
 from selfcheck.model import Reason
-
-if TYPE_CHECKING:
-    import requests
 
 CONNECT_TIMEOUT = 0.5
 """The Agent's own reachability test connects within 500 ms (FACTS.md 3.3)."""
@@ -90,6 +88,14 @@ class Deadline:
         self.seconds = seconds
         self._clock = clock
         self._end = clock() + seconds
+
+    @classmethod
+    def started_ago(cls, seconds: float, ago: float) -> Deadline:
+        """A budget of ``seconds`` whose clock started ``ago`` seconds before now (an exec
+        probe's budget starts when the kubelet runs it, not when Python is ready)."""
+        deadline = cls(seconds)
+        deadline._end -= ago
+        return deadline
 
     @classmethod
     def of(cls, timeout: float | Deadline) -> Deadline:
@@ -196,7 +202,7 @@ def send_datagram(path: Path, payload: bytes | None) -> int:
         return 0 if payload is None else sock.send(payload)
 
 
-# -- HTTP with requests, over a unix socket or TCP ----------------------------------------
+# -- HTTP/1.1 GET over a connected socket (unix or TCP) ----------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,43 +221,41 @@ class HttpReply:
             ) from None
 
 
-def _connected_session(sock: DeadlineSocket) -> requests.Session:
-    """A ``requests`` session whose ``http://`` requests go over the connected ``sock``.
+class _OverSocket(http.client.HTTPConnection):
+    """``http.client`` speaking over a socket connected beforehand by ``connect_unix`` or
+    ``connect_tcp``, so the connect keeps its errno (``EPROTOTYPE`` on a datagram socket)
+    and every read obeys the ``DeadlineSocket``'s one overall deadline, which a per-receive
+    timeout does not: a peer trickling a byte at a time would hold the check for ever."""
 
-    A small adapter of our own rather than ``requests-unixsocket2``: it is the only piece
-    needed (one connection class that uses our socket), it adds no dependency, and the
-    socket comes in already connected, so a connect error keeps its errno (urllib3 swallows
-    ``EPROTOTYPE`` during a request) and the overall deadline covers the whole exchange:
-    ``requests``' own read timeout is per receive, so a peer trickling one byte at a time
-    would otherwise hold the check for ever. TCP URLs (the Agent's health and expvar ports)
-    use the same path for the same reason.
+    def __init__(self, sock: DeadlineSocket, host: str) -> None:
+        super().__init__(host)
+        self.sock = sock
+
+    def connect(self) -> None:  # only called once the socket is gone: never reconnect
+        raise ProtocolViolationError("the peer closed the connection")
+
+
+def exchange(sock: DeadlineSocket, host: str, target: str, cap: int = HTTP_BODY_CAP) -> HttpReply:
+    """``GET target`` on ``sock`` and the whole answer, at most ``cap`` bytes of body.
+
+    The wire format only: the caller connects and closes. Failures are ``OSError`` values:
+    ``ETIMEDOUT`` when the deadline runs out, ``EPROTO`` for an answer that is not HTTP, is
+    cut short or is too large.
     """
-    import requests
-    import urllib3
-    from requests.adapters import HTTPAdapter
-
-    class UnixConnection(urllib3.connection.HTTPConnection):
-        def connect(self) -> None:
-            if sock.fileno() < 0:
-                raise ProtocolViolationError("the peer closed the connection")
-            self.sock = sock
-
-    class UnixPool(urllib3.HTTPConnectionPool):
-        ConnectionCls = UnixConnection
-
-    pool = UnixPool("localhost", maxsize=1, block=False)
-
-    class UnixAdapter(HTTPAdapter):
-        def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> UnixPool:
-            return pool
-
-        def get_connection(self, *args: Any, **kwargs: Any) -> UnixPool:
-            return pool
-
-    session = requests.Session()
-    session.trust_env = False
-    session.mount("http://", UnixAdapter(max_retries=0))
-    return session
+    connection = _OverSocket(sock, host)
+    try:
+        connection.request(
+            "GET", target, headers={"User-Agent": "selfcheck", "Accept-Encoding": "identity"}
+        )
+        response = connection.getresponse()
+        body = response.read(cap + 1)
+    except http.client.HTTPException as error:  # bad status line, cut short, line too long
+        raise ProtocolViolationError(f"GET {target} failed: {_short(error)}") from None
+    except (ConnectionResetError, BrokenPipeError) as error:
+        raise ProtocolViolationError(f"GET {target} failed: {_short(error)}") from None
+    if len(body) > cap:
+        raise ProtocolViolationError(f"answer larger than {cap} bytes")
+    return HttpReply(response.status, dict(response.getheaders()), body)
 
 
 def http_get(
@@ -261,86 +265,25 @@ def http_get(
     connect_timeout: float = CONNECT_TIMEOUT,
     cap: int = HTTP_BODY_CAP,
 ) -> HttpReply:
-    """``GET url`` with ``requests`` within ``timeout`` (seconds or a shared ``Deadline``).
+    """``GET url`` within ``timeout`` (seconds or a shared ``Deadline``).
 
     With ``unix_socket`` the URL must be ``http://localhost/...`` and the request goes over
-    that socket (the Docker API, the trace-agent), connected first by ``connect_unix``.
-    Every failure is an ``OSError`` whose errno says what happened: ``ENOENT``, ``EACCES``,
-    ``ECONNREFUSED``, ``ETIMEDOUT``, or ``EPROTO`` for a peer that answered but not in HTTP.
+    that socket (the Docker API, the trace-agent). Every failure is an ``OSError`` whose
+    errno says what happened: ``ENOENT``, ``EACCES``, ``ECONNREFUSED``, ``ETIMEDOUT``, or
+    ``EPROTO`` for a peer that answered but not in HTTP.
     """
-    import requests
-
     deadline = Deadline.of(timeout)
+    parts = urlsplit(url)
     if unix_socket is not None:
         sock = connect_unix(unix_socket, socket.SOCK_STREAM, deadline, connect_timeout)
     else:
-        parts = urlsplit(url)
-        sock = connect_tcp(
-            parts.hostname or "127.0.0.1", parts.port or 80, deadline, connect_timeout
-        )
-    session = _connected_session(sock)
-    try:
-        with (
-            session,
-            session.get(
-                url,
-                timeout=(connect_timeout, deadline.left()),
-                stream=True,
-                allow_redirects=False,
-                headers={"User-Agent": "selfcheck", "Accept-Encoding": "identity"},
-            ) as response,
-        ):
-            body = _read_capped(response, cap, deadline)
-            return HttpReply(response.status_code, dict(response.headers), body)
-    except requests.RequestException as error:
-        raise _os_error(error, url, deadline) from None
-    finally:
-        sock.close()
-
-
-def _read_capped(response: requests.Response, cap: int, deadline: Deadline) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=16384):
-        deadline.left()
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > cap:
-            raise ProtocolViolationError(f"answer larger than {cap} bytes")
-    return b"".join(chunks)
-
-
-def _os_error(error: BaseException, url: str, deadline: Deadline) -> OSError:
-    """The ``OSError`` under a ``requests`` exception, or a timeout or protocol error."""
-    import requests
-
-    cause = _root_os_error(error)
-    if isinstance(error, requests.Timeout) or isinstance(cause, TimeoutError):
-        return deadline.expired()
-    refused = isinstance(error, requests.ConnectionError) and cause is not None and cause.errno
-    if refused and cause is not None and cause.errno not in (errno.ECONNRESET, errno.EPIPE):
-        return cause
-    return ProtocolViolationError(f"GET {url} failed: {_short(error)}")
-
-
-def _root_os_error(error: BaseException) -> OSError | None:
-    """Walk ``requests``/``urllib3`` wrappers (args, reason, cause, context) to an errno."""
-    seen: set[int] = set()
-    queue: list[BaseException] = [error]
-    found: OSError | None = None
-    while queue:
-        current = queue.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno is not None:
-            return current
-        if isinstance(current, TimeoutError | socket.timeout) and found is None:
-            found = current
-        nested = [getattr(current, "reason", None), current.__cause__, current.__context__]
-        nested.extend(current.args)
-        queue.extend(item for item in nested if isinstance(item, BaseException))
-    return found
+        host = parts.hostname or "127.0.0.1"
+        sock = connect_tcp(host, parts.port or 80, deadline, connect_timeout)
+    target = parts.path or "/"
+    if parts.query:
+        target += f"?{parts.query}"
+    with sock:
+        return exchange(sock, parts.netloc or "localhost", target, cap)
 
 
 def _short(error: BaseException) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from selfcheck.metrics import Exposition
@@ -47,9 +47,6 @@ class App:
     stale_after: float
     exposition: Exposition
     clock: Callable[[], float] = time.time
-    # (generation, its failing required results): a probe must not re-scan every result
-    # (a fifth of /readyz's time under load, bench/http_load.py); snapshots are immutable.
-    _failing: tuple[int, list[Result]] = field(default=(-1, []), repr=False)
 
     def handle(self, target: str, accept: str = "") -> Response:
         """Route by path; the query string is parsed only by ``/readyz``, which reads it."""
@@ -94,17 +91,10 @@ class App:
             return "first check cycle not finished"
         if not snap.is_fresh(self.clock(), self.stale_after):
             return "results are stale"
-        failing = snap.failing_required(exclude) if exclude else self._failing_required(snap)
-        if failing:
-            return "required checks failing: " + ", ".join(r.check for r in failing)
-        return None
-
-    def _failing_required(self, snap: Snapshot) -> list[Result]:
-        generation, failing = self._failing
-        if generation != snap.generation:
-            failing = snap.failing_required()
-            self._failing = (snap.generation, failing)
-        return failing
+        if snap.ready:  # decided once per snapshot, not per probe
+            return None
+        failing = [cid for cid in snap.blocking if cid not in exclude]
+        return "required checks failing: " + ", ".join(failing) if failing else None
 
     def _readyz_one(self, cid: str) -> Response:
         snap = self.get_snapshot()

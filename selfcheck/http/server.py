@@ -337,11 +337,9 @@ class Server:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
         self._schedule_sweep()
 
-    async def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+    async def serve_forever(self) -> None:
         if not self._listeners:
             await self.start()
-        if on_ready is not None:
-            on_ready()
         assert self._stopped is not None
         await self._stopped.wait()
         await self._close()

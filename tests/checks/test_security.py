@@ -551,13 +551,13 @@ def test_verbose_report_decodes_the_capability_sets() -> None:
 
     run = selfcheck(["check", "--only", "security", "--verbose"], {"HOST_PROC": "/proc"})
     assert run.code == 1
-    out = run.stdout
+    out = " ".join(run.stdout.split())  # the report aligns and wraps values
     for text in (
-        "CapEff: [",
-        "CapPrm: [",
-        "CapBnd: [",
-        "CapAmb: []",
-        '"CAP_SYS_PTRACE"',
+        "CapEff: CAP_",
+        "CapPrm: CAP_",
+        "CapBnd: CAP_",
+        "CapAmb: (none)",
+        " CAP_SYS_PTRACE,",
         "pod_security_level: privileged",
         "critical: CAP_SYS_PTRACE is in the effective set, in the host PID namespace",
         "Remove SYS_PTRACE from securityContext.capabilities.add",
@@ -590,7 +590,6 @@ def _identity(**overrides: Any) -> Identity:
         "capabilities": CapabilitySets(),
         "no_new_privs": 1,
         "seccomp": 2,
-        "seccomp_filters": 1,
     }
     base.update(overrides)
     return Identity(**base)

@@ -228,6 +228,24 @@ def test_image_metadata(docker: Docker, image: str) -> None:
     assert "9750/tcp" in config["ExposedPorts"]
 
 
+def test_build_context_holds_only_what_pip_install_needs(
+    docker: Docker, image: str, tmp_path: Path
+) -> None:
+    """What ``docker build`` sends with ``.dockerignore`` applied, as a build stage sees it."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM {BASE_IMAGE}\nCOPY . /context\n")
+    tag = "local/selfcheck-context:test"
+    docker("build", "--quiet", "--file", str(dockerfile), "--tag", tag, str(REPO))
+    try:
+        out = docker("run", "--rm", "--network", "none", tag, "find", "/context", "-type", "f")
+    finally:
+        docker("image", "rm", "--force", tag, check=False)
+    files = {line.removeprefix("/context/") for line in out.stdout.split()}
+    assert {name.split("/")[0] for name in files} == {"pyproject.toml", "README.md", "selfcheck"}
+    assert "selfcheck/cli.py" in files
+    assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
+
+
 def test_final_stage_has_no_build_tools(docker: Docker, image: str) -> None:
     script = (
         "import importlib.util, json, os, shutil; print(json.dumps({"

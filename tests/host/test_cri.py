@@ -11,16 +11,17 @@ from selfcheck.host import cri
 from selfcheck.host.sockets import ProtocolViolationError, classify
 from selfcheck.model import Reason
 from tests.support.daemons import ContainerdDaemon, DockerDaemon
+from tests.support.protobuf import string_field
 from tests.support.standins import WedgedListener, stale_socket
 
 
 def test_version_response_decodes_its_four_fields_and_skips_others() -> None:
     message = (
-        cri.encode_string_field(1, "0.1.0")
+        string_field(1, "0.1.0")
         + b"\x28\x96\x01"  # field 5, varint 150: unknown, skipped
-        + cri.encode_string_field(2, "containerd")
-        + cri.encode_string_field(3, "v1.7.0")
-        + cri.encode_string_field(4, "v1")
+        + string_field(2, "containerd")
+        + string_field(3, "v1.7.0")
+        + string_field(4, "v1")
     )
     assert cri.decode_version(cri.grpc_unframe(cri.grpc_frame(message))) == cri.CriVersion(
         "0.1.0", "containerd", "v1.7.0", "v1"

@@ -62,7 +62,9 @@ def test_readyz_reports_required_failures_and_honours_exclude() -> None:
 def test_readyz_per_check_and_unknown_ids() -> None:
     with serving(_config(), CHECKS) as s:
         s.runner.run_cycle()
-        assert s.get("/readyz/fine") == (200, b"[+]fine ok\n", s.get("/readyz/fine")[2])
+        status, body, headers = s.get("/readyz/fine")
+        assert (status, body) == (200, b"[+]fine ok\n")
+        assert headers["content-type"] == "text/plain; charset=utf-8"
         assert s.get("/readyz/broken")[0] == 503
         assert s.get("/readyz/optional_broken")[0] == 503
         assert s.get("/readyz/nope")[0] == 404
@@ -148,7 +150,10 @@ def test_idle_connections_cannot_starve_a_probe() -> None:
         try:
             for sock in idle[:10]:
                 sock.sendall(b"GET /livez HTTP/1.1\r\n")  # a head that never ends
-            time.sleep(0.2)
+            deadline = time.monotonic() + 10
+            while s.server.connections < 16:  # all it may hold: it is full of idle clients
+                assert time.monotonic() < deadline, s.server.connections
+                time.sleep(0.01)
             assert s.get("/livez")[0] == 200
             assert s.server.connections <= 16
         finally:

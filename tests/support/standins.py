@@ -250,9 +250,18 @@ class AgentHTTPStandIn(_Serving):
 
 
 class WedgedListener:
-    """Accepts connections (unix or TCP) and never answers: a hung daemon."""
+    """Accepts connections (unix or TCP) and never answers: a hung daemon. With ``trickle``
+    it sends those bytes to each client one every ``step`` seconds instead: a peer whose
+    every byte comes well inside a per-read timeout and whose answer never ends in time."""
 
-    def __init__(self, path: Path | None = None, kind: int = socket.SOCK_STREAM) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        kind: int = socket.SOCK_STREAM,
+        trickle: bytes = b"",
+        step: float = 0.2,
+    ) -> None:
+        self.trickle, self.step = trickle, step
         self.path = Path(path) if path is not None else None
         family = socket.AF_UNIX if path is not None else socket.AF_INET
         self._sock = socket.socket(family, kind)
@@ -293,6 +302,17 @@ class WedgedListener:
             except OSError:
                 return
             self._held.append(conn)
+            if self.trickle:
+                threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        for byte in self.trickle:
+            if self._stop.wait(self.step):
+                return
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                return
 
 
 def stale_socket(path: Path, kind: int = socket.SOCK_DGRAM) -> Path:
