@@ -331,12 +331,21 @@ def test_the_agents_own_values_decide_what_is_required(pod: Pod) -> None:
     )
     listed = pod.selfcheck(sidecar_spec(pod, uid), ["list"])
     assert listed.returncode == 0, listed.stderr
-    rows = {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+    rows: dict[str, str] = {}
+    for line in listed.stdout.splitlines():
+        if line and not line[0].isspace():
+            current = line.split()[0]
+            rows[current] = line
+        elif line.strip():
+            rows[current] += " " + line.strip()  # the why, wrapped under the row
     for cid in ("origin_detection", "pod_logs"):
-        assert "required" in rows[cid].split()[1], rows[cid]
-        assert "per the Agent's own environment" in rows[cid]
+        assert rows[cid].split()[1] == "required", rows[cid]
+        assert "per the Agent's own environment" in rows[cid], rows[cid]
     assert CANARY not in listed.stdout + listed.stderr
     alone = selfcheck(["list"], {"HOST_PROC": "/proc"})
-    assert "optional" in next(
-        line for line in alone.stdout.splitlines() if line.startswith("origin_detection")
+    assert (
+        next(
+            line for line in alone.stdout.splitlines() if line.startswith("origin_detection")
+        ).split()[1]
+        == "optional"
     )
