@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -57,7 +58,9 @@ class Counters:
                 self.uds["OriginDetectionErrors"] += 1
 
 
-def serve_socket(sock: socket.socket, counters: Counters) -> None:
+def datagrams(sock: socket.socket) -> Iterator[tuple[bytes, int | None]]:
+    """Each datagram and the sender's PID from ``SCM_CREDENTIALS``, as the Agent's listener
+    reads them (``None`` without credentials); ends when the socket is closed."""
     space = socket.CMSG_SPACE(_UCRED.size)
     while True:
         try:
@@ -68,6 +71,11 @@ def serve_socket(sock: socket.socket, counters: Counters) -> None:
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 pid = _UCRED.unpack(payload[: _UCRED.size])[0]
+        yield data, pid
+
+
+def serve_socket(sock: socket.socket, counters: Counters) -> None:
+    for data, pid in datagrams(sock):
         counters.packet(data, pid)
 
 

@@ -38,6 +38,7 @@ from selfcheck.host.cgroup import container_id_from_proc_cgroup, detect_layout, 
 from selfcheck.host.client_origin import agent_recognises
 from selfcheck.host.inodes import agent_hierarchy, build_inode_map
 from selfcheck.host.procfs import read_mountinfo
+from tests.support.agent_standin import datagrams
 
 _UCRED = struct.Struct("3i")
 _WHO = re.compile(rb"client-([a-z]+)")
@@ -101,16 +102,7 @@ def dogstatsd_origin(data: bytes) -> str | None:
 
 
 def serve_dogstatsd(sock: socket.socket, agent: Agent) -> None:
-    space = socket.CMSG_SPACE(_UCRED.size)
-    while True:
-        try:
-            data, ancillary, _flags, _addr = sock.recvmsg(65536, space)
-        except OSError:
-            return
-        pid = None
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                pid = _UCRED.unpack(payload[: _UCRED.size])[0]
+    for data, pid in datagrams(sock):
         agent.record("dogstatsd", data, pid, dogstatsd_origin(data))
 
 

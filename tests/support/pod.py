@@ -227,25 +227,24 @@ class Pod:
         self, spec: Spec, args: Sequence[str], timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         """``selfcheck ARGS`` in a container of ``spec`` (the venv and the repo read-only)."""
-        spec.env.setdefault("PYTHONPATH", str(REPO))
-        spec.env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-        extra = [Volume("venv", str(VENV), str(VENV)), Volume("repo", str(REPO), str(REPO))]
-        command = [str(VENV / "bin/python"), "-m", "selfcheck", *args]
         return subprocess.run(
-            self._argv(spec, command, extra),
+            self._selfcheck_argv(spec, args),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
 
-    def popen_selfcheck(self, spec: Spec, args: Sequence[str]) -> subprocess.Popen[str]:
+    def _selfcheck_argv(self, spec: Spec, args: Sequence[str]) -> list[str]:
         spec.env.setdefault("PYTHONPATH", str(REPO))
         spec.env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
         extra = [Volume("venv", str(VENV), str(VENV)), Volume("repo", str(REPO), str(REPO))]
         command = [str(VENV / "bin/python"), "-m", "selfcheck", *args]
+        return self._argv(spec, command, extra)
+
+    def popen_selfcheck(self, spec: Spec, args: Sequence[str]) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            self._argv(spec, command, extra),
+            self._selfcheck_argv(spec, args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
