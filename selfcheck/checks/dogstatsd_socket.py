@@ -16,10 +16,10 @@ from selfcheck.checks._common import Judge, ownership
 from selfcheck.checks._sockets import BUDGET_CEILING
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
+from selfcheck.host.expvar import read_uds_vars
 from selfcheck.host.files import describe
 from selfcheck.host.sockets import (
     Deadline,
-    http_get,
     mode_octal,
     send_datagram,
     stat_socket,
@@ -30,7 +30,6 @@ from selfcheck.registry import CheckSpec, register
 AGENT_MODE = "0722"
 """The Agent chmods its DogStatsD socket to 0722 so any UID may write (FACTS.md 2.1)."""
 
-EXPVAR_TIMEOUT = 0.5
 UDS_COUNTERS = {
     "Packets": "uds_packets",
     "OriginDetectionErrors": "uds_origin_detection_errors",
@@ -151,36 +150,31 @@ def _message(path: object, mode: str, config: Config, sent: int) -> str:
 
 def _uds_counters(config: Config, deadline: Deadline, details: dict[str, Any]) -> dict[str, float]:
     """The Agent's ``dogstatsd-uds`` expvar counters, from the first expvar port that answers
-    (DD_EXPVAR_PORT, else the Agent's 5000, then the chart's 6000)."""
+    (DD_EXPVAR_PORT, else the Agent's 5000, then the chart's 6000), read by the same capped
+    reader as origin detection's receipt."""
     misses: list[str] = []
     for port in config.expvar_ports:
         url = f"http://127.0.0.1:{port}/debug/vars"
         try:
-            reply = http_get(url, deadline.left(EXPVAR_TIMEOUT))
-            body = reply.json()
+            found = read_uds_vars(port, deadline)
         except OSError as error:
             misses.append(describe(error, url))
             continue
-        return _uds_figures(url, reply.status, body, details)
+        if found.counters is None:
+            why = "truncated before" if found.truncated else "without"
+            details["expvar"] = f"{url}: HTTP {found.status}, {why} a dogstatsd-uds map"
+            return {}
+        details["expvar"] = url
+        details["dogstatsd_uds"] = {
+            k: found.counters[k] for k in UDS_COUNTERS if k in found.counters
+        }
+        return {
+            figure: float(found.counters[key])
+            for key, figure in UDS_COUNTERS.items()
+            if key in found.counters
+        }
     details["expvar"] = f"not read: {'; '.join(misses)}"
     return {}
-
-
-def _uds_figures(url: str, status: int, body: object, details: dict[str, Any]) -> dict[str, float]:
-    uds = body.get("dogstatsd-uds") if isinstance(body, dict) else None
-    if status != 200 or not isinstance(uds, dict):
-        details["expvar"] = f"{url}: HTTP {status} without a dogstatsd-uds map"
-        return {}
-    figures = {
-        figure: float(uds[key])
-        for key, figure in UDS_COUNTERS.items()
-        if isinstance(uds.get(key), int | float)
-        and not isinstance(uds.get(key), bool)
-        and abs(uds[key]) < 2**1023  # a JSON integer beyond a float: OverflowError
-    }
-    details["expvar"] = url
-    details["dogstatsd_uds"] = {k: uds[k] for k in UDS_COUNTERS if k in uds}
-    return figures
 
 
 SPEC = register(

@@ -18,8 +18,9 @@ from __future__ import annotations
 import codecs
 import http.client
 import json
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from selfcheck.host.sockets import Deadline, ProtocolViolationError
 
@@ -116,11 +117,15 @@ class _KeyScanner:
 def _counters(value: Any) -> dict[str, int] | None:
     if not isinstance(value, dict):
         return None
-    return {
-        name: int(number)
-        for name in COUNTERS
-        if isinstance(number := value.get(name), int | float) and not isinstance(number, bool)
-    }
+    return {name: int(number) for name in COUNTERS if _finite_number(number := value.get(name))}
+
+
+def _finite_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number a counter can be: Python's decoder also yields ``Infinity`` and ``NaN``,
+    which no integer holds (``int()`` would raise)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def read_uds_vars(port: int, deadline: Deadline, cap: int = BODY_CAP) -> UdsVars:

@@ -143,3 +143,12 @@ def test_garbage_is_a_protocol_error_or_nothing(data: bytes) -> None:
     except ProtocolViolationError:
         return
     assert scanner.value is None or scanner.found
+
+
+def test_non_finite_counters_are_dropped_not_raised() -> None:
+    """Python's JSON decoder accepts Infinity and NaN, which no counter can be."""
+    from selfcheck.host.expvar import _counters
+
+    assert _counters(
+        {"Packets": float("inf"), "Bytes": float("nan"), "OriginDetectionErrors": 3}
+    ) == {"OriginDetectionErrors": 3}
