@@ -25,6 +25,7 @@ from typing import Any, TypeGuard
 from selfcheck.host.sockets import Deadline, ProtocolViolationError
 
 BODY_CAP = 8 * 1024 * 1024
+COUNTER_LIMIT = 2**64
 CHUNK = 64 * 1024
 UDS_KEY = "dogstatsd-uds"
 COUNTERS = ("Packets", "OriginDetectionErrors", "PacketReadingErrors", "Bytes")
@@ -121,11 +122,14 @@ def _counters(value: Any) -> dict[str, int] | None:
 
 
 def _finite_number(value: object) -> TypeGuard[int | float]:
-    """A JSON number a counter can be: Python's decoder also yields ``Infinity`` and ``NaN``,
-    which no integer holds (``int()`` would raise)."""
-    if isinstance(value, bool):
+    """A JSON number a counter can be: the Agent's are Go ``uint64``, so anything outside that
+    range, ``Infinity`` and ``NaN`` (Python's decoder yields them) is garbage, dropped rather than
+    raised on when converted (``int()``, ``float()``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return abs(value) < COUNTER_LIMIT  # an int compared as an int: no float conversion
 
 
 def read_uds_vars(port: int, deadline: Deadline, cap: int = BODY_CAP) -> UdsVars:
