@@ -49,6 +49,7 @@ class SnapshotCollector(Collector):
         yield from self._per_check(snap)
         yield from self._figures(snap)
         yield from self._findings(snap)
+        yield from self._states(snap)
         ready = _gauge(
             "ready", "1 when no required check is failed or errored and results are fresh."
         )
@@ -113,23 +114,26 @@ class SnapshotCollector(Collector):
                 yield family
 
     def _findings(self, snap: Snapshot) -> Iterator[Metric]:
+        """One family for every check's findings; ids come from each check's declared set."""
         family = _gauge(
-            "security_finding", "1 per active least-privilege finding.", ["finding", "severity"]
+            "finding", "1 per active finding of any check.", ["check", "finding", "severity"]
         )
-        for result in snap.results.values():
-            for finding in result.outcome.findings:
-                family.add_metric([finding.id, str(finding.severity)], 1.0)
+        for cid in snap.check_ids:
+            result = snap.results.get(cid)
+            for finding in result.outcome.findings if result is not None else ():
+                family.add_metric([cid, finding.id, str(finding.severity)], 1.0)
         yield family
-        level = _gauge(
-            "security_pod_security_level",
-            "1 for the Pod Security Standards level the security audit's observations imply.",
-            ["level"],
-        )
-        security = snap.results.get("security")
-        value = security.outcome.details.get("pod_security_level") if security else None
-        if value in ("privileged", "baseline", "restricted"):  # closed set: a label value
-            level.add_metric([str(value)], 1.0)
-        yield level
+
+    def _states(self, snap: Snapshot) -> Iterator[Metric]:
+        """Each check's enumerated gauges, from the closed set its spec declares."""
+        for cid, spec in self._checks.items():
+            result = snap.results.get(cid)
+            for name, state in spec.states.items():
+                family = _gauge(f"{cid}_{name}", state.doc, [state.label])
+                value = result.outcome.details.get(name) if result is not None else None
+                if value in state.values:  # a label value: only from the closed set
+                    family.add_metric([str(value)], 1.0)
+                yield family
 
 
 class Exposition:

@@ -29,12 +29,27 @@ def _never(config: Config) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class StateGauge:
+    """An enumerated gauge a check exports: 1 for the one current value of a closed set."""
+
+    doc: str
+    label: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CheckSpec:
     """What a check is, beyond its code: the words ``explain`` and ``list`` print.
 
     ``remediations`` maps each reason the check can give to the fix a user applies; it is
     the single source for both the live result and ``selfcheck explain``. ``catalog`` lists
     any further closed set a check reports (the security findings), for ``explain``.
+
+    ``findings`` is the closed set of finding ids the check may report: the ``finding`` label
+    of ``selfcheck_finding``, so a dashboard can list every value before any node shows it.
+    ``vet`` holds each run to it. ``states`` are the check's own enumerated gauges
+    (``selfcheck_<id>_<name>{<label>}``, 1 for the current value of ``details[name]``), so the
+    metrics module renders them without knowing which check has one.
     """
 
     id: str
@@ -48,9 +63,25 @@ class CheckSpec:
     figures: Mapping[str, str] = field(default_factory=dict)
     catalog_title: str = ""
     catalog: Mapping[str, str] = field(default_factory=dict)
+    findings: frozenset[str] = frozenset()
+    states: Mapping[str, StateGauge] = field(default_factory=dict)
 
     def remediation(self, reason: Reason) -> str:
         return self.remediations.get(reason, "")
+
+    def vet(self, outcome: Outcome) -> Outcome:
+        """The outcome as it is, or ``UndeclaredFindingError``: a finding id outside the
+        declared set would be a new label value no alert, runbook or dashboard knows."""
+        undeclared = sorted({f.id for f in outcome.findings} - self.findings)
+        if undeclared:
+            raise UndeclaredFindingError(
+                f"{self.id} reported finding ids it does not declare: {', '.join(undeclared)}"
+            )
+        return outcome
+
+
+class UndeclaredFindingError(ValueError):
+    """A check reported a finding id outside its ``CheckSpec.findings``: a bug in the check."""
 
 
 _REGISTRY: dict[str, CheckSpec] = {}

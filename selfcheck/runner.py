@@ -52,7 +52,7 @@ class _Attempt:
 
     def __call__(self) -> None:
         try:
-            self.outcome = self.spec.run(self.context)
+            self.outcome = self.spec.vet(self.spec.run(self.context))
         except Exception as exc:
             get_logger().exception("check raised", extra={"fields": {"check": self.spec.id}})
             self.outcome = Outcome(

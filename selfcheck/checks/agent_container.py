@@ -316,7 +316,8 @@ def env_drift(theirs: Mapping[str, str], mine: Mapping[str, str]) -> Iterator[Fi
     if differ:
         yield _warning(
             "env_drift",
-            f"{len(differ)} DD_* settings differ between the Agent container and the "
+            f"{len(differ)} DD_* {'setting differs' if len(differ) == 1 else 'settings differ'}"
+            " between the Agent container and the "
             f"sidecar: {', '.join(differ)}; the Agent's values are the real configuration.",
             f"Give the sidecar the Agent container's env for {', '.join(differ)} (or the same "
             "envFrom ConfigMap).",
@@ -568,6 +569,33 @@ def _catalog() -> dict[str, str]:
     }
 
 
+IDENTITY_FIELDS = (
+    "uid",
+    "gid",
+    "groups",
+    "no_new_privs",
+    "seccomp",
+    "capeff",
+    "capprm",
+    "capbnd",
+)
+LISTENER_SOCKETS = ("dogstatsd", "apm")
+
+
+def declared_findings() -> frozenset[str]:
+    """Every finding id this check can report: the ``finding`` label's closed set."""
+    volumes = {
+        _id(volume, what)
+        for volume in CHART_VOLUMES
+        for what in ("missing", "writable", "read_only", "drift")
+    }
+    identity = {f"{name}_drift" for name in IDENTITY_FIELDS}
+    listeners = {
+        f"{sock}_listener_{verdict}" for sock in LISTENER_SOCKETS for verdict in _LISTENER_FINDINGS
+    }
+    return frozenset({*volumes, *identity, *listeners, "env_drift"})
+
+
 SPEC = register(
     CheckSpec(
         id="agent_container",
@@ -591,5 +619,6 @@ SPEC = register(
         "make 'no Agent found' degraded instead of skipped",
         catalog_title="Findings",
         catalog=_catalog(),
+        findings=declared_findings(),
     )
 )

@@ -15,7 +15,7 @@ from selfcheck.checks._common import Judge
 from selfcheck.checks._sockets import BUDGET_CEILING
 from selfcheck.context import CheckContext
 from selfcheck.host.sockets import HttpReply, ProtocolViolationError, http_get
-from selfcheck.model import Outcome, Reason, failed, ok
+from selfcheck.model import Outcome, Reason, failed, ok, skipped
 from selfcheck.registry import CheckSpec, register
 
 MAX_NAMES = 32
@@ -23,8 +23,9 @@ MAX_NAMES = 32
 
 REMEDIATIONS = {
     Reason.ECONNREFUSED: (
-        "Nothing listens on the Agent's health port on this pod's loopback: the agent "
-        "container is not running (restarting, crash-looping) or listens on another port. "
+        "Nothing listens on the Agent's health port on the loopback selfcheck shares with "
+        "the Agent: the agent container is not running (restarting, crash-looping) or "
+        "listens on another port. "
         "Make DD_HEALTH_PORT here equal to the Agent's (Helm agents.containers.agent."
         "healthPort, default 5555) and look at the agent container's status and logs."
     ),
@@ -54,6 +55,12 @@ JUDGE = Judge(REMEDIATIONS)
 
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
+    if not config.health_port:
+        return skipped(
+            Reason.NOT_ENABLED,
+            "DD_HEALTH_PORT is 0: the Agent runs no health server (the Agent's own default; "
+            "the chart and the Operator set 5555), so there is nothing to ask",
+        )
     url = f"http://127.0.0.1:{config.health_port}/ready"
     try:
         reply = http_get(url, ctx.budget(BUDGET_CEILING))

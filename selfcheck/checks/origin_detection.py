@@ -20,7 +20,8 @@ several mechanisms (FACTS.md 2 and 5), and each fails silently:
 The client mechanisms are read only with ``DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT``. The
 **receipt** reads the Agent's own ``dogstatsd-uds`` counters around one datagram of
 selfcheck's. The status follows the mechanisms the Agent's configuration enables; with none
-enabled, it says what the node would give if they were. Reading (``gather``) is kept apart
+enabled the check is ``skipped`` (``not_enabled``), like ``pod_logs`` with logs off, and its
+message says what the node would give if they were. Reading (``gather``) is kept apart
 from judging (``judge``), which never touches the host.
 """
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfcheck.checks import procfs
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import not_enabled, os_failure
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import (
@@ -129,7 +130,7 @@ REMEDIATIONS = {
     ),
     Reason.NOT_RECEIVED: (
         "The Agent's expvar answers but its dogstatsd-uds.Packets did not grow after "
-        "selfcheck's datagram: the socket this pod writes to is not the one the Agent reads. "
+        "selfcheck's datagram: the socket selfcheck writes to is not the one the Agent reads. "
         "Mount the socket's directory, not the file (the chart's dsdsocket volume, hostPath "
         "/var/run/datadog; a file bind mount goes stale when the Agent recreates the socket), "
         "with the same DD_DOGSTATSD_SOCKET as the Agent, and restart the pod."
@@ -900,12 +901,13 @@ def verdicts(ev: Evidence) -> dict[str, Verdict]:
     return {name: v for name, v in found.items() if v is not None}
 
 
+NOT_ENABLED_WORDS = (
+    "origin detection is not enabled in the Agent (DD_DOGSTATSD_ORIGIN_DETECTION and "
+    "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT false)"
+)
+
+
 def _config_words(ev: Evidence) -> str:
-    if not (ev.uds_enabled or ev.client_enabled):
-        return (
-            "origin detection is not enabled in the Agent (DD_DOGSTATSD_ORIGIN_DETECTION and "
-            "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT false); if it were: "
-        )
     if not ev.client_enabled:
         return ""
     if not ev.uds_enabled:
@@ -1007,16 +1009,15 @@ def judge(ev: Evidence) -> Outcome:
     """Each mechanism judged on its own; the worst enabled one gives the status and reason.
 
     With none enabled the Agent tags nothing by origin, so nothing is lost on this node: the
-    check is ``ok`` and its message says what each mechanism would give if it were enabled.
+    check is ``skipped`` (``not_enabled``), so that a fleet view does not count it ok where it
+    would not work, and its message leads with the verdict the node would get if it were.
     """
     found = verdicts(ev)
     counted = [v for v in found.values() if v.enabled]
-    status, reason = Status.OK, Reason.OK
-    if counted:
-        worst = max(counted, key=lambda v: _SEVERITY.get(v.status, 2))
-        status, reason = worst.status, worst.reason
+    worst = max(counted or found.values(), key=lambda v: _SEVERITY.get(v.status, 2))
+    status, reason = worst.status, worst.reason
     remediation = REMEDIATIONS.get(reason, "") if status != Status.OK else ""
-    return Outcome(
+    outcome = Outcome(
         status,
         reason,
         _message(ev, found),
@@ -1024,6 +1025,7 @@ def judge(ev: Evidence) -> Outcome:
         details=details_of(ev, found),
         figures=figures_of(ev, found),
     )
+    return outcome if counted else not_enabled(NOT_ENABLED_WORDS, outcome)
 
 
 def _procfs_missing(config: Config) -> Outcome | None:
@@ -1075,11 +1077,16 @@ def _shared_inode_map(ctx: CheckContext) -> InodeMap | None:
     return inode_map_from_dirs(tree.top, dirs, walked=len(tree.dirs), truncated=tree.truncated)
 
 
+def enabled(config: Config) -> bool:
+    """Whether the Agent's configuration uses any origin-detection mechanism selfcheck proves."""
+    return config.origin_detection or config.origin_detection_client
+
+
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     missing = _procfs_missing(config)
     if missing is not None:
-        return missing
+        return missing if enabled(config) else not_enabled(NOT_ENABLED_WORDS, missing)
     mounts = ctx.host.own_mounts()
     pids = ctx.host.host_pids()
     # The round trip may take half of what the runner's deadline leaves, the receipt a quarter.

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import not_enabled, os_failure
+from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.files import read_capped
-from selfcheck.model import Outcome, Reason, Status, ok, skipped
+from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
 
 MAX_ENTRIES = 2_000
@@ -69,10 +70,23 @@ def find_log_file(root: Path) -> tuple[Path | None, int]:
     return None, len(pods)
 
 
+def _no_pod_directories(containerized: bool) -> str:
+    """Only a pod has its own logs under the directory; a bare machine need not have any."""
+    if containerized:
+        return "no pod directories at all, although this pod's own logs would be there"
+    return "no pod directories at all (a node running pods has one per pod)"
+
+
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
+    verdict = judge(config)
     if not config.logs_enabled and "pod_logs" not in config.require:
-        return skipped(Reason.NOT_ENABLED, "log collection is off (DD_LOGS_ENABLED is not true)")
+        return not_enabled("log collection is off (DD_LOGS_ENABLED is not true)", verdict)
+    return verdict
+
+
+def judge(config: Config) -> Outcome:
+    """What the Agent's log tailer would meet under the pod log directory."""
     root = config.pod_logs_dir
     try:
         log_file, pods = find_log_file(root)
@@ -84,7 +98,7 @@ def run(ctx: CheckContext) -> Outcome:
             f"{pods} pod directories listed but no container log found to open "
             f"(looked at up to {MAX_ENTRIES} container directories)"
             if pods
-            else "no pod directories at all, although this pod's own logs would be there"
+            else _no_pod_directories(config.containerized)
         )
         return Outcome(
             Status.DEGRADED,

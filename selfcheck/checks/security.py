@@ -28,8 +28,8 @@ from selfcheck.host.identity import (
 )
 from selfcheck.host.namespaces import INITIAL_PID_NS_INODE, namespace_inode, read_pid_view
 from selfcheck.host.procfs import Mount
-from selfcheck.model import Finding, Outcome, Reason, Severity, Status
-from selfcheck.registry import CheckSpec, register
+from selfcheck.model import Finding, Outcome, Reason, Severity, Status, skipped
+from selfcheck.registry import CheckSpec, StateGauge, register
 
 OWN_PROC = Path("/proc")
 LOGS_CONTAINERS_DIR = Path("/var/log/containers")
@@ -67,14 +67,14 @@ POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 
 REMEDIATIONS = {
     Reason.FINDINGS: (
-        "Apply the fix printed under each finding to the Agent container's securityContext "
-        "(Helm agents.containers.agent.securityContext) or to the named volumeMount; warnings "
-        "never make the pod unready."
+        "Apply each finding's fix (selfcheck check --verbose --only security, or /status) to "
+        "the Agent container's securityContext (Helm agents.containers.agent.securityContext) "
+        "or to the named volumeMount; warnings never make the pod unready."
     ),
     Reason.CRITICAL_FINDINGS: (
         "A critical finding is a direct escalation path from the Agent to the node: apply its "
-        "fix (printed under it) first. With SELFCHECK_REQUIRE=security a critical finding "
-        "fails the check and readiness."
+        "fix first (selfcheck check --verbose --only security shows each finding's fix). With "
+        "SELFCHECK_REQUIRE=security a critical finding fails the check and readiness."
     ),
     Reason.IO_ERROR: (
         "This container's own /proc/self could not be read: check that the container has a "
@@ -266,15 +266,38 @@ def _mount_finding(volume: Volume) -> FindingSpec:
         f"only reads it: {volume.risk}",
         f"Set readOnly: true on the {volume.name} volumeMount ({volume.mount_path}) of the "
         "Agent container and the sidecar; when only submounts are writable, also set "
-        "recursiveReadOnly: Enabled on it (Kubernetes 1.30+, with a runtime that supports it).",
+        "recursiveReadOnly: IfPossible on it (Kubernetes 1.30+, with a runtime that supports it).",
     )
 
+
+RECURSIVE_READ_ONLY = (
+    "Set recursiveReadOnly: IfPossible (with readOnly: true) on the cgroups volumeMount "
+    "(/host/sys/fs/cgroup) of the Agent container and of the sidecar or node-mode container. "
+    "It is honoured from Kubernetes 1.30 (alpha, feature gate RecursiveReadOnlyMounts), 1.31 "
+    "(beta, on by default) and 1.33 (GA), on Linux 5.12 or later (mount_setattr with "
+    "AT_RECURSIVE), with runc 1.1 or crun 1.4 and a CRI that passes it (containerd 2.0, CRI-O "
+    "1.30); where any of these is older, IfPossible falls back silently to a plain read-only "
+    "mount and this finding stays, while Enabled would keep the pod from starting "
+    "(kubernetes/enhancements keps/sig-node/3857-rro-mounts)."
+)
+
+CGROUP_SUBMOUNTS = "cgroups_submounts_writable"
+"""A read-only cgroups mount whose cgroup v1 controller submounts stay writable: a warning,
+although the chart renders it, because it opens a write path into every pod's cgroups."""
 
 FINDINGS: dict[str, FindingSpec] = {
     **_CORE_FINDINGS,
     **{v.finding: _mount_finding(v) for v in VOLUMES if v.read_only},
+    CGROUP_SUBMOUNTS: FindingSpec(
+        Severity.WARNING,
+        "The cgroups host mount is read-only but, on a cgroup v1 node, each controller "
+        "(memory, cpu,cpuacct, pids, ...) is a submount that readOnly does not reach: a root "
+        "process with CAP_DAC_OVERRIDE (in the runtime's default set) can change other pods' "
+        "limits and move processes between cgroups.",
+        RECURSIVE_READ_ONLY,
+    ),
 }
-"""The closed set of finding ids: the ``finding`` label of ``selfcheck_security_finding``."""
+"""The closed set of finding ids: the ``finding`` label of ``selfcheck_finding``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +381,8 @@ def capability_findings(identity: Identity, host_pid: bool | None) -> Iterator[F
     if extra:
         yield _finding(
             "extra_capabilities",
-            f"{bin(extra).count('1')} capabilities beyond the runtime default: {_names(extra)}.",
+            f"{_count(bin(extra).count('1'), 'capability')} beyond the runtime default: "
+            f"{_names(extra)}.",
         )
 
 
@@ -392,18 +416,26 @@ def mount_findings(audits: list[MountAudit], mounts: list[Mount]) -> Iterator[Fi
                 audit.volume.finding, f"{audit.path} ({audit.volume.name}) is mounted read-write."
             )
             continue
-        shown = ", ".join(audit.writable_submounts[:3])
-        more = len(audit.writable_submounts) - 3
-        shown += f" and {more} more" if more > 0 else ""
-        # What the chart renders (readOnly without recursiveReadOnly) on cgroup v1: a note.
-        message = (
-            f"{audit.path} ({audit.volume.name}) is read-only but its submounts are "
-            f"read-write: {shown}."
-        )
-        yield _finding(audit.volume.finding, message, Severity.INFO)
+        yield _submount_finding(audit)
     root = own_mount(Path("/"), mounts)
     if root is not None and mount_writable(root):
         yield _finding("root_fs_writable", "The container's root file system is read-write.")
+
+
+def _submount_finding(audit: MountAudit) -> Finding:
+    """Writable submounts below a read-only mount, named. On the cgroups mount (cgroup v1
+    controllers) a warning with its own id and fix; elsewhere a note under the volume's id."""
+    shown = ", ".join(audit.writable_submounts[:3])
+    more = len(audit.writable_submounts) - 3
+    shown += f" and {more} more" if more > 0 else ""
+    noun = "submount is" if len(audit.writable_submounts) == 1 else "submounts are"
+    message = (
+        f"{audit.path} ({audit.volume.name}) is read-only but {len(audit.writable_submounts)} "
+        f"{noun} read-write: {shown}."
+    )
+    if audit.volume.name == "cgroups":
+        return _finding(CGROUP_SUBMOUNTS, message)
+    return _finding(audit.volume.finding, message, Severity.INFO)
 
 
 def pod_security(
@@ -494,11 +526,29 @@ def judge(
     return Outcome(
         status,
         reason,
-        f"{len(serious)} least-privilege findings ({len(critical)} critical): "
+        f"{_count(len(serious), 'least-privilege finding')} ({len(critical)} critical): "
         f"{', '.join(serious)}; Pod Security level {level[0]}",
         REMEDIATIONS[reason],
         details=details,
         findings=findings,
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 least-privilege finding``, ``2 least-privilege findings``, ``3 capabilities``."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
+
+
+def not_in_a_container(config: Config) -> Outcome:
+    """Outside a container the audit would judge the machine's own processes as if they were
+    a pod's (root, every capability, a writable root: "critical"), which says nothing true."""
+    return skipped(
+        Reason.NOT_APPLICABLE,
+        "not in a container: the audit judges a container's privileges (its securityContext, "
+        "hostPath mounts and Pod Security level), which a process on the machine itself does "
+        "not have; SELFCHECK_CONTAINERIZED=true audits this process as if it were one",
     )
 
 
@@ -520,6 +570,8 @@ def host_pid_namespace(host_proc: Path) -> bool | None:
 
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
+    if not config.containerized:
+        return not_in_a_container(config)
     try:
         identity = read_identity(OWN_PROC)
     except OSError as error:
@@ -557,6 +609,14 @@ SPEC = register(
         ),
         catalog_title="Findings (id, severity: why it matters)",
         catalog=_catalog(),
+        findings=frozenset(FINDINGS),
+        states={
+            "pod_security_level": StateGauge(
+                "1 for the Pod Security Standards level the security audit's observations imply.",
+                "level",
+                POD_SECURITY_LEVELS,
+            )
+        },
         remediations=REMEDIATIONS,
         required_because="optional by default; SELFCHECK_REQUIRE=security makes a critical "
         "finding fail the check",
