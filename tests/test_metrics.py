@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
 from selfcheck.config import load
 from selfcheck.metrics import Exposition, SnapshotCollector
-from selfcheck.model import Reason, Snapshot, Status
+from selfcheck.model import Finding, Outcome, Reason, Result, Severity, Snapshot, Status, ok
 from selfcheck.registry import all_checks
 from selfcheck.runner import Runner
-from tests.support.fake_checks import failing, passing
+from tests.support.fake_checks import failing, passing, spec
 
 IDS = frozenset({"fine", "broken"})
 
@@ -64,7 +66,7 @@ def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
     """Run the real checks here, parse every label of the exposition, and lint it with promtool."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from selfcheck.checks.security import FINDINGS, POD_SECURITY_LEVELS
+    from selfcheck.checks.security import POD_SECURITY_LEVELS
 
     checks = all_checks()
     runner = Runner(load(frozenset(checks), {}), checks)
@@ -74,7 +76,7 @@ def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
         "check": set(checks),
         "status": {str(s) for s in Status},
         "reason": {str(r) for r in Reason},
-        "finding": set(FINDINGS),
+        "finding": set().union(*(spec.findings for spec in checks.values())),
         "severity": {"info", "warning", "critical"},
         "level": set(POD_SECURITY_LEVELS),
     }
@@ -97,3 +99,59 @@ def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
         ["promtool", "check", "metrics"], input=body, capture_output=True, check=False
     )
     assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b"")
+
+
+def _snapshot_of(*results: Result) -> Snapshot:
+    ids = tuple(r.check for r in results)
+    empty = Snapshot.empty(ids, frozenset(), 0.0)
+    return Snapshot(1, ids, frozenset(), {r.check: r for r in results}, empty.counters, 1.0, 1.0)
+
+
+def test_a_drift_finding_is_the_agent_container_checks_not_a_security_one() -> None:
+    checks = all_checks()
+    drift = Finding("env_drift", Severity.WARNING, "1 DD_* setting differs", "fix")
+    outcome = checks["agent_container"].vet(
+        Outcome(Status.DEGRADED, Reason.DRIFT, "drift", findings=(drift,))
+    )
+    snap = _snapshot_of(Result("agent_container", outcome, False, 0.0, 0.0, 1.0))
+    collector = SnapshotCollector(lambda: snap, checks, lambda _: True)
+    body = Exposition(collector, lambda: snap).render()[0].decode()
+    assert (
+        'selfcheck_finding{check="agent_container",finding="env_drift",severity="warning"} 1.0'
+        in body
+    )
+    assert "security_finding" not in body
+
+
+def test_every_check_declares_its_findings_as_label_values() -> None:
+    """Each check's closed set is what dashboards and runbooks may rely on: snake_case ids."""
+    checks = all_checks()
+    assert checks["security"].findings and checks["agent_container"].findings
+    assert "cgroups_submounts_writable" in checks["security"].findings
+    assert "env_drift" in checks["agent_container"].findings
+    for cid, check in checks.items():
+        for fid in check.findings:
+            assert re.fullmatch(r"[a-z][a-z0-9_]{0,63}", fid), (cid, fid)
+
+
+def test_an_undeclared_finding_makes_the_check_an_error_not_a_new_label() -> None:
+    def run(ctx: object) -> Outcome:
+        return ok("fine", findings=(Finding("made_up", Severity.INFO, "m", "r"),))
+
+    sloppy = spec("sloppy", run)
+    runner = Runner(load(frozenset({"sloppy"}), {}), {"sloppy": sloppy})
+    result = runner.run_cycle().results["sloppy"]
+    assert (result.status, result.reason) == (Status.ERROR, Reason.EXCEPTION)
+    assert "does not declare: made_up" in result.outcome.message
+    body = _exposition(runner).render()[0].decode()
+    assert "made_up" not in body
+
+
+def test_the_metrics_module_names_no_check() -> None:
+    """Rendering is generic over checks: a check's findings and enumerated gauges come from
+    its spec, so no check id is spelled out in selfcheck/metrics.py."""
+    import selfcheck.metrics
+
+    source = Path(selfcheck.metrics.__file__).read_text(encoding="utf-8")
+    for cid in all_checks():
+        assert f'"{cid}"' not in source, cid

@@ -122,7 +122,7 @@ DRIFTS: dict[str, tuple[dict[str, Any], set[str], str]] = {
     "DD_* value": (
         {"env": {"DD_HEALTH_PORT": "5599"}},
         {"env_drift"},
-        "1 DD_* settings differ between the Agent container and the sidecar: DD_HEALTH_PORT;",
+        "1 DD_* setting differs between the Agent container and the sidecar: DD_HEALTH_PORT;",
     ),
 }
 

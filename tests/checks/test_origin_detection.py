@@ -80,7 +80,7 @@ def test_ok_in_this_machines_own_pid_namespace() -> None:
 
 @pytest.mark.root
 def test_ok_as_the_agents_non_root_user() -> None:
-    run = selfcheck(ONLY, {"HOST_PROC": "/proc"}, prefix=AS_AGENT_USER)
+    run = selfcheck(ONLY, {"HOST_PROC": "/proc", **REQUIRED}, prefix=AS_AGENT_USER)
     result = _check(run)
     assert (result["status"], result["reason"]) == ("ok", "ok"), run.stdout + run.stderr
     details = result["details"]
@@ -136,10 +136,11 @@ def test_procfs_missing_when_host_proc_is_absent(tmp_path: Path) -> None:
 
 def test_procfs_missing_when_a_plain_directory_stands_in(tmp_path: Path) -> None:
     (tmp_path / "1").mkdir()
-    run = selfcheck(ONLY, {"HOST_PROC": str(tmp_path)})
+    client_only = {"DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT": "true"}  # enabled, not required
+    run = selfcheck(ONLY, {"HOST_PROC": str(tmp_path), **client_only})
     result = _check(run)
     assert (result["status"], result["reason"]) == ("failed", "procfs_missing")
-    assert run.code == 1  # optional by default: reported, not gating
+    assert run.code == 1  # optional: reported, not gating
 
 
 @pytest.mark.root
@@ -172,8 +173,8 @@ def test_not_host_pid_in_a_new_pid_namespace(
 ) -> None:
     """The pod without hostPID: the machine's real /proc as host procfs, us in a child namespace.
 
-    With origin detection off in the Agent nothing is lost: ok, and the uds line says why it
-    would not work.
+    With origin detection off in the Agent nothing is lost: skipped (not_enabled), and the
+    message leads with the verdict it would get.
     """
     run = in_shell(
         f"unshare -m --propagation private sh -c 'mount --bind /proc {tmp_path} && "
@@ -184,7 +185,7 @@ def test_not_host_pid_in_a_new_pid_namespace(
     assert run.code == code, run.stdout
     uds = result["details"]["mechanisms"]["uds"]
     assert (uds["status"], uds["reason"], uds["enabled"]) == ("failed", "not_host_pid", bool(env))
-    expected = ("failed", "not_host_pid") if env else ("ok", "ok")
+    expected = ("failed", "not_host_pid") if env else ("skipped", "not_enabled")
     assert (result["status"], result["reason"]) == expected, run.stdout
     details = result["details"]
     assert len(details["nspid"]) == 2
@@ -194,6 +195,7 @@ def test_not_host_pid_in_a_new_pid_namespace(
         assert "hostPID: true" in str(result["remediation"])
     else:
         assert "not enabled in the Agent" in str(result["message"])
+        assert "the verdict would be failed (not_host_pid)" in str(result["message"])
 
 
 @pytest.mark.root
@@ -300,7 +302,7 @@ def test_own_container_id_comes_from_the_last_element() -> None:
     try:
         run = in_shell(
             f"echo $$ > {leaf}/cgroup.procs && exec $SELFCHECK {' '.join(ONLY)}",
-            {"HOST_PROC": "/proc", "SELFCHECK_CONTAINERIZED": "false"},
+            {"HOST_PROC": "/proc", "SELFCHECK_CONTAINERIZED": "false", **REQUIRED},
         )
     finally:
         leaf.rmdir()
@@ -499,10 +501,43 @@ def test_judge_no_cgroup_hierarchy() -> None:
 
 
 def test_run_uses_the_configuration() -> None:
-    config = load(known_ids(), {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "3"})
-    outcome = origin_detection.run(CheckContext.of(config))
-    assert outcome.status == Status.OK
+    env = {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "3", "DD_DOGSTATSD_ORIGIN_DETECTION": "true"}
+    outcome = origin_detection.run(CheckContext.of(load(known_ids(), env)))
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert outcome.figures["sampled_processes"] == 3
+
+
+@pytest.mark.parametrize("client", ["false", "true"])
+def test_origin_detection_on_is_judged_as_today(client: str) -> None:
+    """Either setting enables it: the verdict is the node's, never skipped."""
+    env = {"HOST_PROC": "/proc", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT": client}
+    if client == "false":
+        env["DD_DOGSTATSD_ORIGIN_DETECTION"] = "true"
+    outcome = origin_detection.run(CheckContext.of(load(known_ids(), env)))
+    assert outcome.status == Status.OK and outcome.reason == Reason.OK
+
+
+def test_origin_detection_off_is_skipped_with_the_would_be_verdict() -> None:
+    """Both settings off: the Agent tags nothing by origin, so nothing is lost and nothing is
+    proven ok: skipped/not_enabled, like pod_logs with logs off, the verdict in the message."""
+    env = {
+        "HOST_PROC": "/proc",
+        "DD_DOGSTATSD_ORIGIN_DETECTION": "false",
+        "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT": "false",
+    }
+    outcome = origin_detection.run(CheckContext.of(load(known_ids(), env)))
+    assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
+    assert outcome.message.startswith("origin detection is not enabled in the Agent")
+    assert "if it were, the verdict would be ok: " in outcome.message
+    assert outcome.details["would_be"] == ["ok", "ok"]
+
+
+def test_origin_detection_off_without_host_proc_is_still_skipped(tmp_path: Path) -> None:
+    """A missing /host/proc would fail it (procfs_missing): off, that is the would-be verdict."""
+    env = {"HOST_PROC": str(tmp_path / "missing"), "SELFCHECK_CONTAINERIZED": "false"}
+    outcome = origin_detection.run(CheckContext.of(load(known_ids(), env)))
+    assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
+    assert "the verdict would be failed (procfs_missing)" in outcome.message
 
 
 # --- real containers from a real dockerd -------------------------------------------------------

@@ -44,6 +44,8 @@ RUNTIME_DEFAULT = ",".join(
 )
 NO_PTRACE = ("setpriv", "--inh-caps=-all", "--bounding-set=-sys_ptrace")
 DEFAULT_CAPS_ONLY = ("setpriv", "--inh-caps=-all", f"--bounding-set=-all,{RUNTIME_DEFAULT}")
+IN_CONTAINER = {"HOST_PROC": "/proc", "SELFCHECK_CONTAINERIZED": "true"}
+"""The machine's own /proc, audited as a container would be (the audit's subject)."""
 MOUNT_FINDINGS = {fid for fid in security.FINDINGS if fid.endswith("_writable")} - {
     "root_fs_writable"
 }
@@ -82,6 +84,7 @@ class Host:
             "SELFCHECK_POD_LOGS_DIR": str(self.path("var/log/pods")),
             "DD_DOGSTATSD_SOCKET": str(self.path("run/datadog/dsd.socket")),
             "DD_APM_RECEIVER_SOCKET": str(self.path("run/datadog/apm.socket")),
+            "SELFCHECK_CONTAINERIZED": "true",
             **extra,
         }
 
@@ -136,12 +139,26 @@ def finding(result: dict[str, Any], fid: str) -> dict[str, Any]:
 
 
 @pytest.mark.root
+def test_a_machine_that_is_no_container_is_not_audited_as_one() -> None:
+    """On a VM (the README's first command) the audit's words (securityContext, hostPath
+    mounts, Pod Security level) describe nothing real: skipped with why, exit 0."""
+    from tests.support.run import selfcheck
+
+    run = selfcheck(list(CHECK), {"HOST_PROC": "/proc", "SELFCHECK_CONTAINERIZED": "false"})
+    result = run.check("security")
+    assert run.code == 0
+    assert (result["status"], result["reason"]) == ("skipped", "not_applicable")
+    assert "not in a container" in result["message"]
+    assert "findings" not in result and "pod" not in result["message"].replace("Pod Sec", "")
+
+
+@pytest.mark.root
 def test_the_bare_machine_as_root() -> None:
     """Root, every capability, the initial PID namespace, no host mounts: as bad as it gets,
     and only a warning-level status because security is optional by default."""
     from tests.support.run import selfcheck
 
-    run = selfcheck(list(CHECK), {"HOST_PROC": "/proc"})
+    run = selfcheck(list(CHECK), IN_CONTAINER)
     result = audit(run)
     assert run.code == 1
     assert (result["status"], result["reason"]) == ("degraded", "critical_findings")
@@ -227,20 +244,36 @@ def test_read_only_host_mounts_give_no_mount_finding(host: Host) -> None:
 
 
 @pytest.mark.root
-def test_read_only_volume_with_writable_submounts_is_still_a_finding(host: Host) -> None:
-    """``readOnly: true`` on a hostPath reaches only the top mount; cgroup v1 controllers
-    below it stay writable unless the volumeMount sets recursiveReadOnly."""
+def test_read_only_cgroups_with_writable_controller_submounts_is_a_warning(host: Host) -> None:
+    """``readOnly: true`` on a hostPath reaches only the top mount; the cgroup v1 controllers
+    below it stay writable unless the volumeMount sets recursiveReadOnly: what the chart
+    renders on a v1 node, and still a write path into every pod's cgroups."""
     _mount_table(host, read_only=True, recursive_ro=False)
-    result = audit(host.run())
-    assert ids(result) & MOUNT_FINDINGS == {"cgroups_writable"}
-    cgroups = finding(result, "cgroups_writable")
-    assert "submounts are read-write" in cgroups["message"]
-    assert "recursiveReadOnly: Enabled" in cgroups["remediation"]
-    # The chart renders exactly this (readOnly, no recursiveReadOnly): a note, not a warning.
-    assert cgroups["severity"] == "info"
+    run = host.run()
+    result = audit(run)
+    assert (result["status"], result["reason"]) in {
+        ("degraded", "findings"),
+        ("degraded", "critical_findings"),  # this root test process also holds SYS_ADMIN
+    }
+    assert ids(result) & MOUNT_FINDINGS == {"cgroups_submounts_writable"}
+    cgroups = finding(result, "cgroups_submounts_writable")
+    assert cgroups["severity"] == "warning"
     mounts = {m["volume"]: m for m in result["details"]["mounts"]}
-    assert mounts["cgroups"]["writable"] is False
-    assert mounts["cgroups"]["writable_submounts"]
+    below = mounts["cgroups"]["writable_submounts"]
+    assert below and mounts["cgroups"]["writable"] is False
+    assert below[0] in cgroups["message"] and "read-write" in cgroups["message"]
+    assert "recursiveReadOnly: IfPossible" in cgroups["remediation"]
+    assert "falls back silently" in cgroups["remediation"]
+    assert "cgroups_submounts_writable" in result["message"]
+
+
+@pytest.mark.root
+def test_read_only_cgroups_without_writable_submounts_gives_no_finding(host: Host) -> None:
+    """The same tree with every controller remounted read-only, as recursiveReadOnly makes it."""
+    _mount_table(host, read_only=True, recursive_ro=True)
+    result = audit(host.run())
+    assert "cgroups_submounts_writable" not in ids(result)
+    assert "cgroups_submounts_writable" not in result["message"]
 
 
 @pytest.mark.root
@@ -250,7 +283,7 @@ def test_passwd_at_the_charts_own_path(host: Host, read_only: bool) -> None:
     host.setup.append("mount --bind /etc/passwd /etc/passwd")
     if read_only:
         host.setup.append("mount -o remount,bind,ro /etc/passwd")
-    result = audit(host.run(env={"HOST_PROC": "/proc"}))
+    result = audit(host.run(env=IN_CONTAINER))
     assert ("passwd_writable" in ids(result)) is not read_only
     assert [m["volume"] for m in result["details"]["mounts"]] == ["passwd"]
 
@@ -281,7 +314,7 @@ def test_host_pid_without_a_host_procfs_uses_the_initial_namespace(
     host: Host, new_pid_ns: bool
 ) -> None:
     """HOST_PROC=/proc (no procdir volume): NSpid cannot tell, the namespace inode can."""
-    result = audit(host.run(env={"HOST_PROC": "/proc"}, pid_ns=new_pid_ns))
+    result = audit(host.run(env=IN_CONTAINER, pid_ns=new_pid_ns))
     assert result["details"]["host_pid"] is (not new_pid_ns)
     assert ("ptrace_with_host_pid" in ids(result)) is (not new_pid_ns)
 
@@ -301,7 +334,7 @@ def test_one_extra_capability_is_named(host: Host) -> None:
     wrap = ("setpriv", "--inh-caps=-all", f"--bounding-set=-all,{RUNTIME_DEFAULT},+sys_ptrace")
     result = audit(host.run(wrap=wrap))
     extra = finding(result, "extra_capabilities")
-    assert "1 capabilities beyond the runtime default: CAP_SYS_PTRACE." in extra["message"]
+    assert "1 capability beyond the runtime default: CAP_SYS_PTRACE." in extra["message"]
     assert "ptrace_with_host_pid" in ids(result) and "sys_admin" not in ids(result)
     assert result["details"]["pod_security_level"] == "privileged"
 
@@ -404,9 +437,7 @@ def test_least_privilege_is_ok_and_restricted(host: Host) -> None:
 
 @pytest.mark.root
 def test_no_host_access_at_all_is_restricted(host: Host) -> None:
-    run = host.run(
-        env={"HOST_PROC": "/proc"}, wrap=LEAST_PRIVILEGE, pid_ns=True, read_only_root=True
-    )
+    run = host.run(env=IN_CONTAINER, wrap=LEAST_PRIVILEGE, pid_ns=True, read_only_root=True)
     result = audit(run)
     assert run.code == 0
     assert result["details"]["pod_security_level"] == "restricted"
@@ -417,7 +448,7 @@ def test_no_host_access_at_all_is_restricted(host: Host) -> None:
 @pytest.mark.root
 def test_baseline_names_what_keeps_it_from_restricted(host: Host) -> None:
     wrap = (*DEFAULT_CAPS_ONLY, "--no-new-privs")
-    result = audit(host.run(env={"HOST_PROC": "/proc"}, wrap=wrap, pid_ns=True))
+    result = audit(host.run(env=IN_CONTAINER, wrap=wrap, pid_ns=True))
     assert result["details"]["pod_security_level"] == "baseline"
     forced = result["details"]["pod_security_forced_by"]
     assert "runs as UID 0 (runAsNonRoot)" in forced
@@ -500,10 +531,11 @@ def test_metrics_of_a_privileged_agent(host: Host) -> None:
     host.bind("/proc", "host/proc", read_only=False)
     body = scrape_in_scenario(host, host.env())
     for line in (
-        'selfcheck_security_finding{finding="ptrace_with_host_pid",severity="critical"} 1.0',
-        'selfcheck_security_finding{finding="sys_admin",severity="critical"} 1.0',
-        'selfcheck_security_finding{finding="procdir_writable",severity="warning"} 1.0',
-        'selfcheck_security_finding{finding="no_seccomp",severity="info"} 1.0',
+        'selfcheck_finding{check="security",finding="ptrace_with_host_pid",'
+        'severity="critical"} 1.0',
+        'selfcheck_finding{check="security",finding="sys_admin",severity="critical"} 1.0',
+        'selfcheck_finding{check="security",finding="procdir_writable",severity="warning"} 1.0',
+        'selfcheck_finding{check="security",finding="no_seccomp",severity="info"} 1.0',
         'selfcheck_security_pod_security_level{level="privileged"} 1.0',
         'selfcheck_check_status{check="security",status="degraded"} 1.0',
         'selfcheck_check_reason{check="security",reason="critical_findings"} 1.0',
@@ -533,23 +565,24 @@ def test_metrics_of_a_confined_root_agent(host: Host) -> None:
         "--inh-caps=-all",
         "--bounding-set=-all",
     )
-    body = scrape_in_scenario(
-        host, {"HOST_PROC": "/proc"}, wrap=wrap, pid_ns=True, read_only_root=True
-    )
+    body = scrape_in_scenario(host, IN_CONTAINER, wrap=wrap, pid_ns=True, read_only_root=True)
     assert 'selfcheck_security_pod_security_level{level="baseline"} 1.0' in body
     # Root alone is the chart's default and costs nothing: ok, with the note exported.
     assert 'selfcheck_check_status{check="security",status="ok"} 1.0' in body
     findings = [
-        line for line in body.splitlines() if line.startswith("selfcheck_security_finding{")
+        line for line in body.splitlines() if line.startswith('selfcheck_finding{check="security"')
     ]
-    assert findings == ['selfcheck_security_finding{finding="root_not_needed",severity="info"} 1.0']
+    assert findings == [
+        'selfcheck_finding{check="security",finding="root_not_needed",severity="info"} 1.0'
+    ]
+    assert "selfcheck_security_finding" not in body
 
 
 @pytest.mark.root
 def test_verbose_report_decodes_the_capability_sets() -> None:
     from tests.support.run import selfcheck
 
-    run = selfcheck(["check", "--only", "security", "--verbose"], {"HOST_PROC": "/proc"})
+    run = selfcheck(["check", "--only", "security", "--verbose"], IN_CONTAINER)
     assert run.code == 1
     out = " ".join(run.stdout.split())  # the report aligns and wraps values
     for text in (
@@ -596,7 +629,7 @@ def _identity(**overrides: Any) -> Identity:
 
 
 def _judge(identity: Identity, require: str = "", host_pid: bool | None = False) -> Any:
-    config = load(known_ids(), {"HOST_PROC": "/proc", "SELFCHECK_REQUIRE": require})
+    config = load(known_ids(), {**IN_CONTAINER, "SELFCHECK_REQUIRE": require})
     return security.judge(identity, parse_mountinfo(ROOT_RO), host_pid, config)
 
 
@@ -640,7 +673,7 @@ def test_every_finding_is_in_the_closed_set_with_its_documented_severity() -> No
 
 def test_unreadable_own_status_is_an_io_error(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(security, "OWN_PROC", tmp_path)
-    outcome = security.run(CheckContext.of(load(known_ids(), {"HOST_PROC": "/proc"})))
+    outcome = security.run(CheckContext.of(load(known_ids(), IN_CONTAINER)))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.IO_ERROR)
     assert "(ENOENT)" in outcome.message and "self/status" in outcome.message
 
@@ -664,7 +697,9 @@ def test_every_level_is_exported_and_nothing_else(level: str) -> None:
         )
 
     def samples(value: str) -> list[dict[str, str]]:
-        collector = SnapshotCollector(lambda: snapshot(value), {}, lambda _: True)
+        collector = SnapshotCollector(
+            lambda: snapshot(value), {"security": security.SPEC}, lambda _: True
+        )
         family = next(
             f for f in collector.collect() if f.name == "selfcheck_security_pod_security_level"
         )

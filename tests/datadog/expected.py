@@ -36,7 +36,7 @@ METRICS = MappingProxyType(
                 {"os_id", "os_version_id", "kernel", "cgroup_version", "runtime", "runtime_version"}
             ),
         ),
-        "selfcheck.security_finding": ("gauge", frozenset({"finding", "severity"})),
+        "selfcheck.finding": ("gauge", frozenset({"check", "finding", "severity"})),
         "selfcheck.security_pod_security_level": ("gauge", frozenset({"level"})),
     }
 )
@@ -67,6 +67,6 @@ MONITORED = MappingProxyType(
         "check_required": "selfcheck.check_required",
         "check_runs": "selfcheck.check_runs.count",
         "ready": "selfcheck.ready",
-        "security_finding": "selfcheck.security_finding",
+        "finding": "selfcheck.finding",
     }
 )

@@ -93,6 +93,8 @@ def faulty_server(tmp: Path) -> Iterator[int]:
             "SELFCHECK_LISTEN": f"127.0.0.1:{port}",
             "SELFCHECK_INTERVAL": "1",
             "DD_DOGSTATSD_SOCKET": str(tmp / "absent" / "dsd.socket"),
+            # audited as the container it stands for: the security check's findings are sent
+            "SELFCHECK_CONTAINERIZED": "true",
         }
     )
     log = tmp / "serve.log"
@@ -245,13 +247,18 @@ def test_custom_metric_series_per_node(scraped: dict[str, Any]) -> None:
     figure and active finding at most, and four fixed series (README "Datadog")."""
     series = {(m["name"], tuple(m["tags"])) for m in scraped["metrics"]}
     checks = all_checks()
-    per_check = {s for s in series if any(t.startswith("check:") for t in s[1])}
+    findings = {s for s in series if s[0] == "selfcheck.finding"}
+    per_check = {s for s in series if any(t.startswith("check:") for t in s[1])} - findings
     assert len({s for s in per_check if s[0] == "selfcheck.check_status"}) == len(checks) * 5
     assert len({s for s in per_check if s[0] == "selfcheck.check_reason"}) == len(checks)
     last_success = {s for s in per_check if s[0].endswith("last_success_timestamp_seconds")}
     assert len(per_check) == len(checks) * 12 + len(last_success)
-    findings = {s for s in series if s[0] == "selfcheck.security_finding"}
-    assert len({dict(t.split(":", 1) for t in s[1])["finding"] for s in findings}) == len(findings)
+    keys = {
+        tuple(dict(t.split(":", 1) for t in s[1])[k] for k in ("check", "finding"))
+        for s in findings
+    }
+    assert findings and len(keys) == len(findings)
+    assert {check for check, _ in keys} <= set(checks)
     fixed = {"selfcheck.ready", "selfcheck.build_info", "selfcheck.node_info",
              "selfcheck.security_pod_security_level"}  # fmt: skip
     assert {s[0] for s in series if s[0] in fixed} == fixed
@@ -266,5 +273,5 @@ def test_the_lean_instance_sends_what_the_monitors_need(scrapes: dict[str, Any])
     for metric in lean:
         assert (metric["type"], tag_keys(metric)) == METRICS[metric["name"]], metric
     series = {(m["name"], tuple(m["tags"])) for m in lean}
-    findings = {s for s in series if s[0] == "selfcheck.security_finding"}
+    findings = {s for s in series if s[0] == "selfcheck.finding"}
     assert len(series) - len(findings) == len(all_checks()) * (len(Status) + 3) + 1

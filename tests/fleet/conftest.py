@@ -253,7 +253,12 @@ def the_nodes(work: Path, containerd: Path, dogstatsd: Path) -> list[Node]:
             dict(common),
             prefix=("unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"),
         ),
-        Node("node-e", "gpu", {**common, "SELFCHECK_SKIP": ",".join(NO_AGENT)}),
+        # audited as the container it stands for (outside one, security is skipped)
+        Node(
+            "node-e",
+            "gpu",
+            {**common, "SELFCHECK_SKIP": ",".join(NO_AGENT), "SELFCHECK_CONTAINERIZED": "true"},
+        ),
         Node("node-f", "gpu", listening=False),
     ]
 

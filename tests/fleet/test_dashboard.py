@@ -54,7 +54,7 @@ def test_the_dashboard_is_importable() -> None:
     assert len({p["id"] for p in panels}) == len(panels)
     assert all({"x", "y", "w", "h"} <= p["gridPos"].keys() for p in panels)
     assert {p["title"] for p in panels} >= {
-        "Nodes by checks", "Ready ratio", "Origin detection ratio", "Security findings",
+        "Nodes by checks", "Ready ratio", "Origin detection ratio", "Findings",
     }  # fmt: skip
     for _, target in targets():
         assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
