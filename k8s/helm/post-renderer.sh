@@ -57,4 +57,25 @@ cp -R "$components/selfcheck-sidecar" "$components/selfcheck-logs" "$work/"
     fi
 } >"$work/kustomization.yaml"
 
-"${KUBECTL:-kubectl}" kustomize "$work"
+# Every read-only cgroups mount also gets recursiveReadOnly: IfPossible (the chart has no value
+# for it): on cgroup v1 the controllers are submounts that readOnly alone leaves writable
+# (docs/checks/security.md). IfPossible falls back silently where the kubelet, kernel or runtime
+# cannot honour it. kubectl kustomize prints each volumeMount's keys sorted, one per line.
+"${KUBECTL:-kubectl}" kustomize "$work" >"$work/out.yaml"
+awk '
+function flush() {
+    if (item && ro && !rro) print pad "recursiveReadOnly: IfPossible"
+    item = 0
+}
+item && index($0, pad) != 1 { flush() }
+item && index($0, pad) == 1 && substr($0, length(pad) + 1, 1) != " " {
+    if ($0 == pad "readOnly: true") ro = 1
+    if (index($0, pad "recursiveReadOnly:") == 1) rro = 1
+}
+{ print }
+/^ *- mountPath: \/host\/sys\/fs\/cgroup$/ {
+    item = 1; ro = 0; rro = 0
+    pad = $0; sub(/- mountPath:.*$/, "", pad); pad = pad "  "
+}
+END { flush() }
+' "$work/out.yaml"

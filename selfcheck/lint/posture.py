@@ -151,8 +151,10 @@ def _mount_findings(c: Container, v: Verdict) -> Iterator[Finding]:
         elif row.name == "cgroups" and mount.recursive_read_only not in ("Enabled", "IfPossible"):
             v.note(
                 c.name,
-                f"{mount.mount_path} is readOnly without recursiveReadOnly: on cgroup "
-                "v1 its controller submounts stay writable (runtime: cgroups_writable)",
+                f"{mount.mount_path} is readOnly without recursiveReadOnly: on a cgroup v1 "
+                "node (a manifest cannot tell) its controller submounts stay writable, a "
+                "warning at run time (cgroups_submounts_writable); set recursiveReadOnly: "
+                "IfPossible on this volumeMount",
             )
 
 

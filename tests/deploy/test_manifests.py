@@ -240,6 +240,47 @@ def _key(doc: Obj) -> tuple[str, str]:
     return doc["kind"], doc["metadata"]["name"]
 
 
+def _recursive_read_only(original: Obj) -> Obj:
+    """The chart's container as the post-renderer leaves it: its read-only cgroups mount
+    with recursiveReadOnly: IfPossible, nothing else changed."""
+    changed = copy.deepcopy(original)
+    for mount in changed.get("volumeMounts", []):
+        if mount["mountPath"] == CGROUPS_MOUNT and mount.get("readOnly"):
+            mount["recursiveReadOnly"] = "IfPossible"
+    return changed
+
+
+CGROUPS_MOUNT = "/host/sys/fs/cgroup"
+
+
+def _cgroups_mounts(spec: Obj) -> list[tuple[str, Obj]]:
+    return [
+        (c["name"], m)
+        for c in spec["containers"] + spec.get("initContainers", [])
+        for m in c.get("volumeMounts", [])
+        if m["mountPath"] == CGROUPS_MOUNT
+    ]
+
+
+@pytest.mark.parametrize("name", ["base", "helm", "node"])
+def test_every_read_only_cgroups_mount_is_recursively_read_only(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    """On cgroup v1 the controllers are submounts that readOnly misses: every read-only
+    cgroups mount (the Agent's, the trace-agent's, the sidecar's, node mode's) carries
+    recursiveReadOnly: IfPossible, which the API accepts only without mount propagation."""
+    if name == "node":
+        spec = request.getfixturevalue("node_spec")
+    else:
+        spec = pod_spec(one(request.getfixturevalue(f"{name}_docs"), "DaemonSet"))
+    mounts = _cgroups_mounts(spec)
+    assert {"agent", "selfcheck"} <= {c for c, _ in mounts} or name == "node", mounts
+    assert mounts and all(m.get("readOnly") for _, m in mounts), mounts
+    for container_name, mount in mounts:
+        assert mount.get("recursiveReadOnly") == "IfPossible", (container_name, mount)
+        assert mount.get("mountPropagation", "None") == "None", (container_name, mount)
+
+
 def test_post_renderer_changes_only_the_agent_daemonset(helm_docs: list[Obj]) -> None:
     before = load_all(HELM_RENDER.read_text())
     assert sorted(map(_key, helm_docs)) == sorted(map(_key, before))
@@ -251,7 +292,7 @@ def test_post_renderer_changes_only_the_agent_daemonset(helm_docs: list[Obj]) ->
         changed = copy.deepcopy(after[_key(doc)])
         containers = changed["spec"]["template"]["spec"].pop("containers")
         original = doc["spec"]["template"]["spec"].pop("containers")
-        assert containers[:-1] == original
+        assert containers[:-1] == [_recursive_read_only(c) for c in original]
         assert containers[-1]["name"] == "selfcheck"
         annotations = changed["spec"]["template"]["metadata"]["annotations"]
         assert json.loads(annotations.pop(AUTODISCOVERY))["openmetrics"]["instances"]
