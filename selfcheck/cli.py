@@ -136,6 +136,13 @@ def build_parser() -> _Parser:
 
     serve = sub.add_parser("serve", help="run the sidecar: background checks and HTTP endpoints")
     _add_config_flags(serve)
+    serve.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="exporter-toolkit web configuration: TLS, basic auth, headers "
+        "(SELFCHECK_WEB_CONFIG; docs/web-config.md)",
+    )
 
     probe = sub.add_parser("probe", help="ask the local server (exec probe, HEALTHCHECK)")
     probe.add_argument("kind", choices=("live", "ready", "startup"))
@@ -254,9 +261,12 @@ def cmd_check(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
+    import os
+
     from selfcheck.service import serve
 
-    return serve(_config_from(args, checks), checks)
+    web_config = args.web_config_file or os.environ.get("SELFCHECK_WEB_CONFIG")
+    return serve(_config_from(args, checks), checks, web_config)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ import logging
 import signal
 import sys
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from selfcheck.config import Config
 from selfcheck.http.app import App
@@ -23,6 +24,9 @@ from selfcheck.metrics import Exposition, SnapshotCollector
 from selfcheck.model import Snapshot
 from selfcheck.registry import CheckSpec
 from selfcheck.runner import Runner
+
+if TYPE_CHECKING:
+    from selfcheck.http.access import Gate
 
 
 def build_app(runner: Runner) -> App:
@@ -49,9 +53,9 @@ def build_app(runner: Runner) -> App:
     )
 
 
-async def _serve(config: Config, runner: Runner) -> int:
+async def _serve(config: Config, runner: Runner, gate: Gate | None = None) -> int:
     """Serve until SIGTERM (exit 0, the kubelet's stop) or SIGINT (130, Ctrl-C's code)."""
-    server = Server(build_app(runner), config.listen_host, config.listen_port)
+    server = Server(build_app(runner), config.listen_host, config.listen_port, gate=gate)
     loop = asyncio.get_running_loop()
     code = [0]
 
@@ -70,6 +74,7 @@ async def _serve(config: Config, runner: Runner) -> int:
         listen=f"{_shown_host(config.listen_host)}:{server.port}",
         interval=config.interval,
         required=sorted(runner.required),
+        **_web_fields(gate),
     )
     runner.start()
     loop.set_exception_handler(_log_loop_error)
@@ -108,6 +113,31 @@ def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     )
 
 
+def _web_fields(gate: Gate | None) -> dict[str, Any]:
+    """What the start line says about the web configuration (never a secret)."""
+    if gate is None:
+        return {"tls": False, "basic_auth": False}
+    config = gate.watcher.active.config
+    fields: dict[str, Any] = {
+        "web_config": str(config.path),
+        "tls": gate.tls,
+        "basic_auth": bool(config.users),
+    }
+    if config.inert:
+        fields["web_config_not_applied"] = list(config.inert)
+    return fields
+
+
+def load_gate(path: str | None) -> Gate | None:
+    """The web configuration at start: ``WebConfigError`` (one line) when it cannot be used."""
+    if not path:
+        return None
+    from selfcheck.http.access import Gate
+    from selfcheck.http.webconfig import WebConfigWatcher
+
+    return Gate(WebConfigWatcher(Path(path)))
+
+
 def _shown_host(host: str) -> str:
     """The empty host is every address; an IPv6 one gets its brackets."""
     if not host:
@@ -115,11 +145,19 @@ def _shown_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
+def serve(config: Config, checks: Mapping[str, CheckSpec], web_config: str | None = None) -> int:
+    """The sidecar; a web configuration that cannot be used stops it before it listens."""
+    from selfcheck.http.webconfig import WebConfigError
+
     setup()
+    try:
+        gate = load_gate(web_config)
+    except WebConfigError as exc:
+        print(f"selfcheck: web config: {exc}", file=sys.stderr)
+        return 3
     runner = Runner(config, checks)
     try:
-        return asyncio.run(_serve(config, runner))
+        return asyncio.run(_serve(config, runner, gate))
     except OSError as exc:
         print(
             f"selfcheck: cannot listen on {_shown_host(config.listen_host)}:{config.listen_port}: "

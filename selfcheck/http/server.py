@@ -24,11 +24,19 @@ server starting to wait for it is closed (trickling bytes does not extend it); a
 that stops reading its answers is closed after ``WRITE_TIMEOUT`` and, meanwhile, no more
 of its requests are read; at ``max_connections`` the longest-waiting connection is
 evicted so a fresh kubelet probe is always served; anything but GET and HEAD gets 405.
+
+TLS and basic auth come from the exporter-toolkit web configuration (``selfcheck.http.webconfig``):
+asyncio's own TLS transport wraps each accepted socket with the ``SSLContext`` current at that
+accept (rebuilt when the files change), under the same idle deadline for its handshake; the
+answers stay the same bytes from the same caches, the configuration's extra headers part of
+the cache key. A bcrypt comparison runs in one worker thread while the connection waits, so
+a scrape with new credentials never holds up the probes of others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import functools
@@ -39,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from selfcheck.http.access import Gate, Pending, Policy, is_open
 from selfcheck.http.app import App, Response, text
 from selfcheck.logs import event, get_logger
 
@@ -58,7 +67,14 @@ _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _CACHED_BODY = 512
 _LARGE_ENTRIES = 8
 # id(body) is unique while the body is alive, and each entry keeps its body alive.
-_LARGE: dict[tuple[int, int, str, bool, bool], tuple[bytes, bytes]] = {}
+_LARGE: dict[
+    tuple[int, int, str, bool, bool, tuple[tuple[str, str], ...]], tuple[bytes, bytes]
+] = {}
+UNAUTHORIZED = Response(
+    401, b"Unauthorized\n", extra_headers=(("WWW-Authenticate", 'Basic realm="selfcheck"'),)
+)
+"""exporter-toolkit's answer to missing or wrong credentials: one line, a Basic challenge."""
+Headers = tuple[tuple[str, str], ...]
 _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 29\r\nConnection: close\r\n\r\nout of file descriptors, retry\n"
@@ -119,25 +135,25 @@ def parse_head(head: bytes) -> _Request:
     return request
 
 
-def render(response: Response, head_only: bool, keep_alive: bool) -> bytes:
+def render(response: Response, head_only: bool, keep_alive: bool, extra: Headers = ()) -> bytes:
     """Rendered answers come from caches: small ones (every probe's) by value, large ones
     (``/metrics``, the same bytes object for a whole snapshot) by the body's identity, so a
     scrape costs neither formatting nor copying the body behind a new head."""
     if len(response.body) <= _CACHED_BODY:
-        return _render_small(response, head_only, keep_alive)
-    key = (id(response.body), response.status, response.content_type, head_only, keep_alive)
+        return _render_small(response, head_only, keep_alive, extra)
+    key = (id(response.body), response.status, response.content_type, head_only, keep_alive, extra)
     cached = _LARGE.get(key)
     if cached is not None and cached[0] is response.body:
         return cached[1]
-    data = _render(response, head_only, keep_alive)
+    data = _render(response, head_only, keep_alive, extra)
     if len(_LARGE) >= _LARGE_ENTRIES:
         _LARGE.clear()
     _LARGE[key] = (response.body, data)
     return data
 
 
-def _render(response: Response, head_only: bool, keep_alive: bool) -> bytes:
-    extra = "".join(f"{k}: {v}\r\n" for k, v in response.extra_headers)
+def _render(response: Response, head_only: bool, keep_alive: bool, configured: Headers) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (*response.extra_headers, *configured))
     head = (
         f"HTTP/1.1 {response.status} {_PHRASES.get(response.status, '')}\r\n"
         f"Content-Type: {response.content_type}\r\n"
@@ -155,20 +171,43 @@ _render_small = functools.lru_cache(maxsize=256)(_render)
 
 def respond(app: App, head: bytes) -> tuple[bytes, bool]:
     """The bytes to send for one request head, and whether the connection stays open."""
+    answer = respond_as(app, head, None)
+    assert not isinstance(answer, Pending)  # no policy, no credentials to compare
+    return answer
+
+
+def respond_as(
+    app: App, head: bytes, policy: Policy | None, decided: bool | None = None
+) -> tuple[bytes, bool] | Pending:
+    """The bytes to send for one request head, and whether the connection stays open; or
+    ``Pending`` when its credentials need a bcrypt comparison first (``decided`` is then its
+    outcome on the second call)."""
+    extra = policy.headers if policy is not None else ()
     try:
         request = parse_head(head)
     except BadRequestError as bad:
-        return render(bad.response, False, False), False
-    response = app.handle(request.target, request.headers.get("accept", ""))
+        return render(bad.response, False, False, extra), False
     keep_alive = request.keep_alive
-    return render(response, request.method == "HEAD", keep_alive), keep_alive
+    head_only = request.method == "HEAD"
+    auth = policy.auth if policy is not None else None
+    if auth is not None and not is_open(request.target):
+        header = request.headers.get("authorization", "")
+        allowed = auth.verdict(header) if decided is None else decided
+        if allowed is None:
+            return Pending(auth, header)
+        if not allowed:
+            return render(UNAUTHORIZED, head_only, keep_alive, extra), keep_alive
+    response = app.handle(request.target, request.headers.get("accept", ""))
+    return render(response, head_only, keep_alive, extra), keep_alive
 
 
 class _Connection(asyncio.Protocol):
     """One client: requests are answered in order, straight from ``data_received``."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, policy: Policy | None = None) -> None:
         self.server = server
+        self.policy = policy
+        self.deferred: bytes | None = None
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.scanned = 0
@@ -180,6 +219,8 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server.admit(self)
+        if self.policy is not None and not _allowed_san(self.policy, transport):
+            self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -203,7 +244,7 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused_since = None
-        if self.transport is not None and not self.closing:
+        if self.transport is not None and not self.closing and self.deferred is None:
             self.transport.resume_reading()
             self._answer()
 
@@ -220,7 +261,7 @@ class _Connection(asyncio.Protocol):
     def _answer(self) -> None:
         """Answer every complete head in the buffer (pipelining), in order."""
         assert self.transport is not None
-        while not self.closing and self.paused_since is None:
+        while not self.closing and self.paused_since is None and self.deferred is None:
             end = self.buffer.find(_END, self.scanned)
             if end < 0:
                 self.scanned = max(0, len(self.buffer) - len(_END) + 1)
@@ -233,12 +274,40 @@ class _Connection(asyncio.Protocol):
             head = bytes(self.buffer[: end + len(_END)])
             del self.buffer[: end + len(_END)]
             self.scanned = 0
-            data, keep_alive = respond(self.server.app, head)
-            self.transport.write(data)
-            if not keep_alive:
-                self.close()
+            answer = respond_as(self.server.app, head, self.policy)
+            if isinstance(answer, Pending):
+                self._defer(head, answer)
                 return
-            self.waiting_since = self.server.now()
+            if not self._send(*answer):
+                return
+
+    def _send(self, data: bytes, keep_alive: bool) -> bool:
+        """Write one answer; ``False`` when the connection closes after it."""
+        assert self.transport is not None
+        self.transport.write(data)
+        if not keep_alive:
+            self.close()
+            return False
+        self.waiting_since = self.server.now()
+        return True
+
+    def _defer(self, head: bytes, pending: Pending) -> None:
+        """Read nothing more until the bcrypt comparison is done, then answer in order."""
+        assert self.transport is not None
+        self.deferred = head
+        self.transport.pause_reading()
+        self.server.compare(pending).add_done_callback(self._compared)
+
+    def _compared(self, future: asyncio.Future[bool]) -> None:
+        head, self.deferred = self.deferred, None
+        if self.closing or head is None or self.transport is None:
+            return
+        decided = False if future.cancelled() or future.exception() else future.result()
+        answer = respond_as(self.server.app, head, self.policy, decided)
+        assert not isinstance(answer, Pending)
+        if self._send(*answer) and self.paused_since is None:
+            self.transport.resume_reading()
+            self._answer()
 
     def _too_large(self) -> None:
         assert self.transport is not None
@@ -305,8 +374,12 @@ class Server:
         port: int,
         max_connections: int = MAX_CONNECTIONS,
         idle_timeout: float = IDLE_TIMEOUT,
+        *,
+        gate: Gate | None = None,
     ) -> None:
         self.app = app
+        self.gate = gate
+        self._bcrypt: concurrent.futures.ThreadPoolExecutor | None = None
         self.host = host
         self.port = port
         self.max_connections = max_connections
@@ -360,6 +433,8 @@ class Server:
             self._spare = None
         for conn in list(self._conns):
             conn.close()
+        if self._bcrypt is not None:
+            self._bcrypt.shutdown(wait=False, cancel_futures=True)
         await asyncio.sleep(0)
 
     # -- accepting ----------------------------------------------------------------
@@ -382,10 +457,23 @@ class Server:
         conn.setblocking(False)
         with contextlib.suppress(OSError):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        context, policy = self.gate.current() if self.gate is not None else (None, None)
         task = self._loop.create_task(
-            self._loop.connect_accepted_socket(lambda: _Connection(self), sock=conn)
+            self._loop.connect_accepted_socket(
+                lambda: _Connection(self, policy),
+                sock=conn,
+                ssl=context,
+                ssl_handshake_timeout=self.idle_timeout if context is not None else None,
+            )
         )
         task.add_done_callback(_close_on_failure(conn))
+
+    def compare(self, pending: Pending) -> asyncio.Future[bool]:
+        """A bcrypt comparison in the one worker thread (bcrypt releases the GIL)."""
+        assert self._loop is not None
+        if self._bcrypt is None:
+            self._bcrypt = concurrent.futures.ThreadPoolExecutor(1, "selfcheck-bcrypt")
+        return self._loop.run_in_executor(self._bcrypt, pending.auth.compute, pending.header)
 
     def _accept_failed(self, listener: socket.socket, error: OSError) -> None:
         """Back off instead of spinning; out of descriptors, first refuse what waits with a
@@ -470,6 +558,15 @@ class Server:
             elif now - conn.waiting_since > self.idle_timeout:
                 conn.close()
         self._schedule_sweep()
+
+
+def _allowed_san(policy: Policy, transport: asyncio.Transport) -> bool:
+    """exporter-toolkit's ``client_allowed_sans``, on the verified client certificate."""
+    from selfcheck.http.webconfig import allowed_san
+
+    if policy.config.tls.client_allowed_sans is None:
+        return True
+    return allowed_san(policy.config, transport.get_extra_info("peercert"))
 
 
 def _open_spare() -> int | None:
