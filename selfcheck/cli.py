@@ -148,6 +148,20 @@ def build_parser() -> _Parser:
     probe.add_argument("kind", choices=("live", "ready", "startup"))
     probe.add_argument("--listen", metavar="HOST:PORT", help="server address (SELFCHECK_LISTEN)")
     probe.add_argument("--timeout", type=_probe_seconds, default=1.0, help="seconds (default 1)")
+    probe.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="the server's web configuration (SELFCHECK_WEB_CONFIG): HTTPS when it enables TLS",
+    )
+    probe.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="verify the server's certificate with this CA (default: no verification, as "
+        "the kubelet's HTTPS probes)",
+    )
+    probe.add_argument("--cert-file", metavar="FILE", help="client certificate, for mutual TLS")
+    probe.add_argument("--key-file", metavar="FILE", help="the client certificate's key")
     _add_fleet_parser(sub)
 
     explain = sub.add_parser("explain", help="what a check proves and how to fix each reason")
@@ -270,9 +284,10 @@ def cmd_serve(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from selfcheck.probe import probe
+    from selfcheck.probe import TlsOptions, probe
 
-    return probe(args.kind, args.listen, args.timeout)
+    tls = TlsOptions(args.web_config_file, args.ca_file, args.cert_file, args.key_file)
+    return probe(args.kind, args.listen, args.timeout, tls)
 
 
 def cmd_fleet(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
