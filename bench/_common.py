@@ -171,6 +171,8 @@ def start_selfcheck(
     full = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
+        # a checkout measured with an interpreter that has another selfcheck installed
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         **env,
         **(extra_env or {}),
         "SELFCHECK_LISTEN": f"127.0.0.1:{port}",

@@ -13,7 +13,11 @@ seconds at their defaults, under the traffic a node really sends them: a kubelet
 ``/livez`` and ``/readyz`` every 10 s, and Prometheus scraping each ``/metrics`` every
 15 s. Every second both are sampled from ``/proc``: ``VmRSS``, threads, open fds, and CPU
 ticks including reaped children (the ``origin_detection`` check forks a sender per cycle).
-Every check's socket answers (see ``bench/_common.answering_node``).
+Every check's socket answers (see ``bench/_common.answering_node``). A third process,
+``selfcheck serve (TLS)``, runs beside them behind an exporter-toolkit web configuration
+(``bench/_tls.py``: TLS and one bcrypt user) and gets the same traffic over HTTPS, each probe
+and scrape on a new connection (a new handshake) as the kubelet and Prometheus make them,
+the scrapes with basic auth.
 
 ``--modules``: resident memory of a fresh interpreter after importing the sidecar's modules
 (the service, the HTTP server, the metrics library and every check module) and after one
@@ -52,6 +56,7 @@ from bench._common import (
     wait_until,
     workdir,
 )
+from bench._tls import https_get, web_config
 
 PROBE_EVERY, SCRAPE_EVERY, SAMPLE_EVERY = 10.0, 15.0, 1.0
 
@@ -99,8 +104,12 @@ def modules_table(python: str, trees: list[Path], env: dict[str, str], repeat: i
     return table(headers, rows)
 
 
+def answers_tls(port: int, path: str) -> Callable[[], bool]:
+    return lambda: https_get(port, path, 0.5)[0] == 200
+
+
 def time_to_ready(
-    start: Callable[[int], subprocess.Popen[bytes]], path: str, starts: int
+    start: Callable[[int], subprocess.Popen[bytes]], path: str, starts: int, tls: bool = False
 ) -> tuple[list[float], list[float]]:
     """Seconds from spawn to the first 200 on ``path``, and RSS (MB) at that moment."""
     seconds, rss = [], []
@@ -109,7 +118,7 @@ def time_to_ready(
         began = time.monotonic()
         proc = start(port)
         try:
-            wait_until(answers(port, path), 15, step=0.002)
+            wait_until(answers_tls(port, path) if tls else answers(port, path), 15, step=0.002)
             seconds.append(time.monotonic() - began)
             rss.append(sample(proc.pid).rss_mb)
         finally:
@@ -118,7 +127,7 @@ def time_to_ready(
 
 
 def drive(
-    duration: float, sc_port: int, ne_port: int, pids: dict[str, int]
+    duration: float, sc_port: int, ne_port: int, tls_port: int, pids: dict[str, int]
 ) -> dict[str, list[ProcSample]]:
     """Probe, scrape and sample until ``duration`` has passed."""
     samples: dict[str, list[ProcSample]] = {name: [] for name in pids}
@@ -128,9 +137,12 @@ def drive(
         if now >= next_probe:
             http_get(sc_port, "/livez")
             http_get(sc_port, "/readyz")
+            https_get(tls_port, "/livez")
+            https_get(tls_port, "/readyz")
             next_probe += PROBE_EVERY
         if now >= next_scrape:
             http_get(sc_port, "/metrics")
+            https_get(tls_port, "/metrics")
             http_get(ne_port, "/metrics", timeout=5)
             next_scrape += SCRAPE_EVERY
         if now >= next_sample:
@@ -182,19 +194,32 @@ def main() -> None:
         def selfcheck_on(port: int) -> subprocess.Popen[bytes]:
             return start_selfcheck(env, port, log, python=args.python)
 
+        web = {"SELFCHECK_WEB_CONFIG": str(web_config(directory))}
+
+        def tls_on(port: int) -> subprocess.Popen[bytes]:
+            return start_selfcheck(env, port, log, web, python=args.python)
+
         sc_ready = time_to_ready(selfcheck_on, "/readyz", args.starts)
+        tls_ready = time_to_ready(tls_on, "/readyz", args.starts, tls=True)
         ne_log = directory / "node-exporter.log"
         ne_ready = time_to_ready(lambda p: start_node_exporter(p, ne_log), "/metrics", args.starts)
-        sc_port, ne_port = free_port(), free_port()
+        sc_port, ne_port, tls_port = free_port(), free_port(), free_port()
         selfcheck = selfcheck_on(sc_port)
+        tls = tls_on(tls_port)
         exporter = start_node_exporter(ne_port, ne_log)
         try:
             wait_until(answers(sc_port, "/readyz"), 15)
+            wait_until(lambda: https_get(tls_port, "/readyz")[0] == 200, 15)
             wait_until(answers(ne_port, "/metrics"), 15)
-            pids = {"selfcheck serve": selfcheck.pid, "prometheus-node-exporter": exporter.pid}
-            samples = drive(args.duration, sc_port, ne_port, pids)
+            pids = {
+                "selfcheck serve": selfcheck.pid,
+                "selfcheck serve (TLS)": tls.pid,
+                "prometheus-node-exporter": exporter.pid,
+            }
+            samples = drive(args.duration, sc_port, ne_port, tls_port, pids)
         finally:
             stop(selfcheck)
+            stop(tls)
             stop(exporter)
     headers = [
         "process", "ready ms median (range)", "RSS at ready MB", "RSS at 1 min MB",
@@ -203,6 +228,7 @@ def main() -> None:
     ]  # fmt: skip
     rows = [
         summary("selfcheck serve", samples["selfcheck serve"], *sc_ready),
+        summary("selfcheck serve (TLS)", samples["selfcheck serve (TLS)"], *tls_ready),
         summary("prometheus-node-exporter", samples["prometheus-node-exporter"], *ne_ready),
     ]
     print(table(headers, rows))

@@ -13,6 +13,12 @@ node-exporter's in-flight limit (40, beyond which it answers 503) is lifted with
 ``--web.max-requests=0`` so that every request it counts was served. ``floor`` is a minimal
 asyncio server answering ``ok`` to every request head (``bench/_floor.py``): what the
 machine allows at that moment, with no request handling at all.
+With TLS: a second ``selfcheck serve`` and a second node-exporter read one exporter-toolkit
+web configuration (``bench/_tls.py``: an ``openssl`` certificate, one bcrypt user at cost 10),
+and the same paths are loaded over HTTPS, ``/metrics`` with the user's basic auth. Two more
+rows stand for the kubelet: ``/livez`` with ``Connection: close`` (a new connection and, over
+TLS, a new handshake per probe, as each kubelet HTTP probe makes), plain and TLS; and one
+for idle clients: TLS ``/livez`` while ``bench/_idle_tls.py`` holds 500 idle TLS connections.
 Each endpoint gets 2 s of warm-up, then ``wrk -t2 -c64 --latency`` (Debian package
 ``wrk``; its percentiles are of the latencies it measured, without coordinated-omission
 correction). ``wrk`` shares the machine's cores with the server it loads, as in the
@@ -22,10 +28,12 @@ DESIGN.md floors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +54,7 @@ from bench._common import (
     wait_until,
     workdir,
 )
+from bench._tls import authorization, https_get, web_config
 
 # node-exporter answers 503 beyond 40 requests in flight by default; the limit is lifted
 # so that it serves the same 64 clients and its latencies are of real answers.
@@ -91,7 +100,9 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def wrk(url: str, seconds: float, connections: int, threads: int) -> WrkResult:
+def wrk(
+    url: str, seconds: float, connections: int, threads: int, headers: tuple[str, ...] = ()
+) -> WrkResult:
     command = [
         "wrk",
         f"-t{threads}",
@@ -100,6 +111,7 @@ def wrk(url: str, seconds: float, connections: int, threads: int) -> WrkResult:
         "--timeout",
         "5s",
         "--latency",
+        *(arg for header in headers for arg in ("-H", header)),
         url,
     ]
     done = subprocess.run(
@@ -120,74 +132,134 @@ def main() -> None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
     print_header("HTTP latency under load", "python bench/http_load.py " + " ".join(sys.argv[1:]))
     with workdir("http") as directory, answering_node(directory, not args.no_runtime) as env:
-        ports = {"selfcheck": free_port(), "node-exporter": free_port(), "floor": free_port()}
-        selfcheck = start_selfcheck(
-            env, ports["selfcheck"], directory / "selfcheck.log", python=args.python
-        )
-        exporter = start_node_exporter(
-            ports["node-exporter"], directory / "node-exporter.log", NODE_EXPORTER_FLAGS
-        )
-        floor = subprocess.Popen(
-            [args.python, str(Path(__file__).with_name("_floor.py")), str(ports["floor"])]
-        )
-        pids = {"selfcheck": selfcheck.pid, "node-exporter": exporter.pid, "floor": floor.pid}
+        names = ("selfcheck", "node-exporter", "floor", "selfcheck-tls", "node-exporter-tls")
+        ports = {name: free_port() for name in names}
+        web = web_config(directory)
+        procs = {
+            "selfcheck": start_selfcheck(
+                env, ports["selfcheck"], directory / "selfcheck.log", python=args.python
+            ),
+            "selfcheck-tls": start_selfcheck(
+                env,
+                ports["selfcheck-tls"],
+                directory / "selfcheck-tls.log",
+                {"SELFCHECK_WEB_CONFIG": str(web)},
+                python=args.python,
+            ),
+            "node-exporter": start_node_exporter(
+                ports["node-exporter"], directory / "node-exporter.log", NODE_EXPORTER_FLAGS
+            ),
+            "node-exporter-tls": start_node_exporter(
+                ports["node-exporter-tls"],
+                directory / "node-exporter-tls.log",
+                (*NODE_EXPORTER_FLAGS, f"--web.config.file={web}"),
+            ),
+            "floor": subprocess.Popen(
+                [args.python, str(Path(__file__).with_name("_floor.py")), str(ports["floor"])]
+            ),
+        }
+        pids = {name: proc.pid for name, proc in procs.items()}
         try:
             wait_until(answers(ports["selfcheck"], "/readyz"), 15)
             wait_until(answers(ports["node-exporter"], "/metrics"), 15)
             wait_until(answers(ports["floor"], "/"), 15)
+            wait_until(lambda: https_get(ports["selfcheck-tls"], "/startupz")[0] == 200, 15)
+            wait_until(lambda: https_get(ports["node-exporter-tls"], "/metrics")[0] == 200, 15)
             rows, results = run_all(args, ports, pids)
         finally:
-            for proc in (selfcheck, exporter, floor):
+            for proc in procs.values():
                 stop(proc)
     print(table(
-        ["server", "path", "body bytes", "p50 ms", "p99 ms", "max ms", "requests/s",
+        ["server", "path", "clients", "body bytes", "p50 ms", "p99 ms", "max ms", "requests/s",
          "non-2xx + errors", "RSS after MB", "target p99", "met"],
         rows,
     ))  # fmt: skip
     print_ratios(results)
 
 
+PLAN = (
+    ("floor", "/", "keep-alive"),
+    ("selfcheck", "/livez", "keep-alive"),
+    ("selfcheck", "/readyz", "keep-alive"),
+    ("selfcheck", "/metrics", "keep-alive"),
+    ("node-exporter", "/metrics", "keep-alive"),
+    ("selfcheck-tls", "/livez", "keep-alive"),
+    ("selfcheck-tls", "/readyz", "keep-alive"),
+    ("selfcheck-tls", "/metrics", "keep-alive"),
+    ("node-exporter-tls", "/metrics", "keep-alive"),
+    ("selfcheck", "/livez", "close"),
+    ("selfcheck-tls", "/livez", "close"),
+    ("selfcheck-tls", "/livez", "500 idle TLS"),
+)
+"""(server, path, clients): keep-alive connections, a new connection per request (the
+kubelet's way), or keep-alive while 500 idle TLS connections are held open."""
+IDLE_TLS = 500
+
+
 def run_all(
     args: argparse.Namespace, ports: dict[str, int], pids: dict[str, int]
-) -> tuple[list[list[object]], dict[tuple[str, str], WrkResult]]:
-    plan = [
-        ("floor", "/"),
-        ("selfcheck", "/livez"),
-        ("selfcheck", "/readyz"),
-        ("selfcheck", "/metrics"),
-        ("node-exporter", "/metrics"),
-    ]
+) -> tuple[list[list[object]], dict[tuple[str, str, str], WrkResult]]:
     rows: list[list[object]] = []
-    results: dict[tuple[str, str], WrkResult] = {}
-    for name, path in plan:
+    results: dict[tuple[str, str, str], WrkResult] = {}
+    for name, path, clients in PLAN:
         port, pid = ports[name], pids[name]
-        url = f"http://127.0.0.1:{port}{path}"
-        body = len(http_get(port, path, timeout=5)[1])
-        wrk(url, 2, args.connections, args.threads)
-        result = wrk(url, args.duration, args.connections, args.threads)
-        results[(name, path)] = result
-        target = TARGETS_MS.get(path) if name == "selfcheck" else None
+        tls = name.endswith("-tls")
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}"
+        headers: tuple[str, ...] = (f"Authorization: {authorization()}",) if tls else ()
+        if clients == "close":
+            headers += ("Connection: close",)
+        body = len((https_get if tls else http_get)(port, path, timeout=5)[1])
+        with _idle_clients(args.python, port, IDLE_TLS if clients.startswith("500") else 0):
+            wrk(url, 2, args.connections, args.threads, headers)
+            result = wrk(url, args.duration, args.connections, args.threads, headers)
+        results[(name, path, clients)] = result
+        target = TARGETS_MS.get(path) if name.startswith("selfcheck") else None
         met = "" if target is None else ("yes" if result.p99_ms < target else "NO")
         rows.append([
-            name, path, body, f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
+            name, path, clients, body, f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
             f"{result.max_ms:.1f}", f"{result.rps:,.0f}", result.bad,
             f"{sample(pid).rss_mb:.1f}", f"< {target:g} ms" if target else "", met,
         ])  # fmt: skip
     return rows, results
 
 
-def print_ratios(results: dict[tuple[str, str], WrkResult]) -> None:
-    base = results[("node-exporter", "/metrics")]
+@contextlib.contextmanager
+def _idle_clients(python: str, port: int, count: int) -> Iterator[None]:
+    """``count`` idle TLS connections held open for the duration (none when 0)."""
+    if not count:
+        yield
+        return
+    holder = subprocess.Popen(
+        [python, str(Path(__file__).with_name("_idle_tls.py")), str(port), str(count)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        holder.stdout.readline()  # "ready": every connection is up and handshaken
+        yield
+    finally:
+        stop(holder)
+
+
+def print_ratios(results: dict[tuple[str, str, str], WrkResult]) -> None:
     rows = []
-    for path in ("/livez", "/readyz", "/metrics"):
-        ours = results[("selfcheck", path)]
+    for ours, theirs in (
+        (("selfcheck", "/livez"), ("node-exporter", "/metrics")),
+        (("selfcheck", "/readyz"), ("node-exporter", "/metrics")),
+        (("selfcheck", "/metrics"), ("node-exporter", "/metrics")),
+        (("selfcheck-tls", "/metrics"), ("node-exporter-tls", "/metrics")),
+        (("selfcheck-tls", "/livez"), ("selfcheck", "/livez")),
+        (("selfcheck-tls", "/metrics"), ("selfcheck", "/metrics")),
+    ):
+        a, b = results[(*ours, "keep-alive")], results[(*theirs, "keep-alive")]
         rows.append([
-            f"selfcheck {path} vs node-exporter /metrics",
-            f"{base.p50_ms / ours.p50_ms:.1f}x lower" if ours.p50_ms else "",
-            f"{base.p99_ms / ours.p99_ms:.1f}x lower" if ours.p99_ms else "",
-            f"{ours.rps / base.rps:.1f}x higher" if base.rps else "",
+            f"{' '.join(ours)} vs {' '.join(theirs)}",
+            f"{b.p50_ms / a.p50_ms:.2f}x" if a.p50_ms else "",
+            f"{b.p99_ms / a.p99_ms:.2f}x" if a.p99_ms else "",
+            f"{a.rps / b.rps:.2f}x" if b.rps else "",
         ])  # fmt: skip
-    print("\nRatios (node-exporter's figure divided by selfcheck's, same run):\n")
+    print("\nRatios (the second's latency divided by the first's, the first's throughput")
+    print("divided by the second's: above 1 means the first is faster; same run):\n")
     print(table(["comparison", "p50 latency", "p99 latency", "throughput"], rows))
 
 

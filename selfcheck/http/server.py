@@ -60,6 +60,10 @@ BACKLOG = 1024
 ACCEPT_BATCH = 64
 ACCEPT_BACKOFF = 0.1
 RESOURCE_LOG_EVERY = 10.0
+TLS_READ_SIZE = 16 * 1024
+"""Bytes asyncio's TLS transport reads at a time, and keeps as a buffer per connection: its
+default, 256 KiB, made 500 idle TLS connections cost 128 MB (bench/http_load.py); a TLS record
+holds at most 16 KiB of data, and selfcheck's requests are a few hundred bytes."""
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ALLOWED = ("GET", "HEAD")
 _END = b"\r\n\r\n"
@@ -401,6 +405,8 @@ class Server:
         return self._loop.time() if self._loop is not None else 0.0
 
     async def start(self) -> None:
+        if self.gate is not None and self.gate.tls:
+            _small_tls_buffers()
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self._listeners = _listening_sockets(self.host, self.port)
@@ -558,6 +564,14 @@ class Server:
             elif now - conn.waiting_since > self.idle_timeout:
                 conn.close()
         self._schedule_sweep()
+
+
+def _small_tls_buffers() -> None:
+    """asyncio's ``SSLProtocol`` allocates ``max_size`` bytes per connection at creation; the
+    class attribute is its only setting, and this process is its only user."""
+    import asyncio.sslproto
+
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_SIZE
 
 
 def _allowed_san(policy: Policy, transport: asyncio.Transport) -> bool:
