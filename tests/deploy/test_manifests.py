@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -508,3 +509,38 @@ def test_node_mode_configuration_is_understood(node_spec: Obj) -> None:
         assert sidecar[probe]["httpGet"]["path"] == path
         port = container_port(node_spec, "selfcheck", sidecar[probe]["httpGet"]["port"])
         assert port == config.listen_port
+
+
+@pytest.fixture(scope="module")
+def tls_docs(kubectl: str, tmp_path_factory: pytest.TempPathFactory) -> list[Obj]:
+    """The base with the selfcheck-tls component, as a user's overlay would apply it."""
+    overlay = tmp_path_factory.mktemp("tls-overlay")
+    base = os.path.relpath(K8S, overlay)  # kustomize takes relative paths only
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {base}\ncomponents:\n  - {base}/components/selfcheck-tls\n"
+    )
+    return load_all(run([kubectl, "kustomize", str(overlay)]).stdout)
+
+
+def test_tls_component_locks_metrics_and_keeps_probes_open(tls_docs: list[Obj]) -> None:
+    """Probes over HTTPS on the paths the server leaves open; the web configuration where the
+    server reads it, from a read-only Secret; the PodMonitor scraping with TLS and a password."""
+    from selfcheck.http.access import is_open
+
+    spec = pod_spec(one(tls_docs, "DaemonSet"))
+    assert [c["name"] for c in spec["containers"]][-1] == "selfcheck"
+    sidecar = container(spec, "selfcheck")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = sidecar[probe]["httpGet"]
+        assert get["scheme"] == "HTTPS" and is_open(get["path"]), probe
+    web = env_values(spec, "selfcheck")["SELFCHECK_WEB_CONFIG"]
+    (mount,) = [m for m in sidecar["volumeMounts"] if m["name"] == "selfcheck-web"]
+    assert web.startswith(mount["mountPath"] + "/") and mount["readOnly"] is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "selfcheck-web"]
+    assert volume["secret"]["secretName"] == "selfcheck-web"
+    assert "selfcheck-web" not in {m["name"] for m in container(spec, "agent")["volumeMounts"]}
+    endpoint = one(tls_docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["scheme"] == "https" and not is_open(endpoint["path"])
+    assert endpoint["basicAuth"]["password"] == {"name": "selfcheck-scrape", "key": "password"}
+    assert endpoint["tlsConfig"]["ca"]["secret"]["name"] == "selfcheck-scrape"
