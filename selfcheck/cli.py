@@ -97,6 +97,8 @@ def _add_fleet_parser(sub: Any) -> None:
     fleet.add_argument("--node-label", default="node", help="the label naming the node (node)")
     fleet.add_argument("--bearer-token-file", metavar="FILE", help="send the token in it")
     fleet.add_argument("--ca-file", metavar="FILE", help="CA bundle for an https URL")
+    fleet.add_argument("--cert-file", metavar="FILE", help="client certificate (mutual TLS)")
+    fleet.add_argument("--key-file", metavar="FILE", help="the client certificate's key")
     fleet.add_argument("--timeout", type=float, default=10.0, help="seconds per query (10)")
     fleet.add_argument("--limit", type=int, default=100, help="failing rows shown; 0: all")
     fleet.add_argument(

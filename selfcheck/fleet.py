@@ -579,6 +579,19 @@ def _interval(text: str) -> float:
     return value
 
 
+def _client_certificate(args: argparse.Namespace) -> tuple[str, str] | None:
+    """``--cert-file``/``--key-file``, for a Prometheus whose web configuration wants one."""
+    cert, key = getattr(args, "cert_file", None), getattr(args, "key_file", None)
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise FleetError("--cert-file and --key-file go together")
+    for flag, path in (("--cert-file", cert), ("--key-file", key)):
+        if not Path(path).is_file():
+            raise FleetError(f"{flag} {path}: no such file")
+    return cert, key
+
+
 def run(
     args: argparse.Namespace,
     known_checks: Sequence[str],
@@ -596,6 +609,7 @@ def run(
     if args.bearer_token_file and urlsplit(url).username is not None:
         raise FleetError("give either basic auth in the URL or --bearer-token-file, not both")
     client = Prometheus(url, args.timeout, _token(args.bearer_token_file), args.ca_file or True)
+    client.session.cert = _client_certificate(args)
     try:
         queries = Queries(args.node_label, args.selector, args.check)
         view = collect(client, queries, interval, list(known_checks))
