@@ -536,7 +536,7 @@ def run(ctx: CheckContext) -> Outcome:
         return _absent(config, mode, Reason.NOT_FOUND, f"cannot list {config.host_proc}: {error}")
     core = found.core()
     if core is None:
-        scope = "in this pod" if mode == agent.SIDECAR else "in any pod on this node"
+        scope = _scope(config, mode)
         return _absent(
             config,
             mode,
@@ -580,6 +580,13 @@ IDENTITY_FIELDS = (
     "capbnd",
 )
 LISTENER_SOCKETS = ("dogstatsd", "apm")
+
+
+def _scope(config: Config, mode: str) -> str:
+    """Where the Agent was looked for, in words true here: a bare machine has no pod."""
+    if not config.containerized:
+        return "on this machine"
+    return "in this pod" if mode == agent.SIDECAR else "in any pod on this node"
 
 
 def declared_findings() -> frozenset[str]:
