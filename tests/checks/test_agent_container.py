@@ -349,3 +349,14 @@ def test_the_agents_own_values_decide_what_is_required(pod: Pod) -> None:
         ).split()[1]
         == "optional"
     )
+
+
+def test_no_pod_is_named_where_there_is_none() -> None:
+    """On a bare machine (the README's first command on a VM) there is no pod to speak of."""
+    run = selfcheck(
+        ["check", "--only", "agent_container", "--json"],
+        {"HOST_PROC": "/proc", "SELFCHECK_CONTAINERIZED": "false"},
+    )
+    result = run.check("agent_container")
+    assert (result["status"], result["reason"]) == ("skipped", "not_found")
+    assert "on this machine" in result["message"] and "pod" not in result["message"]
