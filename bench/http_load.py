@@ -15,10 +15,11 @@ asyncio server answering ``ok`` to every request head (``bench/_floor.py``): wha
 machine allows at that moment, with no request handling at all.
 With TLS: a second ``selfcheck serve`` and a second node-exporter read one exporter-toolkit
 web configuration (``bench/_tls.py``: an ``openssl`` certificate, one bcrypt user at cost 10),
-and the same paths are loaded over HTTPS, ``/metrics`` with the user's basic auth. Two more
-rows stand for the kubelet: ``/livez`` with ``Connection: close`` (a new connection and, over
-TLS, a new handshake per probe, as each kubelet HTTP probe makes), plain and TLS; and one
-for idle clients: TLS ``/livez`` while ``bench/_idle_tls.py`` holds 500 idle TLS connections.
+and the same paths are loaded over HTTPS, ``/metrics`` with the user's basic auth. The
+kubelet opens a new connection (over TLS, a new handshake) for every probe: ``close`` rows
+are 64 clients doing that, ``probe`` rows one client doing it request after request, plain,
+over TLS, and over TLS while ``bench/_idle_tls.py`` holds 500 idle TLS connections (each
+closed by the server's idle deadline and opened again, so a steady stream of handshakes).
 Each endpoint gets 2 s of warm-up, then ``wrk -t2 -c64 --latency`` (Debian package
 ``wrk``; its percentiles are of the latencies it measured, without coordinated-omission
 correction). ``wrk`` shares the machine's cores with the server it loads, as in the
@@ -189,10 +190,13 @@ PLAN = (
     ("node-exporter-tls", "/metrics", "keep-alive"),
     ("selfcheck", "/livez", "close"),
     ("selfcheck-tls", "/livez", "close"),
-    ("selfcheck-tls", "/livez", "500 idle TLS"),
+    ("selfcheck", "/livez", "probe"),
+    ("selfcheck-tls", "/livez", "probe"),
+    ("selfcheck-tls", "/livez", "probe, 500 idle TLS"),
 )
-"""(server, path, clients): keep-alive connections, a new connection per request (the
-kubelet's way), or keep-alive while 500 idle TLS connections are held open."""
+"""(server, path, clients): 64 keep-alive connections; 64 clients opening a new connection per
+request; or one client doing so, request after request, as a kubelet probes (``probe``), also
+while 500 idle TLS connections are held open (500 + 1 stays under the server's 512)."""
 IDLE_TLS = 500
 
 
@@ -206,12 +210,15 @@ def run_all(
         tls = name.endswith("-tls")
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}"
         headers: tuple[str, ...] = (f"Authorization: {authorization()}",) if tls else ()
-        if clients == "close":
+        if clients != "keep-alive":
             headers += ("Connection: close",)
+        connections, threads = (
+            (1, 1) if clients.startswith("probe") else (args.connections, args.threads)
+        )
         body = len((https_get if tls else http_get)(port, path, timeout=5)[1])
-        with _idle_clients(args.python, port, IDLE_TLS if clients.startswith("500") else 0):
-            wrk(url, 2, args.connections, args.threads, headers)
-            result = wrk(url, args.duration, args.connections, args.threads, headers)
+        with _idle_clients(args.python, port, IDLE_TLS if "idle" in clients else 0):
+            wrk(url, 2, connections, threads, headers)
+            result = wrk(url, args.duration, connections, threads, headers)
         results[(name, path, clients)] = result
         target = TARGETS_MS.get(path) if name.startswith("selfcheck") else None
         met = "" if target is None else ("yes" if result.p99_ms < target else "NO")
