@@ -176,6 +176,7 @@ def main() -> None:
         rows,
     ))  # fmt: skip
     print_ratios(results)
+    print_probes(results)
 
 
 PLAN = (
@@ -268,6 +269,18 @@ def print_ratios(results: dict[tuple[str, str, str], WrkResult]) -> None:
     print("\nRatios (the second's latency divided by the first's, the first's throughput")
     print("divided by the second's: above 1 means the first is faster; same run):\n")
     print(table(["comparison", "p50 latency", "p99 latency", "throughput"], rows))
+
+
+def print_probes(results: dict[tuple[str, str, str], WrkResult]) -> None:
+    """wrk times a request from its first byte, so a new connection's connect and handshake
+    are outside its latencies; with one client, 1000 / requests/s is the whole probe."""
+    rows = [
+        [f"{name} {path} ({clients})", f"{1000 / r.rps:.2f}" if r.rps else ""]
+        for (name, path, clients), r in results.items()
+        if clients.startswith("probe")
+    ]
+    print("\nWhole probe, connect and TLS handshake included (one client: 1000 / requests/s):\n")
+    print(table(["probe", "ms per probe"], rows))
 
 
 if __name__ == "__main__":

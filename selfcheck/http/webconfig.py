@@ -414,6 +414,9 @@ def build_context(config: WebConfig) -> ssl.SSLContext:
     _load_key_pair(ctx, config)
     _load_client_cas(ctx, config)
     ctx.set_alpn_protocols(["http/1.1"])
+    ctx.num_tickets = (
+        0  # probes and scrapes never resume a session: no ticket to make per handshake
+    )
     return ctx
 
 
