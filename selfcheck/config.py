@@ -35,7 +35,10 @@ DEFAULT_CHECK_TIMEOUT = 2.0
 DEFAULT_SAMPLE = 256
 DEFAULT_HEARTBEAT_METRIC = "datadog.selfcheck.heartbeat"
 MODES = ("sidecar", "node")
+VIEW_CHOICES = ("auto", "own")
+"""``auto``: the Agent container's view when it can be entered, else selfcheck's own."""
 OWN_SETTINGS = "this container's environment"
+AGENT_SETTINGS = "the Agent's own environment"
 
 # Go's strconv.ParseBool, which the Agent's configuration layer reaches through spf13/cast
 # ToBoolE for every boolean setting (pkg/config/model, nodetreemodel GetBool): exactly these
@@ -84,6 +87,8 @@ class Config:
     """``sidecar`` (in the Agent's pod) or ``node`` (its own DaemonSet beside an Agent pod)."""
     settings_from: str = OWN_SETTINGS
     """Whose ``DD_*`` values decide required-ness: the Agent's own, when they could be read."""
+    view: str = "auto"
+    """``SELFCHECK_VIEW``: ``own`` keeps every verdict on selfcheck's own mounts."""
 
     @property
     def expvar_ports(self) -> tuple[int, ...]:
@@ -414,6 +419,7 @@ def load(
         containerized=in_container,
         containerized_because=because,
         mode=parse_choice("SELFCHECK_MODE", env.get("SELFCHECK_MODE"), "sidecar", MODES),
+        view=parse_choice("SELFCHECK_VIEW", env.get("SELFCHECK_VIEW"), "auto", VIEW_CHOICES),
         external_env_present=bool(env.get("DD_EXTERNAL_ENV")),
         entity_id_present=bool(env.get("DD_ENTITY_ID")),
         agent_notes=tuple(agent.notes),
@@ -440,5 +446,38 @@ def with_agent_settings(
         logs_enabled=theirs.logs_enabled,
         apm_socket_configured=theirs.apm_socket_configured,
         agent_notes=tuple(dict.fromkeys((*config.agent_notes, *theirs.agent_notes))),
-        settings_from="the Agent's own environment",
+        settings_from=AGENT_SETTINGS,
+    )
+
+
+def in_agent_container(
+    config: Config, known_checks: frozenset[str], agent_env: Mapping[str, str]
+) -> Config:
+    """The configuration as the Agent container has it: its allow-listed ``DD_*`` values and
+    host paths as it derives them (always containerized: the Agent image sets
+    ``DOCKER_DD_AGENT``, DataDog/datadog-agent pkg/config/setup/fixup_init.go), named inside
+    its root. selfcheck's own settings (``SELFCHECK_*``, flags) are kept."""
+    agent = (True, "the Agent's container")
+    theirs = load(known_checks, dict(agent_env), containerized=lambda _env: agent)
+    return replace(
+        config,
+        host_proc=theirs.host_proc,
+        cgroup_root=theirs.cgroup_root,
+        os_release_path=theirs.os_release_path,
+        passwd_path=theirs.passwd_path,
+        dogstatsd_socket=theirs.dogstatsd_socket,
+        apm_socket=theirs.apm_socket,
+        apm_socket_configured=theirs.apm_socket_configured,
+        docker_host=theirs.docker_host,
+        cri_socket_path=theirs.cri_socket_path,
+        origin_detection=theirs.origin_detection,
+        origin_detection_client=theirs.origin_detection_client,
+        origin_detection_unified=theirs.origin_detection_unified,
+        logs_enabled=theirs.logs_enabled,
+        health_port=theirs.health_port,
+        expvar_port=theirs.expvar_port,
+        containerized=True,
+        containerized_because=agent[1],
+        agent_notes=theirs.agent_notes,
+        settings_from=AGENT_SETTINGS,
     )

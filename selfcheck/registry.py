@@ -48,6 +48,9 @@ class CheckSpec:
     figures: Mapping[str, str] = field(default_factory=dict)
     catalog_title: str = ""
     catalog: Mapping[str, str] = field(default_factory=dict)
+    runs_as_selfcheck: bool = False
+    """Compares selfcheck's own container with the Agent's: never run by the helper that
+    holds the Agent's credentials (``selfcheck.asagent``), where "own" would be the Agent."""
 
     def remediation(self, reason: Reason) -> str:
         return self.remediations.get(reason, "")

@@ -58,6 +58,7 @@ def test_json_is_the_status_schema() -> None:
         "completed_at",
         "node",
         "configuration_notes",
+        "view",
         "checks",
     }
     assert {c["check"] for c in doc["checks"]} == {"procfs", "os_release"}

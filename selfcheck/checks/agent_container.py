@@ -32,9 +32,11 @@ from selfcheck.config import (
 from selfcheck.context import CheckContext
 from selfcheck.host import agent
 from selfcheck.host.capabilities import decode
+from selfcheck.host.eyes import discovery_proc
 from selfcheck.host.files import describe
 from selfcheck.host.identity import Identity, mount_writable, read_identity
-from selfcheck.host.procfs import Mount
+from selfcheck.host.procfs import Mount, read_mountinfo
+from selfcheck.host.root import Root
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status, ok
 from selfcheck.registry import CheckSpec, register
 
@@ -348,18 +350,20 @@ def listener_findings(listeners: list[agent.Listener]) -> Iterator[Finding]:
 
 
 def read_listeners(
-    config: Config,
+    ctx: CheckContext,
     found: agent.Discovery,
     env: Mapping[str, str],
 ) -> tuple[list[agent.Listener], list[str]]:
     """DogStatsD on the core Agent, APM on the trace-agent (when it runs or is configured)."""
+    config, host_proc = ctx.config, discovery_proc(ctx.host.host_proc)
     anchor = found.core() or found.processes[0]
+    theirs_root = Root(host_proc / str(anchor.pid) / "root")
     errors: list[str] = []
     try:
-        entries = agent.read_net_unix(config.host_proc, anchor.pid)
+        entries = agent.read_net_unix(host_proc, anchor.pid)
     except OSError as error:
         return [], [f"net/unix ({describe(error)})"]
-    held, unreadable = agent.held_sockets(config.host_proc, found.processes)
+    held, unreadable = agent.held_sockets(host_proc, found.processes)
     sockets = [
         (
             "dogstatsd",
@@ -385,6 +389,7 @@ def read_listeners(
             name,
             agent_path=theirs,
             own_path=str(mine),
+            opened=str(theirs_root.at(theirs)),
             kind=kind,
             entries=entries,
             held=held,
@@ -518,10 +523,20 @@ def _absent(config: Config, mode: str, reason: Reason, message: str) -> Outcome:
     return Outcome(status, reason, message, fix, details={"mode": mode})
 
 
+def _own_mounts() -> list[Mount] | OSError:
+    """selfcheck's own mount table, whoever's eyes the cycle looks through."""
+    try:
+        return read_mountinfo(OWN_PROC)
+    except OSError as error:
+        return error
+
+
 def run(ctx: CheckContext) -> Outcome:
+    """Reads the host procfs where this process reaches it (``ctx.host.host_proc``)."""
     config = ctx.config
     mode = config.mode
-    if not host_pid_namespace(config.host_proc):
+    host_proc = discovery_proc(ctx.host.host_proc)
+    if not host_pid_namespace(host_proc):
         return _absent(
             config,
             mode,
@@ -530,7 +545,7 @@ def run(ctx: CheckContext) -> Outcome:
             "processes are not visible, so its container cannot be compared",
         )
     try:
-        found = agent.discover(config.host_proc, mode)
+        found = agent.discover(host_proc, mode)
     except OSError as error:
         return _absent(config, mode, Reason.NOT_FOUND, f"cannot list {config.host_proc}: {error}")
     core = found.core()
@@ -543,10 +558,10 @@ def run(ctx: CheckContext) -> Outcome:
             f"no 'agent run' process {scope} among {found.scanned} processes"
             + ("" if found.complete else " (scan cut short)"),
         )
-    view = agent.read_view(config.host_proc, core)
+    view = agent.read_view(host_proc, core)
     env = view.env.values if view.env is not None else {}
-    listeners, listener_errors = read_listeners(config, found, env)
-    own = read_own(ctx.host.own_mounts()) if mode == agent.SIDECAR else None
+    listeners, listener_errors = read_listeners(ctx, found, env)
+    own = read_own(_own_mounts()) if mode == agent.SIDECAR else None
     return judge(
         mode,
         found=found,
@@ -591,5 +606,6 @@ SPEC = register(
         "make 'no Agent found' degraded instead of skipped",
         catalog_title="Findings",
         catalog=_catalog(),
+        runs_as_selfcheck=True,
     )
 )

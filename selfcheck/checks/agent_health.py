@@ -52,9 +52,17 @@ REMEDIATIONS = {
 JUDGE = Judge(REMEDIATIONS)
 
 
+def health_url(ctx: CheckContext) -> str:
+    """The Agent binds its health server on every address (DataDog/datadog-agent
+    comp/core/healthprobe/impl): on loopback from its own pod, at its pod's address from
+    another (node mode)."""
+    eyes = ctx.host.eyes
+    host = "127.0.0.1" if eyes.shares_loopback or not eyes.agent_address else eyes.agent_address
+    return f"http://{host}:{ctx.config.health_port}/ready"
+
+
 def run(ctx: CheckContext) -> Outcome:
-    config = ctx.config
-    url = f"http://127.0.0.1:{config.health_port}/ready"
+    url = health_url(ctx)
     try:
         reply = http_get(url, ctx.budget(BUDGET_CEILING))
         healthy, unhealthy = parse_health(reply)

@@ -23,7 +23,6 @@ CPU accounting are read where their controller exists and otherwise noted, never
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,11 +118,11 @@ def _own_hierarchy_mount(mounts: list[Mount] | OSError, layout: CgroupLayout, pr
     return ""
 
 
-def _by_inode(mount_point: str, tree: CgroupTree) -> str | None:
+def _by_inode(ctx: CheckContext, mount_point: str, tree: CgroupTree) -> str | None:
     if not mount_point:
         return None
     try:
-        inode = Path(mount_point).stat().st_ino
+        inode = ctx.host.at(mount_point).stat().st_ino
     except OSError:
         return None
     found = tree.by_inode().get(inode)
@@ -148,7 +147,7 @@ def find_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -
     if it is not in the tree, the tree is not the node's (a pod's subtree). In a private one
     the inode of the own cgroup mount, then the membership search, find it.
     """
-    pid = str(os.getpid())
+    pid = str(ctx.host.eyes.numeric_pid)
     top = Path(tree.top)
     lines = ctx.host.own_cgroup_lines()
     own = agent_cgroup_path(lines, layout.agent_version) if not isinstance(lines, OSError) else None
@@ -156,9 +155,9 @@ def find_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -
         if own is not None and _procs_lists(top / own.lstrip("/"), pid):
             return OwnCgroup(own, "path", private_namespace=False)
         return None
-    prefix = host_prefix(os.path.realpath(ctx.config.cgroup_root))
+    prefix = host_prefix(ctx.host.root.resolve(ctx.config.cgroup_root))
     mount_point = _own_hierarchy_mount(ctx.host.own_mounts(), layout, prefix)
-    by_inode = _by_inode(mount_point, tree)
+    by_inode = _by_inode(ctx, mount_point, tree)
     if by_inode is not None and _procs_lists(top / by_inode.lstrip("/"), pid):
         return OwnCgroup(by_inode, f"the inode of {mount_point}", private_namespace=True)
     found = _by_membership(ctx, tree, pid)
@@ -255,7 +254,7 @@ def _judge_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree)
     details: dict[str, object] = {
         "path": str(root),
         "layout": layout.version,
-        "hierarchy": tree.top,
+        "hierarchy": ctx.host.root.inside(tree.top),
         "controllers": sorted(layout.v1_controllers) if layout.agent_version == 1 else "unified",
         "container_cgroups": containers,
         "scan_truncated": tree.truncated,
@@ -267,12 +266,15 @@ def _judge_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree)
     }
     own = find_own_cgroup(ctx, layout, tree)
     if own is None:
-        return _own_not_found(tree, containers, extra, _in_private_namespace(ctx))
+        return _own_not_found(
+            tree, containers, extra, _in_private_namespace(ctx), ctx.host.root.inside(tree.top)
+        )
     if own.private_namespace and own.path == "/":
         return Outcome(
             Status.FAILED,
             Reason.OWN_CGROUP_NOT_FOUND,
-            f"{tree.top} is this container's own cgroup (its top holds this process, found by "
+            f"{ctx.host.root.inside(tree.top)} is this container's own cgroup (its top holds "
+            f"this process, found by "
             f"{own.found_by}), not the node's tree: the Agent sees no other container",
             REMEDIATIONS[Reason.OWN_CGROUP_NOT_FOUND],
             **extra,
@@ -303,7 +305,7 @@ def _ok_message(
 
 
 def _own_not_found(
-    tree: CgroupTree, containers: int, extra: dict[str, Any], private: bool
+    tree: CgroupTree, containers: int, extra: dict[str, Any], private: bool, top: str
 ) -> Outcome:
     """In the host cgroup namespace a missing own path means the tree is not the node's. In a
     private one, with other containers visible, the Agent still collects them: degraded."""
@@ -312,7 +314,7 @@ def _own_not_found(
     return Outcome(
         status,
         Reason.OWN_CGROUP_NOT_FOUND,
-        f"{tree.top}: this container's cgroup is not in the tree (not by path, by the inode of "
+        f"{top}: this container's cgroup is not in the tree (not by path, by the inode of "
         f"its own cgroup mount, nor in any cgroup.procs of {len(tree.dirs)} directories); "
         f"{seen} visible",
         REMEDIATIONS[Reason.OWN_CGROUP_NOT_FOUND],

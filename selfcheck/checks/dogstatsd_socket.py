@@ -13,7 +13,7 @@ import stat
 from typing import Any
 
 from selfcheck.checks._common import Judge, ownership
-from selfcheck.checks._sockets import BUDGET_CEILING
+from selfcheck.checks._sockets import BUDGET_CEILING, not_shared
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.expvar import read_uds_vars
@@ -72,6 +72,15 @@ REMEDIATIONS = {
         "in agents.containers.agent.env) and the node's net.unix.max_dgram_qlen sysctl, and "
         "look at the Agent's dogstatsd.uds_* telemetry."
     ),
+    Reason.NOT_SHARED: (
+        "The Agent binds its DogStatsD socket in a directory only its own container sees (an "
+        "emptyDir, a tmpfs or its image), so application pods, which mount the node's "
+        "/var/run/datadog, cannot reach it. Mount the node's directory there: the chart's "
+        "dsdsocket volume (hostPath /var/run/datadog, type DirectoryOrCreate, at "
+        "/var/run/datadog; Helm dogstatsd.useSocketVolume: true, the default); with the "
+        "Operator set spec.features.dogstatsd.unixDomainSocketConfig.enabled: true, which makes "
+        "dsdsocket that hostPath; on GKE Autopilot enable the Datadog CSI driver."
+    ),
     Reason.IO_ERROR: (
         "Sending failed for another reason: run `ls -l` on the path from inside the pod and "
         "compare with the Agent container's DD_DOGSTATSD_SOCKET."
@@ -105,25 +114,30 @@ def heartbeat(metric: str) -> bytes:
 
 
 def run(ctx: CheckContext) -> Outcome:
+    """``path`` as the viewed container names it; ``opened`` where this process reaches it."""
     config = ctx.config
-    path = config.dogstatsd_socket
+    path, opened = config.dogstatsd_socket, ctx.host.at(config.dogstatsd_socket)
     deadline = Deadline(ctx.budget(BUDGET_CEILING))
     details: dict[str, Any] = {"path": str(path), "mode_expected": AGENT_MODE}
     try:
-        st = stat_socket(path)
+        st = stat_socket(opened)
     except OSError as error:
         return JUDGE.failure(error, path, "find the DogStatsD socket", details=details)
     mode = mode_octal(st)
     details.update(mode=mode, owner=ownership(st), mode_matches_agent=mode == AGENT_MODE)
     payload = heartbeat(config.heartbeat_metric) if config.dogstatsd_mode == "send" else None
     try:
-        sent = send_datagram(path, payload)
+        sent = send_datagram(opened, payload)
     except OSError as error:
         return JUDGE.failure(
             error, path, "send a DogStatsD datagram to the socket", st, details=details
         )
     details["sent_bytes"] = sent
-    figures = _uds_counters(config, deadline, details)
+    fix = REMEDIATIONS[Reason.NOT_SHARED]
+    private = not_shared(ctx, str(path), "DogStatsD socket", fix, details)
+    if private is not None:
+        return private
+    figures = _uds_counters(ctx, deadline, details)
     message = _message(path, mode, config, sent)
     if not st.st_mode & stat.S_IWOTH:
         return Outcome(
@@ -148,10 +162,18 @@ def _message(path: object, mode: str, config: Config, sent: int) -> str:
     return f"{path}: {did}; mode {mode}{note}"
 
 
-def _uds_counters(config: Config, deadline: Deadline, details: dict[str, Any]) -> dict[str, float]:
+def _uds_counters(
+    ctx: CheckContext, deadline: Deadline, details: dict[str, Any]
+) -> dict[str, float]:
     """The Agent's ``dogstatsd-uds`` expvar counters, from the first expvar port that answers
     (DD_EXPVAR_PORT, else the Agent's 5000, then the chart's 6000), read by the same capped
-    reader as origin detection's receipt."""
+    reader as origin detection's receipt. The Agent binds it to 127.0.0.1 only
+    (DataDog/datadog-agent comp/agent/expvarserver), so from another network namespace (node
+    mode) it cannot be read at all."""
+    config = ctx.config
+    if not ctx.host.eyes.shares_loopback:
+        details["expvar"] = "not read: the Agent's 127.0.0.1 is in another network namespace"
+        return {}
     misses: list[str] = []
     for port in config.expvar_ports:
         url = f"http://127.0.0.1:{port}/debug/vars"

@@ -40,7 +40,6 @@ from selfcheck.host.cgroup import (
     agent_cgroup_path,
     container_id_from_name,
     container_id_from_path,
-    detect_layout,
     in_runtime_cgroup,
     last_element,
     parse_proc_cgroup,
@@ -53,7 +52,7 @@ from selfcheck.host.client_origin import (
 )
 from selfcheck.host.expvar import UdsVars, read_uds_vars
 from selfcheck.host.files import describe, path_exists, read_text
-from selfcheck.host.inodes import InodeMap, agent_hierarchy, build_inode_map, inode_map_from_dirs
+from selfcheck.host.inodes import InodeMap, agent_hierarchy, inode_map_from_dirs
 from selfcheck.host.namespaces import (
     INITIAL_CGROUP_NS_INODE,
     INITIAL_PID_NS_INODE,
@@ -62,8 +61,9 @@ from selfcheck.host.namespaces import (
     read_pid_view,
 )
 from selfcheck.host.passcred import RoundTrip, round_trip
-from selfcheck.host.procfs import Mount, evenly_spaced, list_pids, read_mountinfo
+from selfcheck.host.procfs import evenly_spaced, list_pids
 from selfcheck.host.sockets import Deadline, send_datagram
+from selfcheck.host.view import HostView
 from selfcheck.model import Outcome, Reason, Status
 from selfcheck.registry import CheckSpec, register
 
@@ -239,7 +239,6 @@ class Evidence:
     cgroup_mount_missing: bool = False
     hierarchy: str | None = None
     inode_map: InodeMap | None = None
-    inode_map_seconds: float = 0.0
     clients: ClientSample = field(default_factory=ClientSample)
     own_inode: int | None = None
     # the Agent's configuration, as selfcheck's environment carries it
@@ -275,28 +274,28 @@ class Evidence:
         return self.inode_map.by_inode.get(self.own_inode)
 
 
-def _inode(kind: str) -> int | None:
+def _inode(host: HostView, kind: str) -> int | None:
     try:
-        return namespace_inode(kind)
+        return namespace_inode(kind, host.eyes.proc, host.eyes.pid)
     except OSError:
         return None
 
 
-def _read_pid_namespace(ev: Evidence) -> None:
-    ev.pid_ns_inode = _inode("pid")
-    ev.cgroup_ns_inode = _inode("cgroup")
+def _read_pid_namespace(ev: Evidence, host: HostView) -> None:
+    """The viewed process (the Agent, or this one) as the host procfs numbers it: ``self``
+    is this process, the Agent is read by its PID."""
+    ev.pid_ns_inode = _inode(host, "pid")
+    ev.cgroup_ns_inode = _inode(host, "cgroup")
     try:
-        ev.pid_view = read_pid_view(ev.host_proc)
+        ev.pid_view = read_pid_view(ev.host_proc, host.eyes.pid)
     except OSError as error:
         ev.pid_view_error = error
 
 
-def _read_cgroup_version(ev: Evidence, mounts: list[Mount] | None) -> None:
-    try:
-        table = read_mountinfo() if mounts is None else mounts
-        layout = detect_layout(table, os.path.realpath(ev.cgroup_root))
-    except OSError as error:
-        ev.cgroup_error = error
+def _read_cgroup_version(ev: Evidence, host: HostView) -> None:
+    layout = host.cgroup_layout()
+    if isinstance(layout, OSError):
+        ev.cgroup_error = layout
         return
     ev.cgroup_layout = layout.version
     if layout.version != "none":
@@ -317,11 +316,11 @@ def _read_own_cgroup(ev: Evidence) -> None:
     ev.own_in_runtime = in_runtime_cgroup(lines)
 
 
-def _own_client_inode(cgroup_version: int) -> int | None:
-    """The inode this container's own client would send (datadogpy's rule, FACTS.md 5.5)."""
+def _own_client_inode(host: HostView, cgroup_version: int) -> int | None:
+    """The inode the viewed container's own client would send (datadogpy's rule)."""
     mount = "/sys/fs/cgroup/memory" if cgroup_version == 1 else "/sys/fs/cgroup"
     try:
-        return os.stat(mount).st_ino  # noqa: PTH116 - a str path, as the client stats it
+        return host.at(mount).stat().st_ino
     except OSError:
         return None
 
@@ -441,21 +440,20 @@ PASSCRED_BUDGET = 1.0
 """Seconds the SO_PASSCRED round trip may take at most, within half of what is left."""
 
 
-def _cgroup_mount_missing(config: Config) -> bool:
+def _cgroup_mount_missing(config: Config, host: HostView) -> bool:
     """In a container, the Agent's inode map needs the node's tree at /host/sys/fs/cgroup."""
-    root = os.path.realpath(config.cgroup_root)
+    root = host.root.resolve(config.cgroup_root)
     defaults = ("/sys/fs/cgroup", str(AGENT_HOST_CGROUP))  # the fallback, or the missing mount
-    return config.containerized and not path_exists(AGENT_HOST_CGROUP) and root in defaults
+    missing = not path_exists(host.at(AGENT_HOST_CGROUP))
+    return config.containerized and missing and root in defaults
 
 
-def _read_inode_map(ev: Evidence, shared: InodeMap | None) -> None:
+def _read_inode_map(ev: Evidence, host: HostView) -> None:
     if ev.hierarchy is None or ev.cgroup_version is None:
         return
-    began = time.perf_counter()
-    ev.inode_map = shared if shared is not None else build_inode_map(ev.hierarchy)
-    ev.inode_map_seconds = time.perf_counter() - began
+    ev.inode_map = _shared_inode_map(host)
     if ev.private_cgroupns:
-        ev.own_inode = _own_client_inode(ev.cgroup_version)
+        ev.own_inode = _own_client_inode(host, ev.cgroup_version)
 
 
 def _configure(ev: Evidence, config: Config) -> None:
@@ -468,31 +466,28 @@ def _configure(ev: Evidence, config: Config) -> None:
 
 def gather(
     config: Config,
+    host: HostView,
     *,
-    mounts: list[Mount] | None = None,
-    host_pids: list[int] | None = None,
-    inode_map: InodeMap | None = None,
     passcred_budget: float = PASSCRED_BUDGET,
     receipt_budget: float = 0.25,
 ) -> Evidence:
-    """Read every mechanism; failures are kept as data for ``judge``.
-
-    ``mounts`` (this process's mount table), ``host_pids`` (the host procfs listing) and
-    ``inode_map`` (from the cycle's cgroup tree, ``inodes.inode_map_from_dirs``) may come from
-    a reading shared with other checks; each is read here when not given.
-    """
-    ev = Evidence(config.host_proc, config.cgroup_root, os.getpid())
+    """Read every mechanism from the cycle's host view; failures are kept as data for
+    ``judge``. The mount table, host listing and cgroup tree are the ones every other check
+    of the cycle reads."""
+    ev = Evidence(host.host_proc, host.cgroup_root, host.eyes.numeric_pid)
     _configure(ev, config)
-    _read_pid_namespace(ev)
+    _read_pid_namespace(ev, host)
     try:
         ev.passcred = round_trip(passcred_budget)
     except OSError as error:
         ev.passcred_error = error
-    _read_cgroup_version(ev, mounts)
+    _read_cgroup_version(ev, host)
     _read_own_cgroup(ev)
-    ev.cgroup_mount_missing = _cgroup_mount_missing(config)
+    ev.cgroup_mount_missing = _cgroup_mount_missing(config, host)
     if not ev.cgroup_mount_missing:
-        _read_inode_map(ev, inode_map)
+        _read_inode_map(ev, host)
+    pids = host.host_pids()
+    host_pids = None if isinstance(pids, OSError) else pids
     # Without a cgroup layout the uds line has already failed; the sample still tells what
     # the clients would send (their IDs need no cgroup mount on the Agent's side).
     version = ev.cgroup_version if ev.cgroup_version is not None else 2
@@ -502,7 +497,7 @@ def gather(
         )
     except OSError:
         ev.sample, ev.clients = Sample(), ClientSample()
-    gather_receipt(ev, config, receipt_budget)
+    gather_receipt(ev, config, host, receipt_budget)
     return ev
 
 
@@ -529,10 +524,16 @@ def _find_expvar(config: Config, deadline: Deadline) -> tuple[UdsVars | None, st
     return None, "; ".join(notes) or "no expvar port"
 
 
-def gather_receipt(ev: Evidence, config: Config, budget: float) -> None:
+def gather_receipt(ev: Evidence, config: Config, host: HostView, budget: float) -> None:
     """``dogstatsd-uds`` before and after one datagram of selfcheck's; see ``judge_receipt``."""
     if config.dogstatsd_mode != "send":
         ev.receipt_note = "not sent (SELFCHECK_DOGSTATSD_MODE=connect)"
+        return
+    if not host.eyes.shares_loopback:
+        ev.receipt_note = (
+            "skipped: the Agent's expvar listens on 127.0.0.1 of its own network namespace, "
+            "out of reach from another pod (node mode)"
+        )
         return
     deadline = Deadline(budget)
     before, note = _find_expvar(config, deadline)
@@ -543,7 +544,7 @@ def gather_receipt(ev: Evidence, config: Config, budget: float) -> None:
 
     began = time.monotonic()
     try:
-        send_datagram(config.dogstatsd_socket, heartbeat(config.heartbeat_metric))
+        send_datagram(host.at(config.dogstatsd_socket), heartbeat(config.heartbeat_metric))
     except OSError as error:
         ev.receipt_note = f"not sent: {describe(error, config.dogstatsd_socket)}"
         return
@@ -778,7 +779,6 @@ def judge_client_inode(ev: Evidence) -> Verdict:
         map_containers=cmap.containers,
         map_dirs_walked=cmap.dirs_walked,
         map_truncated=cmap.truncated,
-        map_ms=round(ev.inode_map_seconds * 1000, 3),
         ratio=_round(ev.clients.inode_ratio),
     )
     if ev.clients.inode_examples:
@@ -1026,10 +1026,10 @@ def judge(ev: Evidence) -> Outcome:
     )
 
 
-def _procfs_missing(config: Config) -> Outcome | None:
+def _procfs_missing(config: Config, host: HostView) -> Outcome | None:
     """``/host/proc`` where the Agent wants it, and a procfs (it has ``self``) at ``host_proc``."""
-    self_link = config.host_proc / "self"
-    if config.containerized and not path_exists(AGENT_HOST_PROC):
+    self_link = host.host_proc / "self"
+    if config.containerized and not path_exists(host.at(AGENT_HOST_PROC)):
         where = f"{AGENT_HOST_PROC} does not exist (the procdir mount is missing)"
     else:
         try:
@@ -1066,9 +1066,9 @@ def _procfs_missing(config: Config) -> Outcome | None:
     )
 
 
-def _shared_inode_map(ctx: CheckContext) -> InodeMap | None:
+def _shared_inode_map(host: HostView) -> InodeMap | None:
     """The Agent's inode map from the cycle's cgroup tree (the same rule, the same walk)."""
-    tree = ctx.host.cgroup_tree()
+    tree = host.cgroup_tree()
     if isinstance(tree, OSError):
         return None
     dirs = ((d.path, d.name, d.inode) for d in tree.dirs)
@@ -1077,17 +1077,13 @@ def _shared_inode_map(ctx: CheckContext) -> InodeMap | None:
 
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
-    missing = _procfs_missing(config)
+    missing = _procfs_missing(config, ctx.host)
     if missing is not None:
         return missing
-    mounts = ctx.host.own_mounts()
-    pids = ctx.host.host_pids()
     # The round trip may take half of what the runner's deadline leaves, the receipt a quarter.
     evidence = gather(
         config,
-        mounts=None if isinstance(mounts, OSError) else mounts,
-        host_pids=None if isinstance(pids, OSError) else pids,
-        inode_map=_shared_inode_map(ctx),
+        ctx.host,
         passcred_budget=ctx.budget(PASSCRED_BUDGET, 0.5),
         receipt_budget=ctx.budget(EXPVAR_BUDGET, 0.25),
     )

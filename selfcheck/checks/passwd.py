@@ -115,7 +115,7 @@ def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     path = config.passwd_path
     try:
-        passwd = _read(path)
+        passwd = _read(ctx.host.at(path))
     except OSError as error:
         return os_failure(REMEDIATIONS, error, path, "read passwd")
     details: dict[str, object] = {
@@ -133,9 +133,8 @@ def run(ctx: CheckContext) -> Outcome:
             details=details,
         )
     pids = ctx.host.host_pids()
-    uids = (
-        [] if isinstance(pids, OSError) else sample_uids(config.host_proc, pids, config.sample_size)
-    )
+    proc = ctx.host.host_proc
+    uids = [] if isinstance(pids, OSError) else sample_uids(proc, pids, config.sample_size)
     cov = coverage(uids, passwd)
     details.update(
         sampled_processes=cov.sampled,

@@ -73,9 +73,9 @@ def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     if not config.logs_enabled and "pod_logs" not in config.require:
         return skipped(Reason.NOT_ENABLED, "log collection is off (DD_LOGS_ENABLED is not true)")
-    root = config.pod_logs_dir
+    root, opened = config.pod_logs_dir, ctx.host.at(config.pod_logs_dir)
     try:
-        log_file, pods = find_log_file(root)
+        log_file, pods = find_log_file(opened)
     except OSError as error:
         return os_failure(REMEDIATIONS, error, root, "list pod logs")
     details: dict[str, object] = {"path": str(root), "pods": pods}
@@ -96,9 +96,10 @@ def run(ctx: CheckContext) -> Outcome:
     try:
         read_capped(log_file, 1)
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, log_file, "open a pod log", details=details)
+        shown = ctx.host.root.inside(log_file)
+        return os_failure(REMEDIATIONS, error, shown, "open a pod log", details=details)
     return ok(
-        f"{root}: {pods} pods, opened {log_file.relative_to(root)} for reading", details=details
+        f"{root}: {pods} pods, opened {log_file.relative_to(opened)} for reading", details=details
     )
 
 

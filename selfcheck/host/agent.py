@@ -533,6 +533,7 @@ def judge_listener(
     own_path: str,
     kind: str,
     entries: list[UnixEntry],
+    opened: str | None = None,
     held: Mapping[int, AgentProcess],
     unreadable: Sequence[int] = (),
 ) -> Listener:
@@ -542,7 +543,8 @@ def judge_listener(
     inodes the Agent's processes hold to those processes, ``unreadable`` the Agent PIDs whose
     descriptors could not be read (then a socket not in ``held`` may still be theirs: the
     verdict is ``unknown``, never ``foreign``). ``agent_path`` is the path as the
-    Agent bound it, ``own_path`` where this process sees the same file.
+    Agent bound it, ``own_path`` the name the cycle's view gives the same file and
+    ``opened`` where this process reaches it (inside the Agent's root, in its view).
     """
     bound = [e for e in entries if e.path == agent_path and e.listening and e.kind == kind]
     for entry in bound:
@@ -560,7 +562,7 @@ def judge_listener(
         return Listener(
             name, own_path, FOREIGN, note=f"socket inode {bound[0].inode} is not the Agent's"
         )
-    verdict, note = _probe_file(own_path, kind)
+    verdict, note = _probe_file(opened or own_path, kind)
     return Listener(name, own_path, verdict, note=note)
 
 

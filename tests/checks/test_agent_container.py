@@ -150,14 +150,16 @@ def test_each_drift_is_found_and_named(pod: Pod, dimension: str) -> None:
 
 
 def test_a_procdir_only_the_sidecar_has_is_caught(pod: Pod) -> None:
-    """The sidecar's procfs check passes, but the Agent's container lacks the mount."""
+    """The sidecar has the mount and the Agent's container lacks it: procfs judges the Agent's
+    (the hostPID fallback: degraded), and the drift is still named."""
     uid = new_pod()
     pod.start_agent(agent_spec(pod, uid, volumes=_without(chart_volumes(_dsd(pod)), "procdir")))
     done = pod.selfcheck(
         sidecar_spec(pod, uid), ["check", "--json", "--only", "procfs,agent_container"]
     )
     report = {r["check"]: r for r in json.loads(done.stdout)["checks"]}
-    assert report["procfs"]["status"] == "ok"
+    assert (report["procfs"]["status"], report["procfs"]["reason"]) == ("degraded", "enoent")
+    assert report["procfs"]["view"] == "agent"
     drift = next(
         f for f in report["agent_container"]["findings"] if f["id"] == "agent_procdir_drift"
     )

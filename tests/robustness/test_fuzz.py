@@ -293,7 +293,7 @@ def test_the_agents_expvar_answer_whatever_it_holds(expvar: AgentHTTPStandIn, bo
     expvar.server.routes = {"/debug/vars": (200, body)}  # type: ignore[attr-defined]
     config = load(frozenset({"dogstatsd_socket"}), {"DD_EXPVAR_PORT": str(expvar.port)})
     details: dict[str, object] = {}
-    figures = dogstatsd_socket._uds_counters(config, Deadline(2.0), details)
+    figures = dogstatsd_socket._uds_counters(CheckContext.of(config), Deadline(2.0), details)
     assert all(isinstance(value, float) for value in figures.values())
     assert "expvar" in details
 
