@@ -83,6 +83,12 @@ class SnapshotCollector(Collector):
         failures = CounterMetricFamily(
             f"{PREFIX}_check_failures", "Check runs that ended failed or error.", labels=["check"]
         )
+        view = _gauge(
+            "check_view",
+            "1 for whose view the verdict is: agent (the Agent container's root and identity) "
+            "or own (selfcheck's own mounts).",
+            ["check", "view"],
+        )
         for cid in snap.check_ids:
             result = snap.results.get(cid)
             counters = snap.counters[cid]
@@ -96,11 +102,14 @@ class SnapshotCollector(Collector):
             if result is None:
                 continue
             reason.add_metric([cid, str(result.reason)], 1.0)
+            view.add_metric([cid, result.view], 1.0)
             duration.add_metric([cid], result.duration_seconds)
             last_run.add_metric([cid], result.finished_at)
             if counters.last_success_at is not None:
                 last_ok.add_metric([cid], counters.last_success_at)
-        yield from (status, success, required, reason, duration, last_run, last_ok, runs, failures)
+        yield from (
+            status, success, required, reason, view, duration, last_run, last_ok, runs, failures
+        )  # fmt: skip
 
     def _figures(self, snap: Snapshot) -> Iterator[Metric]:
         for cid, spec in self._checks.items():

@@ -518,21 +518,33 @@ def host_pid_namespace(host_proc: Path) -> bool | None:
     return levels == 1 if levels else None
 
 
-def run(ctx: CheckContext) -> Outcome:
-    config = ctx.config
+def _in_host_pid_namespace(ctx: CheckContext) -> bool | None:
+    """This process's PID namespace, or the Agent's in its view: its ``NSpid`` in the procfs
+    it was found in has one entry when it shares that (the node's) namespace."""
+    eyes = ctx.host.eyes
+    if eyes.pid == "self":
+        return host_pid_namespace(ctx.host.host_proc)
     try:
-        identity = read_identity(OWN_PROC)
+        levels = read_pid_view(eyes.proc, eyes.pid).levels
+    except OSError:
+        return None
+    return levels == 1 if levels else None
+
+
+def run(ctx: CheckContext) -> Outcome:
+    """The audit of the viewed container: the Agent's identity and mounts in its view."""
+    config = ctx.config
+    eyes = ctx.host.eyes
+    status = eyes.proc / eyes.pid / "status"
+    try:
+        identity = read_identity(eyes.proc, eyes.pid)
     except OSError as error:
-        return os_failure(
-            REMEDIATIONS,
-            error,
-            OWN_PROC / "self/status",
-            "read this process's status",
-        )
+        return os_failure(REMEDIATIONS, error, status, "read the container's status")
     mounts = ctx.host.own_mounts()
     if isinstance(mounts, OSError):
-        return os_failure(REMEDIATIONS, mounts, OWN_PROC / "self/mountinfo", "read the mount table")
-    return judge(identity, mounts, host_pid_namespace(config.host_proc), config)
+        where = eyes.proc / eyes.pid / "mountinfo"
+        return os_failure(REMEDIATIONS, mounts, where, "read the mount table")
+    return judge(identity, mounts, _in_host_pid_namespace(ctx), config)
 
 
 def _catalog() -> dict[str, str]:
