@@ -144,6 +144,9 @@ class Outcome:
     figures: Mapping[str, float] = field(default_factory=dict)
     node_info: Mapping[str, str] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
+    view: str = ""
+    """Set only by a check whose verdict is another's than the cycle's eyes (the audit reads
+    the Agent's status even when its root cannot be entered); the runner's otherwise."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "details", _frozen(self.details))
@@ -170,6 +173,7 @@ def outcome_from_json(body: Mapping[str, Any]) -> Outcome:
         figures={str(k): float(v) for k, v in dict(body.get("figures", {})).items()},
         node_info={str(k): str(v) for k, v in dict(body.get("node_info", {})).items()},
         findings=findings,
+        view=str(body.get("view", "")),
     )
 
 

@@ -188,7 +188,7 @@ def _view_lines(snapshot: Snapshot, width: int) -> list[str]:
         text = f"{who}{helper}"
     else:
         text = f"selfcheck's own mounts, as {eyes.get('as')}: {eyes.get('why')}"
-    return [*_wrap(text, width, "view: ", "      "), ""]
+    return _wrap(text, width, "view: ", "      ")
 
 
 def render_table(
@@ -199,8 +199,7 @@ def render_table(
 ) -> str:
     columns = _Columns(checks, width)
     header = (columns.word("STATUS"), columns.check("CHECK"), columns.word("NEED"))
-    lines = _view_lines(snapshot, width)
-    lines += columns.row(header, "MESSAGE")
+    lines = columns.row(header, "MESSAGE")
     for cid in checks:
         result = snapshot.results.get(cid)
         if result is not None:
@@ -209,6 +208,9 @@ def render_table(
         lines.append("")
         for note in snapshot.notes:
             lines.extend(_wrap(note, width, "agent setting: ", "    "))
+    view = _view_lines(snapshot, width)
+    if view:
+        lines += ["", *view]
     lines.append("")
     lines.extend(_wrap(summary(snapshot), width, "", ""))
     return "\n".join(lines)

@@ -186,7 +186,13 @@ class Runner:
         started = self.clock()
         answer = asagent.run(eyes, asagent.request(eyes, theirs, overrides), budget)
         if answer.refused:
-            return self._run_with(own_eyes(f"{eyes.why}, but {answer.refused}"), wanted)
+            fallback = own_eyes(
+                f"{eyes.why}, but {answer.refused}",
+                eyes.proc,
+                eyes.agent_pid,
+                blind=self.config.mode == "node",
+            )
+            return self._run_with(fallback, wanted)
         self.required = answer.required
         self.cycle_config = config.with_overrides(settings_from=answer.settings_from)
         results = {
@@ -203,12 +209,18 @@ class Runner:
             if cid in theirs
         }
         ours = [cid for cid in wanted if cid not in theirs]
-        results.update(self._run_local(own_eyes(eyes.why), ours, config, AGENT))
+        mine = own_eyes(eyes.why, eyes.proc, eyes.agent_pid)
+        results.update(self._run_local(mine, ours, config, AGENT))
         return self._publish(results, eyes, answer.notes)
 
     def _start(self, cid: str, host: HostView, config: Config) -> _Attempt | Outcome:
         if cid in config.skip:
             return skipped(Reason.DISABLED, f"{cid} is switched off by SELFCHECK_SKIP.")
+        if host.eyes.blind and self.checks[cid].needs_view:
+            return skipped(
+                Reason.NOT_APPLICABLE,
+                f"node mode judges the Agent container, and {host.eyes.why}",
+            )
         stuck = self._stuck.get(cid)
         if stuck is not None and not stuck.done.is_set():
             return self._still_stuck(stuck)
@@ -238,7 +250,7 @@ class Runner:
         now_mono = time.monotonic()
         if isinstance(attempt, Outcome):
             now = self.clock()
-            return Result(cid, attempt, cid in self.required, 0.0, now, now, view)
+            return Result(cid, attempt, cid in self.required, 0.0, now, now, attempt.view or view)
         attempt.done.wait(max(0.0, attempt.context.deadline - now_mono))
         outcome = attempt.outcome if attempt.done.is_set() else None
         if outcome is None:
@@ -257,7 +269,7 @@ class Runner:
             duration,
             attempt.started_at,
             attempt.started_at + duration,
-            view,
+            outcome.view or view,
         )
 
     def _publish(self, results: dict[str, Result], eyes: Eyes, notes: tuple[str, ...]) -> Snapshot:

@@ -77,6 +77,7 @@ def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
         "finding": set(FINDINGS),
         "severity": {"info", "warning", "critical"},
         "level": set(POD_SECURITY_LEVELS),
+        "view": {"agent", "own"},
     }
     free_text = {"version", "python_version", "os_id", "os_version_id", "kernel"}
     free_text |= {"cgroup_version", "runtime", "runtime_version"}
@@ -90,7 +91,7 @@ def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
                 else:
                     assert name in free_text, (sample.name, name)
                     assert "/" not in value and len(value) <= 64, (sample.name, name, value)
-    assert {"check", "status", "reason"} <= seen
+    assert {"check", "status", "reason", "view"} <= seen
     for cid in checks:
         assert f'selfcheck_check_runs_total{{check="{cid}"}} 1.0' in body.decode()
     lint = subprocess.run(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from selfcheck.checks.security import host_pid_namespace
@@ -32,7 +32,7 @@ from selfcheck.config import (
 from selfcheck.context import CheckContext
 from selfcheck.host import agent
 from selfcheck.host.capabilities import decode
-from selfcheck.host.eyes import discovery_proc
+from selfcheck.host.eyes import discovery_proc, enter
 from selfcheck.host.files import describe
 from selfcheck.host.identity import Identity, mount_writable, read_identity
 from selfcheck.host.procfs import Mount, read_mountinfo
@@ -445,6 +445,28 @@ def _agent_details(view: agent.AgentView, states: Mapping[str, VolumeState]) -> 
     return details
 
 
+def _drift(
+    view: agent.AgentView, own: Own, states: Mapping[str, VolumeState], env: Mapping[str, str]
+) -> list[Finding]:
+    """The sidecar against the Agent. A sidecar with none of the Agent's host volumes is bare
+    by design (it looks through the Agent's eyes), so its mounts are not compared."""
+    findings: list[Finding] = []
+    if view.identity is not None and own.identity is not None:
+        findings += identity_drift(view.identity, own.identity)
+    own_states = volume_states(own.mounts, env)
+    if states and any(state.present for state in own_states.values()):
+        findings += mount_drift(states, own_states)
+    if view.env is not None:
+        findings += env_drift(env, own.env)
+    return findings
+
+
+def _as_notes(findings: list[Finding]) -> list[Finding]:
+    """Drift is only a note while every verdict is the Agent's own view: it matters for the
+    fallback to selfcheck's own mounts, not for what is judged now."""
+    return [replace(f, severity=Severity.INFO) for f in findings]
+
+
 def judge(
     mode: str,
     *,
@@ -453,18 +475,16 @@ def judge(
     own: Own | None,
     listeners: list[agent.Listener],
     listener_errors: list[str],
+    agent_view: bool = False,
 ) -> Outcome:
-    """Findings from what was read; ``own`` is ``None`` in node mode (nothing to mirror)."""
+    """Findings from what was read; ``own`` is ``None`` in node mode (nothing to mirror).
+    ``agent_view``: the Agent's root can be entered, so the verdicts are its own."""
     env = view.env.values if view.env is not None else {}
     states = volume_states(view.mounts, env) if view.mounts is not None else {}
     findings: list[Finding] = [*table_findings(states, env, mode)] if states else []
     if own is not None:
-        if view.identity is not None and own.identity is not None:
-            findings += identity_drift(view.identity, own.identity)
-        if states:
-            findings += mount_drift(states, volume_states(own.mounts, env))
-        if view.env is not None:
-            findings += env_drift(env, own.env)
+        drift = _drift(view, own, states, env)
+        findings += _as_notes(drift) if agent_view else drift
     findings += listener_findings(listeners)
     details: dict[str, object] = {
         "mode": mode,
@@ -480,12 +500,12 @@ def judge(
         if view.process.container_id
         else f"Agent pid {view.process.pid}"
     )
-    ids = [f.id for f in findings]
+    ids = [f.id for f in findings if f.severity is not Severity.INFO]
     if any(f.id.endswith(f"_listener_{agent.FOREIGN}") for f in findings):
         reason = Reason.FOREIGN_LISTENER
-    elif findings:
+    elif ids:
         reason = Reason.DRIFT
-    elif view.denied or listener_errors:
+    elif (view.denied or listener_errors) and not agent_view:
         unreadable = ", ".join([*view.denied, *listener_errors])
         return Outcome(
             Status.DEGRADED,
@@ -500,8 +520,10 @@ def judge(
         return ok(
             f"{where} matches the chart's table"
             + (" and this sidecar" if own is not None else "")
-            + (f"; listeners: {listening}" if listening else ""),
+            + (f"; listeners: {listening}" if listening else "")
+            + (f"; noted: {', '.join(f.id for f in findings)}" if findings else ""),
             details=details,
+            findings=tuple(findings),
         )
     return Outcome(
         Status.DEGRADED,
@@ -562,6 +584,7 @@ def run(ctx: CheckContext) -> Outcome:
     env = view.env.values if view.env is not None else {}
     listeners, listener_errors = read_listeners(ctx, found, env)
     own = read_own(_own_mounts()) if mode == agent.SIDECAR else None
+    entered = not isinstance(enter(host_proc, core.pid), str)
     return judge(
         mode,
         found=found,
@@ -569,6 +592,7 @@ def run(ctx: CheckContext) -> Outcome:
         own=own,
         listeners=listeners,
         listener_errors=listener_errors,
+        agent_view=entered,
     )
 
 
@@ -607,5 +631,6 @@ SPEC = register(
         catalog_title="Findings",
         catalog=_catalog(),
         runs_as_selfcheck=True,
+        needs_view=False,
     )
 )

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from selfcheck.checks._common import os_failure
 from selfcheck.config import Config, unix_socket_file
 from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import CapabilitySets, cap_bit, decode, mask_of
+from selfcheck.host.eyes import AGENT
 from selfcheck.host.identity import (
     Identity,
     mount_writable,
@@ -27,7 +28,7 @@ from selfcheck.host.identity import (
     submounts,
 )
 from selfcheck.host.namespaces import INITIAL_PID_NS_INODE, namespace_inode, read_pid_view
-from selfcheck.host.procfs import Mount
+from selfcheck.host.procfs import Mount, read_mountinfo
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status
 from selfcheck.registry import CheckSpec, register
 
@@ -522,10 +523,10 @@ def _in_host_pid_namespace(ctx: CheckContext) -> bool | None:
     """This process's PID namespace, or the Agent's in its view: its ``NSpid`` in the procfs
     it was found in has one entry when it shares that (the node's) namespace."""
     eyes = ctx.host.eyes
-    if eyes.pid == "self":
+    if eyes.audited == "self":
         return host_pid_namespace(ctx.host.host_proc)
     try:
-        levels = read_pid_view(eyes.proc, eyes.pid).levels
+        levels = read_pid_view(eyes.proc, eyes.audited).levels
     except OSError:
         return None
     return levels == 1 if levels else None
@@ -535,16 +536,19 @@ def run(ctx: CheckContext) -> Outcome:
     """The audit of the viewed container: the Agent's identity and mounts in its view."""
     config = ctx.config
     eyes = ctx.host.eyes
-    status = eyes.proc / eyes.pid / "status"
+    pid = eyes.audited
     try:
-        identity = read_identity(eyes.proc, eyes.pid)
+        identity = read_identity(eyes.proc, pid)
     except OSError as error:
+        status = eyes.proc / pid / "status"
         return os_failure(REMEDIATIONS, error, status, "read the container's status")
-    mounts = ctx.host.own_mounts()
-    if isinstance(mounts, OSError):
-        where = eyes.proc / eyes.pid / "mountinfo"
-        return os_failure(REMEDIATIONS, mounts, where, "read the mount table")
-    return judge(identity, mounts, _in_host_pid_namespace(ctx), config)
+    try:
+        mounts = read_mountinfo(eyes.proc, pid)
+    except OSError as error:
+        where = eyes.proc / pid / "mountinfo"
+        return os_failure(REMEDIATIONS, error, where, "read the mount table")
+    outcome = judge(identity, mounts, _in_host_pid_namespace(ctx), config)
+    return replace(outcome, view=AGENT) if pid != "self" else outcome
 
 
 def _catalog() -> dict[str, str]:
@@ -567,6 +571,7 @@ SPEC = register(
             "hostPID, hostPath mounts and root are accepted for monitoring only when scoped: "
             "read-only mounts, no ptrace next to hostPID, non-root where possible."
         ),
+        needs_view=False,
         catalog_title="Findings (id, severity: why it matters)",
         catalog=_catalog(),
         remediations=REMEDIATIONS,

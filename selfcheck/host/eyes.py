@@ -89,6 +89,15 @@ class Eyes:
     agent_address: str | None = None
     """The Agent pod's own address, where its all-address servers (health) answer when its
     loopback is out of reach (node mode)."""
+    blind: bool = False
+    """Node mode with an Agent that cannot be entered or found: selfcheck's own mounts say
+    nothing about it, so the checks that need its root are skipped with ``why``."""
+
+    @property
+    def audited(self) -> str:
+        """The process whose identity and mount table the audit reads: the Agent's whenever it
+        was found (``status`` and ``mountinfo`` need no ptrace access), else this one."""
+        return str(self.agent_pid) if self.agent_pid is not None else self.pid
 
     @property
     def numeric_pid(self) -> int:
@@ -113,8 +122,21 @@ class Eyes:
         return body
 
 
-def own_eyes(why: str) -> Eyes:
-    return Eyes(OWN, Root(OWN_BASE), OWN_PROC, "self", why, Credentials.own())
+def own_eyes(
+    why: str, proc: Path = OWN_PROC, agent_pid: int | None = None, blind: bool = False
+) -> Eyes:
+    """selfcheck's own view; ``agent_pid`` when the Agent was found in ``proc`` but cannot be
+    entered (its identity and mount table can still be audited)."""
+    return Eyes(
+        OWN,
+        Root(OWN_BASE),
+        proc if agent_pid is not None else OWN_PROC,
+        "self",
+        why,
+        Credentials.own(),
+        agent_pid=agent_pid,
+        blind=blind,
+    )
 
 
 def discovery_proc(host_proc: Path) -> Path:
@@ -320,10 +342,11 @@ def look(finder: Finder, host_proc: Path, cgroup_top: CgroupTop, forced_own: boo
         return own_eyes("SELFCHECK_VIEW=own")
     proc = discovery_proc(host_proc)
     pid = finder.find(proc, cgroup_top)
+    node = finder.mode == agent.NODE
     if pid is None:
-        scope = "in this pod" if finder.mode == agent.SIDECAR else "on this node"
-        return own_eyes(f"no 'agent run' process found {scope} in {proc}")
+        scope = "on this node" if node else "in this pod"
+        return own_eyes(f"no 'agent run' process found {scope} in {proc}", blind=node)
     entered = enter(proc, pid)
     if isinstance(entered, str):
-        return own_eyes(entered)
+        return own_eyes(entered, proc, pid, blind=node)
     return entered

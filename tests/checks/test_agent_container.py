@@ -127,6 +127,11 @@ DRIFTS: dict[str, tuple[dict[str, Any], set[str], str]] = {
 }
 
 
+ONLY_NOTED = {"user", "capability", "DD_* value"}
+"""Drift between the sidecar and an Agent whose root it can enter (with the Agent's
+credentials where they differ): every verdict is the Agent's own, so it is an info note."""
+
+
 @pytest.mark.parametrize("dimension", list(DRIFTS))
 def test_each_drift_is_found_and_named(pod: Pod, dimension: str) -> None:
     changes, expected, sentence = DRIFTS[dimension]
@@ -139,7 +144,12 @@ def test_each_drift_is_found_and_named(pod: Pod, dimension: str) -> None:
     uid = new_pod()
     pod.start_agent(agent_spec(pod, uid, **changes))
     result = check(pod, sidecar_spec(pod, uid))
-    assert (result["status"], result["reason"]) == ("degraded", "drift"), result
+    if dimension in ONLY_NOTED:
+        # selfcheck sees through the Agent's own eyes: the sidecar's drift is only a note
+        assert (result["status"], result["reason"]) == ("ok", "ok"), result
+        assert {f["severity"] for f in result["findings"]} == {"info"}
+    else:
+        assert (result["status"], result["reason"]) == ("degraded", "drift"), result
     ids = finding_ids(result)
     assert expected <= ids, ids
     messages = " ".join(f["message"] for f in result["findings"])

@@ -12,6 +12,7 @@ inside the namespace. The CLI then runs in that process, as the sidecar would in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import shutil
@@ -31,8 +32,10 @@ from selfcheck.checks import security
 from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import CapabilitySets, mask_of
+from selfcheck.host.eyes import own_eyes
 from selfcheck.host.identity import Identity
 from selfcheck.host.procfs import parse_mountinfo
+from selfcheck.host.view import HostView
 from selfcheck.model import Reason, Severity, Status
 from selfcheck.registry import known_ids
 from tests.support.run import AS_AGENT_USER, Run, base_env, in_shell, python_command
@@ -638,9 +641,12 @@ def test_every_finding_is_in_the_closed_set_with_its_documented_severity() -> No
     assert "CAP_63" in outcome.findings[2].message  # bits beyond the table are still named
 
 
-def test_unreadable_own_status_is_an_io_error(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(security, "OWN_PROC", tmp_path)
-    outcome = security.run(CheckContext.of(load(known_ids(), {"HOST_PROC": "/proc"})))
+def test_unreadable_own_status_is_an_io_error(tmp_path: Path) -> None:
+    """The viewed process's status is read from the procfs its eyes name: here an empty one."""
+    config = load(known_ids(), {"HOST_PROC": "/proc"})
+    eyes = dataclasses.replace(own_eyes("a procfs without the process"), proc=tmp_path)
+    host = HostView(config.host_proc, config.cgroup_root, eyes)
+    outcome = security.run(CheckContext(config, host, time.monotonic() + 2))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.IO_ERROR)
     assert "(ENOENT)" in outcome.message and "self/status" in outcome.message
 

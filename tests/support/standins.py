@@ -126,7 +126,8 @@ class DogStatsDReceiver:
 
 
 class _QuietHandler(BaseHTTPRequestHandler):
-    """Answers GET from the server's ``routes`` table (path -> status, JSON body)."""
+    """Answers GET from the server's ``routes`` table (path -> status, JSON body; a ``bytes``
+    body is sent as it is, as text)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -134,9 +135,10 @@ class _QuietHandler(BaseHTTPRequestHandler):
         status, payload = self.server.routes.get(  # type: ignore[attr-defined]
             self.path.split("?")[0], (404, {"error": "not found"})
         )
-        body = json.dumps(payload).encode()
+        raw = isinstance(payload, bytes)
+        body = payload if raw else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain" if raw else "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -204,6 +206,28 @@ class TraceAgentStandIn(_Serving):
             self.path.unlink()
         server = _UnixHTTPServer(str(self.path), _QuietHandler)
         server.routes = {"/info": (200, trace_agent_info(version))}
+        self.path.chmod(mode)
+        self.server = server
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class DockerStandIn(_Serving):
+    """The Docker Engine API's ``/_ping`` and ``/version`` on a unix socket, owned by root and
+    mode 0660 like dockerd's (the engine itself is not needed to prove who may connect)."""
+
+    def __init__(self, path: Path, version: str = "24.0.7", mode: int = 0o660) -> None:
+        self.path = Path(path)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        server = _UnixHTTPServer(str(self.path), _QuietHandler)
+        server.routes = {
+            "/_ping": (200, b"OK"),
+            "/version": (200, {"Version": version, "ApiVersion": "1.43"}),
+        }
         self.path.chmod(mode)
         self.server = server
 
