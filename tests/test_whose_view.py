@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.pod import DEFAULT_CAPS, TMPFS, Pod, Spec, Volume, new_pod, pods
-from tests.support.standins import AgentHTTPStandIn, DockerStandIn
+from tests.support.standins import AgentHTTPStandIn, DockerStandIn, DogStatsDReceiver
 
 pytestmark = [
     pytest.mark.root,
@@ -211,8 +211,10 @@ def test_an_agent_it_cannot_enter_gives_the_own_view_with_why(node: Node) -> Non
 
 
 def test_a_sidecar_started_before_its_agent_switches_to_the_agents_view(node: Node) -> None:
-    """Ready on its own view first; the Agent's view within one interval after it starts."""
+    """Ready on its own view first (its mirrored mounts pass: a DogStatsD listener already
+    answers in the node's directory), the Agent's view within an interval of the Agent."""
     pod_uid = new_pod()
+    listener = DogStatsDReceiver(node.dsd_dir / "dsd.socket").__enter__()
     spec = sidecar(node, pod_uid)
     port = _closed_port()
     spec.env.update({"SELFCHECK_INTERVAL": "0.5", "SELFCHECK_LISTEN": f"127.0.0.1:{port}"})
@@ -221,9 +223,13 @@ def test_a_sidecar_started_before_its_agent_switches_to_the_agents_view(node: No
     assert first["view"]["view"] == "own", first["view"]
     assert first["ready"] is True, first
     start_agent(node, "healthy", pod_uid)
+    started = _status_when(port, lambda body: True)["generation"]
     later = _status_when(port, lambda body: body.get("view", {}).get("view") == "agent")
-    assert later["view"]["view"] == "agent"
+    # the cycle under way when the Agent started may have looked before it; the next sees it
+    assert later["generation"] <= started + 2, (started, later["generation"])
+    assert {r["view"] for r in later["checks"] if r["status"] != "skipped"} == {"agent"}
     serving.terminate()
+    listener.__exit__()
 
 
 def _status_when(port: int, wanted: Any, limit: float = 20.0) -> dict[str, Any]:

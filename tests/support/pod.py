@@ -146,7 +146,7 @@ def _mount_script(
             if Path(volume.source).is_dir()
             else (f"mkdir -p $(dirname {target}) && touch {target}")
         )
-        lines += [make, f"mount --bind {source} {target}"]
+        lines += [make, f"mount --rbind {source} {target}"]  # a hostPath is a recursive bind
         if volume.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
     if read_only_root:  # the chart's readOnlyRootFilesystem: true
