@@ -12,7 +12,7 @@ JSON object on stdout and exits.
 
 Nothing but verdicts crosses back: the child's stderr is discarded (a traceback could quote a
 value), and what it prints is the same JSON ``/status`` serves, which holds no environment
-value beyond the allow-listed settings (``selfcheck.host.agent.ENV_ALLOWLIST``).
+value beyond the allow-listed settings (``selfcheck.agentpod.ENV_ALLOWLIST``).
 """
 
 from __future__ import annotations

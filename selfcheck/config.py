@@ -23,18 +23,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DOGSTATSD_SOCKET = "/var/run/datadog/dsd.socket"
-DEFAULT_APM_SOCKET = "/var/run/datadog/apm.socket"
-DEFAULT_HEALTH_PORT = 5555
-AGENT_EXPVAR_PORTS = (5000, 6000)
-"""No DD_EXPVAR_PORT: the Agent's own default (and the Operator's), then the chart's."""
+from selfcheck.agentpod import (
+    DEFAULT_APM_SOCKET,
+    DEFAULT_DOGSTATSD_SOCKET,
+    DEFAULT_HEALTH_PORT,
+    MODES,
+)
+from selfcheck.agentpod import EXPVAR_PORTS as AGENT_EXPVAR_PORTS
+
 DEFAULT_LISTEN = ":9750"
 """Every address: IPv6 and IPv4 on one dual-stack socket where the kernel allows it."""
 DEFAULT_INTERVAL = 30.0
 DEFAULT_CHECK_TIMEOUT = 2.0
 DEFAULT_SAMPLE = 256
 DEFAULT_HEARTBEAT_METRIC = "datadog.selfcheck.heartbeat"
-MODES = ("sidecar", "node")
 VIEW_CHOICES = ("auto", "own")
 """``auto``: the Agent container's view when it can be entered, else selfcheck's own."""
 OWN_SETTINGS = "this container's environment"

@@ -21,14 +21,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from selfcheck import agentpod
+from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET
 from selfcheck.checks.security import host_pid_namespace
-from selfcheck.config import (
-    DEFAULT_APM_SOCKET,
-    DEFAULT_DOGSTATSD_SOCKET,
-    Config,
-    agent_bool,
-    unix_socket_file,
-)
+from selfcheck.config import Config, agent_bool, unix_socket_file
 from selfcheck.context import CheckContext
 from selfcheck.host import agent
 from selfcheck.host.capabilities import decode
@@ -108,6 +104,14 @@ def _runtime_dirs(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
+def _path(name: str) -> str:
+    return agentpod.volume(name).mount_path
+
+
+def _ro(name: str) -> bool:
+    return agentpod.volume(name).read_only
+
+
 def _always(env: Mapping[str, str], mode: str) -> bool:
     return True
 
@@ -117,27 +121,34 @@ def _logs(env: Mapping[str, str], mode: str) -> bool:
 
 
 CHART_VOLUMES: tuple[ChartVolume, ...] = (
-    ChartVolume("procdir", lambda e: ("/host/proc",), True, _always),
-    ChartVolume("cgroups", lambda e: ("/host/sys/fs/cgroup",), True, _always),
+    ChartVolume("procdir", lambda e: (_path("procdir"),), _ro("procdir"), _always),
+    ChartVolume("cgroups", lambda e: (_path("cgroups"),), _ro("cgroups"), _always),
     ChartVolume(
         "os-release-file",
-        lambda e: ("/host/etc/os-release",),
-        True,
-        lambda e, mode: mode == agent.SIDECAR,  # the Operator mounts it only for CWS
+        lambda e: (_path("os-release-file"),),
+        _ro("os-release-file"),
+        lambda e, mode: mode == agentpod.SIDECAR,  # the Operator mounts it only for CWS
     ),
     ChartVolume(
         "dsdsocket",
         lambda e: (_socket_dir(e, "DD_DOGSTATSD_SOCKET", DEFAULT_DOGSTATSD_SOCKET),),
-        False,
+        _ro("dsdsocket"),
         _always,
     ),
-    ChartVolume("apmsocket", _apm_dir, False, lambda e, mode: bool(_apm_dir(e))),
-    ChartVolume("passwd", lambda e: ("/etc/passwd",), True, lambda e, mode: None),
-    ChartVolume("runtimesocketdir", _runtime_dirs, True, _always),
-    ChartVolume("logpodpath", lambda e: ("/var/log/pods",), True, _logs),
-    ChartVolume("logscontainerspath", lambda e: ("/var/log/containers",), True, _logs),
-    ChartVolume("pointerdir", lambda e: ("/opt/datadog-agent/run",), False, _logs),
+    ChartVolume("apmsocket", _apm_dir, _ro("apmsocket"), lambda e, mode: bool(_apm_dir(e))),
+    ChartVolume("passwd", lambda e: (_path("passwd"),), _ro("passwd"), lambda e, mode: None),
+    ChartVolume("runtimesocketdir", _runtime_dirs, _ro("runtimesocketdir"), _always),
+    ChartVolume("logpodpath", lambda e: (_path("logpodpath"),), _ro("logpodpath"), _logs),
+    ChartVolume(
+        "logscontainerspath",
+        lambda e: (_path("logscontainerspath"),),
+        _ro("logscontainerspath"),
+        _logs,
+    ),
+    ChartVolume("pointerdir", lambda e: (_path("pointerdir"),), _ro("pointerdir"), _logs),
 )
+"""The chart's table (``selfcheck.agentpod``) with which Agent setting moves each path and
+when the Agent container must have it (the Operator mounts os-release only for CWS)."""
 
 
 def _id(volume: ChartVolume, what: str) -> str:
@@ -314,7 +325,7 @@ def identity_drift(theirs: Identity, mine: Identity) -> Iterator[Finding]:
 
 def env_drift(theirs: Mapping[str, str], mine: Mapping[str, str]) -> Iterator[Finding]:
     """Allow-listed names whose values differ; the finding names them, never their values."""
-    differ = sorted(n for n in agent.ENV_ALLOWLIST if theirs.get(n, "") != mine.get(n, ""))
+    differ = sorted(n for n in agentpod.ENV_ALLOWLIST if theirs.get(n, "") != mine.get(n, ""))
     if differ:
         yield _warning(
             "env_drift",
@@ -372,7 +383,7 @@ def read_listeners(
             "dgram",
         )
     ]
-    if found.of_role(agent.TRACE) or env.get("DD_APM_RECEIVER_SOCKET"):
+    if found.of_role(agentpod.TRACE) or env.get("DD_APM_RECEIVER_SOCKET"):
         sockets.append(
             (
                 "apm",
@@ -418,7 +429,7 @@ def read_own(own_mounts: list[Mount] | OSError) -> Own:
     except OSError:
         identity = None
     mounts = () if isinstance(own_mounts, OSError) else tuple(own_mounts)
-    env = {k: v for k, v in os.environ.items() if k in agent.ENV_ALLOWLIST}
+    env = {k: v for k, v in os.environ.items() if k in agentpod.ENV_ALLOWLIST}
     return Own(identity, mounts, env)
 
 
@@ -539,7 +550,7 @@ def judge(
 
 def _absent(config: Config, mode: str, reason: Reason, message: str) -> Outcome:
     """No Agent to judge: a note in a default sidecar install, degraded when asked for."""
-    asked = mode == agent.NODE or "agent_container" in config.require
+    asked = mode == agentpod.NODE or "agent_container" in config.require
     status = Status.DEGRADED if asked else Status.SKIPPED
     fix = REMEDIATIONS[Reason.NOT_FOUND] if asked else ""
     return Outcome(status, reason, message, fix, details={"mode": mode})
@@ -562,7 +573,7 @@ def run(ctx: CheckContext) -> Outcome:
         return _absent(
             config,
             mode,
-            Reason.NOT_APPLICABLE if mode == agent.SIDECAR else Reason.NOT_FOUND,
+            Reason.NOT_APPLICABLE if mode == agentpod.SIDECAR else Reason.NOT_FOUND,
             f"{config.host_proc} is not the node's PID namespace (no hostPID): the Agent's "
             "processes are not visible, so its container cannot be compared",
         )
@@ -572,7 +583,7 @@ def run(ctx: CheckContext) -> Outcome:
         return _absent(config, mode, Reason.NOT_FOUND, f"cannot list {config.host_proc}: {error}")
     core = found.core()
     if core is None:
-        scope = "in this pod" if mode == agent.SIDECAR else "in any pod on this node"
+        scope = "in this pod" if mode == agentpod.SIDECAR else "in any pod on this node"
         return _absent(
             config,
             mode,
@@ -583,7 +594,7 @@ def run(ctx: CheckContext) -> Outcome:
     view = agent.read_view(host_proc, core)
     env = view.env.values if view.env is not None else {}
     listeners, listener_errors = read_listeners(ctx, found, env)
-    own = read_own(_own_mounts()) if mode == agent.SIDECAR else None
+    own = read_own(_own_mounts()) if mode == agentpod.SIDECAR else None
     entered = not isinstance(enter(host_proc, core.pid), str)
     return judge(
         mode,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selfcheck import agentpod
 from selfcheck.checks._common import not_replaced, os_failure
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
@@ -41,8 +42,8 @@ STAT_CAP = 16 * 1024
 
 REMEDIATIONS = {
     Reason.ENOENT: (
-        "Mount the host's /sys/fs/cgroup read-only at /host/sys/fs/cgroup: the chart's cgroups "
-        "volume (hostPath /sys/fs/cgroup, readOnly: true); with a custom path set "
+        f"Mount the node's /sys/fs/cgroup read-only in the Agent container: the chart's "
+        f"{agentpod.volume('cgroups').fix()}, readOnly: true; with a custom path set "
         "DD_CONTAINER_CGROUP_ROOT."
     ),
     Reason.EACCES: (

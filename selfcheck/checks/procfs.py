@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfcheck import agentpod
 from selfcheck.checks._common import os_failure
 from selfcheck.context import CheckContext
 from selfcheck.host.files import describe, read_text
@@ -25,8 +26,8 @@ OWN_PROC = Path("/proc")
 
 REMEDIATIONS = {
     Reason.ENOENT: (
-        "Mount the host's /proc read-only at /host/proc: the chart's procdir volume "
-        "(hostPath /proc, mountPath /host/proc, readOnly: true); with a custom path set HOST_PROC."
+        f"Mount the node's /proc read-only in the Agent container: the chart's "
+        f"{agentpod.volume('procdir').fix()}, readOnly: true; with a custom path set HOST_PROC."
     ),
     Reason.EACCES: (
         "The procfs mount exists but this user cannot list it: run with the Agent's identity "

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from selfcheck import agentpod
 from selfcheck.checks._common import os_failure
 from selfcheck.config import Config, unix_socket_file
 from selfcheck.context import CheckContext
@@ -195,69 +196,80 @@ def _socket_dirs(config: Config) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
+def _mount(name: str) -> str:
+    """The Agent pod's mount path for a volume (``selfcheck.agentpod``)."""
+    return agentpod.volume(name).mount_path
+
+
+def _ro(name: str) -> bool:
+    return agentpod.volume(name).read_only
+
+
 VOLUMES: tuple[Volume, ...] = (
     Volume(
         "procdir",
-        "/host/proc",
+        _mount("procdir"),
         lambda c: (c.host_proc,),
-        read_only=True,
+        read_only=_ro("procdir"),
         risk="a root process can rewrite the node's kernel settings under /proc/sys "
         "(kernel.core_pattern runs a program as root on the node) and use /proc/sysrq-trigger.",
         plain=lambda _: Path("/proc"),
     ),
     Volume(
         "cgroups",
-        "/host/sys/fs/cgroup",
+        _mount("cgroups"),
         lambda c: (c.cgroup_root,),
-        read_only=True,
+        read_only=_ro("cgroups"),
         risk="a root process can change other pods' resource limits and move processes between "
         "cgroups (on cgroup v1 each controller is a submount the volume's readOnly misses).",
         plain=lambda _: Path("/sys/fs/cgroup"),
     ),
     Volume(
         "os-release-file",
-        "/host/etc/os-release",
+        _mount("os-release-file"),
         lambda c: (c.os_release_path,),
-        read_only=True,
+        read_only=_ro("os-release-file"),
         risk="the node's OS identity can be falsified for every tool that reads it.",
         plain=lambda _: Path("/etc/os-release"),
     ),
     Volume(
         "passwd",
-        "/etc/passwd",
+        _mount("passwd"),
         lambda c: (c.passwd_path,),
-        read_only=True,
+        read_only=_ro("passwd"),
         risk="a root process can add a UID 0 account to the node.",
     ),
     Volume(
         "runtimesocketdir",
-        "/host/var/run",
+        _mount("runtimesocketdir"),
         _socket_dirs,
-        read_only=True,
+        read_only=_ro("runtimesocketdir"),
         risk="the runtime's sockets and state files on the node can be deleted or replaced; "
         "connecting to the socket works through a read-only mount.",
         plain=_strip_host,
     ),
     Volume(
         "logpodpath",
-        "/var/log/pods",
+        _mount("logpodpath"),
         lambda c: (c.pod_logs_dir,),
-        read_only=True,
+        read_only=_ro("logpodpath"),
         risk="other pods' logs can be altered or deleted, destroying evidence.",
     ),
     Volume(
         "logscontainerspath",
-        str(LOGS_CONTAINERS_DIR),
+        _mount("logscontainerspath"),
         lambda c: (LOGS_CONTAINERS_DIR,),
-        read_only=True,
+        read_only=_ro("logscontainerspath"),
         risk="the node's container log links can be altered or deleted.",
     ),
-    Volume("dsdsocket", "/var/run/datadog", lambda c: (c.dogstatsd_socket.parent,), False),
-    Volume("apmsocket", "/var/run/datadog", lambda c: (c.apm_socket.parent,), False),
-    Volume("pointerdir", str(POINTER_DIR), lambda c: (POINTER_DIR,), False),
+    Volume(
+        "dsdsocket", _mount("dsdsocket"), lambda c: (c.dogstatsd_socket.parent,), _ro("dsdsocket")
+    ),
+    Volume("apmsocket", _mount("apmsocket"), lambda c: (c.apm_socket.parent,), _ro("apmsocket")),
+    Volume("pointerdir", _mount("pointerdir"), lambda c: (POINTER_DIR,), _ro("pointerdir")),
 )
-"""Only dsdsocket, apmsocket and pointerdir need write access: the Agent creates its sockets
-and its log position files there."""
+"""Only dsdsocket, apmsocket and pointerdir need write access (``agentpod.VOLUMES``): the Agent
+creates its sockets and its log position files there."""
 
 
 def _mount_finding(volume: Volume) -> FindingSpec:

@@ -37,6 +37,7 @@ from typing import TypeVar
 
 import psutil
 
+from selfcheck.agentpod import CORE, ENV_ALLOWLIST, NODE, ROLES, SIDECAR, TRACE
 from selfcheck.host.cgroup import (
     CgroupLine,
     container_id_from_path,
@@ -47,33 +48,6 @@ from selfcheck.host.files import describe, read_text
 from selfcheck.host.identity import Identity, read_identity
 from selfcheck.host.procfs import Mount, read_mountinfo
 
-ENV_ALLOWLIST: frozenset[str] = frozenset(
-    {
-        "DD_DOGSTATSD_SOCKET",
-        "DD_APM_RECEIVER_SOCKET",
-        "DD_DOGSTATSD_ORIGIN_DETECTION",
-        "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT",
-        "DD_ORIGIN_DETECTION_UNIFIED",
-        "DD_LOGS_ENABLED",
-        "DD_HEALTH_PORT",
-        "DD_EXPVAR_PORT",
-        "DD_CRI_SOCKET_PATH",
-        "DOCKER_HOST",
-        "HOST_PROC",
-        "HOST_ETC",
-        "DD_CONTAINER_CGROUP_ROOT",
-        "DD_APM_ENABLED",
-        "DD_PROCESS_AGENT_ENABLED",
-        "DD_USE_DOGSTATSD",
-        "DD_DOGSTATSD_PORT",
-        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC",
-        "DD_APM_RECEIVER_PORT",
-        "DD_LOGS_CONFIG_CONTAINER_COLLECT_ALL",
-    }
-)
-"""The only environment names whose values are ever kept: sockets, ports, feature switches
-and host paths, none of them secret. Adding a name is a deliberate, reviewed change."""
-
 _ALLOWED_BYTES = frozenset(name.encode() for name in ENV_ALLOWLIST)
 
 ENVIRON_CAP = 256 * 1024
@@ -83,13 +57,6 @@ NET_UNIX_CAP = 4 * 1024 * 1024
 DISCOVERY_SECONDS = 0.5
 CONNECT_TIMEOUT = 0.5
 
-CORE = "agent"
-TRACE = "trace-agent"
-ROLES = (CORE, TRACE, "process-agent", "system-probe")
-"""Closed set: the roles an Agent process can have, one per container of the chart's pod."""
-
-SIDECAR, NODE = "sidecar", "node"
-MODES = (SIDECAR, NODE)
 
 # The kubelet's pod cgroup: cgroupfs ``pod<uid>``, systemd ``kubepods-<qos>-pod<uid_>.slice``
 # (the UID's dashes become underscores there).

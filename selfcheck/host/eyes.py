@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from selfcheck import agentpod
 from selfcheck.host import agent
 from selfcheck.host.cgroup import parse_proc_cgroup, read_proc_cgroup
 from selfcheck.host.files import describe, read_capped
@@ -83,7 +84,7 @@ class Eyes:
     """Accesses need a helper process holding ``credentials`` (selfcheck's own differ)."""
     agent_pid: int | None = None
     agent_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    """The Agent's allow-listed ``DD_*`` settings (``agent.ENV_ALLOWLIST``), never others."""
+    """The Agent's allow-listed ``DD_*`` settings (``agentpod.ENV_ALLOWLIST``), never others."""
     shares_loopback: bool = True
     """The Agent's network namespace is this process's: its 127.0.0.1 servers answer here."""
     agent_address: str | None = None
@@ -164,7 +165,7 @@ def _start_time(proc: Path, pid: int) -> str:
 
 def _is_core(proc: Path, pid: int) -> bool:
     try:
-        return agent.classify("", _cmdline(proc, pid)) == agent.CORE
+        return agent.classify("", _cmdline(proc, pid)) == agentpod.CORE
     except OSError:
         return False
 
@@ -233,7 +234,7 @@ class Finder:
             return False
 
     def _scan(self, proc: Path, cgroup_top: CgroupTop) -> int | None:
-        if self.mode == agent.SIDECAR:
+        if self.mode == agentpod.SIDECAR:
             pids = _pod_cgroup_pids(proc, cgroup_top())
             if pids is not None:
                 self.scanned = len(pids)
@@ -342,7 +343,7 @@ def look(finder: Finder, host_proc: Path, cgroup_top: CgroupTop, forced_own: boo
         return own_eyes("SELFCHECK_VIEW=own")
     proc = discovery_proc(host_proc)
     pid = finder.find(proc, cgroup_top)
-    node = finder.mode == agent.NODE
+    node = finder.mode == agentpod.NODE
     if pid is None:
         scope = "on this node" if node else "in this pod"
         return own_eyes(f"no 'agent run' process found {scope} in {proc}", blind=node)

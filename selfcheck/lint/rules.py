@@ -14,7 +14,8 @@ import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from selfcheck.config import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET, unix_socket_file
+from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET
+from selfcheck.config import unix_socket_file
 from selfcheck.lint.catalog import agent_bool, bad_value_fix, remediation
 from selfcheck.lint.pod import SIDECAR, Container, PodTemplate
 from selfcheck.model import Finding, Outcome, Reason, Status
