@@ -9,7 +9,7 @@ from selfcheck.host.sharing import placement
 MOUNTINFO = """\
 1 0 0:50 / / rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w
 2 1 0:24 /datadog /var/run/datadog rw,nosuid,nodev - tmpfs tmpfs rw,mode=755
-3 1 8:1 /var/lib/kubelet/pods/0c/volumes/kubernetes.io~empty-dir/apm /var/run/apm rw - ext4 /dev/x rw
+3 1 8:1 /var/lib/kubelet/pods/0c/volumes/kubernetes.io~empty-dir/apm /var/run/apm rw - ext4 x rw
 4 1 0:77 / /var/run/memory rw - tmpfs tmpfs rw,size=65536k
 5 1 8:1 /srv/sockets /var/run/node rw - ext4 /dev/sda1 rw
 """
