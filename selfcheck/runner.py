@@ -152,11 +152,10 @@ class Runner:
         """Checks that compare selfcheck's own container with the Agent's
         (``CheckSpec.runs_as_selfcheck``) get selfcheck's own eyes and configuration."""
         theirs = HostView(config.host_proc, config.cgroup_root, eyes)
-        own = (
-            theirs
-            if eyes.view != AGENT
-            else HostView(self.config.host_proc, self.config.cgroup_root)
-        )
+        own = theirs
+        if eyes.view == AGENT:
+            selfs = own_eyes(eyes.why, eyes.proc, eyes.agent_pid, discovery=eyes.discovery)
+            own = HostView(self.config.host_proc, self.config.cgroup_root, selfs)
         attempts: dict[str, _Attempt | Outcome] = {}
         for cid in wanted:
             mine = self.checks[cid].runs_as_selfcheck
@@ -191,6 +190,7 @@ class Runner:
                 eyes.proc,
                 eyes.agent_pid,
                 blind=self.config.mode == "node",
+                discovery=eyes.discovery,
             )
             return self._run_with(fallback, wanted)
         self.required = answer.required
@@ -209,7 +209,7 @@ class Runner:
             if cid in theirs
         }
         ours = [cid for cid in wanted if cid not in theirs]
-        mine = own_eyes(eyes.why, eyes.proc, eyes.agent_pid)
+        mine = own_eyes(eyes.why, eyes.proc, eyes.agent_pid, discovery=eyes.discovery)
         results.update(self._run_local(mine, ours, config, AGENT))
         return self._publish(results, eyes, answer.notes)
 

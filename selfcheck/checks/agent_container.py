@@ -578,7 +578,7 @@ def run(ctx: CheckContext) -> Outcome:
             "processes are not visible, so its container cannot be compared",
         )
     try:
-        found = agent.discover(host_proc, mode)
+        found = ctx.host.eyes.discovery or agent.discover(host_proc, mode)
     except OSError as error:
         return _absent(config, mode, Reason.NOT_FOUND, f"cannot list {config.host_proc}: {error}")
     core = found.core()

@@ -183,7 +183,9 @@ _KNOWN: dict[tuple[str, int], psutil.Process] = {}
 current command line, which is all the scan asks of it."""
 
 
-def _scan(host_proc: Path, deadline: float) -> tuple[list[tuple[int, str]], int, bool]:
+def _scan(
+    host_proc: Path, deadline: float, only: Sequence[int] | None = None
+) -> tuple[list[tuple[int, str]], int, bool]:
     """``(pid, role)`` of every recognised process, the count scanned, whether all were.
 
     ``psutil.Process`` objects are made directly rather than through ``process_iter``, whose
@@ -194,7 +196,7 @@ def _scan(host_proc: Path, deadline: float) -> tuple[list[tuple[int, str]], int,
     root = str(host_proc)
     with _psutil_procfs(host_proc):
         try:
-            pids = psutil.pids()
+            pids = psutil.pids() if only is None else list(only)
         except IndexError:  # psutil reads the first PID of the listing: an empty directory
             pids = []
         current: dict[tuple[str, int], psutil.Process] = {}
@@ -238,14 +240,16 @@ def discover(
     mode: str = SIDECAR,
     own_path: str | None = None,
     budget: float = DISCOVERY_SECONDS,
+    pids: Sequence[int] | None = None,
 ) -> Discovery:
     """The Agent's processes: this pod's (sidecar) or the Agent pod's on this node (node).
 
     In node mode the Agent pod is the pod of the first ``agent run`` process in a kubelet pod
     cgroup; its other processes (trace-agent...) are those of the same pod. Raises ``OSError``
-    only when the host procfs cannot be listed.
+    only when the host procfs cannot be listed. ``pids`` limits the scan (this pod's
+    processes, read from its cgroups).
     """
-    found, scanned, complete = _scan(host_proc, time.monotonic() + budget)
+    found, scanned, complete = _scan(host_proc, time.monotonic() + budget, pids)
     placed = [p for p in (_place(host_proc, pid, role) for pid, role in found) if p]
     if mode == NODE:
         pods = list(dict.fromkeys(p.pod_uid for p in placed if p.role == CORE and p.pod_uid))

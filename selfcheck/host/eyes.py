@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -90,6 +90,8 @@ class Eyes:
     agent_address: str | None = None
     """The Agent pod's own address, where its all-address servers (health) answer when its
     loopback is out of reach (node mode)."""
+    discovery: agent.Discovery | None = None
+    """The Agent's processes this cycle found (shared with ``agent_container``)."""
     blind: bool = False
     """Node mode with an Agent that cannot be entered or found: selfcheck's own mounts say
     nothing about it, so the checks that need its root are skipped with ``why``."""
@@ -124,7 +126,11 @@ class Eyes:
 
 
 def own_eyes(
-    why: str, proc: Path = OWN_PROC, agent_pid: int | None = None, blind: bool = False
+    why: str,
+    proc: Path = OWN_PROC,
+    agent_pid: int | None = None,
+    blind: bool = False,
+    discovery: agent.Discovery | None = None,
 ) -> Eyes:
     """selfcheck's own view; ``agent_pid`` when the Agent was found in ``proc`` but cannot be
     entered (its identity and mount table can still be audited)."""
@@ -137,6 +143,7 @@ def own_eyes(
         Credentials.own(),
         agent_pid=agent_pid,
         blind=blind,
+        discovery=discovery,
     )
 
 
@@ -205,26 +212,36 @@ def _pod_cgroup_pids(proc: Path, cgroup_top: str | None) -> list[int] | None:
 
 
 class Finder:
-    """Finds the core Agent process once, then re-validates it each cycle."""
+    """Finds the Agent's processes once, then re-validates the core one each cycle.
+
+    The scan is the expensive part (every host process's command line); the validation reads
+    the core process's ``stat`` and ``cmdline``. A restarted Agent (another start time) or a
+    reused PID is scanned for again.
+    """
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self._known: tuple[Path, int, str] | None = None
+        self._known: tuple[Path, agent.Discovery, str] | None = None
         self.scanned = 0
 
-    def find(self, proc: Path, cgroup_top: CgroupTop = lambda: None) -> int | None:
+    def find(self, proc: Path, cgroup_top: CgroupTop = lambda: None) -> agent.Discovery | None:
+        """The Agent's processes with a core one, or ``None`` when there is none."""
         known = self._known
-        if known is not None and known[0] == proc and self._still(proc, known[1], known[2]):
-            self.scanned = 0
-            return known[1]
+        if known is not None and known[0] == proc:
+            core = known[1].core()
+            if core is not None and self._still(proc, core.pid, known[2]):
+                self.scanned = 0
+                return known[1]
         self._known = None
-        pid = self._scan(proc, cgroup_top)
-        if pid is not None:
-            try:
-                self._known = (proc, pid, _start_time(proc, pid))
-            except OSError:
-                return None
-        return pid
+        found = self._scan(proc, cgroup_top)
+        core = found.core() if found is not None else None
+        if found is None or core is None:
+            return None
+        try:
+            self._known = (proc, found, _start_time(proc, core.pid))
+        except OSError:
+            return None
+        return found
 
     @staticmethod
     def _still(proc: Path, pid: int, started: str) -> bool:
@@ -233,19 +250,18 @@ class Finder:
         except OSError:
             return False
 
-    def _scan(self, proc: Path, cgroup_top: CgroupTop) -> int | None:
+    def _scan(self, proc: Path, cgroup_top: CgroupTop) -> agent.Discovery | None:
         if self.mode == agentpod.SIDECAR:
             pids = _pod_cgroup_pids(proc, cgroup_top())
             if pids is not None:
                 self.scanned = len(pids)
-                return next((p for p in sorted(pids) if _is_core(proc, p)), None)
+                return agent.discover(proc, self.mode, pids=pids)
         try:
             found = agent.discover(proc, self.mode)
         except OSError:
             return None
         self.scanned = found.scanned
-        core = found.core()
-        return core.pid if core is not None else None
+        return found
 
 
 def _can_take_credentials() -> bool:
@@ -342,12 +358,13 @@ def look(finder: Finder, host_proc: Path, cgroup_top: CgroupTop, forced_own: boo
     if forced_own:
         return own_eyes("SELFCHECK_VIEW=own")
     proc = discovery_proc(host_proc)
-    pid = finder.find(proc, cgroup_top)
+    found = finder.find(proc, cgroup_top)
+    core = found.core() if found is not None else None
     node = finder.mode == agentpod.NODE
-    if pid is None:
+    if core is None:
         scope = "on this node" if node else "in this pod"
         return own_eyes(f"no 'agent run' process found {scope} in {proc}", blind=node)
-    entered = enter(proc, pid)
+    entered = enter(proc, core.pid)
     if isinstance(entered, str):
-        return own_eyes(entered, proc, pid, blind=node)
-    return entered
+        return own_eyes(entered, proc, core.pid, blind=node, discovery=found)
+    return replace(entered, discovery=found)

@@ -401,6 +401,7 @@ def test_autodiscovery_points_the_agent_at_the_sidecars_metrics(
 
 # --- node mode (k8s/node): selfcheck as its own DaemonSet beside an Operator install ---------
 
+
 @pytest.fixture(scope="session")
 def node_yaml(kubectl: str) -> str:
     return run([kubectl, "kustomize", str(K8S / "node")]).stdout
