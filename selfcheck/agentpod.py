@@ -37,9 +37,11 @@ class Volume:
     """Which features need it, in words (``explain``, remediations)."""
 
     def fix(self) -> str:
-        """The volume as a remediation names it."""
-        mode = "read-only" if self.read_only else "read-write"
-        return f"the {self.name} volume (hostPath {self.node_path} at {self.mount_path}, {mode})"
+        """The volume as a remediation names it: ``procdir volume (hostPath /proc, ...)``."""
+        mode = "readOnly: true" if self.read_only else "read-write"
+        return (
+            f"{self.name} volume (hostPath {self.node_path}, mountPath {self.mount_path}, {mode})"
+        )
 
 
 VOLUMES: tuple[Volume, ...] = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfcheck.context import CheckContext
+from selfcheck.host.eyes import AGENT
 from selfcheck.host.sharing import placement
 from selfcheck.model import Outcome, Reason, Status
 
@@ -21,10 +22,11 @@ never answers yields this check's ``timeout`` with its path and fix, not the run
 def not_shared(
     ctx: CheckContext, path: str, what: str, fix: str, details: dict[str, Any]
 ) -> Outcome | None:
-    """``failed``/``not_shared`` when the socket sits in a directory private to the container
-    (an emptyDir, a tmpfs of its own, its image), which no application pod mounts; ``None``
-    when it is a bind of a node directory, or on a machine that is not a container."""
-    if not ctx.config.containerized:
+    """``failed``/``not_shared`` when the Agent binds the socket in a directory private to its
+    container (an emptyDir, a tmpfs of its own, its image), which no application pod mounts;
+    ``None`` when it is a bind of a node directory. Judged in the Agent's view only: in
+    selfcheck's own, the mount holding the file is selfcheck's copy, not the Agent's."""
+    if ctx.host.eyes.view != AGENT:
         return None
     mounts = ctx.host.own_mounts()
     if isinstance(mounts, OSError):

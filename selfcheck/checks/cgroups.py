@@ -42,9 +42,8 @@ STAT_CAP = 16 * 1024
 
 REMEDIATIONS = {
     Reason.ENOENT: (
-        f"Mount the node's /sys/fs/cgroup read-only in the Agent container: the chart's "
-        f"{agentpod.volume('cgroups').fix()}, readOnly: true; with a custom path set "
-        "DD_CONTAINER_CGROUP_ROOT."
+        f"Mount the host's /sys/fs/cgroup read-only at /host/sys/fs/cgroup: the chart's "
+        f"{agentpod.volume('cgroups').fix()}; with a custom path set DD_CONTAINER_CGROUP_ROOT."
     ),
     Reason.EACCES: (
         "The cgroup tree is mounted but unreadable for this user: run with the Agent's identity "

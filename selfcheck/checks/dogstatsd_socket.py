@@ -10,6 +10,7 @@ and classifies what the kernel says. When the Agent's expvar endpoint answers, i
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from typing import Any
 
 from selfcheck.checks._common import Judge, ownership
@@ -133,11 +134,11 @@ def run(ctx: CheckContext) -> Outcome:
             error, path, "send a DogStatsD datagram to the socket", st, details=details
         )
     details["sent_bytes"] = sent
+    figures = _uds_counters(ctx, deadline, details)
     fix = REMEDIATIONS[Reason.NOT_SHARED]
     private = not_shared(ctx, str(path), "DogStatsD socket", fix, details)
     if private is not None:
-        return private
-    figures = _uds_counters(ctx, deadline, details)
+        return replace(private, figures=figures)
     message = _message(path, mode, config, sent)
     if not st.st_mode & stat.S_IWOTH:
         return Outcome(

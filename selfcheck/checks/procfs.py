@@ -26,8 +26,8 @@ OWN_PROC = Path("/proc")
 
 REMEDIATIONS = {
     Reason.ENOENT: (
-        f"Mount the node's /proc read-only in the Agent container: the chart's "
-        f"{agentpod.volume('procdir').fix()}, readOnly: true; with a custom path set HOST_PROC."
+        f"Mount the host's /proc read-only at /host/proc: the chart's "
+        f"{agentpod.volume('procdir').fix()}; with a custom path set HOST_PROC."
     ),
     Reason.EACCES: (
         "The procfs mount exists but this user cannot list it: run with the Agent's identity "
