@@ -2,7 +2,7 @@
 
     python bench/cycle.py [--sizes 1000,10000,50000] [--repeat 11] [--no-runtime]
 
-DESIGN.md section 7: a full cycle (all checks, sockets answering) under 50 ms with 1,000
+docs/performance.md: a full cycle (all checks, sockets answering) under 50 ms with 1,000
 host processes, its cost growing no faster than linearly, sampled where it must scan.
 
 Rows (each the median of ``--repeat`` runs, in this process, after one warm-up cycle):

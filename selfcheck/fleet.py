@@ -3,7 +3,7 @@
 Every sidecar already publishes its verdicts as metrics, so the fleet view is a handful of
 PromQL instant queries, all evaluated at one instant (Prometheus's own clock, asked first)
 and each answering a whole view for every node at once: the number of queries does not
-grow with the fleet, and Prometheus does the aggregation (DESIGN.md section 3).
+grow with the fleet, and Prometheus does the aggregation (docs/fleet.md).
 
 Nodes are told apart by the ``node`` label, which the PodMonitor
 (``k8s/monitoring/podmonitor.yaml``) sets from ``__meta_kubernetes_pod_node_name``; the

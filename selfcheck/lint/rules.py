@@ -3,7 +3,8 @@
 Each rule looks at every container that needs the capability: the agent container and the
 selfcheck sidecar decide the status (the sidecar's verdict gates readiness; the agent's is
 what the Agent really has), the other Agent containers add notes. The mount table is the
-chart's and the Operator's (FACTS.md 1, 7, 8); paths follow the same settings the runtime
+chart's and the Operator's (helm-charts charts/datadog/templates, datadog-operator
+internal/controller/datadogagent/common/const.go); paths follow the same settings the runtime
 reads (``HOST_PROC``, ``DD_CONTAINER_CGROUP_ROOT``, ``HOST_ETC``, the socket variables).
 Statuses and reasons are the runtime's; the remediation comes from the check's catalog.
 """
@@ -24,7 +25,8 @@ DEFAULT_RUNTIME_SOCKETS = (
     "/var/run/containerd/containerd.sock",
     "/var/run/crio/crio.sock",
 )
-"""The Agent's socket discovery without settings, each also under /host (FACTS.md 3.3)."""
+"""The Agent's socket discovery without settings, each also under /host (the Agent's
+environment_containers.go)."""
 _RANK = {Status.ERROR: 0, Status.FAILED: 1, Status.DEGRADED: 2, Status.OK: 3, Status.SKIPPED: 4}
 
 
@@ -141,7 +143,7 @@ def procfs(pod: PodTemplate) -> Outcome:
         volume="procdir",
         optional=("trace-agent", "process-agent", "system-probe"),
         # With hostPID the Agent falls back to its own /proc, which shows the node's processes
-        # (FACTS.md 3.1): process metrics work, the PID-to-container lookup does not.
+        # (fixup_init.go): process metrics work, the PID-to-container lookup does not.
         missing=Status.DEGRADED if pod.host_pid else Status.FAILED,
         fallback="; with hostPID the Agent falls back to its own /proc, without container tags"
         if pod.host_pid
@@ -238,7 +240,7 @@ def runtime_socket(pod: PodTemplate) -> Outcome:
 
 
 def _socket_identity(pod: PodTemplate, c: Container, v: Verdict, decides: bool) -> None:
-    """A non-root process reaches a 0660 socket only through its group (FACTS.md 3.4)."""
+    """A non-root process reaches a 0660 socket only through its group (datadog-agent#17713)."""
     if c.uid in (0, None):
         return
     if c.gid != 0 and not pod.supplemental_groups:

@@ -3,8 +3,8 @@
 The kernel does the work here: private cgroup namespaces come from ``unshare --cgroup``, a
 container's own view of its cgroup from a cgroup mount made inside that namespace, and a
 cgroup v2 host tree from the machine's unified hierarchy bound where the host tree goes
-(RECIPES.md). The expected values come from the kernel too (``statfs``, ``/proc/self/cgroup``
-read outside selfcheck), never from selfcheck's own detector.
+(a bind mount). The expected values come from the kernel too (``statfs``,
+``/proc/self/cgroup`` read outside selfcheck), never from selfcheck's own detector.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def test_a_private_cgroup_namespace_is_found_by_membership_and_is_ok() -> None:
 def test_a_containers_own_cgroup_mount_is_found_by_its_inode(tmp_path: Path) -> None:
     """What ``docker run --cgroupns private`` gives on v1: the container mounts the memory
     hierarchy inside its namespace, so that mount's root is its own cgroup, whose inode the
-    host tree holds (FACTS.md 5.5)."""
+    host tree holds (datadog-go statsd/container_linux.go)."""
     own = tmp_path / "own-memory"
     run = in_shell(
         "exec unshare --cgroup --mount --propagation private sh -euc '"

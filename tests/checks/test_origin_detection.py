@@ -215,7 +215,8 @@ def test_not_host_pid_when_host_proc_belongs_to_a_namespace_below(tmp_path: Path
 
 @pytest.mark.root
 def test_private_cgroup_namespace_is_ok_with_a_note() -> None:
-    """Issue 14: the cgroups check finds its own cgroup by inode there; this check agrees."""
+    """A private cgroup namespace: the cgroups check finds its own cgroup by inode there;
+    this check agrees."""
     run = in_shell(
         f"exec unshare --cgroup $SELFCHECK {' '.join(ONLY)}", {"HOST_PROC": "/proc", **REQUIRED}
     )
@@ -792,7 +793,7 @@ def test_judge_inodes_past_a_capped_walk_are_unknown_not_unresolved() -> None:
 def test_selfcheck_in_a_private_cgroup_namespace_finds_itself_by_inode(
     containers: Containers,
 ) -> None:
-    """Issue 14: docker's --cgroupns private, the shape of every cgroup v2 containerd pod.
+    """Docker's --cgroupns private, the shape of every cgroup v2 containerd pod.
 
     Its own cgroup reads '/', which is a note, not a failure: the inode of its own
     /sys/fs/cgroup/memory (what its client would send) resolves to its own ID through the
@@ -834,7 +835,7 @@ def test_judge_reports_the_unified_order_and_external_data_as_not_provable() -> 
 @pytest.mark.docker
 @pytest.mark.root
 def test_a_container_without_the_cgroups_mount_names_it(containers: Containers) -> None:
-    """Issue 14: no silent fallback to the container's own /sys/fs/cgroup for the inode map."""
+    """No silent fallback to the container's own /sys/fs/cgroup for the inode map."""
     name = containers.start(
         "--pid", "host", "-v", "/proc:/host/proc:ro",
         "-e", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true", "-e", "DOCKER_DD_AGENT=true",

@@ -1,4 +1,4 @@
-"""The Agent's container-ID rule (FACTS.md 2.3) on real cgroup lines, and on this machine's cgroups.
+"""The Agent's container-ID rule (pid_mapper.go) on real cgroup lines and this machine's cgroups.
 
 The table holds ``/proc/<pid>/cgroup`` contents as each runtime and cgroup driver writes
 them (the shapes the Agent's own tests and issue threads show). Each row says what the Agent

@@ -1,7 +1,7 @@
 """The SO_PASSCRED round trip against the real kernel, in this and in other PID namespaces.
 
 The cross-namespace tests reproduce, with ``unshare``, the exact failure the Agent reports as
-"matched PID for the process is 0 ... Is the agent in host PID mode?" (FACTS.md 2.2).
+"matched PID for the process is 0 ... Is the agent in host PID mode?" (uds_linux.go).
 """
 
 from __future__ import annotations

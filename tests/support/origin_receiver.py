@@ -1,7 +1,8 @@
 """The Agent's side of origin detection, applied to what real clients actually send.
 
 No Agent binary can run here, so this receiver plays its two sockets and applies the Agent's
-rules (FACTS.md 2 and 5) to every packet that arrives, using selfcheck's ports of those rules:
+rules (docs/checks/origin_detection.md) to each packet that arrives, using selfcheck's ports of
+those rules:
 
 - DogStatsD, a ``unixgram`` socket with ``SO_PASSCRED`` (mode 0722): the kernel's PID of the
   packet, mapped through ``<host proc>/<pid>/cgroup`` with the Agent's PID rule (PID 0: no
