@@ -38,6 +38,8 @@ def resolves(name: str, source: Path) -> bool:
     or (a bare file name) the name of some tracked file."""
     if name in UPSTREAM:
         return True
+    if "/blob/" in name:  # a link to this repository's own file on its forge
+        name = name.split("/blob/", 1)[1].split("/", 1)[1]
     if (REPO / name).is_file() or (source.parent / name).is_file():
         return True
     return "/" not in name and any(path.name == name for path in REPO.rglob(name))
@@ -71,5 +73,5 @@ def test_the_checks_find_a_missing_document(tmp_path: Path) -> None:
     # Spelled in pieces, so that this file does not name them itself.
     facts, gone, issue = "FACTS" + ".md", "docs/gone" + ".md", "issue" + " 10"
     source.write_text(f'"""As {facts} 2.3 and {gone} say; see README.md and {issue}."""\n')
-    assert missing_documents(source) == ["FACTS.md", "docs/gone.md"]
-    assert BARE_ISSUE.findall(source.read_text()) == ["issue 10"]
+    assert missing_documents(source) == [facts, gone]
+    assert BARE_ISSUE.findall(source.read_text()) == [issue]

@@ -71,7 +71,7 @@ _LINT_ONLY: Mapping[str, Mapping[Reason, str]] = {
             "volumeMounts (name, mountPath, readOnly), the same runAsUser, runAsGroup and "
             "capabilities, and the same values of the DD_* and HOST_* variables selfcheck "
             "reads. Change k8s/components/selfcheck-sidecar/sidecar.yaml together with the "
-            "Helm values (README: Install with the official Helm chart); otherwise its "
+            "Helm values (docs/kubernetes.md); otherwise its "
             "verdicts are not the Agent's."
         ),
         Reason.BAD_VALUE: (
