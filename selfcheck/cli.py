@@ -78,7 +78,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_fleet_parser(sub: Any) -> None:
-    """``fleet`` flags here, so that parsing never imports ``requests`` (selfcheck/fleet.py)."""
+    """``fleet`` flags here, so that parsing never imports ``requests`` (selfcheck/fleet/)."""
     fleet = sub.add_parser("fleet", help="the fleet's verdicts, from Prometheus")
     fleet.add_argument(
         "--prometheus",
