@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from selfcheck.checks import cgroups
-from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import walk_cgroup_tree
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.run import Run, in_shell, selfcheck
 
 pytestmark = pytest.mark.root
@@ -245,7 +244,7 @@ def test_an_emptydir_like_mount_has_no_controllers(tmp_path: Path) -> None:
 
 
 def test_missing_root(tmp_path: Path) -> None:
-    config = load(known_ids(), {"DD_CONTAINER_CGROUP_ROOT": str(tmp_path / "none")})
+    config = make_config(DD_CONTAINER_CGROUP_ROOT=tmp_path / "none")
     outcome = cgroups.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert str(tmp_path / "none") in outcome.message
@@ -253,7 +252,7 @@ def test_missing_root(tmp_path: Path) -> None:
 
 
 def test_in_a_container_the_missing_mount_is_named_not_replaced() -> None:
-    config = load(known_ids(), {"SELFCHECK_CONTAINERIZED": "true"})
+    config = make_config(SELFCHECK_CONTAINERIZED="true")
     if Path("/host/sys/fs/cgroup").exists():
         pytest.skip("this machine has a /host/sys/fs/cgroup")
     outcome = cgroups.run(CheckContext.of(config))

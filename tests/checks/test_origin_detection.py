@@ -35,7 +35,6 @@ from selfcheck.checks.origin_detection import (
     Sample,
     judge,
 )
-from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import detect_layout
 from selfcheck.host.expvar import UdsVars
@@ -44,7 +43,7 @@ from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, INITIAL_PID_NS_IN
 from selfcheck.host.passcred import Credentials, RoundTrip
 from selfcheck.host.procfs import read_mountinfo
 from selfcheck.model import Outcome, Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AS_AGENT_USER, REPO, Run, in_shell, selfcheck
 
@@ -500,7 +499,7 @@ def test_judge_no_cgroup_hierarchy() -> None:
 
 
 def test_run_uses_the_configuration() -> None:
-    config = load(known_ids(), {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "3"})
+    config = make_config(HOST_PROC="/proc", SELFCHECK_SAMPLE=3)
     outcome = origin_detection.run(CheckContext.of(config))
     assert outcome.status == Status.OK
     assert outcome.figures["sampled_processes"] == 3

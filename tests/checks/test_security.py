@@ -28,13 +28,13 @@ from typing import Any
 import pytest
 
 from selfcheck.checks import security
-from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import CapabilitySets, mask_of
 from selfcheck.host.identity import Identity
 from selfcheck.host.procfs import parse_mountinfo
 from selfcheck.model import Reason, Severity, Status
 from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.run import AS_AGENT_USER, Run, base_env, in_shell, python_command
 from tests.support.seccomp import with_seccomp
 
@@ -596,7 +596,7 @@ def _identity(**overrides: Any) -> Identity:
 
 
 def _judge(identity: Identity, require: str = "", host_pid: bool | None = False) -> Any:
-    config = load(known_ids(), {"HOST_PROC": "/proc", "SELFCHECK_REQUIRE": require})
+    config = make_config(HOST_PROC="/proc", SELFCHECK_REQUIRE=require)
     return security.judge(identity, parse_mountinfo(ROOT_RO), host_pid, config)
 
 
@@ -640,13 +640,13 @@ def test_every_finding_is_in_the_closed_set_with_its_documented_severity() -> No
 
 def test_unreadable_own_status_is_an_io_error(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(security, "OWN_PROC", tmp_path)
-    outcome = security.run(CheckContext.of(load(known_ids(), {"HOST_PROC": "/proc"})))
+    outcome = security.run(CheckContext.of(make_config(HOST_PROC="/proc")))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.IO_ERROR)
     assert "(ENOENT)" in outcome.message and "self/status" in outcome.message
 
 
 def test_required_by_default_is_false() -> None:
-    config = load(known_ids(), {"DD_LOGS_ENABLED": "true", "DD_DOGSTATSD_ORIGIN_DETECTION": "true"})
+    config = make_config(DD_LOGS_ENABLED="true", DD_DOGSTATSD_ORIGIN_DETECTION="true")
     assert security.SPEC.required_by_default(config) is False
 
 
