@@ -11,8 +11,8 @@ Rows (each the median of ``--repeat`` runs, in this process, after one warm-up c
   every scanning check does this once, and it is linear by nature.
 - ``passwd sample``: ``passwd.sample_uids``: list, then ``status`` of an evenly spaced
   sample of ``SELFCHECK_SAMPLE`` (256) processes.
-- ``origin_detection sample``: ``origin_detection.sample_processes``: list, then the
-  Agent's container-ID rule on the ``cgroup`` of the same sample.
+- ``origin_detection sample``: ``origin_detection.sample_all`` without the inode map: list,
+  then the Agent's container-ID rule on the ``cgroup`` of the same sample.
 - ``inode map``: ``selfcheck.host.inodes.build_inode_map`` over a synthetic cgroup v1 memory
   tree (``bench/cgrouptree.py``) holding every cgroup the tree's processes name, padded to
   at least 300 container cgroups (the ``container cgroups`` line), each directory with the
@@ -158,7 +158,7 @@ def measure(host_proc: Path, cgroups: Path | None, env: dict[str, str], repeat: 
             lambda: passwd.sample_uids(host_proc, list_pids(host_proc), SAMPLE), repeat
         )
         times["origin_detection sample"] = timed(
-            lambda: origin_detection.sample_processes(host_proc, 1, SAMPLE), repeat
+            lambda: origin_detection.sample_all(host_proc, 1, SAMPLE)[0], repeat
         )
         times["inode map"] = timed(lambda: build_inode_map(hierarchy), repeat)
         times["sample + clients"] = timed(

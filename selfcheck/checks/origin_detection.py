@@ -432,11 +432,6 @@ def sample_all(
     return sample, clients
 
 
-def sample_processes(proc_root: Path, cgroup_version: int, size: int) -> Sample:
-    """The uds step 4 alone: the Agent's rule on an evenly spaced sample of host processes."""
-    return sample_all(proc_root, cgroup_version, size)[0]
-
-
 PASSCRED_BUDGET = 1.0
 """Seconds the SO_PASSCRED round trip may take at most, within half of what is left."""
 

@@ -89,7 +89,6 @@ ROLES = (CORE, TRACE, "process-agent", "system-probe")
 """Closed set: the roles an Agent process can have, one per container of the chart's pod."""
 
 SIDECAR, NODE = "sidecar", "node"
-MODES = (SIDECAR, NODE)
 
 # The kubelet's pod cgroup: cgroupfs ``pod<uid>``, systemd ``kubepods-<qos>-pod<uid_>.slice``
 # (the UID's dashes become underscores there).
@@ -477,7 +476,6 @@ STALE = "stale"
 NOT_LISTENING = "not_listening"
 NOT_SOCKET = "not_socket"
 UNKNOWN = "unknown"
-VERDICTS = (AGENT_LISTENING, FOREIGN, STALE, NOT_LISTENING, NOT_SOCKET, UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,18 +111,6 @@ def container_id_from_path(path: str) -> str | None:
     return container_id_from_name(last_element(path))
 
 
-def container_id_from_proc_cgroup(text: str, cgroup_version: int) -> str | None:
-    """The container ID the Agent gives a PID whose ``/proc/<pid>/cgroup`` reads ``text``.
-
-    This is the whole rule of pid_mapper.go: take the line whose controller field is ``memory``
-    (cgroup v1, hybrid included) or empty (v2), keep only the last element of its path, drop
-    ``*.mount`` and ``crio-conmon-*`` names, and match the Agent's regex. ``None`` means the
-    Agent sends that PID's metrics without container tags (and does not count an error).
-    """
-    path = agent_cgroup_path(parse_proc_cgroup(text), cgroup_version)
-    return container_id_from_path(path) if path is not None else None
-
-
 def is_runtime_path(path: str) -> bool:
     """Whether a cgroup path lies under a pod or container runtime hierarchy.
 

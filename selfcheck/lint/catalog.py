@@ -88,7 +88,3 @@ def remediation(check: str, reason: Reason, checks: Mapping[str, CheckSpec] | No
     spec = (checks if checks is not None else all_checks()).get(check)
     text = spec.remediation(reason) if spec is not None else ""
     return text or _LINT_ONLY.get(check, {}).get(reason, "")
-
-
-def lint_only_texts() -> Mapping[str, Mapping[Reason, str]]:
-    return _LINT_ONLY

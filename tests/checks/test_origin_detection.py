@@ -511,7 +511,9 @@ RECEIVER = """
 import json, sys
 from pathlib import Path
 from typing import Any
-from selfcheck.host.cgroup import container_id_from_proc_cgroup, detect_layout, read_proc_cgroup
+from selfcheck.host.cgroup import (
+    agent_cgroup_path, container_id_from_path, detect_layout, parse_proc_cgroup, read_proc_cgroup,
+)
 from selfcheck.host.passcred import open_receiver, receive
 from selfcheck.host.procfs import read_mountinfo
 with open_receiver(b"\\0" + sys.argv[1].encode()) as sock:
@@ -520,8 +522,9 @@ with open_receiver(b"\\0" + sys.argv[1].encode()) as sock:
 layout = detect_layout(read_mountinfo(), "/host/sys/fs/cgroup")
 cid = None
 if creds is not None and creds.pid:
-    cid = container_id_from_proc_cgroup(read_proc_cgroup(Path("/host/proc"), creds.pid),
-                                        layout.agent_version)
+    lines = parse_proc_cgroup(read_proc_cgroup(Path("/host/proc"), creds.pid))
+    path = agent_cgroup_path(lines, layout.agent_version)
+    cid = container_id_from_path(path) if path is not None else None
 print(json.dumps({"pid": None if creds is None else creds.pid, "container_id": cid,
                   "layout": layout.version}), flush=True)
 """

@@ -16,7 +16,6 @@ import pytest
 from selfcheck.host.cgroup import (
     agent_cgroup_path,
     container_id_from_name,
-    container_id_from_proc_cgroup,
     detect_layout,
     host_prefix,
     in_runtime_cgroup,
@@ -26,6 +25,7 @@ from selfcheck.host.cgroup import (
     read_proc_cgroup,
 )
 from selfcheck.host.procfs import Mount
+from tests.support.cgroup_rule import container_id_from_proc_cgroup
 
 
 def _hex(seed: str, length: int) -> str:

@@ -61,6 +61,7 @@ from selfcheck.http.server import BadRequestError, parse_head, respond
 from selfcheck.model import Outcome, Reason
 from selfcheck.runner import Runner
 from selfcheck.service import build_app
+from tests.support.cgroup_rule import container_id_from_proc_cgroup
 from tests.support.fake_checks import failing, passing
 from tests.support.protobuf import string_field
 from tests.support.standins import AgentHTTPStandIn
@@ -159,7 +160,7 @@ def test_mountinfo_and_what_is_built_on_it(text: str, root: str, path: str) -> N
 def test_proc_cgroup_lines_and_the_container_id_rule(text: str, version: int) -> None:
     lines = cgroup.parse_proc_cgroup(text)
     cgroup.in_runtime_cgroup(lines)
-    found = cgroup.container_id_from_proc_cgroup(text, version)
+    found = container_id_from_proc_cgroup(text, version)
     assert found is None or cgroup.CONTAINER_ID_RE.fullmatch(found)
     for line in lines:
         cgroup.is_runtime_path(line.path)
@@ -369,7 +370,7 @@ def test_origin_detection_sample_on_any_cgroup_files(cgroups: list[bytes], versi
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         _tree(root, [b"Uid:\t0\n"] * len(cgroups), cgroups)
-        sample = origin_detection.sample_processes(root, version, 256)
+        sample, _ = origin_detection.sample_all(root, version, 256)
         assert sample.resolved <= sample.in_containers <= sample.sampled == len(cgroups)
 
 

@@ -35,11 +35,12 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from selfcheck.host.cgroup import container_id_from_proc_cgroup, detect_layout, read_proc_cgroup
+from selfcheck.host.cgroup import detect_layout, read_proc_cgroup
 from selfcheck.host.client_origin import agent_recognises
 from selfcheck.host.inodes import agent_hierarchy, build_inode_map
 from selfcheck.host.procfs import read_mountinfo
 from tests.support.agent_standin import datagrams
+from tests.support.cgroup_rule import container_id_from_proc_cgroup
 
 _UCRED = struct.Struct("3i")
 _WHO = re.compile(rb"client-([a-z]+)")
