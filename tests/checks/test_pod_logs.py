@@ -10,14 +10,13 @@ from selfcheck.checks import pod_logs
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
 from tests.support.configs import make_config
+from tests.support.hosttree import host_tree
 from tests.support.run import AS_AGENT_USER, selfcheck
 
 
 def _tree(root: Path) -> Path:
+    host_tree(root, {"default_web-1_0f0e/nginx/0.log": '{"log":"hello"}\n'}, mode=0o640)
     log = root / "default_web-1_0f0e" / "nginx" / "0.log"
-    log.parent.mkdir(parents=True)
-    log.write_text('{"log":"hello"}\n')
-    log.chmod(0o640)
     for directory in (root, log.parent.parent, log.parent):
         directory.chmod(0o755)
     return log

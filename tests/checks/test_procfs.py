@@ -11,6 +11,7 @@ from selfcheck.checks import procfs
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
 from tests.support.configs import make_config
+from tests.support.hosttree import proc_tree
 from tests.support.run import AS_AGENT_USER, in_shell, selfcheck
 
 pytestmark = pytest.mark.root
@@ -36,8 +37,7 @@ def test_missing_path_is_enoent_with_the_mount_to_add(tmp_path: Path) -> None:
 
 
 def test_a_plain_directory_is_not_procfs(tmp_path: Path) -> None:
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "status").write_text("Name:\tsystemd\n")
+    proc_tree(tmp_path, {1: {"status": "Name:\tsystemd\n"}})
     outcome = procfs.run(CheckContext.of(make_config(HOST_PROC=tmp_path)))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.NOT_PROCFS)
 

@@ -19,7 +19,6 @@ trace-agent's ``/info`` answers; every configuration value parser.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import tempfile
@@ -63,6 +62,7 @@ from selfcheck.runner import Runner
 from selfcheck.service import build_app
 from tests.support.cgroup_rule import container_id_from_proc_cgroup
 from tests.support.fake_checks import failing, passing
+from tests.support.hosttree import proc_tree
 from tests.support.protobuf import string_field
 from tests.support.standins import AgentHTTPStandIn
 
@@ -326,12 +326,8 @@ def _assert_declared(outcome: Outcome, reasons: tuple[Reason, ...]) -> None:
 
 
 def _tree(root: Path, status: list[bytes], cgroups: list[bytes]) -> None:
-    for pid, (status_bytes, cgroup_bytes) in enumerate(zip(status, cgroups, strict=False), 1):
-        (root / str(pid)).mkdir()
-        (root / str(pid) / "status").write_bytes(status_bytes)
-        (root / str(pid) / "cgroup").write_bytes(cgroup_bytes)
-    if status:
-        os.symlink("1", root / "self")
+    pairs = enumerate(zip(status, cgroups, strict=False), 1)
+    proc_tree(root, {pid: {"status": s, "cgroup": c} for pid, (s, c) in pairs})
 
 
 @FILES
