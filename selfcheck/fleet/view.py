@@ -67,9 +67,6 @@ class Failing:
         """A required check failed or errored: the node is not ready."""
         return self.required and self.status in (Status.FAILED, Status.ERROR)
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True, slots=True)
 class Missing:
@@ -77,9 +74,6 @@ class Missing:
 
     node: str
     why: str
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +103,8 @@ class FleetView:
             "nodes": self.reporting + len(self.missing),
             "reporting": self.reporting,
             "checks": [{"check": cid, **self.counts[cid]} for cid in self.counts],
-            "failing": [f.to_json() for f in self.failing],
-            "missing": [m.to_json() for m in self.missing],
+            "failing": [dataclasses.asdict(f) for f in self.failing],
+            "missing": [dataclasses.asdict(m) for m in self.missing],
             "exit_code": self.exit_code,
         }
 

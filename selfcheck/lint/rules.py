@@ -99,84 +99,81 @@ def _needers(pod: PodTemplate, optional: Iterable[str]) -> list[tuple[Container,
     return found
 
 
-def _host_file_rule(
-    pod: PodTemplate,
-    verdict: Verdict,
-    *,
-    path_of: Callable[[Container], str],
-    node_path: str,
-    wrong: Reason,
-    volume: str,
-    optional: Iterable[str] = (),
-    missing: Status = Status.FAILED,
-    fallback: str = "",
-) -> None:
+AGENT_HELPERS = ("trace-agent", "process-agent", "system-probe")
+"""The Agent containers besides ``agent`` that read the host files too (notes only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostFileRule:
     """A container path that must be the node's ``node_path`` through a hostPath mount.
-    ``missing`` is the status when it is not mounted at all (``degraded`` where the Agent
-    falls back and still works), ``fallback`` what the message then adds."""
-    for c, decides in _needers(pod, optional):
-        path = path_of(c)
-        found = c.mount_for(path)
-        if found is None:
-            status, reason = missing, Reason.ENOENT
-            text = f"{path} is not mounted (no {volume} volumeMount){fallback}"
-        elif not found[0].is_host or found[0].origin(found[1]) != node_path:
-            status, reason = Status.FAILED, wrong
-            seen = found[0].origin(found[1]) if found[0].is_host else f"a {found[0].source}"
-            text = f"{path} is {seen} (volume {found[0].volume}), not the node's {node_path}"
-        else:
-            continue
-        if decides:
-            verdict.add(status, reason, c.name, text)
-        else:
-            verdict.note(c.name, text + f"; it would report {reason} for its own use")
+
+    Not mounted at all is ``failed``, or ``degraded`` with hostPID where the Agent falls back
+    and still works (``fallback`` says how, in the message).
+    """
+
+    check: str
+    path_of: Callable[[Container], str]
+    node_path: str
+    wrong: Reason
+    volume: str
+    ok: str
+    optional: tuple[str, ...] = ()
+    fallback: str = ""
+
+    def __call__(self, pod: PodTemplate) -> Outcome:
+        verdict = Verdict(self.check)
+        path_of, node_path, wrong, volume = self.path_of, self.node_path, self.wrong, self.volume
+        falls_back = bool(self.fallback) and pod.host_pid
+        missing = Status.DEGRADED if falls_back else Status.FAILED
+        fallback = self.fallback if falls_back else ""
+        for c, decides in _needers(pod, self.optional):
+            path = path_of(c)
+            found = c.mount_for(path)
+            if found is None:
+                status, reason = missing, Reason.ENOENT
+                text = f"{path} is not mounted (no {volume} volumeMount){fallback}"
+            elif not found[0].is_host or found[0].origin(found[1]) != node_path:
+                status, reason = Status.FAILED, wrong
+                seen = found[0].origin(found[1]) if found[0].is_host else f"a {found[0].source}"
+                text = f"{path} is {seen} (volume {found[0].volume}), not the node's {node_path}"
+            else:
+                continue
+            if decides:
+                verdict.add(status, reason, c.name, text)
+            else:
+                verdict.note(c.name, text + f"; it would report {reason} for its own use")
+        return verdict.outcome(self.ok)
 
 
-def procfs(pod: PodTemplate) -> Outcome:
-    v = Verdict("procfs")
-    _host_file_rule(
-        pod,
-        v,
-        path_of=host_proc,
-        node_path="/proc",
-        wrong=Reason.NOT_PROCFS,
-        volume="procdir",
-        optional=("trace-agent", "process-agent", "system-probe"),
-        # With hostPID the Agent falls back to its own /proc, which shows the node's processes
-        # (fixup_init.go): process metrics work, the PID-to-container lookup does not.
-        missing=Status.DEGRADED if pod.host_pid else Status.FAILED,
-        fallback="; with hostPID the Agent falls back to its own /proc, without container tags"
-        if pod.host_pid
-        else "",
-    )
-    return v.outcome("the node's /proc is mounted at the procfs path of every Agent container")
-
-
-def cgroups(pod: PodTemplate) -> Outcome:
-    v = Verdict("cgroups")
-    _host_file_rule(
-        pod,
-        v,
-        path_of=cgroup_root,
-        node_path="/sys/fs/cgroup",
-        wrong=Reason.NO_CONTROLLERS,
-        volume="cgroups",
-        optional=("trace-agent", "process-agent", "system-probe"),
-    )
-    return v.outcome("the node's /sys/fs/cgroup is mounted at the cgroup root")
-
-
-def os_release(pod: PodTemplate) -> Outcome:
-    v = Verdict("os_release")
-    _host_file_rule(
-        pod,
-        v,
-        path_of=lambda c: etc_file(c, "os-release", "/host/etc/os-release"),
-        node_path="/etc/os-release",
-        wrong=Reason.PARSE_ERROR,
-        volume="os-release-file",
-    )
-    return v.outcome("the node's /etc/os-release is mounted")
+procfs = HostFileRule(
+    "procfs",
+    host_proc,
+    "/proc",
+    Reason.NOT_PROCFS,
+    "procdir",
+    "the node's /proc is mounted at the procfs path of every Agent container",
+    AGENT_HELPERS,
+    # With hostPID the Agent falls back to its own /proc, which shows the node's processes
+    # (fixup_init.go): process metrics work, the PID-to-container lookup does not.
+    "; with hostPID the Agent falls back to its own /proc, without container tags",
+)
+cgroups = HostFileRule(
+    "cgroups",
+    cgroup_root,
+    "/sys/fs/cgroup",
+    Reason.NO_CONTROLLERS,
+    "cgroups",
+    "the node's /sys/fs/cgroup is mounted at the cgroup root",
+    AGENT_HELPERS,
+)
+os_release = HostFileRule(
+    "os_release",
+    lambda c: etc_file(c, "os-release", "/host/etc/os-release"),
+    "/etc/os-release",
+    Reason.PARSE_ERROR,
+    "os-release-file",
+    "the node's /etc/os-release is mounted",
+)
 
 
 def passwd(pod: PodTemplate) -> Outcome:
@@ -296,18 +293,23 @@ def _shared_socket(
             )
 
 
+def _no_socket(check: str, container: str, text: str) -> Outcome:
+    """``failed``/``enoent`` with nothing else to judge: no process opens the socket."""
+    v = Verdict(check)
+    v.add(Status.FAILED, Reason.ENOENT, container, text)
+    return v.outcome("")
+
+
 def dogstatsd_socket(pod: PodTemplate) -> Outcome:
     v = Verdict("dogstatsd_socket")
     agent = pod.agent
     path = agent.setting("DD_DOGSTATSD_SOCKET")
     if not path:
-        v.add(
-            Status.FAILED,
-            Reason.ENOENT,
+        return _no_socket(
+            v.check,
             agent.name,
             "DD_DOGSTATSD_SOCKET is not set: the Agent opens no DogStatsD socket",
         )
-        return v.outcome("")
     users = []
     trace = pod.role("trace-agent")
     if trace is not None:
@@ -329,22 +331,18 @@ def apm_socket(pod: PodTemplate) -> Outcome:
         )
     trace = pod.role("trace-agent")
     if trace is None:
-        v.add(
-            Status.FAILED,
-            Reason.ENOENT,
+        return _no_socket(
+            v.check,
             pod.agent.name,
             "the pod has no trace-agent container: nothing listens on the APM socket",
         )
-        return v.outcome("")
     path = trace.setting("DD_APM_RECEIVER_SOCKET")
     if not path:
-        v.add(
-            Status.FAILED,
-            Reason.ENOENT,
+        return _no_socket(
+            v.check,
             trace.name,
             "DD_APM_RECEIVER_SOCKET is not set: the trace-agent opens no socket",
         )
-        return v.outcome("")
     users = []
     if pod.sidecar is not None:
         users.append(
