@@ -67,6 +67,13 @@ def test_the_readme_stays_within_its_budget() -> None:
     assert len(README.read_text().splitlines()) <= BUDGET
 
 
+def test_the_kubernetes_install_is_on_the_first_screen() -> None:
+    """After the two tested commands and what selfcheck is, before anything else."""
+    headings = [line for line in README.read_text().splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Kubernetes"
+    assert README.read_text().splitlines().index("## Kubernetes") < 50
+
+
 def test_every_figure_the_readme_quotes_is_in_bench_results() -> None:
     assert [f for f in figures(README.read_text()) if not held_by_results(f)] == []
 
