@@ -305,11 +305,8 @@ def dogstatsd_socket(pod: PodTemplate) -> Outcome:
     agent = pod.agent
     path = agent.setting("DD_DOGSTATSD_SOCKET")
     if not path:
-        return _no_socket(
-            v.check,
-            agent.name,
-            "DD_DOGSTATSD_SOCKET is not set: the Agent opens no DogStatsD socket",
-        )
+        why = "DD_DOGSTATSD_SOCKET is not set: the Agent opens no DogStatsD socket"
+        return _no_socket(v.check, agent.name, why)
     users = []
     trace = pod.role("trace-agent")
     if trace is not None:
@@ -331,18 +328,12 @@ def apm_socket(pod: PodTemplate) -> Outcome:
         )
     trace = pod.role("trace-agent")
     if trace is None:
-        return _no_socket(
-            v.check,
-            pod.agent.name,
-            "the pod has no trace-agent container: nothing listens on the APM socket",
-        )
+        why = "the pod has no trace-agent container: nothing listens on the APM socket"
+        return _no_socket(v.check, pod.agent.name, why)
     path = trace.setting("DD_APM_RECEIVER_SOCKET")
     if not path:
-        return _no_socket(
-            v.check,
-            trace.name,
-            "DD_APM_RECEIVER_SOCKET is not set: the trace-agent opens no socket",
-        )
+        why = "DD_APM_RECEIVER_SOCKET is not set: the trace-agent opens no socket"
+        return _no_socket(v.check, trace.name, why)
     users = []
     if pod.sidecar is not None:
         users.append(
