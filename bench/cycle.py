@@ -7,7 +7,7 @@ With ``--tree`` each source tree (a checkout of selfcheck) runs the same full cy
 interpreter of its own, one after the other in the same run, and the table gives each one's
 median and best cycle and CPU with its ratio to the first tree.
 
-DESIGN.md section 7: a full cycle (all checks, sockets answering) under 50 ms with 1,000
+docs/performance.md: a full cycle (all checks, sockets answering) under 50 ms with 1,000
 host processes, its cost growing no faster than linearly, sampled where it must scan.
 
 Rows (each the median of ``--repeat`` runs, in this process, after one warm-up cycle):
@@ -16,8 +16,8 @@ Rows (each the median of ``--repeat`` runs, in this process, after one warm-up c
   every scanning check does this once, and it is linear by nature.
 - ``passwd sample``: ``passwd.sample_uids``: list, then ``status`` of an evenly spaced
   sample of ``SELFCHECK_SAMPLE`` (256) processes.
-- ``origin_detection sample``: ``origin_detection.sample_processes``: list, then the
-  Agent's container-ID rule on the ``cgroup`` of the same sample.
+- ``origin_detection sample``: ``origin_detection.sample_all`` without the inode map: list,
+  then the Agent's container-ID rule on the ``cgroup`` of the same sample.
 - ``inode map``: ``selfcheck.host.inodes.build_inode_map`` over a synthetic cgroup v1 memory
   tree (``bench/cgrouptree.py``) holding every cgroup the tree's processes name, padded to
   at least 300 container cgroups (the ``container cgroups`` line), each directory with the

@@ -13,10 +13,10 @@ a long-running node's.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
-import sys
 from pathlib import Path
 
 STATUS = """Name:\t{name}
@@ -189,8 +189,15 @@ def add_agent(root: Path, env: dict[str, str]) -> int:
     return pid
 
 
+def main() -> None:
+    """Parse ``DIR COUNT`` and write the tree."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("count", type=int)
+    args = parser.parse_args()
+    generate(args.directory, args.count)
+    print(f"wrote {args.count} processes under {args.directory}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: python bench/proctree.py DIR COUNT")
-    generate(Path(sys.argv[1]), int(sys.argv[2]))
-    print(f"wrote {sys.argv[2]} processes under {sys.argv[1]}")
+    main()

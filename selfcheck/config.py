@@ -2,7 +2,7 @@
 
 The sidecar is meant to share the Agent container's ``env`` and ConfigMaps, so it reads the
 Agent's variable names (``HOST_PROC``, ``DD_DOGSTATSD_SOCKET``...) and derives host paths the
-way the Agent does (FACTS.md 3.1): ``/host/...`` when mounted, the plain path otherwise, so
+way the Agent does (fixup_init.go): ``/host/...`` when mounted, the plain path otherwise, so
 the same binary checks a bare machine too. In a container the plain paths are the
 container's own, so there a missing ``/host`` mount is kept as the (missing) ``/host`` path
 and the check that owns it names it, instead of silently checking the container.
@@ -97,7 +97,7 @@ class Config:
         """The ports the Agent's expvar server may be on, in the order to try them."""
         return (self.expvar_port,) if self.expvar_port else AGENT_EXPVAR_PORTS
 
-    # origin detection (issue 10): presence only, never the values (an entity ID is a pod UID)
+    # origin detection: presence only, never the values (an entity ID is a pod UID)
     external_env_present: bool = False
     entity_id_present: bool = False
 

@@ -81,7 +81,7 @@ class Reason(enum.StrEnum):
     NOT_FOUND = "not_found"
     DRIFT = "drift"
     FOREIGN_LISTENER = "foreign_listener"
-    # origin detection, issue 10: the Agent's receipt and the client-sent inode
+    # origin detection: the Agent's receipt and the client-sent inode
     NOT_RECEIVED = "not_received"
     INODE_UNRESOLVED = "inode_unresolved"
     # a socket the Agent binds where application pods cannot reach it

@@ -4,13 +4,14 @@ Every other check proves what *this* container can do, and the sidecar stands fo
 only while it mirrors the Agent container's identity, mounts and environment. This check
 reads the Agent's processes in ``/host/proc`` (``selfcheck.host.agent``) and compares the
 core Agent's identity, capability sets, seccomp, no-new-privs and mount table with the chart's
-table (FACTS.md 1 and 8; in node mode the Operator's defaults, FACTS.md 7) and, in sidecar
+table (helm-charts templates/_daemonset-volumes-linux.yaml; in node mode the Operator's
+defaults, datadog-operator internal/controller/datadogagent/common/const.go) and, in sidecar
 mode, with this process's own; its allow-listed ``DD_*`` settings with this process's; and it
 shows who listens on the DogStatsD and APM sockets. Every difference is a finding naming the
 field or volume to change. Nothing here ever fails a pod: drift is ``degraded``.
 
 No environment *value* leaves ``selfcheck.host.agent``: findings and details name variables
-only (DESIGN.md 3: no path returns environment values).
+only (docs/architecture.md: no path returns environment values).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The sidecar shares the Agent pod's network namespace, so loopback reaches the sa
 the kubelet probes. The Agent answers ``{"Healthy": [...], "Unhealthy": [...]}`` (500 when
 any component is unhealthy); the unhealthy names say which part of the Agent is stuck. It
 is optional: the Agent's health says nothing about the host access the other checks prove
-(FACTS.md 4), and the kubelet already acts on it.
+(datadog-agent comp/core/healthprobe), and the kubelet already acts on it.
 """
 
 from __future__ import annotations

@@ -140,7 +140,8 @@ SPEC = register(
         why=(
             "Tracers send spans to this socket; when it is missing, stale or hung they drop "
             "traces or fall back to TCP without telling anyone. The trace-agent also reads "
-            "the sender's PID from it to tag spans with their container (FACTS.md 2.6)."
+            "the sender's PID from it to tag spans with their container "
+            "(pkg/trace/api/container_linux.go)."
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: config.apm_socket_configured,

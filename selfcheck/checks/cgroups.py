@@ -1,7 +1,8 @@
 """``cgroups``: the host cgroup tree, mounted read-only at ``/host/sys/fs/cgroup``.
 
 The Agent reads every container's CPU, memory and I/O from this tree and detects the
-cgroup version from the cgroup mounts under it (FACTS.md 2.5). Proof here is by doing the
+cgroup version from the cgroup mounts under it (pkg/util/cgroups/reader_detector.go).
+Proof here is by doing the
 same: detect the layout, then find this container's own cgroup in the host tree and read
 from it, as the Agent would for any container.
 
@@ -13,7 +14,7 @@ there ``/proc/self/cgroup`` reads ``/``. So, in order, until the found directory
 1. by path: the Agent's line of ``/proc/self/cgroup`` (host cgroup namespace);
 2. by inode: this container's own mount of the hierarchy (``/sys/fs/cgroup`` on v2,
    ``/sys/fs/cgroup/memory`` on v1) is its cgroup's directory, whose inode the host tree
-   holds, as the Agent resolves a client's ``in-<inode>`` (FACTS.md 5.3, 5.5);
+   holds, as the Agent resolves a client's ``in-<inode>`` (``GetContainerIDForInode``);
 3. by membership: the bounded host tree is searched for a ``cgroup.procs`` listing this PID
    (a private namespace with no own mount, e.g. ``unshare --cgroup``).
 

@@ -29,7 +29,7 @@ from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
 
 AGENT_MODE = "0722"
-"""The Agent chmods its DogStatsD socket to 0722 so any UID may write (FACTS.md 2.1)."""
+"""The Agent chmods its DogStatsD socket to 0722 so any UID may write (uds_common.go)."""
 
 UDS_COUNTERS = {
     "Packets": "uds_packets",
@@ -214,7 +214,7 @@ SPEC = register(
         why=(
             "Applications send custom metrics to this socket and never see an error when it "
             "is missing, stale or full: their metrics are simply lost. The Agent's own health "
-            "endpoints do not look at it (FACTS.md 4)."
+            "endpoints do not look at it (comp/core/healthprobe)."
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: True,

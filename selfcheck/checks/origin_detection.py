@@ -1,7 +1,7 @@
 """``origin_detection``: every origin-detection path the Agent has, each proven on its own.
 
 The Agent tags a DogStatsD packet (and an APM payload) with its sender's container by one of
-several mechanisms (FACTS.md 2 and 5), and each fails silently:
+several mechanisms (docs/checks/origin_detection.md), and each fails silently:
 
 - **uds**: the ``SO_PASSCRED`` PID of the packet, mapped through ``/host/proc/<pid>/cgroup``
   (needs hostPID and ``/host/proc``; ``DD_DOGSTATSD_ORIGIN_DETECTION``). Proven in four steps:
@@ -83,7 +83,7 @@ EXPVAR_BUDGET = 0.5
 INODE_CLIENTS = "clients that send their cgroup inode (datadog-go 5.x, datadogpy, Agent 7.51+)"
 ID_CLIENTS = "clients that send their container ID (datadog-go, datadogpy, dd-trace, 7.35+)"
 MECHANISMS = ("uds", "receipt", "client_inode", "client_container_id")
-# The tagger's order in unified mode (comp/core/tagger/impl/tagger.go, FACTS.md 5.2); a c:in-
+# The tagger's order in unified mode (datadog-agent comp/core/tagger/impl/tagger.go); a c:in-
 # inode is first turned into a container ID. The legacy mode does not consult External Data.
 UNIFIED_ORDER = ("uds", "client_container_id", "external_data", "entity_id", "external_data_pod")
 LEGACY_ORDER = "legacy (DD_ORIGIN_DETECTION_UNIFIED false): External Data is not consulted"
@@ -317,7 +317,8 @@ def _read_own_cgroup(ev: Evidence) -> None:
 
 
 def _own_client_inode(host: HostView, cgroup_version: int) -> int | None:
-    """The inode the viewed container's own client would send (datadogpy's rule)."""
+    """The inode the viewed container's own client would send (datadog-go
+    statsd/container_linux.go)."""
     mount = "/sys/fs/cgroup/memory" if cgroup_version == 1 else "/sys/fs/cgroup"
     try:
         return host.at(mount).stat().st_ino
@@ -429,11 +430,6 @@ def sample_all(
         tally.in_containers if inode_map is not None else 0,
     )
     return sample, clients
-
-
-def sample_processes(proc_root: Path, cgroup_version: int, size: int) -> Sample:
-    """The uds step 4 alone: the Agent's rule on an evenly spaced sample of host processes."""
-    return sample_all(proc_root, cgroup_version, size)[0]
 
 
 PASSCRED_BUDGET = 1.0

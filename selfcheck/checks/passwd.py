@@ -1,7 +1,8 @@
 """``passwd``: user names for host processes, from ``$HOST_ETC/passwd`` or ``/etc/passwd``.
 
-The Agent's process check names each process's user from this file (FACTS.md 3.2); the
-chart bind-mounts the host's ``/etc/passwd`` over the container's only for a root Agent.
+The Agent's process check names each process's user from this file
+(pkg/process/checks/user_nix.go); the chart bind-mounts the host's ``/etc/passwd`` over the
+container's only for a root Agent.
 With the image's own passwd the Agent still runs, but host daemons show as bare UIDs. The
 proof is therefore coverage: the share of sampled host processes whose UID has a name.
 """

@@ -2,8 +2,9 @@
 
 The Agent reads every host process from here (process check, container PIDs, origin
 detection) and registers its PID-to-container lookup only when ``/host/proc`` exists
-(FACTS.md 2.4). A missing, foreign or ``hidepid``-restricted procfs does not make the Agent
-fail: it makes it quietly see less, which is why this check counts what it can see.
+(pkg/util/containers/metrics/system/collector_linux.go). A missing, foreign or
+``hidepid``-restricted procfs does not make the Agent fail: it makes it quietly see less, which
+is why this check counts what it can see.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from selfcheck.registry import CheckSpec, register
 
 INIT_SYSTEMS = frozenset({"systemd", "init", "openrc-init", "runit", "s6-svscan", "launchd"})
 AGENT_HOST_PROC = Path("/host/proc")
-"""Where the chart mounts procdir, and where the Agent looks for it (FACTS.md 3.1)."""
+"""Where the chart mounts procdir, and where the Agent looks for it (fixup_init.go)."""
 OWN_PROC = Path("/proc")
 
 REMEDIATIONS = {
@@ -149,8 +150,8 @@ def _judge_hidepid(
 
 def _missing_in_container(ctx: CheckContext, error: OSError) -> Outcome | None:
     """``/host/proc`` absent in a container: the Agent falls back to the container's ``/proc``
-    (FACTS.md 3.1). With hostPID that still shows the node's processes, so system and process
-    metrics work while the PID-to-container lookup is off (FACTS.md 2.4): ``degraded``.
+    (fixup_init.go). With hostPID that still shows the node's processes, so system and process
+    metrics work while the PID-to-container lookup is off (collector_linux.go): ``degraded``.
     Without hostPID it shows only this pod: ``failed``. Never judged as if it were the host's.
     """
     config = ctx.config

@@ -1,7 +1,7 @@
 """``runtime_socket``: the container runtime's socket (runtimesocketdir, ``/host/var/run``).
 
 The Agent finds its runtime the way ``pkg/config/env/environment_containers.go`` does
-(FACTS.md 3.3): ``DOCKER_HOST`` or the Docker defaults, ``DD_CRI_SOCKET_PATH`` or the
+(and socket.go): ``DOCKER_HOST`` or the Docker defaults, ``DD_CRI_SOCKET_PATH`` or the
 containerd and CRI-O defaults, each with and without ``/host``; a candidate counts when
 ``stat`` says socket and a connect succeeds within 500 ms. Without it containers carry no
 tags and the container checks stay empty, while the Agent only logs "socket not reachable
@@ -61,7 +61,7 @@ REMEDIATIONS = {
         "This user may not connect to the runtime socket (usually mode 0660, owned by root "
         "and a runtime group). A non-root Agent needs the socket's group id in the pod's "
         "spec.securityContext.supplementalGroups; fsGroup does not apply to hostPath volumes "
-        "(FACTS.md 3.4). A root Agent denied access points at SELinux "
+        "(datadog-agent#17713). A root Agent denied access points at SELinux "
         "(securityContext.seLinuxOptions) or AppArmor."
     ),
     Reason.ECONNREFUSED: (
@@ -126,7 +126,7 @@ class Found:
 
 
 def cri_runtime(path: str) -> str:
-    """The Agent picks the CRI runtime by the path's name (FACTS.md 3.3)."""
+    """The Agent picks the CRI runtime by the path's name (environment_containers.go)."""
     if "containerd" in path:
         return "containerd"
     if "crio" in path:
@@ -338,7 +338,8 @@ SPEC = register(
         why=(
             "The Agent tags every container metric, log and trace through the runtime; "
             "without the socket it only logs 'socket not reachable (permissions?)' and sends "
-            "untagged data, and `agent diagnose` still reports success (FACTS.md 3.3, 4)."
+            "untagged data, and `agent diagnose` still reports success "
+            "(pkg/diagnose/connectivity/metadata.go)."
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: True,

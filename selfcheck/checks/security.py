@@ -159,7 +159,7 @@ _CORE_FINDINGS: dict[str, FindingSpec] = {
 
 @dataclass(frozen=True, slots=True)
 class Volume:
-    """One row of the Agent's mount table (FACTS.md 1).
+    """One row of the Agent's mount table (helm-charts _daemonset-volumes-linux.yaml).
 
     ``paths`` gives where this container sees it; ``plain`` the same place on a machine
     without the volume (``/proc`` for procdir): a path that *is* its plain location is the
@@ -376,7 +376,7 @@ def capability_findings(identity: Identity, host_pid: bool | None) -> Iterator[F
 
 
 def root_needed_by(config: Config) -> list[str]:
-    """Enabled features that need UID 0 (FACTS.md 3.4): only log collection, whose files under
+    """Enabled features that need UID 0 (datadog-agent#6442): only log collection, whose files under
     /var/log/pods are root-owned; the runtime socket, procfs and cgroupfs work for UID 100
     with supplemental groups."""
     return ["logs (DD_LOGS_ENABLED)"] if config.logs_enabled else []
@@ -482,7 +482,8 @@ def judge(
     """The whole audit from what was read; no I/O here except resolving mount paths."""
     audits = audit_mounts(config, mounts)
     # Root, no seccomp filter and privilege escalation allowed are what the chart renders by
-    # default and cost the Agent nothing: INFO notes, never a degraded verdict (DESIGN.md 1).
+    # default and cost the Agent nothing: INFO notes, never a degraded verdict
+    # (docs/checks/security.md).
     findings = (
         *capability_findings(identity, host_pid),
         *identity_findings(identity, config),

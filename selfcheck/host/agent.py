@@ -448,7 +448,6 @@ STALE = "stale"
 NOT_LISTENING = "not_listening"
 NOT_SOCKET = "not_socket"
 UNKNOWN = "unknown"
-VERDICTS = (AGENT_LISTENING, FOREIGN, STALE, NOT_LISTENING, NOT_SOCKET, UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 The Agent serves Go's expvar JSON on ``127.0.0.1:$DD_EXPVAR_PORT`` (default 5000, the Agent's
 and the Operator's; the Helm chart sets 6000), no auth, so a container of the same pod reads
-it (comp/agent/expvarserver, FACTS.md 6). Its ``dogstatsd-uds`` map counts ``Packets`` read
+it (datadog-agent comp/agent/expvarserver). Its ``dogstatsd-uds`` map counts ``Packets`` read
 from the DogStatsD socket and ``OriginDetectionErrors`` (a PID of 0 or unparsable
 credentials; comp/dogstatsd/listeners/uds_common.go).
 

@@ -26,7 +26,7 @@ from selfcheck.host.files import reason_for
 from selfcheck.model import Reason
 
 CONNECT_TIMEOUT = 0.5
-"""The Agent's own reachability test connects within 500 ms (FACTS.md 3.3)."""
+"""The Agent's own reachability test connects within 500 ms (pkg/util/system/socket/socket.go)."""
 
 HTTP_BODY_CAP = 256 * 1024
 

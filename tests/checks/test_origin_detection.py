@@ -35,7 +35,6 @@ from selfcheck.checks.origin_detection import (
     Sample,
     judge,
 )
-from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import detect_layout
 from selfcheck.host.expvar import UdsVars
@@ -44,7 +43,7 @@ from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, INITIAL_PID_NS_IN
 from selfcheck.host.passcred import Credentials, RoundTrip
 from selfcheck.host.procfs import read_mountinfo
 from selfcheck.model import Outcome, Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AS_AGENT_USER, REPO, Run, in_shell, selfcheck
 
@@ -215,7 +214,8 @@ def test_not_host_pid_when_host_proc_belongs_to_a_namespace_below(tmp_path: Path
 
 @pytest.mark.root
 def test_private_cgroup_namespace_is_ok_with_a_note() -> None:
-    """Issue 14: the cgroups check finds its own cgroup by inode there; this check agrees."""
+    """A private cgroup namespace: the cgroups check finds its own cgroup by inode there;
+    this check agrees."""
     run = in_shell(
         f"exec unshare --cgroup $SELFCHECK {' '.join(ONLY)}", {"HOST_PROC": "/proc", **REQUIRED}
     )
@@ -499,7 +499,7 @@ def test_judge_no_cgroup_hierarchy() -> None:
 
 
 def test_run_uses_the_configuration() -> None:
-    config = load(known_ids(), {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "3"})
+    config = make_config(HOST_PROC="/proc", SELFCHECK_SAMPLE=3)
     outcome = origin_detection.run(CheckContext.of(config))
     assert outcome.status == Status.OK
     assert outcome.figures["sampled_processes"] == 3
@@ -511,7 +511,9 @@ RECEIVER = """
 import json, sys
 from pathlib import Path
 from typing import Any
-from selfcheck.host.cgroup import container_id_from_proc_cgroup, detect_layout, read_proc_cgroup
+from selfcheck.host.cgroup import (
+    agent_cgroup_path, container_id_from_path, detect_layout, parse_proc_cgroup, read_proc_cgroup,
+)
 from selfcheck.host.passcred import open_receiver, receive
 from selfcheck.host.procfs import read_mountinfo
 with open_receiver(b"\\0" + sys.argv[1].encode()) as sock:
@@ -520,8 +522,9 @@ with open_receiver(b"\\0" + sys.argv[1].encode()) as sock:
 layout = detect_layout(read_mountinfo(), "/host/sys/fs/cgroup")
 cid = None
 if creds is not None and creds.pid:
-    cid = container_id_from_proc_cgroup(read_proc_cgroup(Path("/host/proc"), creds.pid),
-                                        layout.agent_version)
+    lines = parse_proc_cgroup(read_proc_cgroup(Path("/host/proc"), creds.pid))
+    path = agent_cgroup_path(lines, layout.agent_version)
+    cid = container_id_from_path(path) if path is not None else None
 print(json.dumps({"pid": None if creds is None else creds.pid, "container_id": cid,
                   "layout": layout.version}), flush=True)
 """
@@ -792,7 +795,7 @@ def test_judge_inodes_past_a_capped_walk_are_unknown_not_unresolved() -> None:
 def test_selfcheck_in_a_private_cgroup_namespace_finds_itself_by_inode(
     containers: Containers,
 ) -> None:
-    """Issue 14: docker's --cgroupns private, the shape of every cgroup v2 containerd pod.
+    """Docker's --cgroupns private, the shape of every cgroup v2 containerd pod.
 
     Its own cgroup reads '/', which is a note, not a failure: the inode of its own
     /sys/fs/cgroup/memory (what its client would send) resolves to its own ID through the
@@ -834,7 +837,7 @@ def test_judge_reports_the_unified_order_and_external_data_as_not_provable() -> 
 @pytest.mark.docker
 @pytest.mark.root
 def test_a_container_without_the_cgroups_mount_names_it(containers: Containers) -> None:
-    """Issue 14: no silent fallback to the container's own /sys/fs/cgroup for the inode map."""
+    """No silent fallback to the container's own /sys/fs/cgroup for the inode map."""
     name = containers.start(
         "--pid", "host", "-v", "/proc:/host/proc:ro",
         "-e", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true", "-e", "DOCKER_DD_AGENT=true",

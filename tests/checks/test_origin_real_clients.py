@@ -78,7 +78,7 @@ RUN python3 -m venv /opt/dd && /opt/dd/bin/pip install --no-cache-dir \\
 
 
 def _build(docker: DockerDaemon) -> None:
-    """Build on the cached Debian base; pip trusts the machine's CA there (RECIPES.md)."""
+    """Build on the cached Debian base; pip trusts the machine's CA there (.ci/base-image.sh)."""
     if shutil.which("debootstrap") is None:
         pytest.skip("debootstrap is not installed (Debian package debootstrap)")
     env = {**os.environ, "DOCKER_HOST": docker.host, "DOCKER_CONFIG": str(docker.directory)}

@@ -61,7 +61,7 @@ AGENT_TAGS = frozenset({"host"})
 
 # The families the monitors (k8s/monitoring/datadog-monitors.json) use, as the instance's
 # `metrics` option names them (after raw_metric_prefix) and as Datadog then stores them: the
-# lean instance README "Datadog" offers for fleets that pay per custom metric.
+# lean instance docs/datadog.md offers for fleets that pay per custom metric.
 MONITORED = MappingProxyType(
     {
         "check_status": "selfcheck.check_status",

@@ -136,7 +136,7 @@ def agent_scrape(
 
 @pytest.fixture(scope="module")
 def scrapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """The annotation's instance, and the lean one README offers, on one faulty server."""
+    """The annotation's instance, and the lean one docs/datadog.md offers, on one faulty server."""
     python = agent_python()
     instance = annotation_instance()
     with faulty_server(tmp_path_factory.mktemp("ddnative")) as port:
@@ -241,8 +241,9 @@ def test_the_scrape_reports_its_own_health(scrapes: dict[str, dict[str, Any]]) -
 
 def test_custom_metric_series_per_node(scraped: dict[str, Any]) -> None:
     """Distinct metric and tag combinations of one node (before the Agent's host tag): 13
-    per check (``check_view`` is one), plus the last success time of the checks that had one, one per declared
-    figure and active finding at most, and four fixed series (README "Datadog")."""
+    per check (``check_view`` is one), plus the last success time of the checks that had one,
+    one per declared figure and active finding at most, and four fixed series
+    (docs/datadog.md)."""
     series = {(m["name"], tuple(m["tags"])) for m in scraped["metrics"]}
     checks = all_checks()
     per_check = {s for s in series if any(t.startswith("check:") for t in s[1])}

@@ -38,7 +38,7 @@ from tests.deploy.tools import K8S, REPO, run, tool
 KUBERNETES_VERSIONS = ("1.35.0", "1.37.0")
 RENDERS = ("base", "helm")
 
-# The Agent's own variable names that selfcheck reads (DESIGN.md section 3, Configuration).
+# The Agent's own variable names that selfcheck reads (README.md, Configuration).
 AGENT_SETTINGS = (
     "HOST_PROC", "HOST_ETC", "DD_CONTAINER_CGROUP_ROOT", "DD_DOGSTATSD_SOCKET",
     "DD_APM_RECEIVER_SOCKET", "DOCKER_HOST", "DD_CRI_SOCKET_PATH",
@@ -200,7 +200,7 @@ def test_sidecar_resources_cover_its_footprint(spec: Obj) -> None:
         number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
         return int(number) * mib[unit]
 
-    # DESIGN.md 7: resident under 35 MB; the limit leaves room for a slow cycle's garbage.
+    # docs/performance.md: resident under 35 MB; the limit leaves room for a slow cycle's garbage.
     assert megabytes(resources["requests"]["memory"]) >= 35
     assert megabytes(resources["limits"]["memory"]) >= 2 * 35
     assert "cpu" in resources["requests"]
@@ -350,7 +350,7 @@ def test_logs_component_mirrors_the_agents_log_access(kubectl: str) -> None:
 
 
 def test_transcription_has_the_charts_3_240_0_details() -> None:
-    """The details of the chart's render a first transcription missed (FACTS.md section 8)."""
+    """The details of the chart's render a first transcription missed (helm-charts templates)."""
     docs = load_all(HELM_RENDER.read_text())
     spec = pod_spec(one(docs, "DaemonSet"))
     images = {c["image"] for c in spec["containers"] + spec["initContainers"]}

@@ -1,11 +1,12 @@
 """A stand-in for the Agent's DogStatsD listener and expvar port, counting like the Agent.
 
 No Agent binary can run here, so this plays the two pieces the receipt reads, with the
-Agent's counting rules (comp/dogstatsd/listeners/uds_common.go, uds_linux.go; FACTS.md 2.2
-and 6): a ``unixgram`` socket with ``SO_PASSCRED`` at mode 0722, whose every packet read moves
-``dogstatsd-uds.Packets`` and ``Bytes``, and whose packets carrying PID 0 (the kernel's answer
-when the sender is outside the receiver's PID namespace) move ``OriginDetectionErrors``; and
-``/debug/vars`` on ``127.0.0.1:PORT`` with Go's expvar layout (keys sorted).
+Agent's counting rules (comp/dogstatsd/listeners/uds_common.go, uds_linux.go;
+comp/agent/expvarserver): a ``unixgram`` socket with ``SO_PASSCRED`` at mode 0722, whose every
+packet read moves ``dogstatsd-uds.Packets`` and ``Bytes``, and whose packets carrying PID 0 (the
+kernel's answer when the sender is outside the receiver's PID namespace) move
+``OriginDetectionErrors``; and ``/debug/vars`` on ``127.0.0.1:PORT`` with Go's expvar layout
+(keys sorted).
 
 The PID is the kernel's: run this under ``unshare --pid --fork`` and senders outside get 0.
 

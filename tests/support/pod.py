@@ -81,7 +81,7 @@ class Volume:
 
 
 def chart_volumes(dsd_dir: Path) -> list[Volume]:
-    """The chart's default mount table (FACTS.md 1) on this machine."""
+    """The chart's default mount table (_daemonset-volumes-linux.yaml) on this machine."""
     return [
         Volume("procdir", None, "/host/proc"),
         Volume("cgroups", "/sys/fs/cgroup", "/host/sys/fs/cgroup"),

@@ -1,8 +1,8 @@
 """Stand-ins for the Datadog Agent's own endpoints, which cannot run on the test machine.
 
 The Agent's image cannot be pulled here, so the sockets and ports it serves are played by
-these small servers, built to behave the way the Agent's code does (FACTS.md section 2 and
-the sources named below). Everything else in the tests (containerd, dockerd, other users,
+these small servers, built to behave the way the Agent's code does (the sources
+named below). Everything else in the tests (containerd, dockerd, other users,
 namespaces) is real.
 
 - ``DogStatsDReceiver``: comp/dogstatsd/listeners/uds_*.go: a ``unixgram`` socket with
