@@ -34,6 +34,7 @@ DEFAULT_INTERVAL = 30.0
 DEFAULT_CHECK_TIMEOUT = 2.0
 DEFAULT_SAMPLE = 256
 DEFAULT_HEARTBEAT_METRIC = "datadog.selfcheck.heartbeat"
+DEFAULT_SERVICE_CHECK_PREFIX = "selfcheck"
 MODES = ("sidecar", "node")
 OWN_SETTINGS = "this container's environment"
 
@@ -84,6 +85,9 @@ class Config:
     """``sidecar`` (in the Agent's pod) or ``node`` (its own DaemonSet beside an Agent pod)."""
     settings_from: str = OWN_SETTINGS
     """Whose ``DD_*`` values decide required-ness: the Agent's own, when they could be read."""
+    service_checks: bool = False
+    """``selfcheck serve`` sends each verdict as a DogStatsD service check (docs/datadog.md)."""
+    service_check_prefix: str = DEFAULT_SERVICE_CHECK_PREFIX
 
     @property
     def expvar_ports(self) -> tuple[int, ...]:
@@ -341,6 +345,18 @@ def _selfcheck_path(env: Mapping[str, str], name: str, default: str) -> Path:
     return Path(raw)
 
 
+def _service_checks(env: Mapping[str, str]) -> bool:
+    """On unless switched off, or unless ``SELFCHECK_DOGSTATSD_MODE=connect`` asked that
+    nothing be written to the socket: a service check is not a metric series (nothing billed
+    per custom metric) and goes to a socket the heartbeat already writes to."""
+    mode = parse_choice(
+        "SELFCHECK_DOGSTATSD_MODE", env.get("SELFCHECK_DOGSTATSD_MODE"), "send", ("send", "connect")
+    )
+    return parse_bool(
+        "SELFCHECK_SERVICE_CHECKS", env.get("SELFCHECK_SERVICE_CHECKS"), mode == "send"
+    )
+
+
 def load(
     known_checks: frozenset[str],
     env: Mapping[str, str] | None = None,
@@ -414,6 +430,12 @@ def load(
         containerized=in_container,
         containerized_because=because,
         mode=parse_choice("SELFCHECK_MODE", env.get("SELFCHECK_MODE"), "sidecar", MODES),
+        service_checks=_service_checks(env),
+        service_check_prefix=parse_metric_name(
+            "SELFCHECK_SERVICE_CHECK_PREFIX",
+            env.get("SELFCHECK_SERVICE_CHECK_PREFIX"),
+            DEFAULT_SERVICE_CHECK_PREFIX,
+        ),
         external_env_present=bool(env.get("DD_EXTERNAL_ENV")),
         entity_id_present=bool(env.get("DD_ENTITY_ID")),
         agent_notes=tuple(agent.notes),

@@ -76,8 +76,11 @@ class Runner:
         checks: Mapping[str, CheckSpec],
         clock: Clock = time.time,
         logger: logging.Logger | None = None,
+        on_cycle: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_cycle = on_cycle
+        """Called by the background loop with each cycle's snapshot (the service checks)."""
         self.checks = dict(checks)
         self.required = required_ids(config, self.checks)
         self.clock = clock
@@ -220,7 +223,9 @@ class Runner:
         while not self._stop.is_set():
             began = time.monotonic()
             try:
-                self.run_cycle()
+                snapshot = self.run_cycle()
+                if self.on_cycle is not None:
+                    self.on_cycle(snapshot)
             except Exception:
                 self._log.exception("runner cycle failed")
             elapsed = time.monotonic() - began

@@ -12,7 +12,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from selfcheck.config import Config
@@ -115,9 +115,18 @@ def _shown_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _service_checks(config: Config) -> Callable[[Snapshot], None] | None:
+    """The sender of each cycle's service checks, when they are on (docs/datadog.md)."""
+    if not config.service_checks:
+        return None
+    from selfcheck.delivery import Deliverer
+
+    return Deliverer(config)
+
+
 def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
     setup()
-    runner = Runner(config, checks)
+    runner = Runner(config, checks, on_cycle=_service_checks(config))
     try:
         return asyncio.run(_serve(config, runner))
     except OSError as exc:

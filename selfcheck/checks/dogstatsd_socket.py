@@ -12,6 +12,7 @@ from __future__ import annotations
 import stat
 from typing import Any
 
+from selfcheck import delivery
 from selfcheck.checks._common import Judge, ownership
 from selfcheck.checks._sockets import BUDGET_CEILING
 from selfcheck.config import Config
@@ -109,21 +110,23 @@ def run(ctx: CheckContext) -> Outcome:
     path = config.dogstatsd_socket
     deadline = Deadline(ctx.budget(BUDGET_CEILING))
     details: dict[str, Any] = {"path": str(path), "mode_expected": AGENT_MODE}
+    # The last cycle's service checks (docs/datadog.md), shown whatever the socket says now.
+    delivered, figures, findings = delivery.report(config)
+    details.update(delivered)
+    extra: dict[str, Any] = {"details": details, "figures": figures, "findings": findings}
     try:
         st = stat_socket(path)
     except OSError as error:
-        return JUDGE.failure(error, path, "find the DogStatsD socket", details=details)
+        return JUDGE.failure(error, path, "find the DogStatsD socket", **extra)
     mode = mode_octal(st)
     details.update(mode=mode, owner=ownership(st), mode_matches_agent=mode == AGENT_MODE)
     payload = heartbeat(config.heartbeat_metric) if config.dogstatsd_mode == "send" else None
     try:
         sent = send_datagram(path, payload)
     except OSError as error:
-        return JUDGE.failure(
-            error, path, "send a DogStatsD datagram to the socket", st, details=details
-        )
+        return JUDGE.failure(error, path, "send a DogStatsD datagram to the socket", st, **extra)
     details["sent_bytes"] = sent
-    figures = _uds_counters(config, deadline, details)
+    figures.update(_uds_counters(config, deadline, details))
     message = _message(path, mode, config, sent)
     if not st.st_mode & stat.S_IWOTH:
         return Outcome(
@@ -132,10 +135,9 @@ def run(ctx: CheckContext) -> Outcome:
             f"{message}: other users cannot write to it, so non-root clients get EACCES "
             "and their metrics are dropped",
             MODE_FIX,
-            details=details,
-            figures=figures,
+            **extra,
         )
-    return ok(message, details=details, figures=figures)
+    return ok(message, **extra)
 
 
 def _message(path: object, mode: str, config: Config, sent: int) -> str:
@@ -202,6 +204,7 @@ SPEC = register(
                 "Packets whose sender the Agent could not map to a container (expvar)."
             ),
             "uds_packet_reading_errors": "Errors the Agent hit reading its unix socket (expvar).",
+            **delivery.FIGURES,
         },
     )
 )
