@@ -5,7 +5,7 @@ Datadog's own integrations report up or down as service checks, which monitors o
 official clients write (DataDog/datadogpy ``datadog/dogstatsd/base.py`` ``service_check``,
 DataDog/datadog-go ``statsd/format.go``)::
 
-    _sc|<name>|<status>|#<tag>,<tag>|m:<message>
+    _sc|<name>|<status>|#<tag>,<tag>|m:<message>\n
 
 No ``d:`` (the Agent stamps the time it read it) and no ``h:`` (the Agent's own hostname, the
 ``host`` the monitors group by). The Agent's parser (DataDog/datadog-agent
@@ -124,14 +124,15 @@ def escape(message: str) -> str:
 
 
 def datagram(name: str, status: int, tags: tuple[str, ...], message: str) -> bytes:
-    """One service check, as the official clients format it (no timestamp, no hostname)."""
+    """One service check, as the official clients format it (no timestamp, no hostname),
+    ended by a newline as datadogpy ends every message (the Agent reads a packet line by line)."""
     text = f"_sc|{name}|{status}"
     if tags:
         text += "|#" + ",".join(tags)
     body = escape(safe_message(message))
     if body:
         text += f"|m:{body}"
-    return text.encode()
+    return f"{text}\n".encode()
 
 
 def service_check_name(prefix: str, check: str) -> str:
