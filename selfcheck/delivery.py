@@ -207,6 +207,11 @@ class Deliverer:
         self._thread.daemon = True
         self._thread.start()
 
+    def join(self, timeout: float) -> None:
+        """Wait for the delivery under way, if any (a clean stop; tests)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def _deliver(self, generation: int, items: list[Item]) -> None:
         path = target_socket(self.config)
         try:
