@@ -3,9 +3,12 @@
 The datagrams (``selfcheck.servicechecks``) go to the DogStatsD socket the ``dogstatsd_socket``
 check tests, each with ``sendto(..., MSG_DONTWAIT)``: a full receive queue (``EAGAIN``) drops
 that datagram and the rest of the cycle's, which are never queued for later, since the next
-cycle carries fresher verdicts anyway. The whole delivery runs in a thread of its own, so a
-slow expvar endpoint never delays a cycle; a delivery still running when the next cycle ends
-makes that cycle send without reading the receipt.
+cycle carries fresher verdicts anyway. The kernel holds at most ``net.unix.max_dgram_qlen``
+datagrams on the Agent's socket, 10 in a network namespace nobody tuned (a pod's), so the
+datagrams go ``PACE`` apart rather than in one burst the Agent must drain as it arrives.
+Every delivery runs in a thread of its own, so neither the pace nor a slow expvar endpoint
+delays a cycle; a delivery still reading when the next cycle ends makes that cycle's send
+without a receipt.
 
 The receipt is the Agent's own count (comp/dogstatsd/server, the ``dogstatsd`` expvar map):
 ``ServiceCheckPackets`` must grow by what was sent and ``ServiceCheckParseErrors`` must not.
@@ -36,6 +39,8 @@ RECEIPT_BUDGET = 1.0
 """Seconds for the counters before and after one delivery (the Agent's packet buffer is
 flushed to its parsers within ``dogstatsd_packet_buffer_flush_timeout``, 100 ms by default)."""
 ATTRIBUTION_BUDGET = 3.0
+PACE = 0.002
+"""Seconds between two datagrams of one delivery: a dozen checks take a few tens of ms."""
 RECEIPT_SETTLE = 0.001
 RECEIPT_RETRY = 0.1
 PACKETS, PARSE_ERRORS = SERVICE_CHECK_COUNTERS
@@ -58,10 +63,13 @@ class Sent:
     error: str = ""
 
 
-def send_all(sock: socket.socket, path: str, items: Sequence[Item]) -> Sent:
-    """Each datagram without blocking; the first error drops it and every one after it."""
+def send_all(sock: socket.socket, path: str, items: Sequence[Item], pace: float = 0.0) -> Sent:
+    """Each datagram without blocking, ``pace`` seconds apart; the first error drops it and
+    every one after it."""
     done: list[str] = []
     for index, (check, data) in enumerate(items):
+        if index and pace:
+            time.sleep(pace)
         try:
             sock.sendto(data, socket.MSG_DONTWAIT, path)
         except OSError as error:
@@ -195,29 +203,35 @@ class Deliverer:
         self._last_reason: str | None = None
 
     def __call__(self, snapshot: Snapshot) -> None:
-        """Never raises and never waits: the sends are non-blocking, the reads elsewhere."""
+        """Never waits: the delivery runs in its own thread; with the receipt unless the last
+        one is still being read."""
         items = list(datagrams(snapshot, self.config.service_check_prefix))
-        if self._thread is not None and self._thread.is_alive():
-            sent = send_all(self._sock, target_socket(self.config), items)
-            self._record(Delivery(snapshot.generation, time.time(), sent, None, "still reading"))
-            return
-        self._thread = threading.Thread(
-            target=self._deliver, args=(snapshot.generation, items), name="service-checks"
+        receipt = self._thread is None or not self._thread.is_alive()
+        thread = threading.Thread(
+            target=self._deliver,
+            args=(snapshot.generation, items, receipt),
+            name="service-checks",
+            daemon=True,
         )
-        self._thread.daemon = True
-        self._thread.start()
+        thread.start()
+        if receipt:
+            self._thread = thread
 
     def join(self, timeout: float) -> None:
         """Wait for the delivery under way, if any (a clean stop; tests)."""
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _deliver(self, generation: int, items: list[Item]) -> None:
+    def _deliver(self, generation: int, items: list[Item], receipt: bool) -> None:
         path = target_socket(self.config)
         try:
             deadline = Deadline(RECEIPT_BUDGET)
-            before, note = read_counters(self.config.expvar_ports, deadline)
-            sent = send_all(self._sock, path, items)
+            before, note = (
+                read_counters(self.config.expvar_ports, deadline)
+                if receipt
+                else (None, "not read: the last delivery's receipt was still being read")
+            )
+            sent = send_all(self._sock, path, items, PACE)
             if before is None or not sent.sent:
                 delivery = Delivery(generation, time.time(), sent, None, note or "nothing sent")
             else:
