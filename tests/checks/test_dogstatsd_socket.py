@@ -207,4 +207,10 @@ def test_cli_report_shows_reason_and_remediation(socket_dir: Path, closed_port: 
 
 def test_spec_is_required_by_default() -> None:
     assert dogstatsd_socket.SPEC.required_by_default(load(known_ids(), {}))
-    assert set(dogstatsd_socket.SPEC.figures) == set(dogstatsd_socket.UDS_COUNTERS.values())
+    assert set(dogstatsd_socket.SPEC.figures) == {
+        *dogstatsd_socket.UDS_COUNTERS.values(),
+        "service_checks_sent",
+        "service_checks_dropped",
+        "service_check_receipt_ok",
+        "service_check_parse_errors",
+    }
