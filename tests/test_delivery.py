@@ -8,6 +8,7 @@ server and counts them in its expvar ``dogstatsd`` map (tests/support/agent_stan
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from types import MappingProxyType
 
@@ -17,7 +18,7 @@ from selfcheck.config import Config, load
 from selfcheck.delivery import Deliverer, Delivery, Ledger, Sent, report, send_all
 from selfcheck.model import Outcome, Reason, Result, Snapshot, Status
 from selfcheck.registry import known_ids
-from tests.support.standins import DogStatsDReceiver, agent_standin, free_port
+from tests.support.standins import DogStatsDReceiver, WedgedListener, agent_standin, free_port
 
 CHECKS = ("procfs", "cgroups", "pod_logs")
 ITEMS = [(c, f"_sc|selfcheck.{c}|0|#check:{c}\n".encode()) for c in CHECKS]
@@ -134,6 +135,32 @@ def test_no_expvar_sends_and_says_why_not_read(tmp_path: Path) -> None:
     assert figures["service_checks_sent"] == 3.0
 
 
+def test_a_cycle_ending_while_the_last_receipt_is_read_still_sends(tmp_path: Path) -> None:
+    """The expvar port accepts and never answers: the first delivery waits for it in its own
+    thread, and the next cycle's service checks go out at once, without a receipt."""
+    ledger = Ledger()
+    with WedgedListener() as wedged, DogStatsDReceiver(tmp_path / "dsd.socket") as receiver:
+        deliverer = Deliverer(config(receiver.path, wedged.port), ledger)
+        deliverer(snapshot())
+        later = snapshot()
+        deliverer(
+            Snapshot(8, later.check_ids, later.required, later.results, later.counters, 3.0, 1.0)
+        )
+        second = receiver.wait_for(3)
+        assert [p.data.split(b"|")[1] for p in second] == [
+            b"selfcheck.procfs",
+            b"selfcheck.cgroups",
+            b"selfcheck.pod_logs",
+        ]
+        last = recorded(ledger, 8)
+        assert last.receipt_note == "not read: the last delivery's receipt was still being read"
+        deliverer.join(5)
+        assert len(receiver.wait_for(6)) == 6
+    first = ledger.last()
+    assert first is not None and first.generation == 7
+    assert "timed out" in first.receipt_note or "ETIMEDOUT" in first.receipt_note, first
+
+
 def test_the_report_says_when_switched_off_or_not_sent_yet(tmp_path: Path) -> None:
     off = config(tmp_path / "s", 1, SELFCHECK_SERVICE_CHECKS="false")
     assert report(off, Ledger())[0] == {"service_checks": "off (SELFCHECK_SERVICE_CHECKS=false)"}
@@ -148,6 +175,16 @@ def test_dropped_service_checks_show_as_figures(tmp_path: Path) -> None:
     details, figures, _ = report(config(tmp_path / "s", 1), ledger)
     assert figures == {"service_checks_sent": 0.0, "service_checks_dropped": 3.0}
     assert details["service_checks"]["error"] == "x: (EAGAIN)"
+
+
+def recorded(ledger: Ledger, generation: int) -> Delivery:
+    """The ledger once the delivery of ``generation`` is recorded (it follows its last send)."""
+    for _ in range(200):
+        last = ledger.last()
+        if last is not None and last.generation == generation:
+            return last
+        time.sleep(0.01)
+    raise AssertionError(f"generation {generation} never recorded: {ledger.last()}")
 
 
 def free_port_number() -> int:
