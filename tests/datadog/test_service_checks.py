@@ -133,7 +133,7 @@ def test_one_service_check_per_check_per_cycle_with_the_mapped_status(tmp_path: 
             f"check:{result['check']}",
             f"reason:{result['reason']}",
             f"required:{required}",
-            "view:own",
+            f"view:{result.get('view', 'own')}",
         ]
         assert sc["message"] == escape(safe_message(result["message"]))
 
