@@ -8,6 +8,7 @@ server and counts them in its expvar ``dogstatsd`` map (tests/support/agent_stan
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from pathlib import Path
 from types import MappingProxyType
@@ -66,10 +67,20 @@ def test_every_datagram_is_sent_once(tmp_path: Path, sender: socket.socket) -> N
 def test_a_full_queue_drops_the_cycle_without_waiting(
     tmp_path: Path, sender: socket.socket
 ) -> None:
-    """A blocking send would hang here for ever: nobody reads this socket."""
+    """A blocking send would hang for ever: nobody reads this socket. The sender's own socket is
+    left blocking, so only ``MSG_DONTWAIT`` keeps it from waiting."""
+    results: list[Sent] = []
     with DogStatsDReceiver(tmp_path / "dsd.socket", reading=False) as receiver:
         receiver.fill()
-        sent = send_all(sender, str(receiver.path), ITEMS)
+        thread = threading.Thread(
+            target=lambda: results.append(send_all(sender, str(receiver.path), ITEMS)),
+            daemon=True,
+        )
+        thread.start()
+        thread.join(10)
+    assert not thread.is_alive(), "the send waited for room in a full queue"
+    (sent,) = results
+    assert sender.getblocking()
     assert (sent.sent, sent.dropped, sent.reason) == ((), CHECKS, "eagain")
     assert "EAGAIN" in sent.error
 
