@@ -36,13 +36,16 @@ from selfcheck.model import Finding, Severity, Snapshot
 from selfcheck.servicechecks import datagrams
 
 RECEIPT_BUDGET = 1.0
-"""Seconds for the counters before and after one delivery (the Agent's packet buffer is
-flushed to its parsers within ``dogstatsd_packet_buffer_flush_timeout``, 100 ms by default)."""
-ATTRIBUTION_BUDGET = 3.0
+"""Seconds for the counters before and after one delivery."""
+ATTRIBUTION_BUDGET = 4.0
+"""Seconds for sending the datagrams again one at a time, each between two reads."""
 PACE = 0.002
 """Seconds between two datagrams of one delivery: a dozen checks take a few tens of ms."""
 RECEIPT_SETTLE = 0.001
-RECEIPT_RETRY = 0.1
+RECEIPT_RETRY = 0.15
+"""The Agent hands the packets it read to its parsers when its packet buffer is full or
+``dogstatsd_packet_buffer_flush_timeout`` (100 ms by default, pkg/config/setup) has passed, so
+counters not yet moved are read once more after that."""
 PACKETS, PARSE_ERRORS = SERVICE_CHECK_COUNTERS
 
 Item = tuple[str, bytes]
@@ -97,6 +100,8 @@ class Receipt:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """One cycle's service checks: the snapshot's generation, the sends, the receipt."""
+
     generation: int
     at: float
     sent: Sent
@@ -118,10 +123,6 @@ class Ledger:
     def last(self) -> Delivery | None:
         with self._lock:
             return self._last
-
-    def clear(self) -> None:
-        with self._lock:
-            self._last = None
 
 
 LEDGER = Ledger()
