@@ -188,7 +188,9 @@ SPEC = register(
             "DD_DOGSTATSD_SOCKET is a datagram socket with a live listener that this user can "
             "write to: one DogStatsD counter is sent to it without blocking. Its mode is "
             "compared with the Agent's 0722, and the Agent's dogstatsd-uds expvar counters "
-            "are read when 127.0.0.1:$DD_EXPVAR_PORT answers."
+            "are read when 127.0.0.1:$DD_EXPVAR_PORT answers. Under selfcheck serve it also "
+            "reports the last delivery of the checks' service checks and the Agent's receipt "
+            "of them (dogstatsd ServiceCheckPackets and ServiceCheckParseErrors)."
         ),
         why=(
             "Applications send custom metrics to this socket and never see an error when it "
