@@ -112,6 +112,22 @@ class DogStatsDReceiver:
                 self.packets.append(Datagram(data, pid, uid, gid))
                 self._arrived.notify_all()
 
+    def drain(self) -> list[bytes]:
+        """Everything waiting in the unread queue (``reading=False``), read until it is empty."""
+        assert self._sock is not None and self._thread is None
+        queued = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                queued.append(self._sock.recv(65536))
+        return queued
+
+    def start_reading(self) -> None:
+        """Start recording packets, as a receiver that was not reading (``reading=False``)
+        would once its reader catches up."""
+        assert self._thread is None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
     def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[Datagram]:
         """The packets once ``count`` have arrived (or whatever arrived within ``timeout``)."""
         with self._arrived:
