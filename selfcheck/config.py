@@ -88,6 +88,7 @@ class Config:
     service_checks: bool = False
     """``selfcheck serve`` sends each verdict as a DogStatsD service check (docs/datadog.md)."""
     service_check_prefix: str = DEFAULT_SERVICE_CHECK_PREFIX
+    """Service checks are named ``<prefix>.<check id>``."""
 
     @property
     def expvar_ports(self) -> tuple[int, ...]:
