@@ -39,6 +39,7 @@ DEFAULT_SAMPLE = 256
 DEFAULT_HEARTBEAT_METRIC = "datadog.selfcheck.heartbeat"
 VIEW_CHOICES = ("auto", "own")
 """``auto``: the Agent container's view when it can be entered, else selfcheck's own."""
+DEFAULT_SERVICE_CHECK_PREFIX = "selfcheck"
 OWN_SETTINGS = "this container's environment"
 AGENT_SETTINGS = "the Agent's own environment"
 
@@ -91,6 +92,10 @@ class Config:
     """Whose ``DD_*`` values decide required-ness: the Agent's own, when they could be read."""
     view: str = "auto"
     """``SELFCHECK_VIEW``: ``own`` keeps every verdict on selfcheck's own mounts."""
+    service_checks: bool = False
+    """``selfcheck serve`` sends each verdict as a DogStatsD service check (docs/datadog.md)."""
+    service_check_prefix: str = DEFAULT_SERVICE_CHECK_PREFIX
+    """Service checks are named ``<prefix>.<check id>``."""
 
     @property
     def expvar_ports(self) -> tuple[int, ...]:
@@ -348,6 +353,18 @@ def _selfcheck_path(env: Mapping[str, str], name: str, default: str) -> Path:
     return Path(raw)
 
 
+def _service_checks(env: Mapping[str, str]) -> bool:
+    """On unless switched off, or unless ``SELFCHECK_DOGSTATSD_MODE=connect`` asked that
+    nothing be written to the socket: a service check is not a metric series (nothing billed
+    per custom metric) and goes to a socket the heartbeat already writes to."""
+    mode = parse_choice(
+        "SELFCHECK_DOGSTATSD_MODE", env.get("SELFCHECK_DOGSTATSD_MODE"), "send", ("send", "connect")
+    )
+    return parse_bool(
+        "SELFCHECK_SERVICE_CHECKS", env.get("SELFCHECK_SERVICE_CHECKS"), mode == "send"
+    )
+
+
 def load(
     known_checks: frozenset[str],
     env: Mapping[str, str] | None = None,
@@ -422,6 +439,12 @@ def load(
         containerized_because=because,
         mode=parse_choice("SELFCHECK_MODE", env.get("SELFCHECK_MODE"), "sidecar", MODES),
         view=parse_choice("SELFCHECK_VIEW", env.get("SELFCHECK_VIEW"), "auto", VIEW_CHOICES),
+        service_checks=_service_checks(env),
+        service_check_prefix=parse_metric_name(
+            "SELFCHECK_SERVICE_CHECK_PREFIX",
+            env.get("SELFCHECK_SERVICE_CHECK_PREFIX"),
+            DEFAULT_SERVICE_CHECK_PREFIX,
+        ),
         external_env_present=bool(env.get("DD_EXTERNAL_ENV")),
         entity_id_present=bool(env.get("DD_ENTITY_ID")),
         agent_notes=tuple(agent.notes),

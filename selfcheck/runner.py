@@ -79,9 +79,13 @@ class Runner:
         checks: Mapping[str, CheckSpec],
         clock: Clock = time.time,
         logger: logging.Logger | None = None,
+        *,
         look: Callable[[], Eyes] | None = None,
+        on_cycle: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_cycle = on_cycle
+        """Called by the background loop with each cycle's snapshot (the service checks)."""
         self.checks = dict(checks)
         self.required = required_ids(config, self.checks)
         self.cycle_config = config
@@ -113,6 +117,12 @@ class Runner:
         if eyes.helper:
             return self._run_as_agent(eyes, wanted)
         return self._run_with(eyes, wanted)
+
+    def dogstatsd_target(self) -> str:
+        """Where this process reaches the DogStatsD socket the last cycle judged: inside the
+        Agent's root in its view (the helper's cycles excepted: its settings stay its own)."""
+        eyes = self._eyes or own_eyes("")
+        return str(eyes.root.at(self.cycle_config.dogstatsd_socket))
 
     def _look_for_agent(self) -> Eyes:
         return look(
@@ -335,7 +345,9 @@ class Runner:
         while not self._stop.is_set():
             began = time.monotonic()
             try:
-                self.run_cycle()
+                snapshot = self.run_cycle()
+                if self.on_cycle is not None:
+                    self.on_cycle(snapshot)
             except Exception:
                 self._log.exception("runner cycle failed")
             elapsed = time.monotonic() - began

@@ -12,7 +12,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from selfcheck.config import Config
@@ -115,9 +115,20 @@ def _shown_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _service_checks(runner: Runner) -> Callable[[Snapshot], None] | None:
+    """The sender of each cycle's service checks, when they are on (docs/datadog.md), to the
+    socket the last cycle judged (inside the Agent's root in its view)."""
+    if not runner.config.service_checks:
+        return None
+    from selfcheck.delivery import Deliverer
+
+    return Deliverer(runner.config, target=runner.dogstatsd_target)
+
+
 def serve(config: Config, checks: Mapping[str, CheckSpec]) -> int:
     setup()
     runner = Runner(config, checks)
+    runner.on_cycle = _service_checks(runner)
     try:
         return asyncio.run(_serve(config, runner))
     except OSError as exc:

@@ -78,6 +78,8 @@ def test_bad_configuration_is_one_line_and_exit_3() -> None:
         ({"SELFCHECK_REQUIRE": "nope"}, ["list"]),
         ({}, ["check", "--only", "procfs,nope"]),
         ({}, ["check", "--timeout", "soon"]),
+        ({"SELFCHECK_SERVICE_CHECKS": "maybe"}, ["serve"]),
+        ({"SELFCHECK_SERVICE_CHECK_PREFIX": "a|b"}, ["serve"]),
     ):
         run = selfcheck(args, env)
         assert run.code == 3, (env, args, run.stderr)

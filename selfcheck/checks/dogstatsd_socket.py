@@ -13,6 +13,7 @@ import stat
 from dataclasses import replace
 from typing import Any
 
+from selfcheck import delivery
 from selfcheck.checks._common import Judge, ownership
 from selfcheck.checks._sockets import BUDGET_CEILING, not_shared
 from selfcheck.config import Config
@@ -120,25 +121,27 @@ def run(ctx: CheckContext) -> Outcome:
     path, opened = config.dogstatsd_socket, ctx.host.at(config.dogstatsd_socket)
     deadline = Deadline(ctx.budget(BUDGET_CEILING))
     details: dict[str, Any] = {"path": str(path), "mode_expected": AGENT_MODE}
+    # The last cycle's service checks (docs/datadog.md), shown whatever the socket says now.
+    delivered, figures, findings = delivery.report(config)
+    details.update(delivered)
+    extra: dict[str, Any] = {"details": details, "figures": figures, "findings": findings}
     try:
         st = stat_socket(opened)
     except OSError as error:
-        return JUDGE.failure(error, path, "find the DogStatsD socket", details=details)
+        return JUDGE.failure(error, path, "find the DogStatsD socket", **extra)
     mode = mode_octal(st)
     details.update(mode=mode, owner=ownership(st), mode_matches_agent=mode == AGENT_MODE)
     payload = heartbeat(config.heartbeat_metric) if config.dogstatsd_mode == "send" else None
     try:
         sent = send_datagram(opened, payload)
     except OSError as error:
-        return JUDGE.failure(
-            error, path, "send a DogStatsD datagram to the socket", st, details=details
-        )
+        return JUDGE.failure(error, path, "send a DogStatsD datagram to the socket", st, **extra)
     details["sent_bytes"] = sent
-    figures = _uds_counters(ctx, deadline, details)
+    figures.update(_uds_counters(ctx, deadline, details))
     fix = REMEDIATIONS[Reason.NOT_SHARED]
     private = not_shared(ctx, str(path), "DogStatsD socket", fix, details)
     if private is not None:
-        return replace(private, figures=figures)
+        return replace(private, figures=figures, findings=findings)
     message = _message(path, mode, config, sent)
     if not st.st_mode & stat.S_IWOTH:
         return Outcome(
@@ -147,10 +150,9 @@ def run(ctx: CheckContext) -> Outcome:
             f"{message}: other users cannot write to it, so non-root clients get EACCES "
             "and their metrics are dropped",
             MODE_FIX,
-            details=details,
-            figures=figures,
+            **extra,
         )
-    return ok(message, details=details, figures=figures)
+    return ok(message, **extra)
 
 
 def _message(path: object, mode: str, config: Config, sent: int) -> str:
@@ -209,7 +211,9 @@ SPEC = register(
             "DD_DOGSTATSD_SOCKET is a datagram socket with a live listener that this user can "
             "write to: one DogStatsD counter is sent to it without blocking. Its mode is "
             "compared with the Agent's 0722, and the Agent's dogstatsd-uds expvar counters "
-            "are read when 127.0.0.1:$DD_EXPVAR_PORT answers."
+            "are read when 127.0.0.1:$DD_EXPVAR_PORT answers. Under selfcheck serve it also "
+            "reports the last delivery of the checks' service checks and the Agent's receipt "
+            "of them (dogstatsd ServiceCheckPackets and ServiceCheckParseErrors)."
         ),
         why=(
             "Applications send custom metrics to this socket and never see an error when it "
@@ -225,6 +229,7 @@ SPEC = register(
                 "Packets whose sender the Agent could not map to a container (expvar)."
             ),
             "uds_packet_reading_errors": "Errors the Agent hit reading its unix socket (expvar).",
+            **delivery.FIGURES,
         },
     )
 )

@@ -259,4 +259,8 @@ def test_required_unless_skipped_and_its_figures() -> None:
         "uds_packets",
         "uds_origin_detection_errors",
         "uds_packet_reading_errors",
+        "service_checks_sent",
+        "service_checks_dropped",
+        "service_check_receipt_ok",
+        "service_check_parse_errors",
     }

@@ -10,7 +10,6 @@ provoked on a healthy machine (PID 0 from our own child, a cgroup v2 host).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -46,6 +45,7 @@ from selfcheck.model import Outcome, Reason, Status
 from tests.support.configs import make_config
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AS_AGENT_USER, REPO, Run, in_shell, selfcheck
+from tests.support.standins import agent_standin
 
 CID = "4f1c2b9d8e7a6f5c4b3a29180f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6"
 ONLY = ["check", "--only", "origin_detection", "--json"]
@@ -650,41 +650,6 @@ def test_selfcheck_in_a_container_without_pid_host_is_not_host_pid(containers: C
 
 
 # --- the Agent's receipt, from a stand-in that counts like the Agent ---------------------------
-
-
-@contextlib.contextmanager
-def agent_standin(
-    directory: Path, port: int, *args: str, pid_namespace: bool = False
-) -> Iterator[Path]:
-    """tests/support/agent_standin.py in a process of its own, in a child PID namespace if asked."""
-    sock = directory / "dsd.socket"
-    prefix = ["unshare", "--pid", "--fork", "--kill-child"] if pid_namespace else []
-    proc = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "tests.support.agent_standin", str(sock), str(port), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if line.strip() != "ready":
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            if "Address already in use" in err:
-                pytest.skip(f"127.0.0.1:{port} is taken on this machine")
-            raise AssertionError(f"the Agent stand-in did not start: {err}")
-        yield sock
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def _free_port() -> int:
