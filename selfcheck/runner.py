@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from selfcheck import asagent
 from selfcheck.config import Config, in_agent_container
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import CgroupLayout
@@ -191,6 +190,8 @@ class Runner:
             "pod_logs_dir": str(config.pod_logs_dir),
         }
         theirs = [cid for cid in wanted if not self.checks[cid].runs_as_selfcheck]
+        from selfcheck import asagent  # only where the Agent's identity differs: not resident
+
         budget = config.check_timeout + STAGGER * len(theirs) + asagent.START_ALLOWANCE
         started = self.clock()
         answer = asagent.run(eyes, asagent.request(eyes, theirs, overrides), budget)

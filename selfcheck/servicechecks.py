@@ -21,7 +21,6 @@ byte for byte, to datadogpy's for the same service check after ``safe_message``.
 from __future__ import annotations
 
 import enum
-import unicodedata
 from collections.abc import Iterator
 
 from selfcheck.model import Result, Snapshot, Status
@@ -86,9 +85,15 @@ def _clean(char: str) -> str:
     clients escape) is shown as a space."""
     if char == "|":
         return "\N{BROKEN BAR}"
-    if char != "\n" and unicodedata.category(char) == "Cc":
+    if char != "\n" and _is_control(char):
         return " "
     return char
+
+
+def _is_control(char: str) -> bool:
+    """Unicode category Cc, exactly: C0 controls, DEL and the C1 controls (no table needed)."""
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F
 
 
 def _escaped_size(char: str, previous: str) -> int:
