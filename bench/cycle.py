@@ -169,7 +169,7 @@ def measure(host_proc: Path, cgroups: Path | None, env: dict[str, str], repeat: 
     settings = {**env, "HOST_PROC": str(host_proc)}
     if cgroups is not None:
         settings["DD_CONTAINER_CGROUP_ROOT"] = str(cgroups)
-        proctree.add_agent(host_proc, settings)
+        proctree.add_agent(host_proc, settings, cgroups)
         settings["SELFCHECK_MODE"] = "node"
     config = load(frozenset(checks), settings)
     runner = Runner(config, checks)

@@ -159,8 +159,9 @@ def generate(root: Path, count: int, cgroup_version: int = 1) -> Path:
 AGENT_POD = "/kubepods/besteffort/pod0a0b0c0d-0000-4000-8000-000000000000"
 
 
-def add_agent(root: Path, env: dict[str, str]) -> int:
-    """The Agent's core process (``agent run``) in the tree, as this process's identity.
+def add_agent(root: Path, env: dict[str, str], cgroups: Path | None = None) -> int:
+    """The Agent's core process (``agent run``) in the tree, as this process's identity, and
+    its container cgroup in the synthetic cgroup tree ``cgroups`` (listing it, as a node's).
 
     Its ``root`` is a link to ``/`` and its mount table this process's, so a cycle looks
     through the Agent's eyes at this machine: every path is walked inside that root and the
@@ -186,6 +187,10 @@ def add_agent(root: Path, env: dict[str, str]) -> int:
     for kind in ("net", "pid", "cgroup"):
         os.symlink(f"/proc/self/ns/{kind}", directory / "ns" / kind)
     os.symlink("/", directory / "root")
+    if cgroups is not None:
+        own = cgroups / AGENT_POD.lstrip("/") / container_id(pid)
+        own.mkdir(parents=True)
+        (own / "cgroup.procs").write_text(f"{pid}\n")
     return pid
 
 

@@ -23,7 +23,7 @@ from selfcheck.config import Config, in_agent_container
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import CgroupLayout
 from selfcheck.host.eyes import AGENT, Eyes, Finder, look, own_eyes
-from selfcheck.host.view import HostView
+from selfcheck.host.view import HostView, TreeCache
 from selfcheck.logs import event, get_logger
 from selfcheck.model import (
     CheckCounters,
@@ -90,6 +90,7 @@ class Runner:
         self.cycle_config = config
         """The configuration the last cycle ran with: the Agent container's, in its view."""
         self._finder = Finder(config.mode)
+        self._trees = TreeCache()
         self._look = look or self._look_for_agent
         self._eyes: Eyes | None = None
         self.clock = clock
@@ -160,7 +161,7 @@ class Runner:
     ) -> dict[str, Result]:
         """Checks that compare selfcheck's own container with the Agent's
         (``CheckSpec.runs_as_selfcheck``) get selfcheck's own eyes and configuration."""
-        theirs = HostView(config.host_proc, config.cgroup_root, eyes)
+        theirs = HostView(config.host_proc, config.cgroup_root, eyes, self._trees)
         own = theirs
         if eyes.view == AGENT:
             selfs = own_eyes(eyes.why, eyes.proc, eyes.agent_pid, discovery=eyes.discovery)

@@ -243,13 +243,32 @@ def run(ctx: CheckContext) -> Outcome:
             )
     except OSError as error:
         return os_failure(REMEDIATIONS, error, root, "read cgroup.controllers")
+    found = _tree_and_own(ctx, layout)
+    if isinstance(found, OSError):
+        return os_failure(REMEDIATIONS, found, root, "walk the host cgroup tree")
+    return _judge_own_cgroup(ctx, layout, *found)
+
+
+def _tree_and_own(
+    ctx: CheckContext, layout: CgroupLayout
+) -> tuple[CgroupTree, OwnCgroup | None] | OSError:
+    """The tree and this container's cgroup in it; a miss in the last cycle's walk (a
+    ``TreeCache`` hit) walks again, as the Agent does on a miss."""
     tree = ctx.host.cgroup_tree()
     if isinstance(tree, OSError):
-        return os_failure(REMEDIATIONS, tree, root, "walk the host cgroup tree")
-    return _judge_own_cgroup(ctx, layout, tree)
+        return tree
+    own = find_own_cgroup(ctx, layout, tree)
+    if own is not None:
+        return tree, own
+    fresh = ctx.host.refresh_cgroup_tree()
+    if isinstance(fresh, OSError) or fresh is tree:
+        return fresh if isinstance(fresh, OSError) else (tree, None)
+    return fresh, find_own_cgroup(ctx, layout, fresh)
 
 
-def _judge_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -> Outcome:
+def _judge_own_cgroup(
+    ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree, own: OwnCgroup | None
+) -> Outcome:
     root = ctx.config.cgroup_root
     containers = len(tree.container_dirs())
     details: dict[str, object] = {
@@ -265,7 +284,6 @@ def _judge_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree)
         "figures": {"container_cgroups": containers},
         "node_info": {"cgroup_version": layout.version},
     }
-    own = find_own_cgroup(ctx, layout, tree)
     if own is None:
         return _own_not_found(
             tree, containers, extra, _in_private_namespace(ctx), ctx.host.root.inside(tree.top)

@@ -180,6 +180,8 @@ class ClientSample:
     """Unresolved inodes of a capped walk: the Agent, walking all, may know them."""
     inode_total: int | None = None
     """Processes whose inode was looked up (none without an inode map); ``judged`` if unset."""
+    named_misses: int = 0
+    """Unresolved inodes of container-named directories: a fresh walk may hold them."""
 
     @property
     def inode_judged(self) -> int:
@@ -339,6 +341,7 @@ class _Tally:
     id_recognised: int = 0
     from_mountinfo: int = 0
     not_walked: int = 0
+    named_misses: int = 0
     inode_examples: list[str] = field(default_factory=list)
     id_examples: list[str] = field(default_factory=list)
 
@@ -365,8 +368,11 @@ def _judge_client_inode(tally: _Tally, path: str | None, inode_map: InodeMap) ->
         tally.inode_resolved += 1
     elif inode_map.truncated:
         tally.not_walked += 1  # maybe past the walk's cap: neither proof nor failure
-    elif len(tally.inode_examples) < MAX_EXAMPLES:
-        tally.inode_examples.append(f"{path} (inode {inode})")
+    else:
+        if path is not None and container_id_from_path(path):
+            tally.named_misses += 1  # a container's directory a newer walk would hold
+        if len(tally.inode_examples) < MAX_EXAMPLES:
+            tally.inode_examples.append(f"{path} (inode {inode})")
 
 
 def _judge_client_id(tally: _Tally, proc_root: Path, pid: int, text: str, path: str | None) -> None:
@@ -428,6 +434,7 @@ def sample_all(
         tuple(tally.id_examples),
         tally.not_walked,
         tally.in_containers if inode_map is not None else 0,
+        tally.named_misses,
     )
     return sample, clients
 
@@ -491,10 +498,31 @@ def gather(
         ev.sample, ev.clients = sample_all(
             ev.host_proc, version, config.sample_size, ev.inode_map, host_pids
         )
+        if _missed(ev) and _refreshed_inode_map(ev, host):  # the Agent walks again on a miss
+            ev.sample, ev.clients = sample_all(
+                ev.host_proc, version, config.sample_size, ev.inode_map, host_pids
+            )
     except OSError:
         ev.sample, ev.clients = Sample(), ClientSample()
     gather_receipt(ev, config, host, receipt_budget)
     return ev
+
+
+def _missed(ev: Evidence) -> bool:
+    """A sampled container's inode, or this container's own, not in the map: what a walk of
+    today's tree could change (directories without a container's name never enter it)."""
+    own_missing = ev.own_inode is not None and ev.own_container_by_inode is None
+    return ev.inode_map is not None and (ev.clients.named_misses > 0 or own_missing)
+
+
+def _refreshed_inode_map(ev: Evidence, host: HostView) -> bool:
+    """A fresh walk when the map came from the last cycle's; ``False`` when it was fresh."""
+    before = host.cgroup_tree()
+    after = host.refresh_cgroup_tree()
+    if after is before or isinstance(after, OSError):
+        return False
+    _read_inode_map(ev, host)
+    return True
 
 
 # --- the receipt -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -38,6 +39,36 @@ from selfcheck.host.namespaces import namespace_inode
 from selfcheck.host.procfs import Mount, list_pids, read_mountinfo
 
 T = TypeVar("T")
+TREE_MAX_AGE = 300.0
+"""Seconds a walked cgroup tree is reused across cycles at most (see ``TreeCache``)."""
+
+
+class TreeCache:
+    """The host cgroup tree kept from one cycle to the next, like the Agent's inode map.
+
+    The Agent builds its inode-to-container map by walking the host tree and walks again only
+    on a miss (DataDog/datadog-agent pkg/util/containers/metrics/system/collector_linux.go
+    ``GetContainerIDForInode``). Walking a thousand directories is most of a cycle, so a
+    cycle reuses the last walk of the same hierarchy for ``TREE_MAX_AGE`` seconds, and a check
+    that misses (its own cgroup, a client's inode) asks for a fresh one
+    (``HostView.refresh_cgroup_tree``): at most one walk per cycle either way.
+    """
+
+    def __init__(self, max_age: float = TREE_MAX_AGE) -> None:
+        self.max_age = max_age
+        self._trees: dict[str, tuple[CgroupTree, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, top: str) -> CgroupTree | None:
+        with self._lock:
+            kept = self._trees.get(top)
+        if kept is None or time.monotonic() - kept[1] > self.max_age:
+            return None
+        return kept[0]
+
+    def put(self, tree: CgroupTree) -> None:
+        with self._lock:
+            self._trees = {tree.top: (tree, time.monotonic())}
 
 
 class HostView:
@@ -50,8 +81,16 @@ class HostView:
     own otherwise), so mount points and cgroup paths are as that container names them.
     """
 
-    def __init__(self, host_proc: Path, cgroup_root: Path, eyes: Eyes | None = None) -> None:
+    def __init__(
+        self,
+        host_proc: Path,
+        cgroup_root: Path,
+        eyes: Eyes | None = None,
+        trees: TreeCache | None = None,
+    ) -> None:
         self.eyes = eyes if eyes is not None else own_eyes("")
+        self.trees = trees
+        self._tree_reused = False
         self.root = self.eyes.root
         self.cgroup_root_name = cgroup_root
         self.host_proc = self.root.at(host_proc)
@@ -113,8 +152,19 @@ class HostView:
         return CgroupLayout(layout.version, v1, v2)
 
     def cgroup_tree(self) -> CgroupTree | OSError:
-        """Every directory of the hierarchy the Agent walks, with inodes (bounded)."""
+        """Every directory of the hierarchy the Agent walks, with inodes (bounded): the last
+        cycle's walk when the cache holds a recent one, else walked now."""
         return self._once("tree", self._read_tree)
+
+    def refresh_cgroup_tree(self) -> CgroupTree | OSError:
+        """A fresh walk after a miss in a reused tree; the same tree when it is fresh already."""
+        current = self.cgroup_tree()
+        if isinstance(current, OSError) or not self._tree_reused:
+            return current
+        with self._guard:
+            self._tree_reused = False
+            self._values.pop("tree", None)
+        return self._once("tree", lambda: self._walk(current.top))
 
     def _read_tree(self) -> CgroupTree:
         layout = self.cgroup_layout()
@@ -122,4 +172,14 @@ class HostView:
             raise layout
         if layout.top is None:
             raise FileNotFoundError(2, "no cgroup hierarchy for the Agent", str(self.cgroup_root))
-        return walk_cgroup_tree(layout.top)
+        kept = self.trees.get(layout.top) if self.trees is not None else None
+        if kept is not None:
+            self._tree_reused = True
+            return kept
+        return self._walk(layout.top)
+
+    def _walk(self, top: str) -> CgroupTree:
+        tree = walk_cgroup_tree(top)
+        if self.trees is not None:
+            self.trees.put(tree)
+        return tree
