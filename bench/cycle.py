@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import json
 import logging
 import os
@@ -72,7 +73,7 @@ from unittest import mock
 
 if "--child" in sys.argv:  # the measured source tree's selfcheck, this tree's bench
     sys.path.insert(0, sys.argv[sys.argv.index("--child") + 1])
-
+    importlib.import_module("selfcheck")  # stays in sys.modules: its submodules follow
     sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
