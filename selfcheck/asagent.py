@@ -58,7 +58,19 @@ class Answer:
     """Non-empty when the helper fell back: the Agent's root could not be entered."""
 
 
-def request(eyes: Eyes, ids: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def request(eyes: Eyes, ids: Sequence[str], config: Config) -> dict[str, Any]:
+    """The cycle the helper runs: which checks, which Agent, and selfcheck's own settings
+    (flags included) that its environment alone would not give it."""
+    overrides = {
+        "check_timeout": config.check_timeout,
+        "sample_size": config.sample_size,
+        "require": sorted(config.require),
+        "skip": sorted(config.skip),
+        "mode": config.mode,
+        "dogstatsd_mode": config.dogstatsd_mode,
+        "heartbeat_metric": config.heartbeat_metric,
+        "pod_logs_dir": str(config.pod_logs_dir),
+    }
     return {"proc": str(eyes.proc), "pid": eyes.pid, "ids": list(ids), "overrides": overrides}
 
 

@@ -179,23 +179,13 @@ class Runner:
         """One helper with the Agent's credentials runs the cycle; the runner keeps the
         counters, logs and snapshot. A helper that cannot enter the Agent's root, or does
         not answer, leaves the cycle to selfcheck's own view, with why."""
-        config = self.config
-        overrides = {
-            "check_timeout": config.check_timeout,
-            "sample_size": config.sample_size,
-            "require": sorted(config.require),
-            "skip": sorted(config.skip),
-            "mode": config.mode,
-            "dogstatsd_mode": config.dogstatsd_mode,
-            "heartbeat_metric": config.heartbeat_metric,
-            "pod_logs_dir": str(config.pod_logs_dir),
-        }
-        theirs = [cid for cid in wanted if not self.checks[cid].runs_as_selfcheck]
         from selfcheck import asagent  # only where the Agent's identity differs: not resident
 
+        config = self.config
+        theirs = [cid for cid in wanted if not self.checks[cid].runs_as_selfcheck]
         budget = config.check_timeout + STAGGER * len(theirs) + asagent.START_ALLOWANCE
         started = self.clock()
-        answer = asagent.run(eyes, asagent.request(eyes, theirs, overrides), budget)
+        answer = asagent.run(eyes, asagent.request(eyes, theirs, config), budget)
         if answer.refused:
             fallback = own_eyes(
                 f"{eyes.why}, but {answer.refused}",
