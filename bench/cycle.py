@@ -69,6 +69,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 from unittest import mock
 
 if "--child" in sys.argv:  # the measured source tree's selfcheck, this tree's bench
@@ -85,7 +87,7 @@ CHECKS = all_checks()
 
 from bench import cgrouptree, proctree
 from bench._common import answering_node, median, ms, print_header, table, workdir
-from selfcheck.checks import origin_detection, passwd, procfs
+from selfcheck.checks import passwd, procfs
 from selfcheck.config import load
 from selfcheck.host.cgroup import CgroupLayout, detect_layout
 from selfcheck.host.inodes import agent_hierarchy, build_inode_map
@@ -130,17 +132,35 @@ def procfs_mount_answers_proc(tree: Path | None, cgroups: Path | None = None) ->
     with contextlib.ExitStack() as stack:
         # Patched where the tree being measured has them (``--tree`` runs older ones too).
         # The Agent's /host mounts are the synthetic trees (its root is this machine's /).
+        origin = _origin_reader()
         for module, name, value in (
             (procfs, "_mount_of", _fake_proc_mount),
-            (origin_detection, "detect_layout", lambda mounts, root: layout),
+            (origin, "detect_layout", lambda mounts, root: layout),
             (host_view, "detect_layout", lambda mounts, root: layout),
-            (origin_detection, "AGENT_HOST_PROC", tree),
-            (origin_detection, "AGENT_HOST_CGROUP", cgroups),
+            (origin, "AGENT_HOST_PROC", tree),
+            (origin, "AGENT_HOST_CGROUP", cgroups),
             (procfs, "AGENT_HOST_PROC", tree),
         ):
             if hasattr(module, name):
                 stack.enter_context(mock.patch.object(module, name, value))
         yield
+
+
+def _origin_reader() -> ModuleType:
+    """Where origin detection reads the host: its evidence module, or the one-module check of
+    the releases before it (``--tree`` measures those too)."""
+    try:
+        return importlib.import_module("selfcheck.checks.origin_detection.evidence")
+    except ImportError:
+        return importlib.import_module("selfcheck.checks.origin_detection")
+
+
+def _sampler() -> Any:
+    """``sample_all``: in ``selfcheck.host.sampling``, or in the older one-module check."""
+    try:
+        return importlib.import_module("selfcheck.host.sampling").sample_all
+    except ImportError:
+        return importlib.import_module("selfcheck.checks.origin_detection").sample_all
 
 
 def cpu_now() -> float:
@@ -188,12 +208,10 @@ def measure(host_proc: Path, cgroups: Path | None, env: dict[str, str], repeat: 
             lambda: passwd.sample_uids(host_proc, list_pids(host_proc), SAMPLE), repeat
         )
         times["origin_detection sample"] = timed(
-            lambda: origin_detection.sample_all(host_proc, 1, SAMPLE, None), repeat
+            lambda: _sampler()(host_proc, 1, SAMPLE, None), repeat
         )
         times["inode map"] = timed(lambda: build_inode_map(hierarchy), repeat)
-        times["sample + clients"] = timed(
-            lambda: origin_detection.sample_all(host_proc, 1, SAMPLE, cmap), repeat
-        )
+        times["sample + clients"] = timed(lambda: _sampler()(host_proc, 1, SAMPLE, cmap), repeat)
         times["procfs check"] = timed(lambda: procfs.run(CheckContext.of(config)), repeat)
         walls, cpus = [], []
         for _ in range(repeat):

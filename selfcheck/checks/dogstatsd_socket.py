@@ -20,6 +20,7 @@ from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.expvar import read_uds_vars
 from selfcheck.host.files import describe
+from selfcheck.host.receipt import heartbeat
 from selfcheck.host.sockets import (
     Deadline,
     mode_octal,
@@ -108,11 +109,6 @@ JUDGE = Judge(
     # A full queue means the Agent is there and behind: degraded, not a reason to go unready.
     {Reason.EAGAIN: Status.DEGRADED},
 )
-
-
-def heartbeat(metric: str) -> bytes:
-    """One DogStatsD counter increment, the smallest valid datagram a client sends."""
-    return f"{metric}:1|c".encode()
 
 
 def run(ctx: CheckContext) -> Outcome:

@@ -35,7 +35,6 @@ from selfcheck.checks import (
     agent_health,
     apm_socket,
     dogstatsd_socket,
-    origin_detection,
     os_release,
     passwd,
 )
@@ -53,7 +52,7 @@ from selfcheck.config import (
     parse_seconds,
 )
 from selfcheck.context import CheckContext
-from selfcheck.host import capabilities, cgroup, cri, identity, procfs
+from selfcheck.host import capabilities, cgroup, cri, identity, procfs, sampling
 from selfcheck.host.sockets import Deadline, HttpReply
 from selfcheck.http.app import App
 from selfcheck.http.server import BadRequestError, parse_head, respond
@@ -366,7 +365,7 @@ def test_origin_detection_sample_on_any_cgroup_files(cgroups: list[bytes], versi
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         _tree(root, [b"Uid:\t0\n"] * len(cgroups), cgroups)
-        sample, _ = origin_detection.sample_all(root, version, 256)
+        sample, _ = sampling.sample_all(root, version, 256)
         assert sample.resolved <= sample.in_containers <= sample.sampled == len(cgroups)
 
 

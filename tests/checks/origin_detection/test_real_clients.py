@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from selfcheck.checks.origin_detection import INODE_CLIENTS
-from tests.checks.test_origin_detection import ONLY
+from selfcheck.checks.origin_detection.texts import INODE_CLIENTS
+from tests.checks.origin_detection.test_check import ONLY
 from tests.support.daemons import DockerDaemon, short_dir
 from tests.support.run import REPO, base_env, in_shell, python_command
 
