@@ -1,4 +1,4 @@
-# selfcheck: the sidecar image. DESIGN.md section 5.
+# selfcheck: the sidecar image (README.md, Kubernetes).
 #
 # Both stages start from the same Python base, because the virtual environment built in the
 # first stage points at that base's interpreter. Substitute a locally built equivalent with

@@ -1,1 +1,1 @@
-"""Benchmarks against DESIGN.md section 7; each ``bench/<name>.py`` runs with one command."""
+"""Benchmarks against docs/performance.md; each ``bench/<name>.py`` runs with one command."""

@@ -55,7 +55,7 @@ def print_header(title: str, command: str) -> None:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A markdown table, so the output pastes straight into the README."""
+    """A markdown table, so the output pastes straight into `bench/results/`."""
     cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
@@ -114,8 +114,8 @@ def cpu_share(first: ProcSample, last: ProcSample) -> float:
 
 
 PYTHON_HELP = (
-    "interpreter that runs selfcheck serve (default: this one); the README figures use a "
-    "venv of Debian's python3 with a non-editable install, like the image and CI"
+    "interpreter that runs selfcheck serve (default: this one); the docs/performance.md figures "
+    "use a venv of Debian's python3 with a non-editable install, like the image and CI"
 )
 
 

@@ -1,7 +1,7 @@
 """The floor for ``bench/http_load.py``: the least an asyncio server can do per request.
 
 ``python bench/_floor.py PORT`` answers every request head with a fixed 3-byte ``ok``,
-no parsing, no routing, as DESIGN.md section 7's "plain asyncio server" floor. Measured in
+no parsing, no routing, as docs/performance.md's "plain asyncio server" floor. Measured in
 the same run, it separates what the machine (cores shared with ``wrk`` and whatever else
 runs) allows from what selfcheck's own request handling costs.
 """

@@ -12,8 +12,11 @@ walk's cost. The tree is what ``origin_detection``'s inode map walks in ``bench/
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import proctree
 
@@ -66,8 +69,16 @@ def generate(root: Path, processes: int, containers: int = CONTAINERS) -> int:
     return found
 
 
+def main() -> None:
+    """Parse ``DIR PROCESSES [CONTAINERS]`` and write the tree."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("processes", type=int)
+    parser.add_argument("containers", type=int, nargs="?", default=CONTAINERS)
+    args = parser.parse_args()
+    count = generate(args.directory, args.processes, args.containers)
+    print(f"wrote {count} container cgroups under {args.directory}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
-        raise SystemExit("usage: python bench/cgrouptree.py DIR PROCESSES [CONTAINERS]")
-    count = generate(Path(sys.argv[1]), int(sys.argv[2]), *map(int, sys.argv[3:]))
-    print(f"wrote {count} container cgroups under {sys.argv[1]}")
+    main()

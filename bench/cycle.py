@@ -1,8 +1,13 @@
 """Cycle time against synthetic host proc trees of 1,000, 10,000 and 50,000 processes.
 
     python bench/cycle.py [--sizes 1000,10000,50000] [--repeat 11] [--no-runtime]
+    python bench/cycle.py --tree OLD --tree NEW [--sizes 1000] [--repeat 11]
 
-DESIGN.md section 7: a full cycle (all checks, sockets answering) under 50 ms with 1,000
+With ``--tree`` each source tree (a checkout of selfcheck) runs the same full cycle, in a fresh
+interpreter of its own, one after the other in the same run, and the table gives each one's
+median and best cycle and CPU with its ratio to the first tree.
+
+docs/performance.md: a full cycle (all checks, sockets answering) under 50 ms with 1,000
 host processes, its cost growing no faster than linearly, sampled where it must scan.
 
 Rows (each the median of ``--repeat`` runs, in this process, after one warm-up cycle):
@@ -11,8 +16,8 @@ Rows (each the median of ``--repeat`` runs, in this process, after one warm-up c
   every scanning check does this once, and it is linear by nature.
 - ``passwd sample``: ``passwd.sample_uids``: list, then ``status`` of an evenly spaced
   sample of ``SELFCHECK_SAMPLE`` (256) processes.
-- ``origin_detection sample``: ``origin_detection.sample_processes``: list, then the
-  Agent's container-ID rule on the ``cgroup`` of the same sample.
+- ``origin_detection sample``: ``origin_detection.sample_all`` without the inode map: list,
+  then the Agent's container-ID rule on the ``cgroup`` of the same sample.
 - ``inode map``: ``selfcheck.host.inodes.build_inode_map`` over a synthetic cgroup v1 memory
   tree (``bench/cgrouptree.py``) holding every cgroup the tree's processes name, padded to
   at least 300 container cgroups (the ``container cgroups`` line), each directory with the
@@ -22,7 +27,10 @@ Rows (each the median of ``--repeat`` runs, in this process, after one warm-up c
 - ``procfs check``: ``procfs.run`` on the tree. The tree is a tmpfs directory, not a
   procfs mount, so the check's mount lookup is replaced by one that answers ``proc``;
   everything else it does (list, count, read PID 1 and 2) runs as in production.
-- ``full cycle``: ``Runner.run_cycle()`` with every check, ``HOST_PROC`` at the tree,
+- ``full cycle``: ``Runner.run_cycle()`` with every check, in node mode, through the eyes of
+  an Agent process the tree holds (``proctree.add_agent``: ``agent run``, this process's
+  identity, its root a link to ``/``, the stand-ins' settings in its ``environ``), so every
+  path is walked inside the Agent's root as on a node; ``HOST_PROC`` at the tree,
   ``origin_detection`` walking the synthetic cgroup tree as the node's (its cgroup layout
   answers "v1, memory at the tree"), the client mechanisms enabled, and every socket
   answering: DogStatsD, trace-agent, health and expvar stand-ins (counting packets like the
@@ -46,10 +54,14 @@ own procfs for scale (few processes, but real per-file costs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import importlib
+import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,8 +69,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 from unittest import mock
 
+if "--child" in sys.argv:  # the measured source tree's selfcheck, this tree's bench
+    sys.path.insert(0, sys.argv[sys.argv.index("--child") + 1])
+    importlib.import_module("selfcheck")  # stays in sys.modules: its submodules follow
+    sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selfcheck.context import CheckContext
@@ -69,7 +87,7 @@ CHECKS = all_checks()
 
 from bench import cgrouptree, proctree
 from bench._common import answering_node, median, ms, print_header, table, workdir
-from selfcheck.checks import origin_detection, passwd, procfs
+from selfcheck.checks import passwd, procfs
 from selfcheck.config import load
 from selfcheck.host.cgroup import CgroupLayout, detect_layout
 from selfcheck.host.inodes import agent_hierarchy, build_inode_map
@@ -100,7 +118,8 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return median(times)
 
 
-def _fake_proc_mount(path: Path, mounts: object = None) -> Mount:
+def _fake_proc_mount(*args: object) -> Mount:
+    path = next(a for a in args if isinstance(a, Path | str))
     return Mount(0, 0, "/", str(path), frozenset({"ro"}), "proc", "proc", frozenset({"rw"}))
 
 
@@ -110,12 +129,38 @@ def procfs_mount_answers_proc(tree: Path | None, cgroups: Path | None = None) ->
         yield
         return
     layout = CgroupLayout("v1", {"memory": str(cgroups)}, None)
-    with (
-        mock.patch.object(procfs, "_mount_of", _fake_proc_mount),
-        mock.patch.object(origin_detection, "detect_layout", lambda mounts, root: layout),
-        mock.patch.object(host_view, "detect_layout", lambda mounts, root: layout),
-    ):
+    with contextlib.ExitStack() as stack:
+        # Patched where the tree being measured has them (``--tree`` runs older ones too).
+        # The Agent's /host mounts are the synthetic trees (its root is this machine's /).
+        origin = _origin_reader()
+        for module, name, value in (
+            (procfs, "_mount_of", _fake_proc_mount),
+            (origin, "detect_layout", lambda mounts, root: layout),
+            (host_view, "detect_layout", lambda mounts, root: layout),
+            (origin, "AGENT_HOST_PROC", tree),
+            (origin, "AGENT_HOST_CGROUP", cgroups),
+            (procfs, "AGENT_HOST_PROC", tree),
+        ):
+            if hasattr(module, name):
+                stack.enter_context(mock.patch.object(module, name, value))
         yield
+
+
+def _origin_reader() -> ModuleType:
+    """Where origin detection reads the host: its evidence module, or the one-module check of
+    the releases before it (``--tree`` measures those too)."""
+    try:
+        return importlib.import_module("selfcheck.checks.origin_detection.evidence")
+    except ImportError:
+        return importlib.import_module("selfcheck.checks.origin_detection")
+
+
+def _sampler() -> Any:
+    """``sample_all``: in ``selfcheck.host.sampling``, or in the older one-module check."""
+    try:
+        return importlib.import_module("selfcheck.host.sampling").sample_all
+    except ImportError:
+        return importlib.import_module("selfcheck.checks.origin_detection").sample_all
 
 
 def cpu_now() -> float:
@@ -142,7 +187,12 @@ def _hierarchy(cgroups: Path | None) -> str:
 
 def measure(host_proc: Path, cgroups: Path | None, env: dict[str, str], repeat: int) -> Column:
     checks = CHECKS
-    config = load(frozenset(checks), {**env, "HOST_PROC": str(host_proc)})
+    settings = {**env, "HOST_PROC": str(host_proc)}
+    if cgroups is not None:
+        settings["DD_CONTAINER_CGROUP_ROOT"] = str(cgroups)
+        proctree.add_agent(host_proc, settings, cgroups)
+        settings["SELFCHECK_MODE"] = "node"
+    config = load(frozenset(checks), settings)
     runner = Runner(config, checks)
     hierarchy = _hierarchy(cgroups)
     cmap = build_inode_map(hierarchy)
@@ -158,12 +208,10 @@ def measure(host_proc: Path, cgroups: Path | None, env: dict[str, str], repeat: 
             lambda: passwd.sample_uids(host_proc, list_pids(host_proc), SAMPLE), repeat
         )
         times["origin_detection sample"] = timed(
-            lambda: origin_detection.sample_processes(host_proc, 1, SAMPLE), repeat
+            lambda: _sampler()(host_proc, 1, SAMPLE, None), repeat
         )
         times["inode map"] = timed(lambda: build_inode_map(hierarchy), repeat)
-        times["sample + clients"] = timed(
-            lambda: origin_detection.sample_all(host_proc, 1, SAMPLE, cmap), repeat
-        )
+        times["sample + clients"] = timed(lambda: _sampler()(host_proc, 1, SAMPLE, cmap), repeat)
         times["procfs check"] = timed(lambda: procfs.run(CheckContext.of(config)), repeat)
         walls, cpus = [], []
         for _ in range(repeat):
@@ -192,12 +240,65 @@ def tree_of(count: int) -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def full_cycle(size: int, repeat: int, runtime: bool) -> dict[str, float]:
+    """The full-cycle rows alone, on a tree of ``size`` processes (``--tree``'s child)."""
+    with (
+        workdir("cycle") as directory,
+        answering_node(directory, runtime) as env,
+        tree_of(size) as (tree, cgroups),
+    ):
+        env["DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT"] = "true"
+        column = measure(tree, cgroups, env, repeat)
+    keys = ("full cycle", "full cycle, best run", "cycle CPU")
+    return {key: column.times[key] for key in keys} | {"bad": float(_bad(column))}
+
+
+def _bad(column: Column) -> int:
+    return sum(1 for s in column.statuses.values() if s not in ("ok", "degraded"))
+
+
+def compare_trees(trees: list[Path], size: int, repeat: int, runtime: bool) -> None:
+    """Each tree's full cycle in a fresh interpreter, side by side with the first's ratio."""
+    rows: list[list[object]] = []
+    first: dict[str, float] = {}
+    for tree in trees:
+        argv = [sys.executable, __file__, "--child", str(tree), "--sizes", str(size)]
+        argv += ["--repeat", str(repeat)] + ([] if runtime else ["--no-runtime"])
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        got = json.loads(done.stdout.splitlines()[-1])
+        first = first or got
+        rows.append(
+            [
+                str(tree),
+                ms(got["full cycle"]),
+                ms(got["full cycle, best run"]),
+                ms(got["cycle CPU"]),
+                f"{got['full cycle'] / first['full cycle']:.2f}x",
+                f"{got['cycle CPU'] / first['cycle CPU']:.2f}x",
+                int(got["bad"]),
+            ]
+        )
+    headers = ["source tree", "cycle ms", "best ms", "CPU ms", "cycle ratio", "CPU ratio"]
+    print(table([*headers, "checks not ok"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--repeat", type=int, default=11)
     parser.add_argument("--no-runtime", action="store_true", help="no containerd")
+    parser.add_argument("--tree", type=Path, action="append", help="a source tree to compare")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        print(
+            json.dumps(full_cycle(int(args.sizes.split(",")[0]), args.repeat, not args.no_runtime))
+        )
+        return
+    if args.tree:
+        print_header("Cycle time by source tree", "python bench/cycle.py " + " ".join(sys.argv[1:]))
+        compare_trees(args.tree, int(args.sizes.split(",")[0]), args.repeat, not args.no_runtime)
+        return
     logging.getLogger("selfcheck").addHandler(logging.NullHandler())
     logging.getLogger("selfcheck").propagate = False
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -33,6 +33,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench._common import REPO, median, print_header, table
 
 CHECKS = (

@@ -3,7 +3,7 @@
     python bench/footprint.py [--duration 600] [--starts 5] [--no-runtime]
     python bench/footprint.py --modules [--tree DIR ...] [--no-runtime]
 
-DESIGN.md section 7: resident memory under 35 MB, under 0.5 % of one core at the default
+docs/performance.md: resident memory under 35 MB, under 0.5 % of one core at the default
 interval (30 s), ready within 1 s of start; side by side with ``prometheus-node-exporter``.
 
 Start-up: ``--starts`` cold starts of each, timed from ``Popen`` to the first 200 from

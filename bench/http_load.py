@@ -2,7 +2,7 @@
 
     python bench/http_load.py [--duration 30] [--connections 64] [--no-runtime]
 
-DESIGN.md section 7: ``/readyz`` and ``/livez`` p99 under 5 ms and ``/metrics`` p99 under
+docs/performance.md: ``/readyz`` and ``/livez`` p99 under 5 ms and ``/metrics`` p99 under
 10 ms with 64 concurrent loopback clients, measured in the same run as
 ``prometheus-node-exporter`` (Debian package) serving its own ``/metrics``.
 
@@ -23,7 +23,7 @@ closed by the server's idle deadline and opened again, so a steady stream of han
 Each endpoint gets 2 s of warm-up, then ``wrk -t2 -c64 --latency`` (Debian package
 ``wrk``; its percentiles are of the latencies it measured, without coordinated-omission
 correction). ``wrk`` shares the machine's cores with the server it loads, as in the
-DESIGN.md floors.
+floors of docs/performance.md.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ a long-running node's.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
-import sys
+import re
 from pathlib import Path
 
 STATUS = """Name:\t{name}
@@ -155,8 +156,53 @@ def generate(root: Path, count: int, cgroup_version: int = 1) -> Path:
     return root
 
 
+AGENT_POD = "/kubepods/besteffort/pod0a0b0c0d-0000-4000-8000-000000000000"
+
+
+def add_agent(root: Path, env: dict[str, str], cgroups: Path | None = None) -> int:
+    """The Agent's core process (``agent run``) in the tree, as this process's identity, and
+    its container cgroup in the synthetic cgroup tree ``cgroups`` (listing it, as a node's).
+
+    Its ``root`` is a link to ``/`` and its mount table this process's, so a cycle looks
+    through the Agent's eyes at this machine: every path is walked inside that root and the
+    allow-listed settings are read from its ``environ``, as on a node.
+    """
+    pid = max(int(p.name) for p in root.iterdir() if p.name.isdigit()) + 1
+    directory = root / str(pid)
+    directory.mkdir()
+    groups = " ".join(str(g) for g in os.getgroups())
+    uid, gid = os.geteuid(), os.getegid()
+    status = STATUS.format(name="agent", pid=pid, ppid=1, uid=uid)
+    status = re.sub(r"^Gid:.*$", f"Gid:\t{gid}\t{gid}\t{gid}\t{gid}", status, flags=re.M)
+    status = re.sub(r"^Groups:.*$", f"Groups:\t{groups}", status, flags=re.M)
+    (directory / "status").write_text(status)
+    (directory / "cmdline").write_bytes(b"agent\0run\0")
+    fields = ["S", "1", *["0"] * 17, "4242", *["0"] * 30]
+    (directory / "stat").write_text(f"{pid} (agent) {' '.join(fields)}\n")
+    (directory / "environ").write_bytes(b"".join(f"{k}={v}\0".encode() for k, v in env.items()))
+    (directory / "mountinfo").write_bytes(Path("/proc/self/mountinfo").read_bytes())
+    lines = "".join(f"{c}:{AGENT_POD}/{container_id(pid)}\n" for c in V1_CONTROLLERS)
+    (directory / "cgroup").write_text(lines + f"0::{AGENT_POD}/{container_id(pid)}\n")
+    (directory / "ns").mkdir()
+    for kind in ("net", "pid", "cgroup"):
+        os.symlink(f"/proc/self/ns/{kind}", directory / "ns" / kind)
+    os.symlink("/", directory / "root")
+    if cgroups is not None:
+        own = cgroups / AGENT_POD.lstrip("/") / container_id(pid)
+        own.mkdir(parents=True)
+        (own / "cgroup.procs").write_text(f"{pid}\n")
+    return pid
+
+
+def main() -> None:
+    """Parse ``DIR COUNT`` and write the tree."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("count", type=int)
+    args = parser.parse_args()
+    generate(args.directory, args.count)
+    print(f"wrote {args.count} processes under {args.directory}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: python bench/proctree.py DIR COUNT")
-    generate(Path(sys.argv[1]), int(sys.argv[2]))
-    print(f"wrote {sys.argv[2]} processes under {sys.argv[1]}")
+    main()

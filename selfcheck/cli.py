@@ -27,6 +27,12 @@ EXIT_INTERRUPTED = 128 + 2
 """Ctrl-C: the shell's convention for a command ended by SIGINT."""
 
 
+def unknown(message: str) -> int:
+    """One line on stderr and the convention's "unknown" (3): never a traceback."""
+    print(message, file=sys.stderr)
+    return EXIT_UNKNOWN
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad usage; 2 means 'a required check failed' here, so use 3.
 
@@ -78,7 +84,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_fleet_parser(sub: Any) -> None:
-    """``fleet`` flags here, so that parsing never imports ``requests`` (selfcheck/fleet.py)."""
+    """``fleet`` flags here, so that parsing never imports ``requests`` (selfcheck/fleet/)."""
     fleet = sub.add_parser("fleet", help="the fleet's verdicts, from Prometheus")
     fleet.add_argument(
         "--prometheus",
@@ -298,8 +304,7 @@ def cmd_fleet(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
     try:
         return run(args, list(checks))
     except FleetError as exc:
-        print(f"selfcheck fleet: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return unknown(f"selfcheck fleet: {exc}")
 
 
 def cmd_explain(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
@@ -307,8 +312,7 @@ def cmd_explain(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
 
     spec = checks.get(args.id)
     if spec is None:
-        print(f"selfcheck: unknown check {args.id!r} (known: {', '.join(checks)})", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return unknown(f"selfcheck: unknown check {args.id!r} (known: {', '.join(checks)})")
     print(render_explain(spec, output_width()))
     return EXIT_OK
 
@@ -341,11 +345,9 @@ def cmd_lint(args: argparse.Namespace) -> int:
                 text = read_capped(stream, args.filename)
         reports = lint_text(text)
     except InputError as exc:
-        print(f"selfcheck: lint: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return unknown(f"selfcheck: lint: {exc}")
     except OSError as exc:
-        print(f"selfcheck: lint: cannot read {args.filename}: {exc.strerror}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return unknown(f"selfcheck: lint: cannot read {args.filename}: {exc.strerror}")
     print(render_json(reports) if args.json else render_table(reports))
     return exit_code(reports)
 
@@ -375,11 +377,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         }
         return handlers[args.command](args, checks)
     except FlagError as exc:
-        print(f"selfcheck: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return unknown(f"selfcheck: {exc}")
     except ConfigError as exc:
-        print(f"selfcheck: configuration error: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return unknown(f"selfcheck: configuration error: {exc}")
     except Exception as exc:  # the convention's "unknown": never a bare traceback
-        print(f"selfcheck: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return unknown(f"selfcheck: internal error: {type(exc).__name__}: {exc}")

@@ -2,7 +2,7 @@
 
 The sidecar is meant to share the Agent container's ``env`` and ConfigMaps, so it reads the
 Agent's variable names (``HOST_PROC``, ``DD_DOGSTATSD_SOCKET``...) and derives host paths the
-way the Agent does (FACTS.md 3.1): ``/host/...`` when mounted, the plain path otherwise, so
+way the Agent does (fixup_init.go): ``/host/...`` when mounted, the plain path otherwise, so
 the same binary checks a bare machine too. In a container the plain paths are the
 container's own, so there a missing ``/host`` mount is kept as the (missing) ``/host`` path
 and the check that owns it names it, instead of silently checking the container.
@@ -23,19 +23,25 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DOGSTATSD_SOCKET = "/var/run/datadog/dsd.socket"
-DEFAULT_APM_SOCKET = "/var/run/datadog/apm.socket"
-DEFAULT_HEALTH_PORT = 5555
-AGENT_EXPVAR_PORTS = (5000, 6000)
-"""No DD_EXPVAR_PORT: the Agent's own default (and the Operator's), then the chart's."""
+from selfcheck.agentpod import (
+    DEFAULT_APM_SOCKET,
+    DEFAULT_DOGSTATSD_SOCKET,
+    DEFAULT_HEALTH_PORT,
+    MODES,
+)
+from selfcheck.agentpod import EXPVAR_PORTS as AGENT_EXPVAR_PORTS
+
 DEFAULT_LISTEN = ":9750"
 """Every address: IPv6 and IPv4 on one dual-stack socket where the kernel allows it."""
 DEFAULT_INTERVAL = 30.0
 DEFAULT_CHECK_TIMEOUT = 2.0
 DEFAULT_SAMPLE = 256
 DEFAULT_HEARTBEAT_METRIC = "datadog.selfcheck.heartbeat"
-MODES = ("sidecar", "node")
+VIEW_CHOICES = ("auto", "own")
+"""``auto``: the Agent container's view when it can be entered, else selfcheck's own."""
+DEFAULT_SERVICE_CHECK_PREFIX = "selfcheck"
 OWN_SETTINGS = "this container's environment"
+AGENT_SETTINGS = "the Agent's own environment"
 
 # Go's strconv.ParseBool, which the Agent's configuration layer reaches through spf13/cast
 # ToBoolE for every boolean setting (pkg/config/model, nodetreemodel GetBool): exactly these
@@ -84,13 +90,19 @@ class Config:
     """``sidecar`` (in the Agent's pod) or ``node`` (its own DaemonSet beside an Agent pod)."""
     settings_from: str = OWN_SETTINGS
     """Whose ``DD_*`` values decide required-ness: the Agent's own, when they could be read."""
+    view: str = "auto"
+    """``SELFCHECK_VIEW``: ``own`` keeps every verdict on selfcheck's own mounts."""
+    service_checks: bool = False
+    """``selfcheck serve`` sends each verdict as a DogStatsD service check (docs/datadog.md)."""
+    service_check_prefix: str = DEFAULT_SERVICE_CHECK_PREFIX
+    """Service checks are named ``<prefix>.<check id>``."""
 
     @property
     def expvar_ports(self) -> tuple[int, ...]:
         """The ports the Agent's expvar server may be on, in the order to try them."""
         return (self.expvar_port,) if self.expvar_port else AGENT_EXPVAR_PORTS
 
-    # origin detection (issue 10): presence only, never the values (an entity ID is a pod UID)
+    # origin detection: presence only, never the values (an entity ID is a pod UID)
     external_env_present: bool = False
     entity_id_present: bool = False
 
@@ -341,6 +353,18 @@ def _selfcheck_path(env: Mapping[str, str], name: str, default: str) -> Path:
     return Path(raw)
 
 
+def _service_checks(env: Mapping[str, str]) -> bool:
+    """On unless switched off, or unless ``SELFCHECK_DOGSTATSD_MODE=connect`` asked that
+    nothing be written to the socket: a service check is not a metric series (nothing billed
+    per custom metric) and goes to a socket the heartbeat already writes to."""
+    mode = parse_choice(
+        "SELFCHECK_DOGSTATSD_MODE", env.get("SELFCHECK_DOGSTATSD_MODE"), "send", ("send", "connect")
+    )
+    return parse_bool(
+        "SELFCHECK_SERVICE_CHECKS", env.get("SELFCHECK_SERVICE_CHECKS"), mode == "send"
+    )
+
+
 def load(
     known_checks: frozenset[str],
     env: Mapping[str, str] | None = None,
@@ -414,6 +438,13 @@ def load(
         containerized=in_container,
         containerized_because=because,
         mode=parse_choice("SELFCHECK_MODE", env.get("SELFCHECK_MODE"), "sidecar", MODES),
+        view=parse_choice("SELFCHECK_VIEW", env.get("SELFCHECK_VIEW"), "auto", VIEW_CHOICES),
+        service_checks=_service_checks(env),
+        service_check_prefix=parse_metric_name(
+            "SELFCHECK_SERVICE_CHECK_PREFIX",
+            env.get("SELFCHECK_SERVICE_CHECK_PREFIX"),
+            DEFAULT_SERVICE_CHECK_PREFIX,
+        ),
         external_env_present=bool(env.get("DD_EXTERNAL_ENV")),
         entity_id_present=bool(env.get("DD_ENTITY_ID")),
         agent_notes=tuple(agent.notes),
@@ -440,5 +471,38 @@ def with_agent_settings(
         logs_enabled=theirs.logs_enabled,
         apm_socket_configured=theirs.apm_socket_configured,
         agent_notes=tuple(dict.fromkeys((*config.agent_notes, *theirs.agent_notes))),
-        settings_from="the Agent's own environment",
+        settings_from=AGENT_SETTINGS,
+    )
+
+
+def in_agent_container(
+    config: Config, known_checks: frozenset[str], agent_env: Mapping[str, str]
+) -> Config:
+    """The configuration as the Agent container has it: its allow-listed ``DD_*`` values and
+    host paths as it derives them (always containerized: the Agent image sets
+    ``DOCKER_DD_AGENT``, DataDog/datadog-agent pkg/config/setup/fixup_init.go), named inside
+    its root. selfcheck's own settings (``SELFCHECK_*``, flags) are kept."""
+    agent = (True, "the Agent's container")
+    theirs = load(known_checks, dict(agent_env), containerized=lambda _env: agent)
+    return replace(
+        config,
+        host_proc=theirs.host_proc,
+        cgroup_root=theirs.cgroup_root,
+        os_release_path=theirs.os_release_path,
+        passwd_path=theirs.passwd_path,
+        dogstatsd_socket=theirs.dogstatsd_socket,
+        apm_socket=theirs.apm_socket,
+        apm_socket_configured=theirs.apm_socket_configured,
+        docker_host=theirs.docker_host,
+        cri_socket_path=theirs.cri_socket_path,
+        origin_detection=theirs.origin_detection,
+        origin_detection_client=theirs.origin_detection_client,
+        origin_detection_unified=theirs.origin_detection_unified,
+        logs_enabled=theirs.logs_enabled,
+        health_port=theirs.health_port,
+        expvar_port=theirs.expvar_port,
+        containerized=True,
+        containerized_because=agent[1],
+        agent_notes=theirs.agent_notes,
+        settings_from=AGENT_SETTINGS,
     )

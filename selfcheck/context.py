@@ -1,6 +1,6 @@
 """What a check receives from the runner: the configuration, the cycle's host view, its time.
 
-The runner alone owns deadlines (DESIGN.md section 3): it starts each check with the moment it
+The runner alone owns deadlines (docs/architecture.md): it starts each check with the moment it
 will stop waiting, and a check that needs a budget of its own (a socket's receive timeout) takes
 what is left of that instead of sizing one from the configuration.
 """

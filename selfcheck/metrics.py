@@ -25,10 +25,19 @@ from selfcheck.model import Snapshot, Status
 from selfcheck.registry import CheckSpec
 
 PREFIX = "selfcheck"
+# The family names other modules read back (the fleet view's PromQL, the alert rules' tests).
+CHECK_STATUS = f"{PREFIX}_check_status"
+CHECK_SUCCESS = f"{PREFIX}_check_success"
+CHECK_REQUIRED = f"{PREFIX}_check_required"
+CHECK_REASON = f"{PREFIX}_check_reason"
+CHECK_LAST_SUCCESS = f"{PREFIX}_check_last_success_timestamp_seconds"
+READY = f"{PREFIX}_ready"
 
 
 def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+    """A gauge family; ``name`` is the whole family name, or its part after the prefix."""
+    full = name if name.startswith(f"{PREFIX}_") else f"{PREFIX}_{name}"
+    return GaugeMetricFamily(full, doc, labels=labels)
 
 
 class SnapshotCollector(Collector):
@@ -51,7 +60,7 @@ class SnapshotCollector(Collector):
         yield from self._findings(snap)
         yield from self._states(snap)
         ready = _gauge(
-            "ready", "1 when no required check is failed or errored and results are fresh."
+            READY, "1 when no required check is failed or errored and results are fresh."
         )
         ready.add_metric([], 1.0 if self.is_ready(snap) else 0.0)
         yield ready
@@ -63,26 +72,30 @@ class SnapshotCollector(Collector):
         yield node
 
     def _per_check(self, snap: Snapshot) -> Iterator[Metric]:
-        status = _gauge(
-            "check_status", "Current status of each check, one-hot.", ["check", "status"]
-        )
-        success = _gauge("check_success", "1 when the check is ok or degraded.", ["check"])
-        required = _gauge("check_required", "1 when the check gates readiness.", ["check"])
+        status = _gauge(CHECK_STATUS, "Current status of each check, one-hot.", ["check", "status"])
+        success = _gauge(CHECK_SUCCESS, "1 when the check is ok or degraded.", ["check"])
+        required = _gauge(CHECK_REQUIRED, "1 when the check gates readiness.", ["check"])
         reason = _gauge(
-            "check_reason", "1 for the current reason of each check.", ["check", "reason"]
+            CHECK_REASON, "1 for the current reason of each check.", ["check", "reason"]
         )
         duration = _gauge("check_duration_seconds", "Duration of the last run.", ["check"])
         last_run = _gauge(
             "check_last_run_timestamp_seconds", "Unix time the last run finished.", ["check"]
         )
         last_ok = _gauge(
-            "check_last_success_timestamp_seconds",
+            CHECK_LAST_SUCCESS,
             "Unix time of the last ok or degraded run.",
             ["check"],
         )
         runs = CounterMetricFamily(f"{PREFIX}_check_runs", "Check runs.", labels=["check"])
         failures = CounterMetricFamily(
             f"{PREFIX}_check_failures", "Check runs that ended failed or error.", labels=["check"]
+        )
+        view = _gauge(
+            "check_view",
+            "1 for whose view the verdict is: agent (the Agent container's root and identity) "
+            "or own (selfcheck's own mounts).",
+            ["check", "view"],
         )
         for cid in snap.check_ids:
             result = snap.results.get(cid)
@@ -97,11 +110,14 @@ class SnapshotCollector(Collector):
             if result is None:
                 continue
             reason.add_metric([cid, str(result.reason)], 1.0)
+            view.add_metric([cid, result.view], 1.0)
             duration.add_metric([cid], result.duration_seconds)
             last_run.add_metric([cid], result.finished_at)
             if counters.last_success_at is not None:
                 last_ok.add_metric([cid], counters.last_success_at)
-        yield from (status, success, required, reason, duration, last_run, last_ok, runs, failures)
+        yield from (
+            status, success, required, reason, view, duration, last_run, last_ok, runs, failures
+        )  # fmt: skip
 
     def _figures(self, snap: Snapshot) -> Iterator[Metric]:
         for cid, spec in self._checks.items():

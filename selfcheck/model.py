@@ -81,9 +81,11 @@ class Reason(enum.StrEnum):
     NOT_FOUND = "not_found"
     DRIFT = "drift"
     FOREIGN_LISTENER = "foreign_listener"
-    # origin detection, issue 10: the Agent's receipt and the client-sent inode
+    # origin detection: the Agent's receipt and the client-sent inode
     NOT_RECEIVED = "not_received"
     INODE_UNRESOLVED = "inode_unresolved"
+    # a socket the Agent binds where application pods cannot reach it
+    NOT_SHARED = "not_shared"
 
 
 class Severity(enum.StrEnum):
@@ -142,6 +144,9 @@ class Outcome:
     figures: Mapping[str, float] = field(default_factory=dict)
     node_info: Mapping[str, str] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
+    view: str = ""
+    """Set only by a check whose verdict is another's than the cycle's eyes (the audit reads
+    the Agent's status even when its root cannot be entered); the runner's otherwise."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "details", _frozen(self.details))
@@ -150,6 +155,26 @@ class Outcome:
         unknown = set(self.node_info) - set(NODE_INFO_KEYS)
         if unknown:
             raise ValueError(f"node_info keys outside the closed set: {sorted(unknown)}")
+
+
+def outcome_from_json(body: Mapping[str, Any]) -> Outcome:
+    """The inverse of ``verdict_json`` plus figures and node info: how a helper process's
+    verdicts come back. Unknown statuses, reasons or severities raise ``ValueError``."""
+    findings = tuple(
+        Finding(str(f["id"]), Severity(f["severity"]), str(f["message"]), str(f["remediation"]))
+        for f in body.get("findings", ())
+    )
+    return Outcome(
+        Status(body["status"]),
+        Reason(body["reason"]),
+        str(body["message"]),
+        str(body.get("remediation", "")),
+        details=dict(body.get("details", {})),
+        figures={str(k): float(v) for k, v in dict(body.get("figures", {})).items()},
+        node_info={str(k): str(v) for k, v in dict(body.get("node_info", {})).items()},
+        findings=findings,
+        view=str(body.get("view", "")),
+    )
 
 
 def ok(message: str, **extra: Any) -> Outcome:
@@ -191,6 +216,9 @@ class Result:
     duration_seconds: float
     started_at: float
     finished_at: float
+    view: str = "own"
+    """Whose view the verdict is: ``agent`` (the Agent container's root and identity) or
+    ``own`` (selfcheck's own mounts); a closed set, the ``view`` label."""
 
     @property
     def status(self) -> Status:
@@ -208,6 +236,7 @@ class Result:
         body = verdict_json(self.check, self.outcome, self.required)
         body["duration_seconds"] = round(self.duration_seconds, 6)
         body["finished_at"] = round(self.finished_at, 3)
+        body["view"] = self.view
         if self.outcome.figures:
             body["figures"] = dict(self.outcome.figures)
         return body
@@ -245,6 +274,8 @@ class Snapshot:
     created_at: float
     notes: tuple[str, ...] = ()
     """The Agent's own settings it would reject or ignore (``Config.agent_notes``)."""
+    eyes: Mapping[str, JSONValue] = field(default_factory=dict)
+    """Whose eyes the last cycle looked through, and why (``selfcheck.host.eyes.Eyes``)."""
 
     @classmethod
     def empty(cls, check_ids: tuple[str, ...], required: frozenset[str], now: float) -> Snapshot:
@@ -306,5 +337,6 @@ class Snapshot:
             "completed_at": self.completed_at,
             "node": self.node_info(),
             "configuration_notes": list(self.notes),
+            "view": dict(self.eyes),
             "checks": [self.results[c].to_json() for c in self.check_ids if c in self.results],
         }

@@ -63,6 +63,12 @@ class CheckSpec:
     figures: Mapping[str, str] = field(default_factory=dict)
     catalog_title: str = ""
     catalog: Mapping[str, str] = field(default_factory=dict)
+    needs_view: bool = True
+    """Judges files and sockets through the cycle's eyes; without any (node mode, no Agent
+    to enter) it is skipped with why."""
+    runs_as_selfcheck: bool = False
+    """Compares selfcheck's own container with the Agent's: never run by the helper that
+    holds the Agent's credentials (``selfcheck.asagent``), where "own" would be the Agent."""
     findings: frozenset[str] = frozenset()
     states: Mapping[str, StateGauge] = field(default_factory=dict)
 

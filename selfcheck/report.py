@@ -176,6 +176,21 @@ def summary(snapshot: Snapshot) -> str:
     return f"{', '.join(parts)}. {verdict}."
 
 
+def _view_lines(snapshot: Snapshot, width: int) -> list[str]:
+    """Whose eyes the verdicts are: ``view: the Agent container (pid 4242), as uid 100, ...``
+    or ``view: selfcheck's own mounts, ...`` with why. Checks run as selfcheck say so."""
+    eyes = snapshot.eyes
+    if not eyes:
+        return []
+    if eyes.get("view") == "agent":
+        who = f"the Agent container (pid {eyes.get('agent_pid')}), as {eyes.get('as')}"
+        helper = " through a helper holding its credentials" if eyes.get("helper") else ""
+        text = f"{who}{helper}"
+    else:
+        text = f"selfcheck's own mounts, as {eyes.get('as')}: {eyes.get('why')}"
+    return _wrap(text, width, "view: ", "      ")
+
+
 def render_table(
     snapshot: Snapshot,
     checks: Mapping[str, CheckSpec],
@@ -193,6 +208,9 @@ def render_table(
         lines.append("")
         for note in snapshot.notes:
             lines.extend(_wrap(note, width, "agent setting: ", "    "))
+    view = _view_lines(snapshot, width)
+    if view:
+        lines += ["", *view]
     lines.append("")
     lines.extend(_wrap(summary(snapshot), width, "", ""))
     return "\n".join(lines)

@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from selfcheck.config import Config
+from selfcheck.config import Config, in_agent_container
 from selfcheck.context import CheckContext
-from selfcheck.host.view import HostView
+from selfcheck.host.cgroup import CgroupLayout
+from selfcheck.host.eyes import AGENT, Eyes, Finder, look, own_eyes
+from selfcheck.host.view import HostView, TreeCache
 from selfcheck.logs import event, get_logger
 from selfcheck.model import (
     CheckCounters,
@@ -76,10 +78,21 @@ class Runner:
         checks: Mapping[str, CheckSpec],
         clock: Clock = time.time,
         logger: logging.Logger | None = None,
+        *,
+        look: Callable[[], Eyes] | None = None,
+        on_cycle: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_cycle = on_cycle
+        """Called by the background loop with each cycle's snapshot (the service checks)."""
         self.checks = dict(checks)
         self.required = required_ids(config, self.checks)
+        self.cycle_config = config
+        """The configuration the last cycle ran with: the Agent container's, in its view."""
+        self._finder = Finder(config.mode)
+        self._trees = TreeCache()
+        self._look = look or self._look_for_agent
+        self._eyes: Eyes | None = None
         self.clock = clock
         self._log = logger or get_logger()
         self._stuck: dict[str, _Attempt] = {}
@@ -93,9 +106,43 @@ class Runner:
         return self._snapshot
 
     def run_cycle(self, only: Iterable[str] | None = None) -> Snapshot:
-        """Run every (or every ``only``) check once and publish the snapshot.
+        """Run every (or every ``only``) check once, through this cycle's eyes, and publish.
 
-        Checks start one after the other, each in its own thread, and the next starts as
+        The eyes are the Agent container's when it is found and can be entered, else
+        selfcheck's own (``selfcheck.host.eyes``). Where the Agent's credentials differ from
+        selfcheck's, one helper process holding them runs the cycle (``selfcheck.asagent``).
+        """
+        wanted = [cid for cid in self.checks if only is None or cid in set(only)]
+        eyes = self._look()
+        if eyes.helper:
+            return self._run_as_agent(eyes, wanted)
+        return self._run_with(eyes, wanted)
+
+    def dogstatsd_target(self) -> str:
+        """Where this process reaches the DogStatsD socket the last cycle judged: inside the
+        Agent's root in its view (the helper's cycles excepted: its settings stay its own)."""
+        eyes = self._eyes or own_eyes("")
+        return str(eyes.root.at(self.cycle_config.dogstatsd_socket))
+
+    def _look_for_agent(self) -> Eyes:
+        return look(
+            self._finder, self.config.host_proc, self._own_cgroup_top, self.config.view == "own"
+        )
+
+    def _own_cgroup_top(self) -> str | None:
+        """The hierarchy of this container's own cgroup mounts, where the pod's containers
+        are listed (sidecar discovery reads only their processes)."""
+        layout = HostView(self.config.host_proc, self.config.cgroup_root).cgroup_layout()
+        return layout.top if isinstance(layout, CgroupLayout) else None
+
+    def _config_for(self, eyes: Eyes) -> Config:
+        if eyes.view != AGENT:
+            return self.config
+        config = in_agent_container(self.config, frozenset(self.checks), eyes.agent_env)
+        return config.with_overrides(running_as_root=eyes.credentials.uid == 0)
+
+    def _run_with(self, eyes: Eyes, wanted: list[str]) -> Snapshot:
+        """Checks start one after the other, each in its own thread, and the next starts as
         soon as the previous one finished or ``STAGGER`` seconds passed, whichever comes
         first. Started all at once, eleven threads contend for the interpreter lock at
         every system call, which cost a third more CPU and wall time per cycle
@@ -103,26 +150,85 @@ class Runner:
         delays the others by ``STAGGER`` only and runs on, each under its own deadline.
         All of them share one ``HostView``: the host is read once per cycle, lazily.
         """
-        wanted = [cid for cid in self.checks if only is None or cid in set(only)]
-        host = HostView(self.config.host_proc, self.config.cgroup_root)
+        config = self._config_for(eyes)
+        self.cycle_config = config
+        self.required = required_ids(config, self.checks)
+        results = self._run_local(eyes, wanted, config, eyes.view)
+        return self._publish(results, eyes, config.agent_notes)
+
+    def _run_local(
+        self, eyes: Eyes, wanted: list[str], config: Config, view: str
+    ) -> dict[str, Result]:
+        """Checks that compare selfcheck's own container with the Agent's
+        (``CheckSpec.runs_as_selfcheck``) get selfcheck's own eyes and configuration."""
+        theirs = HostView(config.host_proc, config.cgroup_root, eyes, self._trees)
+        own = theirs
+        if eyes.view == AGENT:
+            selfs = own_eyes(eyes.why, eyes.proc, eyes.agent_pid, discovery=eyes.discovery)
+            own = HostView(self.config.host_proc, self.config.cgroup_root, selfs)
         attempts: dict[str, _Attempt | Outcome] = {}
         for cid in wanted:
-            attempt = self._start(cid, host)
+            mine = self.checks[cid].runs_as_selfcheck
+            attempt = self._start(cid, own if mine else theirs, self.config if mine else config)
             attempts[cid] = attempt
             if isinstance(attempt, _Attempt):
                 attempt.done.wait(STAGGER)
-        results = {cid: self._finish(cid, a) for cid, a in attempts.items()}
-        return self._publish(results)
+        return {cid: self._finish(cid, a, view) for cid, a in attempts.items()}
 
-    def _start(self, cid: str, host: HostView) -> _Attempt | Outcome:
-        if cid in self.config.skip:
+    def _run_as_agent(self, eyes: Eyes, wanted: list[str]) -> Snapshot:
+        """One helper with the Agent's credentials runs the cycle; the runner keeps the
+        counters, logs and snapshot. A helper that cannot enter the Agent's root, or does
+        not answer, leaves the cycle to selfcheck's own view, with why."""
+        from selfcheck import asagent  # only where the Agent's identity differs: not resident
+
+        config = self.config
+        theirs = [cid for cid in wanted if not self.checks[cid].runs_as_selfcheck]
+        budget = config.check_timeout + STAGGER * len(theirs) + asagent.START_ALLOWANCE
+        started = self.clock()
+        answer = asagent.run(eyes, asagent.request(eyes, theirs, config), budget)
+        if answer.refused:
+            fallback = own_eyes(
+                f"{eyes.why}, but {answer.refused}",
+                eyes.proc,
+                eyes.agent_pid,
+                blind=self.config.mode == "node",
+                discovery=eyes.discovery,
+            )
+            return self._run_with(fallback, wanted)
+        self.required = answer.required
+        self.cycle_config = config.with_overrides(settings_from=answer.settings_from)
+        results = {
+            cid: Result(
+                cid,
+                verdict.outcome,
+                cid in self.required,
+                verdict.duration_seconds,
+                started,
+                started + verdict.duration_seconds,
+                AGENT,
+            )
+            for cid, verdict in answer.verdicts.items()
+            if cid in theirs
+        }
+        ours = [cid for cid in wanted if cid not in theirs]
+        mine = own_eyes(eyes.why, eyes.proc, eyes.agent_pid, discovery=eyes.discovery)
+        results.update(self._run_local(mine, ours, config, AGENT))
+        return self._publish(results, eyes, answer.notes)
+
+    def _start(self, cid: str, host: HostView, config: Config) -> _Attempt | Outcome:
+        if cid in config.skip:
             return skipped(Reason.DISABLED, f"{cid} is switched off by SELFCHECK_SKIP.")
+        if host.eyes.blind and self.checks[cid].needs_view:
+            return skipped(
+                Reason.NOT_APPLICABLE,
+                f"node mode judges the Agent container, and {host.eyes.why}",
+            )
         stuck = self._stuck.get(cid)
         if stuck is not None and not stuck.done.is_set():
             return self._still_stuck(stuck)
         self._stuck.pop(cid, None)
         began = time.monotonic()
-        context = CheckContext(self.config, host, began + self.config.check_timeout)
+        context = CheckContext(config, host, began + config.check_timeout)
         attempt = _Attempt(self.checks[cid], context, self.clock(), began)
         threading.Thread(target=attempt, name=f"check-{cid}", daemon=True).start()
         return attempt
@@ -142,11 +248,11 @@ class Runner:
         )
         return Outcome(Status.FAILED, Reason.TIMEOUT, message, remediation)
 
-    def _finish(self, cid: str, attempt: _Attempt | Outcome) -> Result:
+    def _finish(self, cid: str, attempt: _Attempt | Outcome, view: str) -> Result:
         now_mono = time.monotonic()
         if isinstance(attempt, Outcome):
             now = self.clock()
-            return Result(cid, attempt, cid in self.required, 0.0, now, now)
+            return Result(cid, attempt, cid in self.required, 0.0, now, now, attempt.view or view)
         attempt.done.wait(max(0.0, attempt.context.deadline - now_mono))
         outcome = attempt.outcome if attempt.done.is_set() else None
         if outcome is None:
@@ -165,10 +271,12 @@ class Runner:
             duration,
             attempt.started_at,
             attempt.started_at + duration,
+            outcome.view or view,
         )
 
-    def _publish(self, results: dict[str, Result]) -> Snapshot:
+    def _publish(self, results: dict[str, Result], eyes: Eyes, notes: tuple[str, ...]) -> Snapshot:
         previous = self._snapshot
+        self._log_view(eyes)
         counters = dict(previous.counters)
         for cid, result in results.items():
             counters[cid] = counters.get(cid, CheckCounters()).after(result)
@@ -182,10 +290,19 @@ class Runner:
             counters=MappingProxyType(counters),
             completed_at=self.clock(),
             created_at=previous.created_at,
-            notes=self.config.agent_notes,
+            notes=notes,
+            eyes=eyes.to_json(),
         )
         self._snapshot = snapshot
         return snapshot
+
+    def _log_view(self, eyes: Eyes) -> None:
+        """One line when the cycle's eyes change (a sidecar that started before its Agent)."""
+        before = self._eyes
+        self._eyes = eyes
+        if before is not None and (before.view, before.why) == (eyes.view, eyes.why):
+            return
+        event(self._log, logging.INFO, "view changed", view=eyes.view, why=eyes.why)
 
     def _log_change(self, before: Result | None, after: Result) -> None:
         if before is not None and (before.status, before.reason) == (after.status, after.reason):
@@ -220,7 +337,9 @@ class Runner:
         while not self._stop.is_set():
             began = time.monotonic()
             try:
-                self.run_cycle()
+                snapshot = self.run_cycle()
+                if self.on_cycle is not None:
+                    self.on_cycle(snapshot)
             except Exception:
                 self._log.exception("runner cycle failed")
             elapsed = time.monotonic() - began

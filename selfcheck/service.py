@@ -12,7 +12,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +145,16 @@ def _shown_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _service_checks(runner: Runner) -> Callable[[Snapshot], None] | None:
+    """The sender of each cycle's service checks, when they are on (docs/datadog.md), to the
+    socket the last cycle judged (inside the Agent's root in its view)."""
+    if not runner.config.service_checks:
+        return None
+    from selfcheck.delivery import Deliverer
+
+    return Deliverer(runner.config, target=runner.dogstatsd_target)
+
+
 def serve(config: Config, checks: Mapping[str, CheckSpec], web_config: str | None = None) -> int:
     """The sidecar; a web configuration that cannot be used stops it before it listens."""
     from selfcheck.http.webconfig import WebConfigError
@@ -156,6 +166,7 @@ def serve(config: Config, checks: Mapping[str, CheckSpec], web_config: str | Non
         print(f"selfcheck: web config: {exc}", file=sys.stderr)
         return 3
     runner = Runner(config, checks)
+    runner.on_cycle = _service_checks(runner)
     try:
         return asyncio.run(_serve(config, runner, gate))
     except OSError as exc:

@@ -58,6 +58,7 @@ def test_json_is_the_status_schema() -> None:
         "completed_at",
         "node",
         "configuration_notes",
+        "view",
         "checks",
     }
     assert {c["check"] for c in doc["checks"]} == {"procfs", "os_release"}
@@ -77,6 +78,8 @@ def test_bad_configuration_is_one_line_and_exit_3() -> None:
         ({"SELFCHECK_REQUIRE": "nope"}, ["list"]),
         ({}, ["check", "--only", "procfs,nope"]),
         ({}, ["check", "--timeout", "soon"]),
+        ({"SELFCHECK_SERVICE_CHECKS": "maybe"}, ["serve"]),
+        ({"SELFCHECK_SERVICE_CHECK_PREFIX": "a|b"}, ["serve"]),
     ):
         run = selfcheck(args, env)
         assert run.code == 3, (env, args, run.stderr)

@@ -187,3 +187,26 @@ def test_bad_agent_values_are_reported_not_an_exit(env: dict[str, str]) -> None:
     assert notes and all(name.split("=")[0] in " ".join(notes) for name in env)
     table = selfcheck(["check", "--only", "os_release"], env)
     assert "agent setting:" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "on"),
+    [
+        ({}, True),
+        ({"SELFCHECK_SERVICE_CHECKS": "false"}, False),
+        ({"SELFCHECK_DOGSTATSD_MODE": "connect"}, False),
+        ({"SELFCHECK_DOGSTATSD_MODE": "connect", "SELFCHECK_SERVICE_CHECKS": "true"}, True),
+    ],
+)
+def test_service_checks_are_on_unless_nothing_may_be_written(env: dict[str, str], on: bool) -> None:
+    assert load(IDS, env, containerized=_bare).service_checks is on
+
+
+def test_a_service_check_prefix_that_would_change_the_datagram_is_one_clear_line() -> None:
+    assert load(IDS, {}, containerized=_bare).service_check_prefix == "selfcheck"
+    for bad in ("a|b", "a b", "a#b", "a,b"):
+        with pytest.raises(ConfigError) as caught:
+            load(IDS, {"SELFCHECK_SERVICE_CHECK_PREFIX": bad}, containerized=_bare)
+        assert "SELFCHECK_SERVICE_CHECK_PREFIX" in str(caught.value)
+    with pytest.raises(ConfigError):
+        load(IDS, {"SELFCHECK_SERVICE_CHECKS": "maybe"}, containerized=_bare)

@@ -54,12 +54,14 @@ def test_summary_is_the_last_line_and_rows_align() -> None:
     assert lines[-2] == ""
     assert lines[-1].endswith(("ready.", ")")) or "NOT READY" in lines[-1]
     assert lines[0].index("MESSAGE") == MESSAGE_COLUMN
-    rows = [line for line in lines[1:-2] if not line.startswith(" ")]
+    rows = [line for line in lines[1:-2] if line and not line.startswith((" ", "view: "))]
     assert [row.split()[1] for row in rows] == list(all_checks())
     # a message continues under the MESSAGE column until the first "    fix: " or finding
     in_message = False
     for line in lines[1:-2]:
-        if not line.startswith(" "):
+        if line.startswith("view: ") or not line:
+            in_message = False
+        elif not line.startswith(" "):
             in_message = True
         elif line[4] != " ":
             in_message = False

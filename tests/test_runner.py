@@ -9,15 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from selfcheck.config import load
 from selfcheck.model import Reason, Status
 from selfcheck.runner import Runner
+from tests.support.configs import FAST, make_config
 from tests.support.fake_checks import FifoBlocker, failing, passing, raising
 
-
-def _config(**env: str) -> object:
-    base = {"SELFCHECK_CHECK_TIMEOUT": "0.3", "SELFCHECK_INTERVAL": "0.2"}
-    return load(frozenset({"fine", "broken", "buggy", "stuck"}), {**base, **env})
+IDS = frozenset({"fine", "broken", "buggy", "stuck"})
 
 
 def _threads(name: str) -> int:
@@ -26,7 +23,7 @@ def _threads(name: str) -> int:
 
 def test_a_check_blocked_in_a_syscall_is_abandoned_and_not_restarted(tmp_path: Path) -> None:
     blocker = FifoBlocker(tmp_path)
-    runner = Runner(_config(), {"fine": passing(), "stuck": blocker.spec})  # type: ignore[arg-type]
+    runner = Runner(make_config(FAST, checks=IDS), {"fine": passing(), "stuck": blocker.spec})
     began = time.monotonic()
     first = runner.run_cycle()
     assert time.monotonic() - began < 5  # bounded by the deadline, not by the FIFO
@@ -50,7 +47,7 @@ def test_a_check_blocked_in_a_syscall_is_abandoned_and_not_restarted(tmp_path: P
 
 
 def test_an_exception_is_status_error_not_a_crash() -> None:
-    runner = Runner(_config(), {"buggy": raising(), "fine": passing()})  # type: ignore[arg-type]
+    runner = Runner(make_config(FAST, checks=IDS), {"buggy": raising(), "fine": passing()})
     snap = runner.run_cycle()
     buggy = snap.results["buggy"]
     assert (buggy.status, buggy.reason) == (Status.ERROR, Reason.EXCEPTION)
@@ -59,7 +56,7 @@ def test_an_exception_is_status_error_not_a_crash() -> None:
 
 
 def test_counters_count_runs_and_failures() -> None:
-    runner = Runner(_config(), {"fine": passing(), "broken": failing()})  # type: ignore[arg-type]
+    runner = Runner(make_config(FAST, checks=IDS), {"fine": passing(), "broken": failing()})
     for _ in range(3):
         snap = runner.run_cycle()
     assert snap.counters["fine"].runs == 3 and snap.counters["fine"].failures == 0
@@ -70,8 +67,8 @@ def test_counters_count_runs_and_failures() -> None:
 
 
 def test_skip_and_require_override_the_defaults() -> None:
-    config = _config(SELFCHECK_SKIP="broken", SELFCHECK_REQUIRE="buggy")
-    runner = Runner(config, {"broken": failing(), "buggy": raising()})  # type: ignore[arg-type]
+    config = make_config(FAST, checks=IDS, SELFCHECK_SKIP="broken", SELFCHECK_REQUIRE="buggy")
+    runner = Runner(config, {"broken": failing(), "buggy": raising()})
     snap = runner.run_cycle()
     assert (snap.results["broken"].status, snap.results["broken"].reason) == (
         Status.SKIPPED,
@@ -95,7 +92,7 @@ def test_one_log_line_per_status_change_not_per_run() -> None:
     handler = _Records()
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    runner = Runner(_config(), {"fine": passing()}, logger=logger)  # type: ignore[arg-type]
+    runner = Runner(make_config(FAST, checks=IDS), {"fine": passing()}, logger=logger)
     for _ in range(4):
         runner.run_cycle()
     changes = [r for r in handler.records if r.getMessage() == "check status changed"]
@@ -106,7 +103,7 @@ def test_one_log_line_per_status_change_not_per_run() -> None:
 @pytest.mark.parametrize("cycles", [1, 3])
 def test_liveness_follows_progress(cycles: int) -> None:
     clock = [1000.0]
-    runner = Runner(_config(), {"fine": passing()}, clock=lambda: clock[0])  # type: ignore[arg-type]
+    runner = Runner(make_config(FAST, checks=IDS), {"fine": passing()}, clock=lambda: clock[0])
     for _ in range(cycles):
         runner.run_cycle()
     assert runner.is_live()

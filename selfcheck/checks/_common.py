@@ -52,7 +52,7 @@ class Judge:
         """``failed`` (or the check's status for that reason) naming the path, errno and fix.
 
         A permission failure also names this process's identity and, given the file's
-        ``st``, its owner and mode and the group to add (FACTS.md 3.4).
+        ``st``, its owner and mode and the group to add (datadog-agent#17713).
         """
         reason = self.reason(error)
         hint = self.hints.get(reason)
@@ -95,7 +95,7 @@ def ownership(st: os.stat_result) -> str:
 
 
 def group_fix(st: os.stat_result) -> str:
-    """The concrete supplemental group to add (FACTS.md 3.4)."""
+    """The concrete supplemental group to add (fsGroup misses hostPath, datadog-agent#17713)."""
     return (
         f"Here the socket belongs to gid {st.st_gid}: add {st.st_gid} to the pod's "
         "spec.securityContext.supplementalGroups."
@@ -104,7 +104,7 @@ def group_fix(st: os.stat_result) -> str:
 
 def not_replaced(config: Config, failure: Outcome, error: OSError, own: str) -> Outcome:
     """A ``/host`` mount missing in a container: the message says the container's own ``own``
-    is not read in its place (DESIGN.md 3), so nobody mistakes it for a fallback."""
+    is not read in its place (docs/architecture.md), so nobody mistakes it for a fallback."""
     if not (config.containerized and isinstance(error, FileNotFoundError)):
         return failure
     message = (

@@ -4,13 +4,14 @@ Every other check proves what *this* container can do, and the sidecar stands fo
 only while it mirrors the Agent container's identity, mounts and environment. This check
 reads the Agent's processes in ``/host/proc`` (``selfcheck.host.agent``) and compares the
 core Agent's identity, capability sets, seccomp, no-new-privs and mount table with the chart's
-table (FACTS.md 1 and 8; in node mode the Operator's defaults, FACTS.md 7) and, in sidecar
+table (helm-charts templates/_daemonset-volumes-linux.yaml; in node mode the Operator's
+defaults, datadog-operator internal/controller/datadogagent/common/const.go) and, in sidecar
 mode, with this process's own; its allow-listed ``DD_*`` settings with this process's; and it
 shows who listens on the DogStatsD and APM sockets. Every difference is a finding naming the
 field or volume to change. Nothing here ever fails a pod: drift is ``degraded``.
 
 No environment *value* leaves ``selfcheck.host.agent``: findings and details name variables
-only (DESIGN.md 3: no path returns environment values).
+only (docs/architecture.md: no path returns environment values).
 """
 
 from __future__ import annotations
@@ -18,23 +19,21 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from selfcheck import agentpod
+from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET
 from selfcheck.checks.security import host_pid_namespace
-from selfcheck.config import (
-    DEFAULT_APM_SOCKET,
-    DEFAULT_DOGSTATSD_SOCKET,
-    Config,
-    agent_bool,
-    unix_socket_file,
-)
+from selfcheck.config import Config, agent_bool, unix_socket_file
 from selfcheck.context import CheckContext
 from selfcheck.host import agent
 from selfcheck.host.capabilities import decode
+from selfcheck.host.eyes import discovery_proc, enter
 from selfcheck.host.files import describe
 from selfcheck.host.identity import Identity, mount_writable, read_identity
-from selfcheck.host.procfs import Mount
+from selfcheck.host.procfs import Mount, read_mountinfo
+from selfcheck.host.root import Root
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status, ok
 from selfcheck.registry import CheckSpec, register
 
@@ -106,6 +105,14 @@ def _runtime_dirs(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
+def _path(name: str) -> str:
+    return agentpod.volume(name).mount_path
+
+
+def _ro(name: str) -> bool:
+    return agentpod.volume(name).read_only
+
+
 def _always(env: Mapping[str, str], mode: str) -> bool:
     return True
 
@@ -115,27 +122,34 @@ def _logs(env: Mapping[str, str], mode: str) -> bool:
 
 
 CHART_VOLUMES: tuple[ChartVolume, ...] = (
-    ChartVolume("procdir", lambda e: ("/host/proc",), True, _always),
-    ChartVolume("cgroups", lambda e: ("/host/sys/fs/cgroup",), True, _always),
+    ChartVolume("procdir", lambda e: (_path("procdir"),), _ro("procdir"), _always),
+    ChartVolume("cgroups", lambda e: (_path("cgroups"),), _ro("cgroups"), _always),
     ChartVolume(
         "os-release-file",
-        lambda e: ("/host/etc/os-release",),
-        True,
-        lambda e, mode: mode == agent.SIDECAR,  # the Operator mounts it only for CWS
+        lambda e: (_path("os-release-file"),),
+        _ro("os-release-file"),
+        lambda e, mode: mode == agentpod.SIDECAR,  # the Operator mounts it only for CWS
     ),
     ChartVolume(
         "dsdsocket",
         lambda e: (_socket_dir(e, "DD_DOGSTATSD_SOCKET", DEFAULT_DOGSTATSD_SOCKET),),
-        False,
+        _ro("dsdsocket"),
         _always,
     ),
-    ChartVolume("apmsocket", _apm_dir, False, lambda e, mode: bool(_apm_dir(e))),
-    ChartVolume("passwd", lambda e: ("/etc/passwd",), True, lambda e, mode: None),
-    ChartVolume("runtimesocketdir", _runtime_dirs, True, _always),
-    ChartVolume("logpodpath", lambda e: ("/var/log/pods",), True, _logs),
-    ChartVolume("logscontainerspath", lambda e: ("/var/log/containers",), True, _logs),
-    ChartVolume("pointerdir", lambda e: ("/opt/datadog-agent/run",), False, _logs),
+    ChartVolume("apmsocket", _apm_dir, _ro("apmsocket"), lambda e, mode: bool(_apm_dir(e))),
+    ChartVolume("passwd", lambda e: (_path("passwd"),), _ro("passwd"), lambda e, mode: None),
+    ChartVolume("runtimesocketdir", _runtime_dirs, _ro("runtimesocketdir"), _always),
+    ChartVolume("logpodpath", lambda e: (_path("logpodpath"),), _ro("logpodpath"), _logs),
+    ChartVolume(
+        "logscontainerspath",
+        lambda e: (_path("logscontainerspath"),),
+        _ro("logscontainerspath"),
+        _logs,
+    ),
+    ChartVolume("pointerdir", lambda e: (_path("pointerdir"),), _ro("pointerdir"), _logs),
 )
+"""The chart's table (``selfcheck.agentpod``) with which Agent setting moves each path and
+when the Agent container must have it (the Operator mounts os-release only for CWS)."""
 
 
 def _id(volume: ChartVolume, what: str) -> str:
@@ -312,7 +326,7 @@ def identity_drift(theirs: Identity, mine: Identity) -> Iterator[Finding]:
 
 def env_drift(theirs: Mapping[str, str], mine: Mapping[str, str]) -> Iterator[Finding]:
     """Allow-listed names whose values differ; the finding names them, never their values."""
-    differ = sorted(n for n in agent.ENV_ALLOWLIST if theirs.get(n, "") != mine.get(n, ""))
+    differ = sorted(n for n in agentpod.ENV_ALLOWLIST if theirs.get(n, "") != mine.get(n, ""))
     if differ:
         yield _warning(
             "env_drift",
@@ -349,18 +363,20 @@ def listener_findings(listeners: list[agent.Listener]) -> Iterator[Finding]:
 
 
 def read_listeners(
-    config: Config,
+    ctx: CheckContext,
     found: agent.Discovery,
     env: Mapping[str, str],
 ) -> tuple[list[agent.Listener], list[str]]:
     """DogStatsD on the core Agent, APM on the trace-agent (when it runs or is configured)."""
+    config, host_proc = ctx.config, discovery_proc(ctx.host.host_proc)
     anchor = found.core() or found.processes[0]
+    theirs_root = Root(host_proc / str(anchor.pid) / "root")
     errors: list[str] = []
     try:
-        entries = agent.read_net_unix(config.host_proc, anchor.pid)
+        entries = agent.read_net_unix(host_proc, anchor.pid)
     except OSError as error:
         return [], [f"net/unix ({describe(error)})"]
-    held, unreadable = agent.held_sockets(config.host_proc, found.processes)
+    held, unreadable = agent.held_sockets(host_proc, found.processes)
     sockets = [
         (
             "dogstatsd",
@@ -369,7 +385,7 @@ def read_listeners(
             "dgram",
         )
     ]
-    if found.of_role(agent.TRACE) or env.get("DD_APM_RECEIVER_SOCKET"):
+    if found.of_role(agentpod.TRACE) or env.get("DD_APM_RECEIVER_SOCKET"):
         sockets.append(
             (
                 "apm",
@@ -386,6 +402,7 @@ def read_listeners(
             name,
             agent_path=theirs,
             own_path=str(mine),
+            opened=str(theirs_root.at(theirs)),
             kind=kind,
             entries=entries,
             held=held,
@@ -414,7 +431,7 @@ def read_own(own_mounts: list[Mount] | OSError) -> Own:
     except OSError:
         identity = None
     mounts = () if isinstance(own_mounts, OSError) else tuple(own_mounts)
-    env = {k: v for k, v in os.environ.items() if k in agent.ENV_ALLOWLIST}
+    env = {k: v for k, v in os.environ.items() if k in agentpod.ENV_ALLOWLIST}
     return Own(identity, mounts, env)
 
 
@@ -441,6 +458,28 @@ def _agent_details(view: agent.AgentView, states: Mapping[str, VolumeState]) -> 
     return details
 
 
+def _drift(
+    view: agent.AgentView, own: Own, states: Mapping[str, VolumeState], env: Mapping[str, str]
+) -> list[Finding]:
+    """The sidecar against the Agent. A sidecar with none of the Agent's host volumes is bare
+    by design (it looks through the Agent's eyes), so its mounts are not compared."""
+    findings: list[Finding] = []
+    if view.identity is not None and own.identity is not None:
+        findings += identity_drift(view.identity, own.identity)
+    own_states = volume_states(own.mounts, env)
+    if states and any(state.present for state in own_states.values()):
+        findings += mount_drift(states, own_states)
+    if view.env is not None:
+        findings += env_drift(env, own.env)
+    return findings
+
+
+def _as_notes(findings: list[Finding]) -> list[Finding]:
+    """Drift is only a note while every verdict is the Agent's own view: it matters for the
+    fallback to selfcheck's own mounts, not for what is judged now."""
+    return [replace(f, severity=Severity.INFO) for f in findings]
+
+
 def judge(
     mode: str,
     *,
@@ -449,18 +488,16 @@ def judge(
     own: Own | None,
     listeners: list[agent.Listener],
     listener_errors: list[str],
+    agent_view: bool = False,
 ) -> Outcome:
-    """Findings from what was read; ``own`` is ``None`` in node mode (nothing to mirror)."""
+    """Findings from what was read; ``own`` is ``None`` in node mode (nothing to mirror).
+    ``agent_view``: the Agent's root can be entered, so the verdicts are its own."""
     env = view.env.values if view.env is not None else {}
     states = volume_states(view.mounts, env) if view.mounts is not None else {}
     findings: list[Finding] = [*table_findings(states, env, mode)] if states else []
     if own is not None:
-        if view.identity is not None and own.identity is not None:
-            findings += identity_drift(view.identity, own.identity)
-        if states:
-            findings += mount_drift(states, volume_states(own.mounts, env))
-        if view.env is not None:
-            findings += env_drift(env, own.env)
+        drift = _drift(view, own, states, env)
+        findings += _as_notes(drift) if agent_view else drift
     findings += listener_findings(listeners)
     details: dict[str, object] = {
         "mode": mode,
@@ -476,12 +513,12 @@ def judge(
         if view.process.container_id
         else f"Agent pid {view.process.pid}"
     )
-    ids = [f.id for f in findings]
+    ids = [f.id for f in findings if f.severity is not Severity.INFO]
     if any(f.id.endswith(f"_listener_{agent.FOREIGN}") for f in findings):
         reason = Reason.FOREIGN_LISTENER
-    elif findings:
+    elif ids:
         reason = Reason.DRIFT
-    elif view.denied or listener_errors:
+    elif (view.denied or listener_errors) and not agent_view:
         unreadable = ", ".join([*view.denied, *listener_errors])
         return Outcome(
             Status.DEGRADED,
@@ -496,8 +533,10 @@ def judge(
         return ok(
             f"{where} matches the chart's table"
             + (" and this sidecar" if own is not None else "")
-            + (f"; listeners: {listening}" if listening else ""),
+            + (f"; listeners: {listening}" if listening else "")
+            + (f"; noted: {', '.join(f.id for f in findings)}" if findings else ""),
             details=details,
+            findings=tuple(findings),
         )
     return Outcome(
         Status.DEGRADED,
@@ -513,25 +552,35 @@ def judge(
 
 def _absent(config: Config, mode: str, reason: Reason, message: str) -> Outcome:
     """No Agent to judge: a note in a default sidecar install, degraded when asked for."""
-    asked = mode == agent.NODE or "agent_container" in config.require
+    asked = mode == agentpod.NODE or "agent_container" in config.require
     status = Status.DEGRADED if asked else Status.SKIPPED
     fix = REMEDIATIONS[Reason.NOT_FOUND] if asked else ""
     return Outcome(status, reason, message, fix, details={"mode": mode})
 
 
+def _own_mounts() -> list[Mount] | OSError:
+    """selfcheck's own mount table, whoever's eyes the cycle looks through."""
+    try:
+        return read_mountinfo(OWN_PROC)
+    except OSError as error:
+        return error
+
+
 def run(ctx: CheckContext) -> Outcome:
+    """Reads the host procfs where this process reaches it (``ctx.host.host_proc``)."""
     config = ctx.config
     mode = config.mode
-    if not host_pid_namespace(config.host_proc):
+    host_proc = discovery_proc(ctx.host.host_proc)
+    if not host_pid_namespace(host_proc):
         return _absent(
             config,
             mode,
-            Reason.NOT_APPLICABLE if mode == agent.SIDECAR else Reason.NOT_FOUND,
+            Reason.NOT_APPLICABLE if mode == agentpod.SIDECAR else Reason.NOT_FOUND,
             f"{config.host_proc} is not the node's PID namespace (no hostPID): the Agent's "
             "processes are not visible, so its container cannot be compared",
         )
     try:
-        found = agent.discover(config.host_proc, mode)
+        found = ctx.host.eyes.discovery or agent.discover(host_proc, mode)
     except OSError as error:
         return _absent(config, mode, Reason.NOT_FOUND, f"cannot list {config.host_proc}: {error}")
     core = found.core()
@@ -544,10 +593,11 @@ def run(ctx: CheckContext) -> Outcome:
             f"no 'agent run' process {scope} among {found.scanned} processes"
             + ("" if found.complete else " (scan cut short)"),
         )
-    view = agent.read_view(config.host_proc, core)
+    view = agent.read_view(host_proc, core)
     env = view.env.values if view.env is not None else {}
-    listeners, listener_errors = read_listeners(config, found, env)
-    own = read_own(ctx.host.own_mounts()) if mode == agent.SIDECAR else None
+    listeners, listener_errors = read_listeners(ctx, found, env)
+    own = read_own(_own_mounts()) if mode == agentpod.SIDECAR else None
+    entered = not isinstance(enter(host_proc, core.pid), str)
     return judge(
         mode,
         found=found,
@@ -555,6 +605,7 @@ def run(ctx: CheckContext) -> Outcome:
         own=own,
         listeners=listeners,
         listener_errors=listener_errors,
+        agent_view=entered,
     )
 
 
@@ -586,7 +637,7 @@ def _scope(config: Config, mode: str) -> str:
     """Where the Agent was looked for, in words true here: a bare machine has no pod."""
     if not config.containerized:
         return "on this machine"
-    return "in this pod" if mode == agent.SIDECAR else "in any pod on this node"
+    return "in this pod" if mode == agentpod.SIDECAR else "in any pod on this node"
 
 
 def declared_findings() -> frozenset[str]:
@@ -627,5 +678,7 @@ SPEC = register(
         catalog_title="Findings",
         catalog=_catalog(),
         findings=declared_findings(),
+        runs_as_selfcheck=True,
+        needs_view=False,
     )
 )

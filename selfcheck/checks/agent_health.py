@@ -4,7 +4,7 @@ The sidecar shares the Agent pod's network namespace, so loopback reaches the sa
 the kubelet probes. The Agent answers ``{"Healthy": [...], "Unhealthy": [...]}`` (500 when
 any component is unhealthy); the unhealthy names say which part of the Agent is stuck. It
 is optional: the Agent's health says nothing about the host access the other checks prove
-(FACTS.md 4), and the kubelet already acts on it.
+(datadog-agent comp/core/healthprobe), and the kubelet already acts on it.
 """
 
 from __future__ import annotations
@@ -53,6 +53,15 @@ REMEDIATIONS = {
 JUDGE = Judge(REMEDIATIONS)
 
 
+def health_url(ctx: CheckContext) -> str:
+    """The Agent binds its health server on every address (DataDog/datadog-agent
+    comp/core/healthprobe/impl): on loopback from its own pod, at its pod's address from
+    another (node mode)."""
+    eyes = ctx.host.eyes
+    host = "127.0.0.1" if eyes.shares_loopback or not eyes.agent_address else eyes.agent_address
+    return f"http://{host}:{ctx.config.health_port}/ready"
+
+
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     if not config.health_port:
@@ -61,7 +70,7 @@ def run(ctx: CheckContext) -> Outcome:
             "DD_HEALTH_PORT is 0: the Agent runs no health server (the Agent's own default; "
             "the chart and the Operator set 5555), so there is nothing to ask",
         )
-    url = f"http://127.0.0.1:{config.health_port}/ready"
+    url = health_url(ctx)
     try:
         reply = http_get(url, ctx.budget(BUDGET_CEILING))
         healthy, unhealthy = parse_health(reply)

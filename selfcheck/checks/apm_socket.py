@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfcheck.checks._common import Judge, ownership
-from selfcheck.checks._sockets import BUDGET_CEILING
+from selfcheck.checks._sockets import BUDGET_CEILING, not_shared
 from selfcheck.context import CheckContext
 from selfcheck.host.files import path_exists
 from selfcheck.host.sockets import (
@@ -59,6 +59,14 @@ REMEDIATIONS = {
         "DD_APM_RECEIVER_SOCKET points at the trace-agent's socket (datadog.apm.socketPath), "
         "not at another service's."
     ),
+    Reason.NOT_SHARED: (
+        "The trace-agent binds its socket in a directory only the Agent's pod sees (an "
+        "emptyDir, a tmpfs or its image), so tracers in application pods cannot reach it. "
+        "Mount the node's directory there: the chart's apmsocket volume (hostPath of the "
+        "directory of Helm datadog.apm.socketPath, default /var/run/datadog/apm.socket, with "
+        "datadog.apm.socketEnabled: true); with the Operator "
+        "spec.features.apm.unixDomainSocketConfig.enabled: true."
+    ),
     Reason.IO_ERROR: (
         "Connecting failed for another reason: run `ls -l` on the path from inside the pod "
         "and compare with the trace-agent container's DD_APM_RECEIVER_SOCKET."
@@ -75,9 +83,9 @@ INFO_URL = "http://localhost/info"
 
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
-    path = config.apm_socket
+    path, opened = config.apm_socket, ctx.host.at(config.apm_socket)
     wanted = config.apm_socket_configured or "apm_socket" in config.require
-    if not wanted and not path_exists(path):
+    if not wanted and not path_exists(opened):
         return skipped(
             Reason.NOT_ENABLED,
             f"DD_APM_RECEIVER_SOCKET is not set and {path} does not exist: APM over a unix "
@@ -85,16 +93,20 @@ def run(ctx: CheckContext) -> Outcome:
         )
     details: dict[str, Any] = {"path": str(path)}
     try:
-        st = stat_socket(path)
+        st = stat_socket(opened)
     except OSError as error:
         return JUDGE.failure(error, path, "find the APM socket", details=details)
     details.update(mode=mode_octal(st), owner=ownership(st))
     try:
-        reply = http_get(INFO_URL, ctx.budget(BUDGET_CEILING), unix_socket=path)
+        reply = http_get(INFO_URL, ctx.budget(BUDGET_CEILING), unix_socket=opened)
         info = _info(reply)
     except OSError as error:
         return JUDGE.failure(error, path, "GET /info from the trace-agent", st, details=details)
     details.update(info)
+    fix = REMEDIATIONS[Reason.NOT_SHARED]
+    private = not_shared(ctx, str(path), "APM socket", fix, details)
+    if private is not None:
+        return private
     return ok(
         f"{path}: trace-agent {info['trace_agent_version']} answered GET /info", details=details
     )
@@ -128,7 +140,8 @@ SPEC = register(
         why=(
             "Tracers send spans to this socket; when it is missing, stale or hung they drop "
             "traces or fall back to TCP without telling anyone. The trace-agent also reads "
-            "the sender's PID from it to tag spans with their container (FACTS.md 2.6)."
+            "the sender's PID from it to tag spans with their container "
+            "(pkg/trace/api/container_linux.go)."
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: config.apm_socket_configured,

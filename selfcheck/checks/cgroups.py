@@ -1,7 +1,8 @@
 """``cgroups``: the host cgroup tree, mounted read-only at ``/host/sys/fs/cgroup``.
 
 The Agent reads every container's CPU, memory and I/O from this tree and detects the
-cgroup version from the cgroup mounts under it (FACTS.md 2.5). Proof here is by doing the
+cgroup version from the cgroup mounts under it (pkg/util/cgroups/reader_detector.go).
+Proof here is by doing the
 same: detect the layout, then find this container's own cgroup in the host tree and read
 from it, as the Agent would for any container.
 
@@ -13,7 +14,7 @@ there ``/proc/self/cgroup`` reads ``/``. So, in order, until the found directory
 1. by path: the Agent's line of ``/proc/self/cgroup`` (host cgroup namespace);
 2. by inode: this container's own mount of the hierarchy (``/sys/fs/cgroup`` on v2,
    ``/sys/fs/cgroup/memory`` on v1) is its cgroup's directory, whose inode the host tree
-   holds, as the Agent resolves a client's ``in-<inode>`` (FACTS.md 5.3, 5.5);
+   holds, as the Agent resolves a client's ``in-<inode>`` (``GetContainerIDForInode``);
 3. by membership: the bounded host tree is searched for a ``cgroup.procs`` listing this PID
    (a private namespace with no own mount, e.g. ``unshare --cgroup``).
 
@@ -23,11 +24,11 @@ CPU accounting are read where their controller exists and otherwise noted, never
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selfcheck import agentpod
 from selfcheck.checks._common import not_replaced, os_failure
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
@@ -42,9 +43,8 @@ STAT_CAP = 16 * 1024
 
 REMEDIATIONS = {
     Reason.ENOENT: (
-        "Mount the host's /sys/fs/cgroup read-only at /host/sys/fs/cgroup: the chart's cgroups "
-        "volume (hostPath /sys/fs/cgroup, readOnly: true); with a custom path set "
-        "DD_CONTAINER_CGROUP_ROOT."
+        f"Mount the host's /sys/fs/cgroup read-only at /host/sys/fs/cgroup: the chart's "
+        f"{agentpod.volume('cgroups').fix()}; with a custom path set DD_CONTAINER_CGROUP_ROOT."
     ),
     Reason.EACCES: (
         "The cgroup tree is mounted but unreadable for this user: run with the Agent's identity "
@@ -119,11 +119,11 @@ def _own_hierarchy_mount(mounts: list[Mount] | OSError, layout: CgroupLayout, pr
     return ""
 
 
-def _by_inode(mount_point: str, tree: CgroupTree) -> str | None:
+def _by_inode(ctx: CheckContext, mount_point: str, tree: CgroupTree) -> str | None:
     if not mount_point:
         return None
     try:
-        inode = Path(mount_point).stat().st_ino
+        inode = ctx.host.at(mount_point).stat().st_ino
     except OSError:
         return None
     found = tree.by_inode().get(inode)
@@ -148,7 +148,7 @@ def find_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -
     if it is not in the tree, the tree is not the node's (a pod's subtree). In a private one
     the inode of the own cgroup mount, then the membership search, find it.
     """
-    pid = str(os.getpid())
+    pid = str(ctx.host.eyes.numeric_pid)
     top = Path(tree.top)
     lines = ctx.host.own_cgroup_lines()
     own = agent_cgroup_path(lines, layout.agent_version) if not isinstance(lines, OSError) else None
@@ -156,9 +156,9 @@ def find_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -
         if own is not None and _procs_lists(top / own.lstrip("/"), pid):
             return OwnCgroup(own, "path", private_namespace=False)
         return None
-    prefix = host_prefix(os.path.realpath(ctx.config.cgroup_root))
+    prefix = host_prefix(ctx.host.root.resolve(ctx.config.cgroup_root))
     mount_point = _own_hierarchy_mount(ctx.host.own_mounts(), layout, prefix)
-    by_inode = _by_inode(mount_point, tree)
+    by_inode = _by_inode(ctx, mount_point, tree)
     if by_inode is not None and _procs_lists(top / by_inode.lstrip("/"), pid):
         return OwnCgroup(by_inode, f"the inode of {mount_point}", private_namespace=True)
     found = _by_membership(ctx, tree, pid)
@@ -243,19 +243,38 @@ def run(ctx: CheckContext) -> Outcome:
             )
     except OSError as error:
         return os_failure(REMEDIATIONS, error, root, "read cgroup.controllers")
+    found = _tree_and_own(ctx, layout)
+    if isinstance(found, OSError):
+        return os_failure(REMEDIATIONS, found, root, "walk the host cgroup tree")
+    return _judge_own_cgroup(ctx, layout, *found)
+
+
+def _tree_and_own(
+    ctx: CheckContext, layout: CgroupLayout
+) -> tuple[CgroupTree, OwnCgroup | None] | OSError:
+    """The tree and this container's cgroup in it; a miss in the last cycle's walk (a
+    ``TreeCache`` hit) walks again, as the Agent does on a miss."""
     tree = ctx.host.cgroup_tree()
     if isinstance(tree, OSError):
-        return os_failure(REMEDIATIONS, tree, root, "walk the host cgroup tree")
-    return _judge_own_cgroup(ctx, layout, tree)
+        return tree
+    own = find_own_cgroup(ctx, layout, tree)
+    if own is not None:
+        return tree, own
+    fresh = ctx.host.refresh_cgroup_tree()
+    if isinstance(fresh, OSError) or fresh is tree:
+        return fresh if isinstance(fresh, OSError) else (tree, None)
+    return fresh, find_own_cgroup(ctx, layout, fresh)
 
 
-def _judge_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree) -> Outcome:
+def _judge_own_cgroup(
+    ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree, own: OwnCgroup | None
+) -> Outcome:
     root = ctx.config.cgroup_root
     containers = len(tree.container_dirs())
     details: dict[str, object] = {
         "path": str(root),
         "layout": layout.version,
-        "hierarchy": tree.top,
+        "hierarchy": ctx.host.root.inside(tree.top),
         "controllers": sorted(layout.v1_controllers) if layout.agent_version == 1 else "unified",
         "container_cgroups": containers,
         "scan_truncated": tree.truncated,
@@ -265,14 +284,16 @@ def _judge_own_cgroup(ctx: CheckContext, layout: CgroupLayout, tree: CgroupTree)
         "figures": {"container_cgroups": containers},
         "node_info": {"cgroup_version": layout.version},
     }
-    own = find_own_cgroup(ctx, layout, tree)
     if own is None:
-        return _own_not_found(tree, containers, extra, _in_private_namespace(ctx))
+        return _own_not_found(
+            tree, containers, extra, _in_private_namespace(ctx), ctx.host.root.inside(tree.top)
+        )
     if own.private_namespace and own.path == "/":
         return Outcome(
             Status.FAILED,
             Reason.OWN_CGROUP_NOT_FOUND,
-            f"{tree.top} is this container's own cgroup (its top holds this process, found by "
+            f"{ctx.host.root.inside(tree.top)} is this container's own cgroup (its top holds "
+            f"this process, found by "
             f"{own.found_by}), not the node's tree: the Agent sees no other container",
             REMEDIATIONS[Reason.OWN_CGROUP_NOT_FOUND],
             **extra,
@@ -303,7 +324,7 @@ def _ok_message(
 
 
 def _own_not_found(
-    tree: CgroupTree, containers: int, extra: dict[str, Any], private: bool
+    tree: CgroupTree, containers: int, extra: dict[str, Any], private: bool, top: str
 ) -> Outcome:
     """In the host cgroup namespace a missing own path means the tree is not the node's. In a
     private one, with other containers visible, the Agent still collects them: degraded."""
@@ -312,7 +333,7 @@ def _own_not_found(
     return Outcome(
         status,
         Reason.OWN_CGROUP_NOT_FOUND,
-        f"{tree.top}: this container's cgroup is not in the tree (not by path, by the inode of "
+        f"{top}: this container's cgroup is not in the tree (not by path, by the inode of "
         f"its own cgroup mount, nor in any cgroup.procs of {len(tree.dirs)} directories); "
         f"{seen} visible",
         REMEDIATIONS[Reason.OWN_CGROUP_NOT_FOUND],

@@ -10,14 +10,17 @@ and classifies what the kernel says. When the Agent's expvar endpoint answers, i
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from typing import Any
 
+from selfcheck import delivery
 from selfcheck.checks._common import Judge, ownership
-from selfcheck.checks._sockets import BUDGET_CEILING
+from selfcheck.checks._sockets import BUDGET_CEILING, not_shared
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.expvar import read_uds_vars
 from selfcheck.host.files import describe
+from selfcheck.host.receipt import heartbeat
 from selfcheck.host.sockets import (
     Deadline,
     mode_octal,
@@ -28,7 +31,7 @@ from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import CheckSpec, register
 
 AGENT_MODE = "0722"
-"""The Agent chmods its DogStatsD socket to 0722 so any UID may write (FACTS.md 2.1)."""
+"""The Agent chmods its DogStatsD socket to 0722 so any UID may write (uds_common.go)."""
 
 UDS_COUNTERS = {
     "Packets": "uds_packets",
@@ -72,6 +75,15 @@ REMEDIATIONS = {
         "in agents.containers.agent.env) and the node's net.unix.max_dgram_qlen sysctl, and "
         "look at the Agent's dogstatsd.uds_* telemetry."
     ),
+    Reason.NOT_SHARED: (
+        "The Agent binds its DogStatsD socket in a directory only its own container sees (an "
+        "emptyDir, a tmpfs or its image), so application pods, which mount the node's "
+        "/var/run/datadog, cannot reach it. Mount the node's directory there: the chart's "
+        "dsdsocket volume (hostPath /var/run/datadog, type DirectoryOrCreate, at "
+        "/var/run/datadog; Helm dogstatsd.useSocketVolume: true, the default); with the "
+        "Operator set spec.features.dogstatsd.unixDomainSocketConfig.enabled: true, which makes "
+        "dsdsocket that hostPath; on GKE Autopilot enable the Datadog CSI driver."
+    ),
     Reason.IO_ERROR: (
         "Sending failed for another reason: run `ls -l` on the path from inside the pod and "
         "compare with the Agent container's DD_DOGSTATSD_SOCKET."
@@ -99,31 +111,33 @@ JUDGE = Judge(
 )
 
 
-def heartbeat(metric: str) -> bytes:
-    """One DogStatsD counter increment, the smallest valid datagram a client sends."""
-    return f"{metric}:1|c".encode()
-
-
 def run(ctx: CheckContext) -> Outcome:
+    """``path`` as the viewed container names it; ``opened`` where this process reaches it."""
     config = ctx.config
-    path = config.dogstatsd_socket
+    path, opened = config.dogstatsd_socket, ctx.host.at(config.dogstatsd_socket)
     deadline = Deadline(ctx.budget(BUDGET_CEILING))
     details: dict[str, Any] = {"path": str(path), "mode_expected": AGENT_MODE}
+    # The last cycle's service checks (docs/datadog.md), shown whatever the socket says now.
+    delivered, figures, findings = delivery.report(config)
+    details.update(delivered)
+    extra: dict[str, Any] = {"details": details, "figures": figures, "findings": findings}
     try:
-        st = stat_socket(path)
+        st = stat_socket(opened)
     except OSError as error:
-        return JUDGE.failure(error, path, "find the DogStatsD socket", details=details)
+        return JUDGE.failure(error, path, "find the DogStatsD socket", **extra)
     mode = mode_octal(st)
     details.update(mode=mode, owner=ownership(st), mode_matches_agent=mode == AGENT_MODE)
     payload = heartbeat(config.heartbeat_metric) if config.dogstatsd_mode == "send" else None
     try:
-        sent = send_datagram(path, payload)
+        sent = send_datagram(opened, payload)
     except OSError as error:
-        return JUDGE.failure(
-            error, path, "send a DogStatsD datagram to the socket", st, details=details
-        )
+        return JUDGE.failure(error, path, "send a DogStatsD datagram to the socket", st, **extra)
     details["sent_bytes"] = sent
-    figures = _uds_counters(config, deadline, details)
+    figures.update(_uds_counters(ctx, deadline, details))
+    fix = REMEDIATIONS[Reason.NOT_SHARED]
+    private = not_shared(ctx, str(path), "DogStatsD socket", fix, details)
+    if private is not None:
+        return replace(private, figures=figures, findings=findings)
     message = _message(path, mode, config, sent)
     if not st.st_mode & stat.S_IWOTH:
         return Outcome(
@@ -132,10 +146,9 @@ def run(ctx: CheckContext) -> Outcome:
             f"{message}: other users cannot write to it, so non-root clients get EACCES "
             "and their metrics are dropped",
             MODE_FIX,
-            details=details,
-            figures=figures,
+            **extra,
         )
-    return ok(message, details=details, figures=figures)
+    return ok(message, **extra)
 
 
 def _message(path: object, mode: str, config: Config, sent: int) -> str:
@@ -148,10 +161,18 @@ def _message(path: object, mode: str, config: Config, sent: int) -> str:
     return f"{path}: {did}; mode {mode}{note}"
 
 
-def _uds_counters(config: Config, deadline: Deadline, details: dict[str, Any]) -> dict[str, float]:
+def _uds_counters(
+    ctx: CheckContext, deadline: Deadline, details: dict[str, Any]
+) -> dict[str, float]:
     """The Agent's ``dogstatsd-uds`` expvar counters, from the first expvar port that answers
     (DD_EXPVAR_PORT, else the Agent's 5000, then the chart's 6000), read by the same capped
-    reader as origin detection's receipt."""
+    reader as origin detection's receipt. The Agent binds it to 127.0.0.1 only
+    (DataDog/datadog-agent comp/agent/expvarserver), so from another network namespace (node
+    mode) it cannot be read at all."""
+    config = ctx.config
+    if not ctx.host.eyes.shares_loopback:
+        details["expvar"] = "not read: the Agent's 127.0.0.1 is in another network namespace"
+        return {}
     misses: list[str] = []
     for port in config.expvar_ports:
         url = f"http://127.0.0.1:{port}/debug/vars"
@@ -186,12 +207,14 @@ SPEC = register(
             "DD_DOGSTATSD_SOCKET is a datagram socket with a live listener that this user can "
             "write to: one DogStatsD counter is sent to it without blocking. Its mode is "
             "compared with the Agent's 0722, and the Agent's dogstatsd-uds expvar counters "
-            "are read when 127.0.0.1:$DD_EXPVAR_PORT answers."
+            "are read when 127.0.0.1:$DD_EXPVAR_PORT answers. Under selfcheck serve it also "
+            "reports the last delivery of the checks' service checks and the Agent's receipt "
+            "of them (dogstatsd ServiceCheckPackets and ServiceCheckParseErrors)."
         ),
         why=(
             "Applications send custom metrics to this socket and never see an error when it "
             "is missing, stale or full: their metrics are simply lost. The Agent's own health "
-            "endpoints do not look at it (FACTS.md 4)."
+            "endpoints do not look at it (comp/core/healthprobe)."
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: True,
@@ -202,6 +225,7 @@ SPEC = register(
                 "Packets whose sender the Agent could not map to a container (expvar)."
             ),
             "uds_packet_reading_errors": "Errors the Agent hit reading its unix socket (expvar).",
+            **delivery.FIGURES,
         },
     )
 )

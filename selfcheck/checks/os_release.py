@@ -63,7 +63,7 @@ def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     path = config.os_release_path
     try:
-        text = read_whole_text(path, CAP)
+        text = read_whole_text(ctx.host.at(path), CAP)
     except OSError as error:
         failure = os_failure(REMEDIATIONS, error, path, "read the host's os-release")
         return not_replaced(config, failure, error, "/etc/os-release (its image's)")

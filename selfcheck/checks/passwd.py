@@ -1,7 +1,8 @@
 """``passwd``: user names for host processes, from ``$HOST_ETC/passwd`` or ``/etc/passwd``.
 
-The Agent's process check names each process's user from this file (FACTS.md 3.2); the
-chart bind-mounts the host's ``/etc/passwd`` over the container's only for a root Agent.
+The Agent's process check names each process's user from this file
+(pkg/process/checks/user_nix.go); the chart bind-mounts the host's ``/etc/passwd`` over the
+container's only for a root Agent.
 With the image's own passwd the Agent still runs, but host daemons show as bare UIDs. The
 proof is therefore coverage: the share of sampled host processes whose UID has a name.
 """
@@ -115,7 +116,7 @@ def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     path = config.passwd_path
     try:
-        passwd = _read(path)
+        passwd = _read(ctx.host.at(path))
     except OSError as error:
         return os_failure(REMEDIATIONS, error, path, "read passwd")
     details: dict[str, object] = {
@@ -133,9 +134,8 @@ def run(ctx: CheckContext) -> Outcome:
             details=details,
         )
     pids = ctx.host.host_pids()
-    uids = (
-        [] if isinstance(pids, OSError) else sample_uids(config.host_proc, pids, config.sample_size)
-    )
+    proc = ctx.host.host_proc
+    uids = [] if isinstance(pids, OSError) else sample_uids(proc, pids, config.sample_size)
     cov = coverage(uids, passwd)
     details.update(
         sampled_processes=cov.sampled,

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 from selfcheck.checks._common import not_enabled, os_failure
-from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.files import read_capped
 from selfcheck.model import Outcome, Reason, Status, ok
@@ -79,17 +78,18 @@ def _no_pod_directories(containerized: bool) -> str:
 
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
-    verdict = judge(config)
+    verdict = judge(ctx)
     if not config.logs_enabled and "pod_logs" not in config.require:
         return not_enabled("log collection is off (DD_LOGS_ENABLED is not true)", verdict)
     return verdict
 
 
-def judge(config: Config) -> Outcome:
+def judge(ctx: CheckContext) -> Outcome:
     """What the Agent's log tailer would meet under the pod log directory."""
-    root = config.pod_logs_dir
+    config = ctx.config
+    root, opened = config.pod_logs_dir, ctx.host.at(config.pod_logs_dir)
     try:
-        log_file, pods = find_log_file(root)
+        log_file, pods = find_log_file(opened)
     except OSError as error:
         return os_failure(REMEDIATIONS, error, root, "list pod logs")
     details: dict[str, object] = {"path": str(root), "pods": pods}
@@ -110,9 +110,10 @@ def judge(config: Config) -> Outcome:
     try:
         read_capped(log_file, 1)
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, log_file, "open a pod log", details=details)
+        shown = ctx.host.root.inside(log_file)
+        return os_failure(REMEDIATIONS, error, shown, "open a pod log", details=details)
     return ok(
-        f"{root}: {pods} pods, opened {log_file.relative_to(root)} for reading", details=details
+        f"{root}: {pods} pods, opened {log_file.relative_to(opened)} for reading", details=details
     )
 
 

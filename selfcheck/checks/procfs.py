@@ -2,18 +2,18 @@
 
 The Agent reads every host process from here (process check, container PIDs, origin
 detection) and registers its PID-to-container lookup only when ``/host/proc`` exists
-(FACTS.md 2.4). A missing, foreign or ``hidepid``-restricted procfs does not make the Agent
-fail: it makes it quietly see less, which is why this check counts what it can see.
+(pkg/util/containers/metrics/system/collector_linux.go). A missing, foreign or
+``hidepid``-restricted procfs does not make the Agent fail: it makes it quietly see less, which
+is why this check counts what it can see.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfcheck import agentpod
 from selfcheck.checks._common import os_failure
-from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.files import describe, read_text
 from selfcheck.host.procfs import Mount, mount_for, read_status
@@ -22,13 +22,13 @@ from selfcheck.registry import CheckSpec, register
 
 INIT_SYSTEMS = frozenset({"systemd", "init", "openrc-init", "runit", "s6-svscan", "launchd"})
 AGENT_HOST_PROC = Path("/host/proc")
-"""Where the chart mounts procdir, and where the Agent looks for it (FACTS.md 3.1)."""
+"""Where the chart mounts procdir, and where the Agent looks for it (fixup_init.go)."""
 OWN_PROC = Path("/proc")
 
 REMEDIATIONS = {
     Reason.ENOENT: (
-        "Mount the host's /proc read-only at /host/proc: the chart's procdir volume "
-        "(hostPath /proc, mountPath /host/proc, readOnly: true); with a custom path set HOST_PROC."
+        f"Mount the host's /proc read-only at /host/proc: the chart's "
+        f"{agentpod.volume('procdir').fix()}; with a custom path set HOST_PROC."
     ),
     Reason.EACCES: (
         "The procfs mount exists but this user cannot list it: run with the Agent's identity "
@@ -69,10 +69,12 @@ class Ownership:
     own_pid: int | None
 
 
-def _mount_of(path: Path, mounts: list[Mount] | OSError) -> Mount | None:
+def _mount_of(ctx: CheckContext, path: Path) -> Mount | None:
+    """The viewed container's mount holding ``path`` (its own name for it, links resolved)."""
+    mounts = ctx.host.own_mounts()
     if isinstance(mounts, OSError):
         return None
-    return mount_for(Path(os.path.realpath(path)), mounts)
+    return mount_for(Path(ctx.host.root.resolve(path)), mounts)
 
 
 def _hidepid(mount: Mount | None) -> str | None:
@@ -125,14 +127,20 @@ def _judge_ownership(
 
 
 def _judge_hidepid(
-    proc: Path, hidepid: str | None, pid1_visible: bool, count: int, details: dict[str, object]
+    proc: Path,
+    hidepid: str | None,
+    pid1_visible: bool,
+    count: int,
+    details: dict[str, object],
+    *,
+    uid: int,
 ) -> Outcome | None:
     if hidepid is None or pid1_visible:
         return None
     return Outcome(
         Status.FAILED,
         Reason.HIDEPID,
-        f"{proc} is mounted with hidepid={hidepid}: this user (uid {os.geteuid()}) sees "
+        f"{proc} is mounted with hidepid={hidepid}: this user (uid {uid}) sees "
         f"only {count} processes and not PID 1",
         REMEDIATIONS[Reason.HIDEPID],
         details=details,
@@ -140,17 +148,18 @@ def _judge_hidepid(
     )
 
 
-def _missing_in_container(config: Config, error: OSError) -> Outcome | None:
+def _missing_in_container(ctx: CheckContext, error: OSError) -> Outcome | None:
     """``/host/proc`` absent in a container: the Agent falls back to the container's ``/proc``
-    (FACTS.md 3.1). With hostPID that still shows the node's processes, so system and process
-    metrics work while the PID-to-container lookup is off (FACTS.md 2.4): ``degraded``.
+    (fixup_init.go). With hostPID that still shows the node's processes, so system and process
+    metrics work while the PID-to-container lookup is off (collector_linux.go): ``degraded``.
     Without hostPID it shows only this pod: ``failed``. Never judged as if it were the host's.
     """
+    config = ctx.config
     if not (config.containerized and config.host_proc == AGENT_HOST_PROC):
         return None
     if not isinstance(error, FileNotFoundError):
         return None
-    own = _ownership(OWN_PROC)
+    own = _ownership(ctx.host.at(OWN_PROC))
     shown = describe(error, config.host_proc)
     if own.initial_namespace or own.pid1_name in INIT_SYSTEMS:
         return Outcome(
@@ -175,14 +184,15 @@ def _missing_in_container(config: Config, error: OSError) -> Outcome | None:
 
 
 def run(ctx: CheckContext) -> Outcome:
+    """``proc`` is the viewed container's name for the mount, ``opened`` where it is read."""
     config = ctx.config
-    proc = config.host_proc
+    proc, opened = config.host_proc, ctx.host.host_proc
     pids = ctx.host.host_pids()
     if isinstance(pids, OSError):
-        return _missing_in_container(config, pids) or os_failure(
+        return _missing_in_container(ctx, pids) or os_failure(
             REMEDIATIONS, pids, proc, "list the host procfs"
         )
-    mount = _mount_of(proc, ctx.host.own_mounts())
+    mount = _mount_of(ctx, proc)
     if mount is None or mount.fstype != "proc":
         fstype = mount.fstype if mount else "unknown"
         return Outcome(
@@ -194,7 +204,7 @@ def run(ctx: CheckContext) -> Outcome:
         )
     count = len(pids)
     hidepid = _hidepid(mount)
-    owner = _ownership(proc)
+    owner = _ownership(opened)
     details: dict[str, object] = {
         "path": str(proc),
         "visible_processes": count,
@@ -204,10 +214,11 @@ def run(ctx: CheckContext) -> Outcome:
         "hidepid": hidepid or "off",
         "read_only": mount.read_only,
     }
-    pid1_error = _pid1_error(proc)
-    verdict = _judge_hidepid(proc, hidepid, pid1_error is None, count, details) or _judge_ownership(
-        proc, owner, count, details
-    )
+    pid1_error = _pid1_error(opened)
+    uid = ctx.host.eyes.credentials.uid
+    verdict = _judge_hidepid(
+        proc, hidepid, pid1_error is None, count, details, uid=uid
+    ) or _judge_ownership(proc, owner, count, details)
     if verdict is not None:
         return verdict
     if pid1_error is not None:
@@ -220,7 +231,7 @@ def run(ctx: CheckContext) -> Outcome:
             details=details,
             figures=figures,
         )
-    kernel = _kernel(proc)
+    kernel = _kernel(opened)
     note = "" if owner.initial_namespace else " (the node is itself a container)"
     return ok(
         f"{proc} is the node's procfs{note}: {count} processes visible, "

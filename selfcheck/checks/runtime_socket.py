@@ -1,7 +1,7 @@
 """``runtime_socket``: the container runtime's socket (runtimesocketdir, ``/host/var/run``).
 
 The Agent finds its runtime the way ``pkg/config/env/environment_containers.go`` does
-(FACTS.md 3.3): ``DOCKER_HOST`` or the Docker defaults, ``DD_CRI_SOCKET_PATH`` or the
+(and socket.go): ``DOCKER_HOST`` or the Docker defaults, ``DD_CRI_SOCKET_PATH`` or the
 containerd and CRI-O defaults, each with and without ``/host``; a candidate counts when
 ``stat`` says socket and a connect succeeds within 500 ms. Without it containers carry no
 tags and the container checks stay empty, while the Agent only logs "socket not reachable
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from selfcheck.config import Config, unix_socket_file
 from selfcheck.context import CheckContext
 from selfcheck.host import cri
 from selfcheck.host.files import describe
+from selfcheck.host.root import Root
 from selfcheck.host.sockets import (
     CONNECT_TIMEOUT,
     Deadline,
@@ -59,7 +61,7 @@ REMEDIATIONS = {
         "This user may not connect to the runtime socket (usually mode 0660, owned by root "
         "and a runtime group). A non-root Agent needs the socket's group id in the pod's "
         "spec.securityContext.supplementalGroups; fsGroup does not apply to hostPath volumes "
-        "(FACTS.md 3.4). A root Agent denied access points at SELinux "
+        "(datadog-agent#17713). A root Agent denied access points at SELinux "
         "(securityContext.seLinuxOptions) or AppArmor."
     ),
     Reason.ECONNREFUSED: (
@@ -97,6 +99,12 @@ class Candidate:
     path: str
     runtime: str
     source: str
+    opened: str = ""
+    """Where this process reaches ``path`` (inside the Agent's root in its view)."""
+
+    @property
+    def reached(self) -> Path:
+        return Path(self.opened or self.path)
 
     @property
     def explicit(self) -> bool:
@@ -118,7 +126,7 @@ class Found:
 
 
 def cri_runtime(path: str) -> str:
-    """The Agent picks the CRI runtime by the path's name (FACTS.md 3.3)."""
+    """The Agent picks the CRI runtime by the path's name (environment_containers.go)."""
     if "containerd" in path:
         return "containerd"
     if "crio" in path:
@@ -153,11 +161,11 @@ def candidates(
 
 def probe(candidate: Candidate, deadline: Deadline) -> Found:
     """``stat``, connect within 500 ms, then the runtime's own version call."""
-    stat_socket(candidate.path)
-    probe_stream(candidate.path, deadline.left(CONNECT_TIMEOUT))
+    stat_socket(candidate.reached)
+    probe_stream(candidate.reached, deadline.left(CONNECT_TIMEOUT))
     if candidate.protocol == "docker":
         return _docker(candidate, deadline)
-    answer = cri.version(candidate.path, deadline)
+    answer = cri.version(candidate.reached, deadline)
     if not answer.runtime_name:
         raise ProtocolViolationError("the CRI Version answer names no runtime")
     return Found(
@@ -169,10 +177,10 @@ def probe(candidate: Candidate, deadline: Deadline) -> Found:
 
 
 def _docker(candidate: Candidate, deadline: Deadline) -> Found:
-    ping = http_get("http://localhost/_ping", deadline, unix_socket=candidate.path)
+    ping = http_get("http://localhost/_ping", deadline, unix_socket=candidate.reached)
     if ping.status != 200 or ping.body.strip() != b"OK":
         raise ProtocolViolationError(f"GET /_ping answered HTTP {ping.status}, not 200 OK")
-    reply = http_get("http://localhost/version", deadline, unix_socket=candidate.path)
+    reply = http_get("http://localhost/version", deadline, unix_socket=candidate.reached)
     body = reply.json()
     version = body.get("Version") if isinstance(body, dict) else None
     if reply.status != 200 or not isinstance(version, str):
@@ -195,7 +203,7 @@ def run(ctx: CheckContext) -> Outcome:
         if found is not None and not candidate.explicit:
             break
         try:
-            result = probe(candidate, deadline)
+            result = probe(replace(candidate, opened=str(ctx.host.at(candidate.path))), deadline)
         except OSError as error:
             reason = JUDGE.reason(error)
             tried.append(_attempt(candidate, str(reason), describe(error)))
@@ -204,7 +212,7 @@ def run(ctx: CheckContext) -> Outcome:
             continue
         tried.append(_attempt(candidate, "ok", f"{result.runtime} {result.version}"))
         found = found or result
-    return _judge(found, failures, unsupported, details)
+    return _judge(found, failures, unsupported, details, ctx.host.root)
 
 
 def _attempt(candidate: Candidate, result: str, detail: str) -> dict[str, Any]:
@@ -222,6 +230,7 @@ def _judge(
     failures: list[tuple[Candidate, OSError]],
     unsupported: list[str],
     details: dict[str, Any],
+    root: Root,
 ) -> Outcome:
     """Explicit settings must work; else the first answering default, degraded by broken ones."""
     node_info: dict[str, str] = {}
@@ -236,9 +245,9 @@ def _judge(
         )
     explicit_failure = next(((c, e) for c, e in failures if c.explicit), None)
     if explicit_failure is not None:
-        return _failure(*explicit_failure, details, node_info=node_info)
+        return _failure(*explicit_failure, details, root, node_info=node_info)
     if found is None and failures:
-        return _failure(*failures[0], details)
+        return _failure(*failures[0], details, root)
     if found is None and unsupported:
         return skipped(
             Reason.NOT_APPLICABLE,
@@ -249,7 +258,7 @@ def _judge(
     if found is None:
         paths = ", ".join(c["path"] for c in details["candidates"])
         absent = FileNotFoundError(errno.ENOENT, "no runtime socket at any of the Agent's paths")
-        return _failure(None, absent, details, where=paths)
+        return _failure(None, absent, details, root, where=paths)
     message = f"{found.candidate.path}: {found.runtime} {found.version} answered"
     if failures:
         # The Agent's detectDocker / IsAvailable: a default that is not a socket or does not
@@ -262,6 +271,8 @@ def _failure(
     candidate: Candidate | None,
     error: OSError,
     details: dict[str, Any],
+    root: Root,
+    *,
     where: str | None = None,
     node_info: dict[str, str] | None = None,
 ) -> Outcome:
@@ -270,29 +281,29 @@ def _failure(
     st = None
     if candidate is not None:
         what = f"reach the {candidate.runtime} socket from {candidate.source}"
-        st = _stat_or_none(candidate.path)
+        st = _stat_or_none(str(root.at(candidate.path)))
     failure = JUDGE.failure(error, path, what, st, details=details, node_info=node_info or {})
-    links = [n for n in (_broken_host_link(c["path"]) for c in details["candidates"]) if n]
+    links = [n for n in (_broken_host_link(root, c["path"]) for c in details["candidates"]) if n]
     if not links:
         return failure
     return replace(failure, message=f"{failure.message}; {links[0][0]}", remediation=links[0][1])
 
 
-def _broken_host_link(path: str) -> tuple[str, str] | None:
-    """An absolute symlink under ``/host`` resolves in this container's root, not the node's:
+def _broken_host_link(root: Root, path: str) -> tuple[str, str] | None:
+    """An absolute symlink under ``/host`` resolves in the container's root, not the node's:
     Bottlerocket's ``/run/dockershim.sock`` -> ``/run/containerd/containerd.sock`` reads as
     missing under ``/host/run`` (bottlerocket-os/bottlerocket#4074). The message and fix."""
-    link = Path(path)
+    link = root.at(posixpath.dirname(path)) / posixpath.basename(path)
     if not path.startswith("/host/") or not link.is_symlink():
         return None
     try:
         target = str(link.readlink())
     except OSError:
         return None
-    if not target.startswith("/") or link.exists():
+    if not target.startswith("/") or root.at(target).exists():
         return None
     on_host = "/host" + target
-    where = "exists" if Path(on_host).exists() else "does not exist either"
+    where = "exists" if root.at(on_host).exists() else "does not exist either"
     message = (
         f"{path} is a symlink to the absolute path {target}, which resolves in this "
         f"container's root instead of under /host ({on_host} {where})"
@@ -327,7 +338,8 @@ SPEC = register(
         why=(
             "The Agent tags every container metric, log and trace through the runtime; "
             "without the socket it only logs 'socket not reachable (permissions?)' and sends "
-            "untagged data, and `agent diagnose` still reports success (FACTS.md 3.3, 4)."
+            "untagged data, and `agent diagnose` still reports success "
+            "(pkg/diagnose/connectivity/metadata.go)."
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: True,

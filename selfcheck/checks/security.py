@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from selfcheck import agentpod
 from selfcheck.checks._common import os_failure
 from selfcheck.config import Config, unix_socket_file
 from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import CapabilitySets, cap_bit, decode, mask_of
+from selfcheck.host.eyes import AGENT
 from selfcheck.host.identity import (
     Identity,
     mount_writable,
@@ -27,7 +29,7 @@ from selfcheck.host.identity import (
     submounts,
 )
 from selfcheck.host.namespaces import INITIAL_PID_NS_INODE, namespace_inode, read_pid_view
-from selfcheck.host.procfs import Mount
+from selfcheck.host.procfs import Mount, read_mountinfo
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status, skipped
 from selfcheck.registry import CheckSpec, StateGauge, register
 
@@ -157,7 +159,7 @@ _CORE_FINDINGS: dict[str, FindingSpec] = {
 
 @dataclass(frozen=True, slots=True)
 class Volume:
-    """One row of the Agent's mount table (FACTS.md 1).
+    """One row of the Agent's mount table (helm-charts _daemonset-volumes-linux.yaml).
 
     ``paths`` gives where this container sees it; ``plain`` the same place on a machine
     without the volume (``/proc`` for procdir): a path that *is* its plain location is the
@@ -194,69 +196,80 @@ def _socket_dirs(config: Config) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
+def _mount(name: str) -> str:
+    """The Agent pod's mount path for a volume (``selfcheck.agentpod``)."""
+    return agentpod.volume(name).mount_path
+
+
+def _ro(name: str) -> bool:
+    return agentpod.volume(name).read_only
+
+
 VOLUMES: tuple[Volume, ...] = (
     Volume(
         "procdir",
-        "/host/proc",
+        _mount("procdir"),
         lambda c: (c.host_proc,),
-        read_only=True,
+        read_only=_ro("procdir"),
         risk="a root process can rewrite the node's kernel settings under /proc/sys "
         "(kernel.core_pattern runs a program as root on the node) and use /proc/sysrq-trigger.",
         plain=lambda _: Path("/proc"),
     ),
     Volume(
         "cgroups",
-        "/host/sys/fs/cgroup",
+        _mount("cgroups"),
         lambda c: (c.cgroup_root,),
-        read_only=True,
+        read_only=_ro("cgroups"),
         risk="a root process can change other pods' resource limits and move processes between "
         "cgroups (on cgroup v1 each controller is a submount the volume's readOnly misses).",
         plain=lambda _: Path("/sys/fs/cgroup"),
     ),
     Volume(
         "os-release-file",
-        "/host/etc/os-release",
+        _mount("os-release-file"),
         lambda c: (c.os_release_path,),
-        read_only=True,
+        read_only=_ro("os-release-file"),
         risk="the node's OS identity can be falsified for every tool that reads it.",
         plain=lambda _: Path("/etc/os-release"),
     ),
     Volume(
         "passwd",
-        "/etc/passwd",
+        _mount("passwd"),
         lambda c: (c.passwd_path,),
-        read_only=True,
+        read_only=_ro("passwd"),
         risk="a root process can add a UID 0 account to the node.",
     ),
     Volume(
         "runtimesocketdir",
-        "/host/var/run",
+        _mount("runtimesocketdir"),
         _socket_dirs,
-        read_only=True,
+        read_only=_ro("runtimesocketdir"),
         risk="the runtime's sockets and state files on the node can be deleted or replaced; "
         "connecting to the socket works through a read-only mount.",
         plain=_strip_host,
     ),
     Volume(
         "logpodpath",
-        "/var/log/pods",
+        _mount("logpodpath"),
         lambda c: (c.pod_logs_dir,),
-        read_only=True,
+        read_only=_ro("logpodpath"),
         risk="other pods' logs can be altered or deleted, destroying evidence.",
     ),
     Volume(
         "logscontainerspath",
-        str(LOGS_CONTAINERS_DIR),
+        _mount("logscontainerspath"),
         lambda c: (LOGS_CONTAINERS_DIR,),
-        read_only=True,
+        read_only=_ro("logscontainerspath"),
         risk="the node's container log links can be altered or deleted.",
     ),
-    Volume("dsdsocket", "/var/run/datadog", lambda c: (c.dogstatsd_socket.parent,), False),
-    Volume("apmsocket", "/var/run/datadog", lambda c: (c.apm_socket.parent,), False),
-    Volume("pointerdir", str(POINTER_DIR), lambda c: (POINTER_DIR,), False),
+    Volume(
+        "dsdsocket", _mount("dsdsocket"), lambda c: (c.dogstatsd_socket.parent,), _ro("dsdsocket")
+    ),
+    Volume("apmsocket", _mount("apmsocket"), lambda c: (c.apm_socket.parent,), _ro("apmsocket")),
+    Volume("pointerdir", _mount("pointerdir"), lambda c: (POINTER_DIR,), _ro("pointerdir")),
 )
-"""Only dsdsocket, apmsocket and pointerdir need write access: the Agent creates its sockets
-and its log position files there."""
+"""Only dsdsocket, apmsocket and pointerdir need write access (``agentpod.VOLUMES``): the Agent
+creates its sockets and its log position files there."""
 
 
 def _mount_finding(volume: Volume) -> FindingSpec:
@@ -387,7 +400,7 @@ def capability_findings(identity: Identity, host_pid: bool | None) -> Iterator[F
 
 
 def root_needed_by(config: Config) -> list[str]:
-    """Enabled features that need UID 0 (FACTS.md 3.4): only log collection, whose files under
+    """Enabled features that need UID 0 (datadog-agent#6442): only log collection, whose files under
     /var/log/pods are root-owned; the runtime socket, procfs and cgroupfs work for UID 100
     with supplemental groups."""
     return ["logs (DD_LOGS_ENABLED)"] if config.logs_enabled else []
@@ -501,7 +514,8 @@ def judge(
     """The whole audit from what was read; no I/O here except resolving mount paths."""
     audits = audit_mounts(config, mounts)
     # Root, no seccomp filter and privilege escalation allowed are what the chart renders by
-    # default and cost the Agent nothing: INFO notes, never a degraded verdict (DESIGN.md 1).
+    # default and cost the Agent nothing: INFO notes, never a degraded verdict
+    # (docs/checks/security.md).
     findings = (
         *capability_findings(identity, host_pid),
         *identity_findings(identity, config),
@@ -568,23 +582,38 @@ def host_pid_namespace(host_proc: Path) -> bool | None:
     return levels == 1 if levels else None
 
 
+def _in_host_pid_namespace(ctx: CheckContext) -> bool | None:
+    """This process's PID namespace, or the Agent's in its view: its ``NSpid`` in the procfs
+    it was found in has one entry when it shares that (the node's) namespace."""
+    eyes = ctx.host.eyes
+    if eyes.audited == "self":
+        return host_pid_namespace(ctx.host.host_proc)
+    try:
+        levels = read_pid_view(eyes.proc, eyes.audited).levels
+    except OSError:
+        return None
+    return levels == 1 if levels else None
+
+
 def run(ctx: CheckContext) -> Outcome:
+    """The audit of the viewed container: the Agent's identity and mounts in its view."""
     config = ctx.config
     if not config.containerized:
         return not_in_a_container(config)
+    eyes = ctx.host.eyes
+    pid = eyes.audited
     try:
-        identity = read_identity(OWN_PROC)
+        identity = read_identity(eyes.proc, pid)
     except OSError as error:
-        return os_failure(
-            REMEDIATIONS,
-            error,
-            OWN_PROC / "self/status",
-            "read this process's status",
-        )
-    mounts = ctx.host.own_mounts()
-    if isinstance(mounts, OSError):
-        return os_failure(REMEDIATIONS, mounts, OWN_PROC / "self/mountinfo", "read the mount table")
-    return judge(identity, mounts, host_pid_namespace(config.host_proc), config)
+        status = eyes.proc / pid / "status"
+        return os_failure(REMEDIATIONS, error, status, "read the container's status")
+    try:
+        mounts = read_mountinfo(eyes.proc, pid)
+    except OSError as error:
+        where = eyes.proc / pid / "mountinfo"
+        return os_failure(REMEDIATIONS, error, where, "read the mount table")
+    outcome = judge(identity, mounts, _in_host_pid_namespace(ctx), config)
+    return replace(outcome, view=AGENT) if pid != "self" else outcome
 
 
 def _catalog() -> dict[str, str]:
@@ -607,6 +636,7 @@ SPEC = register(
             "hostPID, hostPath mounts and root are accepted for monitoring only when scoped: "
             "read-only mounts, no ptrace next to hostPID, non-root where possible."
         ),
+        needs_view=False,
         catalog_title="Findings (id, severity: why it matters)",
         catalog=_catalog(),
         findings=frozenset(FINDINGS),

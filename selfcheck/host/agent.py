@@ -37,6 +37,7 @@ from typing import TypeVar
 
 import psutil
 
+from selfcheck.agentpod import CORE, ENV_ALLOWLIST, NODE, ROLES, SIDECAR, TRACE
 from selfcheck.host.cgroup import (
     CgroupLine,
     container_id_from_path,
@@ -47,33 +48,6 @@ from selfcheck.host.files import describe, read_text
 from selfcheck.host.identity import Identity, read_identity
 from selfcheck.host.procfs import Mount, read_mountinfo
 
-ENV_ALLOWLIST: frozenset[str] = frozenset(
-    {
-        "DD_DOGSTATSD_SOCKET",
-        "DD_APM_RECEIVER_SOCKET",
-        "DD_DOGSTATSD_ORIGIN_DETECTION",
-        "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT",
-        "DD_ORIGIN_DETECTION_UNIFIED",
-        "DD_LOGS_ENABLED",
-        "DD_HEALTH_PORT",
-        "DD_EXPVAR_PORT",
-        "DD_CRI_SOCKET_PATH",
-        "DOCKER_HOST",
-        "HOST_PROC",
-        "HOST_ETC",
-        "DD_CONTAINER_CGROUP_ROOT",
-        "DD_APM_ENABLED",
-        "DD_PROCESS_AGENT_ENABLED",
-        "DD_USE_DOGSTATSD",
-        "DD_DOGSTATSD_PORT",
-        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC",
-        "DD_APM_RECEIVER_PORT",
-        "DD_LOGS_CONFIG_CONTAINER_COLLECT_ALL",
-    }
-)
-"""The only environment names whose values are ever kept: sockets, ports, feature switches
-and host paths, none of them secret. Adding a name is a deliberate, reviewed change."""
-
 _ALLOWED_BYTES = frozenset(name.encode() for name in ENV_ALLOWLIST)
 
 ENVIRON_CAP = 256 * 1024
@@ -83,13 +57,6 @@ NET_UNIX_CAP = 4 * 1024 * 1024
 DISCOVERY_SECONDS = 0.5
 CONNECT_TIMEOUT = 0.5
 
-CORE = "agent"
-TRACE = "trace-agent"
-ROLES = (CORE, TRACE, "process-agent", "system-probe")
-"""Closed set: the roles an Agent process can have, one per container of the chart's pod."""
-
-SIDECAR, NODE = "sidecar", "node"
-MODES = (SIDECAR, NODE)
 
 # The kubelet's pod cgroup: cgroupfs ``pod<uid>``, systemd ``kubepods-<qos>-pod<uid_>.slice``
 # (the UID's dashes become underscores there).
@@ -216,7 +183,9 @@ _KNOWN: dict[tuple[str, int], psutil.Process] = {}
 current command line, which is all the scan asks of it."""
 
 
-def _scan(host_proc: Path, deadline: float) -> tuple[list[tuple[int, str]], int, bool]:
+def _scan(
+    host_proc: Path, deadline: float, only: Sequence[int] | None = None
+) -> tuple[list[tuple[int, str]], int, bool]:
     """``(pid, role)`` of every recognised process, the count scanned, whether all were.
 
     ``psutil.Process`` objects are made directly rather than through ``process_iter``, whose
@@ -227,7 +196,7 @@ def _scan(host_proc: Path, deadline: float) -> tuple[list[tuple[int, str]], int,
     root = str(host_proc)
     with _psutil_procfs(host_proc):
         try:
-            pids = psutil.pids()
+            pids = psutil.pids() if only is None else list(only)
         except IndexError:  # psutil reads the first PID of the listing: an empty directory
             pids = []
         current: dict[tuple[str, int], psutil.Process] = {}
@@ -271,14 +240,16 @@ def discover(
     mode: str = SIDECAR,
     own_path: str | None = None,
     budget: float = DISCOVERY_SECONDS,
+    pids: Sequence[int] | None = None,
 ) -> Discovery:
     """The Agent's processes: this pod's (sidecar) or the Agent pod's on this node (node).
 
     In node mode the Agent pod is the pod of the first ``agent run`` process in a kubelet pod
     cgroup; its other processes (trace-agent...) are those of the same pod. Raises ``OSError``
-    only when the host procfs cannot be listed.
+    only when the host procfs cannot be listed. ``pids`` limits the scan (this pod's
+    processes, read from its cgroups).
     """
-    found, scanned, complete = _scan(host_proc, time.monotonic() + budget)
+    found, scanned, complete = _scan(host_proc, time.monotonic() + budget, pids)
     placed = [p for p in (_place(host_proc, pid, role) for pid, role in found) if p]
     if mode == NODE:
         pods = list(dict.fromkeys(p.pod_uid for p in placed if p.role == CORE and p.pod_uid))
@@ -477,7 +448,6 @@ STALE = "stale"
 NOT_LISTENING = "not_listening"
 NOT_SOCKET = "not_socket"
 UNKNOWN = "unknown"
-VERDICTS = (AGENT_LISTENING, FOREIGN, STALE, NOT_LISTENING, NOT_SOCKET, UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +503,7 @@ def judge_listener(
     own_path: str,
     kind: str,
     entries: list[UnixEntry],
+    opened: str | None = None,
     held: Mapping[int, AgentProcess],
     unreadable: Sequence[int] = (),
 ) -> Listener:
@@ -542,7 +513,8 @@ def judge_listener(
     inodes the Agent's processes hold to those processes, ``unreadable`` the Agent PIDs whose
     descriptors could not be read (then a socket not in ``held`` may still be theirs: the
     verdict is ``unknown``, never ``foreign``). ``agent_path`` is the path as the
-    Agent bound it, ``own_path`` where this process sees the same file.
+    Agent bound it, ``own_path`` the name the cycle's view gives the same file and
+    ``opened`` where this process reaches it (inside the Agent's root, in its view).
     """
     bound = [e for e in entries if e.path == agent_path and e.listening and e.kind == kind]
     for entry in bound:
@@ -560,7 +532,7 @@ def judge_listener(
         return Listener(
             name, own_path, FOREIGN, note=f"socket inode {bound[0].inode} is not the Agent's"
         )
-    verdict, note = _probe_file(own_path, kind)
+    verdict, note = _probe_file(opened or own_path, kind)
     return Listener(name, own_path, verdict, note=note)
 
 

@@ -2,7 +2,7 @@
 
 The container-ID rule mirrors the Agent's PID-to-container lookup exactly
 (pkg/util/cgroups/pid_mapper.go ``IdentiferFromCgroupReferences`` with ``ContainerFilter``
-from reader.go; FACTS.md 2.3), because a looser or stricter rule here would prove something
+from reader.go), because a looser or stricter rule here would prove something
 the Agent does not do.
 """
 
@@ -109,18 +109,6 @@ def last_element(path: str) -> str:
 def container_id_from_path(path: str) -> str | None:
     """Only the last path element is considered, exactly like the Agent."""
     return container_id_from_name(last_element(path))
-
-
-def container_id_from_proc_cgroup(text: str, cgroup_version: int) -> str | None:
-    """The container ID the Agent gives a PID whose ``/proc/<pid>/cgroup`` reads ``text``.
-
-    This is the whole rule of FACTS.md 2.3: take the line whose controller field is ``memory``
-    (cgroup v1, hybrid included) or empty (v2), keep only the last element of its path, drop
-    ``*.mount`` and ``crio-conmon-*`` names, and match the Agent's regex. ``None`` means the
-    Agent sends that PID's metrics without container tags (and does not count an error).
-    """
-    path = agent_cgroup_path(parse_proc_cgroup(text), cgroup_version)
-    return container_id_from_path(path) if path is not None else None
 
 
 def is_runtime_path(path: str) -> bool:

@@ -1,6 +1,6 @@
 """What a Datadog client inside a container sends as its origin (``c:`` field), and why.
 
-Clients do their own origin detection (FACTS.md 5.5), and the Agent reads it when
+Clients do their own origin detection (statsd/container_linux.go), and the Agent reads it when
 ``dogstatsd_origin_detection_client`` is on. The rules here follow DataDog/datadog-go
 ``statsd/container_linux.go`` and datadogpy ``datadog/dogstatsd/container.py`` (0.56):
 

@@ -2,7 +2,7 @@
 
 It matters because in a container ``/proc``, ``/sys/fs/cgroup`` and ``/etc/os-release`` are the
 container's own: a missing ``/host`` mount must then be reported, never silently replaced
-(DESIGN.md section 3). One signal alone is not enough on today's nodes:
+(docs/architecture.md). One signal alone is not enough on today's nodes:
 
 1. the Agent's own rule (``DOCKER_DD_AGENT``, set by its image; pkg/config/env
    ``IsContainerized``), and ``KUBERNETES_SERVICE_HOST``, which the kubelet gives every pod;

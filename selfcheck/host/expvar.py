@@ -2,7 +2,7 @@
 
 The Agent serves Go's expvar JSON on ``127.0.0.1:$DD_EXPVAR_PORT`` (default 5000, the Agent's
 and the Operator's; the Helm chart sets 6000), no auth, so a container of the same pod reads
-it (comp/agent/expvarserver, FACTS.md 6). Its ``dogstatsd-uds`` map counts ``Packets`` read
+it (datadog-agent comp/agent/expvarserver). Its ``dogstatsd-uds`` map counts ``Packets`` read
 from the DogStatsD socket and ``OriginDetectionErrors`` (a PID of 0 or unparsable
 credentials; comp/dogstatsd/listeners/uds_common.go).
 
@@ -29,6 +29,10 @@ COUNTER_LIMIT = 2**64
 CHUNK = 64 * 1024
 UDS_KEY = "dogstatsd-uds"
 COUNTERS = ("Packets", "OriginDetectionErrors", "PacketReadingErrors", "Bytes")
+DOGSTATSD_KEY = "dogstatsd"
+"""The parser's map (comp/dogstatsd/server): it sorts before ``dogstatsd-uds``, so it is as
+cheap to reach."""
+SERVICE_CHECK_COUNTERS = ("ServiceCheckPackets", "ServiceCheckParseErrors")
 _WS = " \t\n\r"
 
 
@@ -115,10 +119,10 @@ class _KeyScanner:
         return True
 
 
-def _counters(value: Any) -> dict[str, int] | None:
+def _counters(value: Any, names: tuple[str, ...] = COUNTERS) -> dict[str, int] | None:
     if not isinstance(value, dict):
         return None
-    return {name: int(number) for name in COUNTERS if _finite_number(number := value.get(name))}
+    return {name: int(number) for name in names if _finite_number(number := value.get(name))}
 
 
 def _finite_number(value: object) -> TypeGuard[int | float]:
@@ -138,6 +142,13 @@ def read_uds_vars(port: int, deadline: Deadline, cap: int = BODY_CAP) -> UdsVars
     Raises ``OSError`` when nothing answers (``ECONNREFUSED``), ``TimeoutError`` past the
     deadline, or ``ProtocolViolationError`` when the answer is not expvar JSON.
     """
+    return read_map(port, deadline, UDS_KEY, COUNTERS, cap)
+
+
+def read_map(
+    port: int, deadline: Deadline, key: str, names: tuple[str, ...], cap: int = BODY_CAP
+) -> UdsVars:
+    """The counters ``names`` of the top-level map ``key``, read like ``read_uds_vars``."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=deadline.left(0.5))
     try:
         conn.request("GET", "/debug/vars", headers={"Accept-Encoding": "identity"})
@@ -145,7 +156,7 @@ def read_uds_vars(port: int, deadline: Deadline, cap: int = BODY_CAP) -> UdsVars
         response = conn.getresponse()
         if response.status != 200:
             return UdsVars(port, response.status, None, 0, False)
-        return _scan(port, response, sock, deadline, cap)
+        return _scan(port, response, sock, deadline, cap, key=key, names=names)
     except http.client.HTTPException as error:
         raise ProtocolViolationError(f"127.0.0.1:{port} is not an HTTP expvar: {error}") from None
     except TimeoutError:
@@ -155,9 +166,16 @@ def read_uds_vars(port: int, deadline: Deadline, cap: int = BODY_CAP) -> UdsVars
 
 
 def _scan(
-    port: int, response: http.client.HTTPResponse, sock: Any, deadline: Deadline, cap: int
+    port: int,
+    response: http.client.HTTPResponse,
+    sock: Any,
+    deadline: Deadline,
+    cap: int,
+    *,
+    key: str,
+    names: tuple[str, ...],
 ) -> UdsVars:
-    scanner = _KeyScanner(UDS_KEY)
+    scanner = _KeyScanner(key)
     size = 0
     while not (scanner.found or scanner.closed) and size < cap:
         if sock is not None:
@@ -170,4 +188,4 @@ def _scan(
     if not (scanner.found or scanner.closed):
         scanner.feed(b"", force=True)
     truncated = not (scanner.found or scanner.closed)
-    return UdsVars(port, 200, _counters(scanner.value), size, truncated)
+    return UdsVars(port, 200, _counters(scanner.value, names), size, truncated)

@@ -1,13 +1,14 @@
 """The Agent's cgroup-inode-to-container map, built the way the Agent builds it.
 
 A DogStatsD or APM client in a private cgroup namespace cannot name its container, so it sends
-``c:in-<inode>``: the inode of its own cgroup directory (FACTS.md 5.5). The Agent turns that
-inode back into a container with a map it builds by walking the host cgroup tree
+``c:in-<inode>``: the inode of its own cgroup directory (datadog-go container_linux.go). The
+Agent turns that inode back into a container with a map it builds by walking the host cgroup tree
 (pkg/util/cgroups/reader.go ``RefreshCgroups``, readerv2.go and readerv1.go ``parseCgroups``,
-FACTS.md 5.3): the whole tree under the unified mount on cgroup v2, under the ``memory``
-hierarchy on v1 (hybrid included), in lexical order; every directory whose *name* passes the
-Agent's ``ContainerFilter`` is kept under its container ID (a later directory with the same ID
-replaces an earlier one), and each kept directory is ``stat``-ed, inodes 0 to 2 being ignored.
+``GetContainerIDForInode``): the whole tree under the unified mount on cgroup v2, under the
+``memory`` hierarchy on v1 (hybrid included), in lexical order; every directory whose *name*
+passes the Agent's ``ContainerFilter`` is kept under its container ID (a later directory with
+the same ID replaces an earlier one), and each kept directory is ``stat``-ed, inodes 0 to 2
+being ignored.
 
 The Agent walks without limit; this reader caps the directories it lists and the depth it
 descends, and says when it stopped, so a node with tens of thousands of cgroups costs a bounded

@@ -1,9 +1,10 @@
 """The kernel path DogStatsD origin detection stands on: ``SO_PASSCRED`` on a datagram socket.
 
 The Agent's listener sets ``SO_PASSCRED`` on its ``unixgram`` socket and reads the sender's
-PID from the ``SCM_CREDENTIALS`` message of every packet (FACTS.md 2.1). The kernel writes
+PID from the ``SCM_CREDENTIALS`` message of every packet (uds_linux.go). The kernel writes
 that PID as the receiver's PID namespace sees the sender, and writes 0 when it cannot see
-it at all (FACTS.md 2.2): that is the whole failure this module lets a check reproduce.
+it at all (uds_linux.go, "host PID mode?"): that is the whole failure this module lets a
+check reproduce.
 
 The receiver is bound in the abstract namespace (Linux autobind: a unique name, no file),
 so the round trip works on a read-only root filesystem and leaves nothing behind. Abstract

@@ -9,6 +9,7 @@ not a socket, and a peer that answers but not in the protocol).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
 import json
@@ -16,7 +17,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from selfcheck.host.files import reason_for
 from selfcheck.model import Reason
 
 CONNECT_TIMEOUT = 0.5
-"""The Agent's own reachability test connects within 500 ms (FACTS.md 3.3)."""
+"""The Agent's own reachability test connects within 500 ms (pkg/util/system/socket/socket.go)."""
 
 HTTP_BODY_CAP = 256 * 1024
 
@@ -145,6 +146,26 @@ class DeadlineSocket(socket.socket):
             raise self.deadline.expired() from None
 
 
+SUN_PATH_MAX = 107
+"""Bytes a unix socket address holds (unix(7)); a path under ``/proc/<pid>/root`` may not fit."""
+
+
+@contextlib.contextmanager
+def addressable(path: str | os.PathLike[str]) -> Iterator[str]:
+    """An address for ``path`` that fits ``sun_path``: the path itself, or, when too long,
+    ``/proc/self/fd/<n>`` of an ``O_PATH`` descriptor of it (the kernel follows that link
+    to the socket's inode on ``connect``)."""
+    text = os.fspath(path)
+    if len(os.fsencode(text)) <= SUN_PATH_MAX:
+        yield text
+        return
+    fd = os.open(text, os.O_PATH | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
 def connect_unix(
     path: Path,
     kind: socket.SocketKind = socket.SOCK_STREAM,
@@ -161,7 +182,8 @@ def connect_unix(
     sock.deadline = deadline
     try:
         sock.settimeout(deadline.left(connect_timeout))
-        sock.connect(os.fspath(path))
+        with addressable(path) as address:
+            sock.connect(address)
     except OSError:
         sock.close()
         raise
@@ -198,7 +220,8 @@ def send_datagram(path: Path, payload: bytes | None) -> int:
     """
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         sock.setblocking(False)
-        sock.connect(os.fspath(path))
+        with addressable(path) as address:
+            sock.connect(address)
         return 0 if payload is None else sock.send(payload)
 
 

@@ -11,7 +11,7 @@ Why an ``asyncio.Protocol`` and not streams: ``StreamReader.readuntil`` under
 8 k requests/s for ``/livez`` under 64 clients (bench/http_load.py); a protocol answers from
 ``data_received`` with one ``write`` and keeps every deadline in one periodic sweep.
 
-Why its own accept loop: asyncio's (CPython 3.11, issue 151615) keeps calling ``accept()``
+Why its own accept loop: asyncio's (CPython 3.11, python/cpython#151615) keeps calling ``accept()``
 after ``EMFILE`` and schedules one retry per backlog slot, so at the file descriptor limit
 it printed thousands of tracebacks a second and spun. Here, out of descriptors, the server
 spends a spare descriptor kept for that moment to answer each waiting client ``503`` at

@@ -71,7 +71,7 @@ _LINT_ONLY: Mapping[str, Mapping[Reason, str]] = {
             "volumeMounts (name, mountPath, readOnly), the same runAsUser, runAsGroup and "
             "capabilities, and the same values of the DD_* and HOST_* variables selfcheck "
             "reads. Change k8s/components/selfcheck-sidecar/sidecar.yaml together with the "
-            "Helm values (README: Install with the official Helm chart); otherwise its "
+            "Helm values (docs/kubernetes.md); otherwise its "
             "verdicts are not the Agent's."
         ),
         Reason.BAD_VALUE: (
@@ -88,7 +88,3 @@ def remediation(check: str, reason: Reason, checks: Mapping[str, CheckSpec] | No
     spec = (checks if checks is not None else all_checks()).get(check)
     text = spec.remediation(reason) if spec is not None else ""
     return text or _LINT_ONLY.get(check, {}).get(reason, "")
-
-
-def lint_only_texts() -> Mapping[str, Mapping[Reason, str]]:
-    return _LINT_ONLY

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from selfcheck import agentpod
 from selfcheck.checks.security import FINDINGS, RUNTIME_DEFAULT_CAPS, VOLUMES, Volume
-from selfcheck.config import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET
 from selfcheck.lint.catalog import agent_bool, bad_value_fix
 from selfcheck.lint.pod import AGENT_ROLES, Container, Mount, PodTemplate
 from selfcheck.lint.rules import Verdict, bool_setting, parse_port
@@ -42,19 +42,7 @@ BASELINE_CAPS = frozenset(
 LEVELS = ("privileged", "baseline", "restricted")
 AUDITED = ("agent", "trace-agent", "process-agent")
 """system-probe needs its eBPF capabilities; the sidecar is audited by itself at run time."""
-MIRRORED_ENV = {
-    "HOST_PROC": "",
-    "HOST_ETC": "",
-    "DD_CONTAINER_CGROUP_ROOT": "",
-    "DD_DOGSTATSD_SOCKET": DEFAULT_DOGSTATSD_SOCKET,
-    "DD_APM_RECEIVER_SOCKET": DEFAULT_APM_SOCKET,
-    "DOCKER_HOST": "",
-    "DD_CRI_SOCKET_PATH": "",
-    "DD_DOGSTATSD_ORIGIN_DETECTION": "false",
-    "DD_LOGS_ENABLED": "false",
-    "DD_HEALTH_PORT": "5555",
-    "DD_EXPVAR_PORT": "6000",
-}
+MIRRORED_ENV = {setting.name: setting.default for setting in agentpod.SETTINGS}
 """Every Agent variable selfcheck's configuration reads (selfcheck/config.py), with the value
 selfcheck assumes when unset: the sidecar must carry the agent's value of each."""
 BOOLEAN_NAMES = frozenset(

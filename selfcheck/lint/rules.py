@@ -3,7 +3,8 @@
 Each rule looks at every container that needs the capability: the agent container and the
 selfcheck sidecar decide the status (the sidecar's verdict gates readiness; the agent's is
 what the Agent really has), the other Agent containers add notes. The mount table is the
-chart's and the Operator's (FACTS.md 1, 7, 8); paths follow the same settings the runtime
+chart's and the Operator's (helm-charts charts/datadog/templates, datadog-operator
+internal/controller/datadogagent/common/const.go); paths follow the same settings the runtime
 reads (``HOST_PROC``, ``DD_CONTAINER_CGROUP_ROOT``, ``HOST_ETC``, the socket variables).
 Statuses and reasons are the runtime's; the remediation comes from the check's catalog.
 """
@@ -14,7 +15,8 @@ import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from selfcheck.config import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET, unix_socket_file
+from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET
+from selfcheck.config import unix_socket_file
 from selfcheck.lint.catalog import agent_bool, bad_value_fix, remediation
 from selfcheck.lint.pod import SIDECAR, Container, PodTemplate
 from selfcheck.model import Finding, Outcome, Reason, Status
@@ -24,7 +26,8 @@ DEFAULT_RUNTIME_SOCKETS = (
     "/var/run/containerd/containerd.sock",
     "/var/run/crio/crio.sock",
 )
-"""The Agent's socket discovery without settings, each also under /host (FACTS.md 3.3)."""
+"""The Agent's socket discovery without settings, each also under /host (the Agent's
+environment_containers.go)."""
 _RANK = {Status.ERROR: 0, Status.FAILED: 1, Status.DEGRADED: 2, Status.OK: 3, Status.SKIPPED: 4}
 
 
@@ -97,84 +100,81 @@ def _needers(pod: PodTemplate, optional: Iterable[str]) -> list[tuple[Container,
     return found
 
 
-def _host_file_rule(
-    pod: PodTemplate,
-    verdict: Verdict,
-    *,
-    path_of: Callable[[Container], str],
-    node_path: str,
-    wrong: Reason,
-    volume: str,
-    optional: Iterable[str] = (),
-    missing: Status = Status.FAILED,
-    fallback: str = "",
-) -> None:
+AGENT_HELPERS = ("trace-agent", "process-agent", "system-probe")
+"""The Agent containers besides ``agent`` that read the host files too (notes only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostFileRule:
     """A container path that must be the node's ``node_path`` through a hostPath mount.
-    ``missing`` is the status when it is not mounted at all (``degraded`` where the Agent
-    falls back and still works), ``fallback`` what the message then adds."""
-    for c, decides in _needers(pod, optional):
-        path = path_of(c)
-        found = c.mount_for(path)
-        if found is None:
-            status, reason = missing, Reason.ENOENT
-            text = f"{path} is not mounted (no {volume} volumeMount){fallback}"
-        elif not found[0].is_host or found[0].origin(found[1]) != node_path:
-            status, reason = Status.FAILED, wrong
-            seen = found[0].origin(found[1]) if found[0].is_host else f"a {found[0].source}"
-            text = f"{path} is {seen} (volume {found[0].volume}), not the node's {node_path}"
-        else:
-            continue
-        if decides:
-            verdict.add(status, reason, c.name, text)
-        else:
-            verdict.note(c.name, text + f"; it would report {reason} for its own use")
+
+    Not mounted at all is ``failed``, or ``degraded`` with hostPID where the Agent falls back
+    and still works (``fallback`` says how, in the message).
+    """
+
+    check: str
+    path_of: Callable[[Container], str]
+    node_path: str
+    wrong: Reason
+    volume: str
+    ok: str
+    optional: tuple[str, ...] = ()
+    fallback: str = ""
+
+    def __call__(self, pod: PodTemplate) -> Outcome:
+        verdict = Verdict(self.check)
+        path_of, node_path, wrong, volume = self.path_of, self.node_path, self.wrong, self.volume
+        falls_back = bool(self.fallback) and pod.host_pid
+        missing = Status.DEGRADED if falls_back else Status.FAILED
+        fallback = self.fallback if falls_back else ""
+        for c, decides in _needers(pod, self.optional):
+            path = path_of(c)
+            found = c.mount_for(path)
+            if found is None:
+                status, reason = missing, Reason.ENOENT
+                text = f"{path} is not mounted (no {volume} volumeMount){fallback}"
+            elif not found[0].is_host or found[0].origin(found[1]) != node_path:
+                status, reason = Status.FAILED, wrong
+                seen = found[0].origin(found[1]) if found[0].is_host else f"a {found[0].source}"
+                text = f"{path} is {seen} (volume {found[0].volume}), not the node's {node_path}"
+            else:
+                continue
+            if decides:
+                verdict.add(status, reason, c.name, text)
+            else:
+                verdict.note(c.name, text + f"; it would report {reason} for its own use")
+        return verdict.outcome(self.ok)
 
 
-def procfs(pod: PodTemplate) -> Outcome:
-    v = Verdict("procfs")
-    _host_file_rule(
-        pod,
-        v,
-        path_of=host_proc,
-        node_path="/proc",
-        wrong=Reason.NOT_PROCFS,
-        volume="procdir",
-        optional=("trace-agent", "process-agent", "system-probe"),
-        # With hostPID the Agent falls back to its own /proc, which shows the node's processes
-        # (FACTS.md 3.1): process metrics work, the PID-to-container lookup does not.
-        missing=Status.DEGRADED if pod.host_pid else Status.FAILED,
-        fallback="; with hostPID the Agent falls back to its own /proc, without container tags"
-        if pod.host_pid
-        else "",
-    )
-    return v.outcome("the node's /proc is mounted at the procfs path of every Agent container")
-
-
-def cgroups(pod: PodTemplate) -> Outcome:
-    v = Verdict("cgroups")
-    _host_file_rule(
-        pod,
-        v,
-        path_of=cgroup_root,
-        node_path="/sys/fs/cgroup",
-        wrong=Reason.NO_CONTROLLERS,
-        volume="cgroups",
-        optional=("trace-agent", "process-agent", "system-probe"),
-    )
-    return v.outcome("the node's /sys/fs/cgroup is mounted at the cgroup root")
-
-
-def os_release(pod: PodTemplate) -> Outcome:
-    v = Verdict("os_release")
-    _host_file_rule(
-        pod,
-        v,
-        path_of=lambda c: etc_file(c, "os-release", "/host/etc/os-release"),
-        node_path="/etc/os-release",
-        wrong=Reason.PARSE_ERROR,
-        volume="os-release-file",
-    )
-    return v.outcome("the node's /etc/os-release is mounted")
+procfs = HostFileRule(
+    "procfs",
+    host_proc,
+    "/proc",
+    Reason.NOT_PROCFS,
+    "procdir",
+    "the node's /proc is mounted at the procfs path of every Agent container",
+    AGENT_HELPERS,
+    # With hostPID the Agent falls back to its own /proc, which shows the node's processes
+    # (fixup_init.go): process metrics work, the PID-to-container lookup does not.
+    "; with hostPID the Agent falls back to its own /proc, without container tags",
+)
+cgroups = HostFileRule(
+    "cgroups",
+    cgroup_root,
+    "/sys/fs/cgroup",
+    Reason.NO_CONTROLLERS,
+    "cgroups",
+    "the node's /sys/fs/cgroup is mounted at the cgroup root",
+    AGENT_HELPERS,
+)
+os_release = HostFileRule(
+    "os_release",
+    lambda c: etc_file(c, "os-release", "/host/etc/os-release"),
+    "/etc/os-release",
+    Reason.PARSE_ERROR,
+    "os-release-file",
+    "the node's /etc/os-release is mounted",
+)
 
 
 def passwd(pod: PodTemplate) -> Outcome:
@@ -238,7 +238,7 @@ def runtime_socket(pod: PodTemplate) -> Outcome:
 
 
 def _socket_identity(pod: PodTemplate, c: Container, v: Verdict, decides: bool) -> None:
-    """A non-root process reaches a 0660 socket only through its group (FACTS.md 3.4)."""
+    """A non-root process reaches a 0660 socket only through its group (datadog-agent#17713)."""
     if c.uid in (0, None):
         return
     if c.gid != 0 and not pod.supplemental_groups:
@@ -294,18 +294,20 @@ def _shared_socket(
             )
 
 
+def _no_socket(check: str, container: str, text: str) -> Outcome:
+    """``failed``/``enoent`` with nothing else to judge: no process opens the socket."""
+    v = Verdict(check)
+    v.add(Status.FAILED, Reason.ENOENT, container, text)
+    return v.outcome("")
+
+
 def dogstatsd_socket(pod: PodTemplate) -> Outcome:
     v = Verdict("dogstatsd_socket")
     agent = pod.agent
     path = agent.setting("DD_DOGSTATSD_SOCKET")
     if not path:
-        v.add(
-            Status.FAILED,
-            Reason.ENOENT,
-            agent.name,
-            "DD_DOGSTATSD_SOCKET is not set: the Agent opens no DogStatsD socket",
-        )
-        return v.outcome("")
+        why = "DD_DOGSTATSD_SOCKET is not set: the Agent opens no DogStatsD socket"
+        return _no_socket(v.check, agent.name, why)
     users = []
     trace = pod.role("trace-agent")
     if trace is not None:
@@ -327,22 +329,12 @@ def apm_socket(pod: PodTemplate) -> Outcome:
         )
     trace = pod.role("trace-agent")
     if trace is None:
-        v.add(
-            Status.FAILED,
-            Reason.ENOENT,
-            pod.agent.name,
-            "the pod has no trace-agent container: nothing listens on the APM socket",
-        )
-        return v.outcome("")
+        why = "the pod has no trace-agent container: nothing listens on the APM socket"
+        return _no_socket(v.check, pod.agent.name, why)
     path = trace.setting("DD_APM_RECEIVER_SOCKET")
     if not path:
-        v.add(
-            Status.FAILED,
-            Reason.ENOENT,
-            trace.name,
-            "DD_APM_RECEIVER_SOCKET is not set: the trace-agent opens no socket",
-        )
-        return v.outcome("")
+        why = "DD_APM_RECEIVER_SOCKET is not set: the trace-agent opens no socket"
+        return _no_socket(v.check, trace.name, why)
     users = []
     if pod.sidecar is not None:
         users.append(

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from selfcheck.checks import apm_socket
-from selfcheck.config import Config, load
+from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AGENT_GID, AGENT_UID, AS_AGENT_USER, selfcheck
 from tests.support.standins import (
@@ -30,13 +30,9 @@ from tests.support.standins import (
 )
 
 
-def _config(path: Path, **extra: str) -> Config:
-    return load(known_ids(), {"DD_APM_RECEIVER_SOCKET": str(path), **extra})
-
-
 def test_publishes_the_trace_agent_version(socket_dir: Path) -> None:
     with TraceAgentStandIn(socket_dir / "apm.socket", version="7.81.1") as apm:
-        outcome = apm_socket.run(CheckContext.of(_config(apm.path)))
+        outcome = apm_socket.run(CheckContext.of(make_config(DD_APM_RECEIVER_SOCKET=apm.path)))
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert outcome.details["trace_agent_version"] == "7.81.1"
     assert outcome.details["endpoints"] == 5
@@ -45,58 +41,74 @@ def test_publishes_the_trace_agent_version(socket_dir: Path) -> None:
 
 
 def test_required_only_when_the_agent_is_configured_for_it(socket_dir: Path) -> None:
-    assert apm_socket.SPEC.required_by_default(_config(socket_dir / "apm.socket"))
-    unset = load(known_ids(), {})
+    assert apm_socket.SPEC.required_by_default(
+        make_config(DD_APM_RECEIVER_SOCKET=socket_dir / "apm.socket")
+    )
+    unset = make_config()
     assert not apm_socket.SPEC.required_by_default(unset)
 
 
 def test_not_configured_and_absent_is_skipped(socket_dir: Path) -> None:
-    config = load(known_ids(), {}).with_overrides(apm_socket=socket_dir / "apm.socket")
+    config = make_config().with_overrides(apm_socket=socket_dir / "apm.socket")
     outcome = apm_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
 
 
 def test_required_by_the_user_and_absent_fails(socket_dir: Path) -> None:
-    config = load(known_ids(), {"SELFCHECK_REQUIRE": "apm_socket"}).with_overrides(
+    config = make_config(SELFCHECK_REQUIRE="apm_socket").with_overrides(
         apm_socket=socket_dir / "apm.socket"
     )
     outcome = apm_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
 
 
+FIXES = {
+    Reason.ENOENT: "Mount the host directory of the APM socket into this container",
+    Reason.NOT_SOCKET: "The path is not the trace-agent's stream socket",
+    Reason.ECONNREFUSED: "The socket file exists but nothing listens",
+    Reason.TIMEOUT: "The trace-agent accepted the connection but did not answer GET /info",
+    Reason.PROTOCOL_ERROR: "Something answers on the socket, but not the trace-agent's HTTP API",
+}
+"""How each reason's fix begins."""
+
+
 def _fault(config: Config, reason: Reason, *words: str) -> None:
     outcome = apm_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, reason), outcome.message
     assert str(config.apm_socket) in outcome.message
-    assert outcome.remediation.startswith(apm_socket.REMEDIATIONS[reason])
+    assert outcome.remediation.startswith(FIXES[reason]), outcome.remediation
     for word in words:
         assert word in outcome.message
 
 
 def test_missing_stale_and_wrong_type(socket_dir: Path) -> None:
-    _fault(_config(socket_dir / "apm.socket"), Reason.ENOENT, "(ENOENT)")
+    _fault(make_config(DD_APM_RECEIVER_SOCKET=socket_dir / "apm.socket"), Reason.ENOENT, "(ENOENT)")
     stale = stale_socket(socket_dir / "stale.socket", socket.SOCK_STREAM)
-    _fault(_config(stale), Reason.ECONNREFUSED, "(ECONNREFUSED)", "stale")
+    _fault(
+        make_config(DD_APM_RECEIVER_SOCKET=stale), Reason.ECONNREFUSED, "(ECONNREFUSED)", "stale"
+    )
     regular = socket_dir / "file.socket"
     regular.write_text("")
-    _fault(_config(regular), Reason.NOT_SOCKET, "regular file")
+    _fault(make_config(DD_APM_RECEIVER_SOCKET=regular), Reason.NOT_SOCKET, "regular file")
     with DogStatsDReceiver(socket_dir / "dsd.socket") as dsd:
-        _fault(_config(dsd.path), Reason.NOT_SOCKET, "(EPROTOTYPE)")
+        _fault(make_config(DD_APM_RECEIVER_SOCKET=dsd.path), Reason.NOT_SOCKET, "(EPROTOTYPE)")
 
 
 def test_a_wedged_socket_times_out_within_the_checks_own_budget(socket_dir: Path) -> None:
     with WedgedListener(socket_dir / "apm.socket") as wedged:
         assert wedged.path is not None
-        config = _config(wedged.path, SELFCHECK_CHECK_TIMEOUT="1")
+        config = make_config(DD_APM_RECEIVER_SOCKET=wedged.path, SELFCHECK_CHECK_TIMEOUT="1")
         _fault(config, Reason.TIMEOUT, "no answer within 0.75 s", "(ETIMEDOUT)")
 
 
 def test_an_http_server_that_is_not_the_trace_agent(socket_dir: Path) -> None:
     with TraceAgentStandIn(socket_dir / "apm.socket") as apm:
         apm.server.routes = {"/info": (200, {"hello": "world"})}
-        _fault(_config(apm.path), Reason.PROTOCOL_ERROR, "without a version")
+        _fault(
+            make_config(DD_APM_RECEIVER_SOCKET=apm.path), Reason.PROTOCOL_ERROR, "without a version"
+        )
         apm.server.routes = {}
-        _fault(_config(apm.path), Reason.PROTOCOL_ERROR, "HTTP 404")
+        _fault(make_config(DD_APM_RECEIVER_SOCKET=apm.path), Reason.PROTOCOL_ERROR, "HTTP 404")
 
 
 @pytest.mark.root

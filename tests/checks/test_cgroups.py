@@ -3,8 +3,8 @@
 The kernel does the work here: private cgroup namespaces come from ``unshare --cgroup``, a
 container's own view of its cgroup from a cgroup mount made inside that namespace, and a
 cgroup v2 host tree from the machine's unified hierarchy bound where the host tree goes
-(RECIPES.md). The expected values come from the kernel too (``statfs``, ``/proc/self/cgroup``
-read outside selfcheck), never from selfcheck's own detector.
+(a bind mount). The expected values come from the kernel too (``statfs``,
+``/proc/self/cgroup`` read outside selfcheck), never from selfcheck's own detector.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from selfcheck.checks import cgroups
-from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import walk_cgroup_tree
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.run import Run, in_shell, selfcheck
 
 pytestmark = pytest.mark.root
@@ -114,7 +113,7 @@ def test_a_private_cgroup_namespace_is_found_by_membership_and_is_ok() -> None:
 def test_a_containers_own_cgroup_mount_is_found_by_its_inode(tmp_path: Path) -> None:
     """What ``docker run --cgroupns private`` gives on v1: the container mounts the memory
     hierarchy inside its namespace, so that mount's root is its own cgroup, whose inode the
-    host tree holds (FACTS.md 5.5)."""
+    host tree holds (datadog-go statsd/container_linux.go)."""
     own = tmp_path / "own-memory"
     run = in_shell(
         "exec unshare --cgroup --mount --propagation private sh -euc '"
@@ -245,7 +244,7 @@ def test_an_emptydir_like_mount_has_no_controllers(tmp_path: Path) -> None:
 
 
 def test_missing_root(tmp_path: Path) -> None:
-    config = load(known_ids(), {"DD_CONTAINER_CGROUP_ROOT": str(tmp_path / "none")})
+    config = make_config(DD_CONTAINER_CGROUP_ROOT=tmp_path / "none")
     outcome = cgroups.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert str(tmp_path / "none") in outcome.message
@@ -253,7 +252,7 @@ def test_missing_root(tmp_path: Path) -> None:
 
 
 def test_in_a_container_the_missing_mount_is_named_not_replaced() -> None:
-    config = load(known_ids(), {"SELFCHECK_CONTAINERIZED": "true"})
+    config = make_config(SELFCHECK_CONTAINERIZED="true")
     if Path("/host/sys/fs/cgroup").exists():
         pytest.skip("this machine has a /host/sys/fs/cgroup")
     outcome = cgroups.run(CheckContext.of(config))

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from selfcheck.checks import dogstatsd_socket
-from selfcheck.config import Config, load
+from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from selfcheck.registry import required_ids
+from tests.support.configs import environment, make_config
 from tests.support.run import AGENT_GID, AGENT_UID, AS_AGENT_USER, selfcheck
 from tests.support.standins import (
     AgentHTTPStandIn,
@@ -34,17 +35,13 @@ def closed_port() -> Iterator[int]:
         yield port
 
 
-def _env(path: Path, expvar_port: int, **extra: str) -> dict[str, str]:
-    return {"DD_DOGSTATSD_SOCKET": str(path), "DD_EXPVAR_PORT": str(expvar_port), **extra}
-
-
-def _config(path: Path, expvar_port: int, **extra: str) -> Config:
-    return load(known_ids(), _env(path, expvar_port, **extra))
-
-
 def test_sends_one_heartbeat_the_receiver_gets(socket_dir: Path, closed_port: int) -> None:
     with DogStatsDReceiver(socket_dir / "dsd.socket") as receiver:
-        outcome = dogstatsd_socket.run(CheckContext.of(_config(receiver.path, closed_port)))
+        outcome = dogstatsd_socket.run(
+            CheckContext.of(
+                make_config(DD_DOGSTATSD_SOCKET=receiver.path, DD_EXPVAR_PORT=closed_port)
+            )
+        )
         packets = receiver.wait_for(1)
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert [p.data for p in packets] == [b"datadog.selfcheck.heartbeat:1|c"]
@@ -58,9 +55,17 @@ def test_sends_one_heartbeat_the_receiver_gets(socket_dir: Path, closed_port: in
 
 def test_metric_name_and_connect_only_mode(socket_dir: Path, closed_port: int) -> None:
     with DogStatsDReceiver(socket_dir / "dsd.socket") as receiver:
-        named = _config(receiver.path, closed_port, SELFCHECK_HEARTBEAT_METRIC="team.sidecar.alive")
+        named = make_config(
+            DD_DOGSTATSD_SOCKET=receiver.path,
+            DD_EXPVAR_PORT=closed_port,
+            SELFCHECK_HEARTBEAT_METRIC="team.sidecar.alive",
+        )
         assert dogstatsd_socket.run(CheckContext.of(named)).status is Status.OK
-        connect = _config(receiver.path, closed_port, SELFCHECK_DOGSTATSD_MODE="connect")
+        connect = make_config(
+            DD_DOGSTATSD_SOCKET=receiver.path,
+            DD_EXPVAR_PORT=closed_port,
+            SELFCHECK_DOGSTATSD_MODE="connect",
+        )
         outcome = dogstatsd_socket.run(CheckContext.of(connect))
         packets = receiver.wait_for(2, timeout=0.5)
     assert [p.data for p in packets] == [b"team.sidecar.alive:1|c"]
@@ -90,7 +95,11 @@ def test_publishes_the_agents_dogstatsd_uds_counters(socket_dir: Path) -> None:
         DogStatsDReceiver(socket_dir / "dsd.socket") as receiver,
         AgentHTTPStandIn(uds_counters=counters) as agent,
     ):
-        outcome = dogstatsd_socket.run(CheckContext.of(_config(receiver.path, agent.port)))
+        outcome = dogstatsd_socket.run(
+            CheckContext.of(
+                make_config(DD_DOGSTATSD_SOCKET=receiver.path, DD_EXPVAR_PORT=agent.port)
+            )
+        )
     assert outcome.status is Status.OK
     assert outcome.figures == {
         "uds_packets": 1234.0,
@@ -102,7 +111,11 @@ def test_publishes_the_agents_dogstatsd_uds_counters(socket_dir: Path) -> None:
 
 def test_a_mode_other_than_the_agents_is_reported(socket_dir: Path, closed_port: int) -> None:
     with DogStatsDReceiver(socket_dir / "dsd.socket", mode=0o777) as receiver:
-        outcome = dogstatsd_socket.run(CheckContext.of(_config(receiver.path, closed_port)))
+        outcome = dogstatsd_socket.run(
+            CheckContext.of(
+                make_config(DD_DOGSTATSD_SOCKET=receiver.path, DD_EXPVAR_PORT=closed_port)
+            )
+        )
     assert outcome.status is Status.OK
     assert outcome.details["mode_matches_agent"] is False
     assert "mode 0777, not the Agent's 0722" in outcome.message
@@ -113,7 +126,11 @@ def test_a_socket_other_users_cannot_write_degrades_even_for_root(
 ) -> None:
     """Root's send succeeds on a 0755 socket; non-root clients in other pods would get EACCES."""
     with DogStatsDReceiver(socket_dir / "dsd.socket", mode=0o755) as receiver:
-        outcome = dogstatsd_socket.run(CheckContext.of(_config(receiver.path, closed_port)))
+        outcome = dogstatsd_socket.run(
+            CheckContext.of(
+                make_config(DD_DOGSTATSD_SOCKET=receiver.path, DD_EXPVAR_PORT=closed_port)
+            )
+        )
         assert len(receiver.wait_for(1)) == 1
     assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.EACCES)
     assert "mode 0755, not the Agent's 0722" in outcome.message
@@ -121,43 +138,67 @@ def test_a_socket_other_users_cannot_write_degrades_even_for_root(
     assert "0722" in outcome.remediation
 
 
+FIXES = {
+    Reason.ENOENT: "Mount the host's /var/run/datadog read-write at /var/run/datadog",
+    Reason.NOT_SOCKET: "The path is not the Agent's datagram socket",
+    Reason.ECONNREFUSED: "The socket file exists but nothing listens on it",
+    Reason.EAGAIN: "The Agent's receive queue is full",
+}
+"""How each reason's fix begins: the volume or setting it names."""
+
+
 def _fault(config: Config, reason: Reason, *words: str, status: Status = Status.FAILED) -> None:
     outcome = dogstatsd_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (status, reason), outcome.message
     assert str(config.dogstatsd_socket) in outcome.message
-    assert outcome.remediation == dogstatsd_socket.REMEDIATIONS[reason]
+    assert outcome.remediation.startswith(FIXES[reason]), outcome.remediation
     for word in words:
         assert word in outcome.message
 
 
 def test_missing_socket(socket_dir: Path, closed_port: int) -> None:
-    config = _config(socket_dir / "dsd.socket", closed_port)
+    config = make_config(DD_DOGSTATSD_SOCKET=socket_dir / "dsd.socket", DD_EXPVAR_PORT=closed_port)
     _fault(config, Reason.ENOENT, "(ENOENT)")
-    assert "dsdsocket" in dogstatsd_socket.REMEDIATIONS[Reason.ENOENT]
 
 
 def test_regular_file_and_directory_are_not_sockets(socket_dir: Path, closed_port: int) -> None:
     regular = socket_dir / "dsd.socket"
     regular.write_text("")
-    _fault(_config(regular, closed_port), Reason.NOT_SOCKET, "regular file", "(ENOTSOCK)")
-    _fault(_config(socket_dir, closed_port), Reason.NOT_SOCKET, "directory")
+    _fault(
+        make_config(DD_DOGSTATSD_SOCKET=regular, DD_EXPVAR_PORT=closed_port),
+        Reason.NOT_SOCKET,
+        "regular file",
+        "(ENOTSOCK)",
+    )
+    _fault(
+        make_config(DD_DOGSTATSD_SOCKET=socket_dir, DD_EXPVAR_PORT=closed_port),
+        Reason.NOT_SOCKET,
+        "directory",
+    )
 
 
 def test_a_stream_socket_is_the_wrong_type(socket_dir: Path, closed_port: int) -> None:
     with stream_socket(socket_dir / "dsd.socket"):
-        config = _config(socket_dir / "dsd.socket", closed_port)
+        config = make_config(
+            DD_DOGSTATSD_SOCKET=socket_dir / "dsd.socket", DD_EXPVAR_PORT=closed_port
+        )
         _fault(config, Reason.NOT_SOCKET, "(EPROTOTYPE)", "datagram")
 
 
 def test_stale_socket_file_is_econnrefused(socket_dir: Path, closed_port: int) -> None:
     stale = stale_socket(socket_dir / "dsd.socket")
-    _fault(_config(stale, closed_port), Reason.ECONNREFUSED, "(ECONNREFUSED)", "stale")
+    _fault(
+        make_config(DD_DOGSTATSD_SOCKET=stale, DD_EXPVAR_PORT=closed_port),
+        Reason.ECONNREFUSED,
+        "(ECONNREFUSED)",
+        "stale",
+    )
 
 
 def test_full_receive_queue_is_degraded_eagain(socket_dir: Path, closed_port: int) -> None:
     with DogStatsDReceiver(socket_dir / "dsd.socket", reading=False) as receiver:
         receiver.fill()
-        config = _config(receiver.path, closed_port)
+        config = make_config(DD_DOGSTATSD_SOCKET=receiver.path, DD_EXPVAR_PORT=closed_port)
         _fault(config, Reason.EAGAIN, "(EAGAIN)", "queue is full", status=Status.DEGRADED)
 
 
@@ -167,7 +208,7 @@ def test_agent_user_denied_on_0660_root_socket_then_allowed_with_its_group(
 ) -> None:
     """UID 100 (the Agent image's dd-agent) on a 0660 root:root socket, then with group 0."""
     with DogStatsDReceiver(socket_dir / "dsd.socket", mode=0o660) as receiver:
-        env = _env(receiver.path, closed_port)
+        env = environment(DD_DOGSTATSD_SOCKET=receiver.path, DD_EXPVAR_PORT=closed_port)
         denied = selfcheck(["check", "--only", "dogstatsd_socket", "--json"], env, AS_AGENT_USER)
         result = denied.check("dogstatsd_socket")
         assert (result["status"], result["reason"]) == ("failed", "eacces"), result
@@ -190,7 +231,9 @@ def test_agent_user_denied_on_0660_root_socket_then_allowed_with_its_group(
 def test_agent_user_can_send_to_the_agents_0722_socket(socket_dir: Path, closed_port: int) -> None:
     with DogStatsDReceiver(socket_dir / "dsd.socket") as receiver:
         run = selfcheck(
-            ["check", "--only", "dogstatsd_socket"], _env(receiver.path, closed_port), AS_AGENT_USER
+            ["check", "--only", "dogstatsd_socket"],
+            environment(DD_DOGSTATSD_SOCKET=receiver.path, DD_EXPVAR_PORT=closed_port),
+            AS_AGENT_USER,
         )
         assert run.code == 0, run.stdout + run.stderr
         assert [p.uid for p in receiver.wait_for(1)] == [AGENT_UID]
@@ -198,13 +241,26 @@ def test_agent_user_can_send_to_the_agents_0722_socket(socket_dir: Path, closed_
 
 def test_cli_report_shows_reason_and_remediation(socket_dir: Path, closed_port: int) -> None:
     stale = stale_socket(socket_dir / "dsd.socket")
-    run = selfcheck(["check", "--only", "dogstatsd_socket"], _env(stale, closed_port))
+    run = selfcheck(
+        ["check", "--only", "dogstatsd_socket"],
+        environment(DD_DOGSTATSD_SOCKET=stale, DD_EXPVAR_PORT=closed_port),
+    )
     text = " ".join(run.stdout.split())
     assert run.code == 2
     assert f"{stale}: Connection refused (ECONNREFUSED)" in text
     assert "same dsdsocket volume (hostPath /var/run/datadog)" in text
 
 
-def test_spec_is_required_by_default() -> None:
-    assert dogstatsd_socket.SPEC.required_by_default(load(known_ids(), {}))
-    assert set(dogstatsd_socket.SPEC.figures) == set(dogstatsd_socket.UDS_COUNTERS.values())
+def test_required_unless_skipped_and_its_figures() -> None:
+    checks = {"dogstatsd_socket": dogstatsd_socket.SPEC}
+    assert required_ids(make_config(), checks) == {"dogstatsd_socket"}
+    assert required_ids(make_config(SELFCHECK_SKIP="dogstatsd_socket"), checks) == set()
+    assert set(dogstatsd_socket.SPEC.figures) == {
+        "uds_packets",
+        "uds_origin_detection_errors",
+        "uds_packet_reading_errors",
+        "service_checks_sent",
+        "service_checks_dropped",
+        "service_check_receipt_ok",
+        "service_check_parse_errors",
+    }

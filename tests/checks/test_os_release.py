@@ -8,20 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfcheck.checks import os_release
-from selfcheck.config import Config, load
+from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.run import AS_AGENT_USER, selfcheck
-
-
-def _config(path: Path) -> Config:
-    return load(known_ids(), {"HOST_ETC": str(path.parent)})
 
 
 def _write(tmp: Path, data: bytes) -> Config:
     (tmp / "os-release").write_bytes(data)
-    return _config(tmp / "os-release")
+    return make_config(HOST_ETC=tmp)
 
 
 def test_the_machines_file_is_published_in_node_info() -> None:
@@ -50,7 +46,7 @@ def test_quoted_and_commented_fields(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_the_volume(tmp_path: Path) -> None:
-    outcome = os_release.run(CheckContext.of(_config(tmp_path / "os-release")))
+    outcome = os_release.run(CheckContext.of(make_config(HOST_ETC=tmp_path)))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert "(ENOENT)" in outcome.message
     assert "/host/etc/os-release" in outcome.remediation
@@ -86,7 +82,7 @@ def test_a_fifo_does_not_block(tmp_path: Path) -> None:
     import os
 
     os.mkfifo(tmp_path / "os-release")
-    outcome = os_release.run(CheckContext.of(_config(tmp_path / "os-release")))
+    outcome = os_release.run(CheckContext.of(make_config(HOST_ETC=tmp_path)))
     assert outcome.status == Status.FAILED
     assert "not a regular file" in outcome.message
 

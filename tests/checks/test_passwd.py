@@ -9,15 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfcheck.checks import passwd
-from selfcheck.config import Config, load
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.run import selfcheck
-
-
-def _config(etc: Path, proc: str = "/proc") -> Config:
-    return load(known_ids(), {"HOST_ETC": str(etc), "HOST_PROC": proc})
 
 
 def test_the_machines_passwd_names_its_processes() -> None:
@@ -32,7 +27,7 @@ def test_the_machines_passwd_names_its_processes() -> None:
 def test_an_image_passwd_without_host_users_is_low_coverage(tmp_path: Path) -> None:
     # Only a user nobody runs as: every sampled process is unnamed.
     (tmp_path / "passwd").write_text("nobody:x:65534:65534:nobody:/:/bin/false\n")
-    outcome = passwd.run(CheckContext.of(_config(tmp_path)))
+    outcome = passwd.run(CheckContext.of(make_config(HOST_ETC=tmp_path, HOST_PROC="/proc")))
     assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.LOW_UID_COVERAGE)
     assert outcome.figures["uid_resolution_ratio"] < 0.5
     assert 0 in outcome.details["unresolved_uids"]
@@ -41,20 +36,20 @@ def test_an_image_passwd_without_host_users_is_low_coverage(tmp_path: Path) -> N
 
 def test_sample_is_bounded(tmp_path: Path) -> None:
     (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    config = load(known_ids(), {"HOST_ETC": str(tmp_path), "SELFCHECK_SAMPLE": "2"})
+    config = make_config(HOST_ETC=tmp_path, SELFCHECK_SAMPLE=2)
     outcome = passwd.run(CheckContext.of(config))
     assert outcome.details["sampled_processes"] <= 2
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    outcome = passwd.run(CheckContext.of(_config(tmp_path)))
+    outcome = passwd.run(CheckContext.of(make_config(HOST_ETC=tmp_path, HOST_PROC="/proc")))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert str(tmp_path / "passwd") in outcome.message
 
 
 def test_garbage_is_a_parse_error(tmp_path: Path) -> None:
     (tmp_path / "passwd").write_bytes(b"\x00\x01garbage\nno colons here\n")
-    outcome = passwd.run(CheckContext.of(_config(tmp_path)))
+    outcome = passwd.run(CheckContext.of(make_config(HOST_ETC=tmp_path, HOST_PROC="/proc")))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.PARSE_ERROR)
     assert outcome.details["malformed_lines"] == 2
 
@@ -70,7 +65,7 @@ def test_oversized_file_is_capped(tmp_path: Path) -> None:
     (tmp_path / "passwd").write_bytes(
         b"root:x:0:0::/root:/bin/sh\n" + line * (passwd.CAP // len(line) + 10)
     )
-    outcome = passwd.run(CheckContext.of(_config(tmp_path)))
+    outcome = passwd.run(CheckContext.of(make_config(HOST_ETC=tmp_path, HOST_PROC="/proc")))
     assert outcome.details["truncated_at_bytes"] == passwd.CAP
     assert outcome.details["entries"] == 2
 
@@ -80,9 +75,7 @@ def test_oversized_file_is_capped(tmp_path: Path) -> None:
 def test_any_content_gives_an_outcome_never_an_exception(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "passwd").write_bytes(data)
-        outcome = passwd.run(
-            CheckContext.of(load(known_ids(), {"HOST_ETC": tmp, "SELFCHECK_SAMPLE": "8"}))
-        )
+        outcome = passwd.run(CheckContext.of(make_config(HOST_ETC=tmp, SELFCHECK_SAMPLE=8)))
     assert outcome.reason in (Reason.OK, Reason.PARSE_ERROR, Reason.LOW_UID_COVERAGE)
 
 

@@ -7,41 +7,37 @@ from pathlib import Path
 import pytest
 
 from selfcheck.checks import pod_logs
-from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
+from tests.support.hosttree import host_tree
 from tests.support.run import AS_AGENT_USER, selfcheck
 
 
 def _tree(root: Path) -> Path:
+    host_tree(root, {"default_web-1_0f0e/nginx/0.log": '{"log":"hello"}\n'}, mode=0o640)
     log = root / "default_web-1_0f0e" / "nginx" / "0.log"
-    log.parent.mkdir(parents=True)
-    log.write_text('{"log":"hello"}\n')
-    log.chmod(0o640)
     for directory in (root, log.parent.parent, log.parent):
         directory.chmod(0o755)
     return log
 
 
 def test_skipped_when_logs_are_off(tmp_path: Path) -> None:
-    outcome = pod_logs.run(
-        CheckContext.of(load(known_ids(), {"SELFCHECK_POD_LOGS_DIR": str(tmp_path)}))
-    )
+    outcome = pod_logs.run(CheckContext.of(make_config(SELFCHECK_POD_LOGS_DIR=tmp_path)))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
 
 
 def test_opens_a_log_file_as_root(tmp_path: Path) -> None:
     _tree(tmp_path)
     env = {"DD_LOGS_ENABLED": "true", "SELFCHECK_POD_LOGS_DIR": str(tmp_path)}
-    outcome = pod_logs.run(CheckContext.of(load(known_ids(), env)))
+    outcome = pod_logs.run(CheckContext.of(make_config(env)))
     assert outcome.status == Status.OK
     assert "nginx/0.log" in outcome.message
 
 
 def test_missing_directory(tmp_path: Path) -> None:
     env = {"DD_LOGS_ENABLED": "1", "SELFCHECK_POD_LOGS_DIR": str(tmp_path / "pods")}
-    outcome = pod_logs.run(CheckContext.of(load(known_ids(), env)))
+    outcome = pod_logs.run(CheckContext.of(make_config(env)))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert "logpodpath" in outcome.remediation
 
@@ -61,7 +57,7 @@ def test_root_owned_logs_are_listed_but_not_readable_by_the_agent_user(open_tmp:
 
 def test_an_empty_directory_is_not_the_nodes_pod_logs(tmp_path: Path) -> None:
     env = {"DD_LOGS_ENABLED": "true", "SELFCHECK_POD_LOGS_DIR": str(tmp_path)}
-    outcome = pod_logs.run(CheckContext.of(load(known_ids(), env)))
+    outcome = pod_logs.run(CheckContext.of(make_config(env)))
     assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.NO_LOG_FILE)
     assert "no pod directories" in outcome.message
     assert "logpodpath" in outcome.remediation
@@ -70,6 +66,6 @@ def test_an_empty_directory_is_not_the_nodes_pod_logs(tmp_path: Path) -> None:
 def test_pods_without_any_log_file(tmp_path: Path) -> None:
     (tmp_path / "default_web-1_0f0e" / "nginx").mkdir(parents=True)
     env = {"DD_LOGS_ENABLED": "true", "SELFCHECK_POD_LOGS_DIR": str(tmp_path)}
-    outcome = pod_logs.run(CheckContext.of(load(known_ids(), env)))
+    outcome = pod_logs.run(CheckContext.of(make_config(env)))
     assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.NO_LOG_FILE)
     assert "1 pod directories listed" in outcome.message

@@ -8,17 +8,13 @@ from pathlib import Path
 import pytest
 
 from selfcheck.checks import procfs
-from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
+from tests.support.hosttree import proc_tree
 from tests.support.run import AS_AGENT_USER, in_shell, selfcheck
 
 pytestmark = pytest.mark.root
-
-
-def _config(proc: Path) -> object:
-    return load(known_ids(), {"HOST_PROC": str(proc)})
 
 
 def test_real_proc_is_the_hosts() -> None:
@@ -33,7 +29,7 @@ def test_real_proc_is_the_hosts() -> None:
 
 
 def test_missing_path_is_enoent_with_the_mount_to_add(tmp_path: Path) -> None:
-    outcome = procfs.run(CheckContext.of(_config(tmp_path / "absent")))  # type: ignore[arg-type]
+    outcome = procfs.run(CheckContext.of(make_config(HOST_PROC=tmp_path / "absent")))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert str(tmp_path / "absent") in outcome.message
     assert "(ENOENT)" in outcome.message
@@ -41,9 +37,8 @@ def test_missing_path_is_enoent_with_the_mount_to_add(tmp_path: Path) -> None:
 
 
 def test_a_plain_directory_is_not_procfs(tmp_path: Path) -> None:
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "status").write_text("Name:\tsystemd\n")
-    outcome = procfs.run(CheckContext.of(_config(tmp_path)))  # type: ignore[arg-type]
+    proc_tree(tmp_path, {1: {"status": "Name:\tsystemd\n"}})
+    outcome = procfs.run(CheckContext.of(make_config(HOST_PROC=tmp_path)))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.NOT_PROCFS)
 
 

@@ -16,17 +16,13 @@ from pathlib import Path
 import pytest
 
 from selfcheck.checks import runtime_socket
-from selfcheck.config import Config, load
+from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from selfcheck.registry import known_ids
+from tests.support.configs import make_config
 from tests.support.daemons import ContainerdDaemon, DockerDaemon
 from tests.support.run import AGENT_GID, AGENT_UID, AS_AGENT_USER, in_shell, selfcheck
 from tests.support.standins import WedgedListener, stale_socket
-
-
-def _config(**env: str) -> Config:
-    return load(known_ids(), env)
 
 
 @pytest.fixture
@@ -39,7 +35,7 @@ def no_defaults(monkeypatch: pytest.MonkeyPatch, socket_dir: Path) -> Path:
 
 @pytest.mark.docker
 def test_dockerd_answers_ping_and_its_real_version(dockerd_daemon: DockerDaemon) -> None:
-    outcome = runtime_socket.run(CheckContext.of(_config(DOCKER_HOST=dockerd_daemon.host)))
+    outcome = runtime_socket.run(CheckContext.of(make_config(DOCKER_HOST=dockerd_daemon.host)))
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK), outcome.message
     assert dict(outcome.node_info) == {
         "runtime": "docker",
@@ -53,7 +49,7 @@ def test_dockerd_answers_ping_and_its_real_version(dockerd_daemon: DockerDaemon)
 @pytest.mark.containerd
 def test_containerd_answers_the_cri_version_call(containerd_daemon: ContainerdDaemon) -> None:
     outcome = runtime_socket.run(
-        CheckContext.of(_config(DD_CRI_SOCKET_PATH=str(containerd_daemon.socket)))
+        CheckContext.of(make_config(DD_CRI_SOCKET_PATH=str(containerd_daemon.socket)))
     )
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK), outcome.message
     assert outcome.node_info["runtime"] == "containerd"
@@ -86,7 +82,7 @@ def test_default_discovery_ignores_broken_defaults_when_another_answers(
     stale = stale_socket(socket_dir / "docker.sock", socket.SOCK_STREAM)
     monkeypatch.setattr(runtime_socket, "DOCKER_DEFAULTS", (str(socket_dir / "none"), str(stale)))
     monkeypatch.setattr(runtime_socket, "CRI_DEFAULTS", (str(containerd_daemon.socket),))
-    outcome = runtime_socket.run(CheckContext.of(_config()))
+    outcome = runtime_socket.run(CheckContext.of(make_config()))
     # The Agent's IsAvailable: a default that does not answer is absent, not a fault.
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK), outcome.message
     assert outcome.node_info["runtime"] == "containerd"
@@ -105,7 +101,7 @@ def test_a_broken_explicit_socket_fails_even_when_another_answers(
 ) -> None:
     stale = stale_socket(no_defaults / "containerd.sock", socket.SOCK_STREAM)
     outcome = runtime_socket.run(
-        CheckContext.of(_config(DOCKER_HOST=dockerd_daemon.host, DD_CRI_SOCKET_PATH=str(stale)))
+        CheckContext.of(make_config(DOCKER_HOST=dockerd_daemon.host, DD_CRI_SOCKET_PATH=str(stale)))
     )
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ECONNREFUSED)
     assert "containerd socket from DD_CRI_SOCKET_PATH" in outcome.message
@@ -113,7 +109,7 @@ def test_a_broken_explicit_socket_fails_even_when_another_answers(
 
 
 def test_no_socket_anywhere_names_every_path(no_defaults: Path) -> None:
-    outcome = runtime_socket.run(CheckContext.of(_config()))
+    outcome = runtime_socket.run(CheckContext.of(make_config()))
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
     assert str(no_defaults / "d.sock") in outcome.message
     assert str(no_defaults / "c.sock") in outcome.message
@@ -121,15 +117,25 @@ def test_no_socket_anywhere_names_every_path(no_defaults: Path) -> None:
 
 
 def test_a_tcp_docker_host_is_not_checked(no_defaults: Path) -> None:
-    outcome = runtime_socket.run(CheckContext.of(_config(DOCKER_HOST="tcp://127.0.0.1:2375")))
+    outcome = runtime_socket.run(CheckContext.of(make_config(DOCKER_HOST="tcp://127.0.0.1:2375")))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_APPLICABLE)
     assert outcome.details["not_checked"] == ["DOCKER_HOST=tcp://127.0.0.1:2375"]
+
+
+FIXES = {
+    Reason.ENOENT: "Mount the host's runtime socket directory read-only at /host/var/run",
+    Reason.NOT_SOCKET: "The runtime path is not a socket",
+    Reason.ECONNREFUSED: "The socket file exists but the runtime is not listening",
+    Reason.TIMEOUT: "The runtime accepted the connection but did not answer in time",
+    Reason.PROTOCOL_ERROR: "Something answers on the socket but not in the runtime's API",
+}
+"""How each reason's fix begins."""
 
 
 def _fault(config: Config, reason: Reason, *words: str) -> str:
     outcome = runtime_socket.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.FAILED, reason), outcome.message
-    assert outcome.remediation.startswith(runtime_socket.REMEDIATIONS[reason])
+    assert outcome.remediation.startswith(FIXES[reason]), outcome.remediation
     for word in words:
         assert word in outcome.message
     return outcome.message
@@ -137,12 +143,12 @@ def _fault(config: Config, reason: Reason, *words: str) -> str:
 
 def test_missing_regular_and_stale_explicit_sockets(no_defaults: Path) -> None:
     missing = no_defaults / "docker.sock"
-    _fault(_config(DOCKER_HOST=f"unix://{missing}"), Reason.ENOENT, f"{missing}:", "(ENOENT)")
+    _fault(make_config(DOCKER_HOST=f"unix://{missing}"), Reason.ENOENT, f"{missing}:", "(ENOENT)")
     regular = no_defaults / "containerd.sock"
     regular.write_text("")
-    _fault(_config(DD_CRI_SOCKET_PATH=str(regular)), Reason.NOT_SOCKET, "regular file")
+    _fault(make_config(DD_CRI_SOCKET_PATH=str(regular)), Reason.NOT_SOCKET, "regular file")
     stale = stale_socket(no_defaults / "crio.sock", socket.SOCK_STREAM)
-    _fault(_config(DD_CRI_SOCKET_PATH=str(stale)), Reason.ECONNREFUSED, "stale")
+    _fault(make_config(DD_CRI_SOCKET_PATH=str(stale)), Reason.ECONNREFUSED, "stale")
 
 
 @pytest.mark.parametrize("setting", ["DOCKER_HOST", "DD_CRI_SOCKET_PATH"])
@@ -151,7 +157,7 @@ def test_a_runtime_that_accepts_and_never_answers_times_out(
 ) -> None:
     with WedgedListener(no_defaults / "containerd.sock") as wedged:
         value = f"unix://{wedged.path}" if setting == "DOCKER_HOST" else str(wedged.path)
-        config = _config(**{setting: value, "SELFCHECK_CHECK_TIMEOUT": "0.8"})
+        config = make_config({setting: value, "SELFCHECK_CHECK_TIMEOUT": "0.8"})
         _fault(config, Reason.TIMEOUT, "no answer within 0.6 s", "(ETIMEDOUT)")
 
 
@@ -160,7 +166,9 @@ def test_the_docker_socket_given_as_a_cri_socket(
     no_defaults: Path, dockerd_daemon: DockerDaemon
 ) -> None:
     _fault(
-        _config(DD_CRI_SOCKET_PATH=str(dockerd_daemon.socket)), Reason.PROTOCOL_ERROR, "not a CRI"
+        make_config(DD_CRI_SOCKET_PATH=str(dockerd_daemon.socket)),
+        Reason.PROTOCOL_ERROR,
+        "not a CRI",
     )
 
 
@@ -171,7 +179,7 @@ def test_containerd_with_its_cri_plugin_disabled(
     """dockerd's own containerd disables CRI: it connects, then answers UNIMPLEMENTED."""
     managed = dockerd_daemon.directory / "exec" / "containerd" / "containerd.sock"
     message = _fault(
-        _config(DD_CRI_SOCKET_PATH=str(managed)), Reason.PROTOCOL_ERROR, "UNIMPLEMENTED"
+        make_config(DD_CRI_SOCKET_PATH=str(managed)), Reason.PROTOCOL_ERROR, "UNIMPLEMENTED"
     )
     assert "RuntimeService/Version" in message
 

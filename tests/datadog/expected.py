@@ -23,6 +23,7 @@ METRICS = MappingProxyType(
         "selfcheck.check_success": ("gauge", frozenset({"check"})),
         "selfcheck.check_required": ("gauge", frozenset({"check"})),
         "selfcheck.check_reason": ("gauge", frozenset({"check", "reason"})),
+        "selfcheck.check_view": ("gauge", frozenset({"check", "view"})),
         "selfcheck.check_duration_seconds": ("gauge", frozenset({"check"})),
         "selfcheck.check_last_run_timestamp_seconds": ("gauge", frozenset({"check"})),
         "selfcheck.check_last_success_timestamp_seconds": ("gauge", frozenset({"check"})),
@@ -51,6 +52,7 @@ CLOSED_TAG_VALUES = MappingProxyType(
         "status": frozenset(str(s) for s in Status),
         "reason": frozenset(str(r) for r in Reason),
         "severity": frozenset(str(s) for s in Severity),
+        "view": frozenset({"agent", "own"}),
     }
 )
 
@@ -59,7 +61,7 @@ AGENT_TAGS = frozenset({"host"})
 
 # The families the monitors (k8s/monitoring/datadog-monitors.json) use, as the instance's
 # `metrics` option names them (after raw_metric_prefix) and as Datadog then stores them: the
-# lean instance README "Datadog" offers for fleets that pay per custom metric.
+# lean instance docs/datadog.md offers for fleets that pay per custom metric.
 MONITORED = MappingProxyType(
     {
         "check_status": "selfcheck.check_status",

@@ -138,7 +138,7 @@ def agent_scrape(
 
 @pytest.fixture(scope="module")
 def scrapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """The annotation's instance, and the lean one README offers, on one faulty server."""
+    """The annotation's instance, and the lean one docs/datadog.md offers, on one faulty server."""
     python = agent_python()
     instance = annotation_instance()
     with faulty_server(tmp_path_factory.mktemp("ddnative")) as port:
@@ -242,9 +242,10 @@ def test_the_scrape_reports_its_own_health(scrapes: dict[str, dict[str, Any]]) -
 
 
 def test_custom_metric_series_per_node(scraped: dict[str, Any]) -> None:
-    """Distinct metric and tag combinations of one node (before the Agent's host tag): 12
-    per check, plus the last success time of the checks that had one, one per declared
-    figure and active finding at most, and four fixed series (README "Datadog")."""
+    """Distinct metric and tag combinations of one node (before the Agent's host tag): 13
+    per check (``check_view`` is one), plus the last success time of the checks that had one,
+    one per declared figure and active finding at most, and four fixed series
+    (docs/datadog.md)."""
     series = {(m["name"], tuple(m["tags"])) for m in scraped["metrics"]}
     checks = all_checks()
     findings = {s for s in series if s[0] == "selfcheck.finding"}
@@ -252,7 +253,8 @@ def test_custom_metric_series_per_node(scraped: dict[str, Any]) -> None:
     assert len({s for s in per_check if s[0] == "selfcheck.check_status"}) == len(checks) * 5
     assert len({s for s in per_check if s[0] == "selfcheck.check_reason"}) == len(checks)
     last_success = {s for s in per_check if s[0].endswith("last_success_timestamp_seconds")}
-    assert len(per_check) == len(checks) * 12 + len(last_success)
+    assert len({s for s in per_check if s[0] == "selfcheck.check_view"}) == len(checks)
+    assert len(per_check) == len(checks) * 13 + len(last_success)
     keys = {
         tuple(dict(t.split(":", 1) for t in s[1])[k] for k in ("check", "finding"))
         for s in findings

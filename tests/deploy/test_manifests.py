@@ -39,7 +39,7 @@ from tests.deploy.tools import K8S, REPO, run, tool
 KUBERNETES_VERSIONS = ("1.35.0", "1.37.0")
 RENDERS = ("base", "helm")
 
-# The Agent's own variable names that selfcheck reads (DESIGN.md section 3, Configuration).
+# The Agent's own variable names that selfcheck reads (README.md, Configuration).
 AGENT_SETTINGS = (
     "HOST_PROC", "HOST_ETC", "DD_CONTAINER_CGROUP_ROOT", "DD_DOGSTATSD_SOCKET",
     "DD_APM_RECEIVER_SOCKET", "DOCKER_HOST", "DD_CRI_SOCKET_PATH",
@@ -201,7 +201,7 @@ def test_sidecar_resources_cover_its_footprint(spec: Obj) -> None:
         number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
         return int(number) * mib[unit]
 
-    # DESIGN.md 7: resident under 35 MB; the limit leaves room for a slow cycle's garbage.
+    # docs/performance.md: resident under 35 MB; the limit leaves room for a slow cycle's garbage.
     assert megabytes(resources["requests"]["memory"]) >= 35
     assert megabytes(resources["limits"]["memory"]) >= 2 * 35
     assert "cpu" in resources["requests"]
@@ -268,15 +268,19 @@ def test_every_read_only_cgroups_mount_is_recursively_read_only(
     request: pytest.FixtureRequest, name: str
 ) -> None:
     """On cgroup v1 the controllers are submounts that readOnly misses: every read-only
-    cgroups mount (the Agent's, the trace-agent's, the sidecar's, node mode's) carries
-    recursiveReadOnly: IfPossible, which the API accepts only without mount propagation."""
+    cgroups mount (the Agent's, the trace-agent's, the sidecar's) carries recursiveReadOnly:
+    IfPossible, which the API accepts only without mount propagation. Node mode mounts no
+    cgroups of its own (it reads the Agent's root)."""
     if name == "node":
         spec = request.getfixturevalue("node_spec")
     else:
         spec = pod_spec(one(request.getfixturevalue(f"{name}_docs"), "DaemonSet"))
     mounts = _cgroups_mounts(spec)
-    assert {"agent", "selfcheck"} <= {c for c, _ in mounts} or name == "node", mounts
-    assert mounts and all(m.get("readOnly") for _, m in mounts), mounts
+    if name == "node":
+        assert all(m.get("recursiveReadOnly") == "IfPossible" for _, m in mounts), mounts
+        return
+    assert {"agent", "selfcheck"} <= {c for c, _ in mounts}, mounts
+    assert all(m.get("readOnly") for _, m in mounts), mounts
     for container_name, mount in mounts:
         assert mount.get("recursiveReadOnly") == "IfPossible", (container_name, mount)
         assert mount.get("mountPropagation", "None") == "None", (container_name, mount)
@@ -392,7 +396,7 @@ def test_logs_component_mirrors_the_agents_log_access(kubectl: str) -> None:
 
 
 def test_transcription_has_the_charts_3_240_0_details() -> None:
-    """The details of the chart's render a first transcription missed (FACTS.md section 8)."""
+    """The details of the chart's render a first transcription missed (helm-charts templates)."""
     docs = load_all(HELM_RENDER.read_text())
     spec = pod_spec(one(docs, "DaemonSet"))
     images = {c["image"] for c in spec["containers"] + spec["initContainers"]}
@@ -443,15 +447,6 @@ def test_autodiscovery_points_the_agent_at_the_sidecars_metrics(
 
 # --- node mode (k8s/node): selfcheck as its own DaemonSet beside an Operator install ---------
 
-# The Operator's volume names (FACTS.md 7) and the host paths they mount.
-OPERATOR_VOLUMES = {
-    "procdir": ("/proc", "/host/proc"),
-    "cgroups": ("/sys/fs/cgroup", "/host/sys/fs/cgroup"),
-    "dsdsocket": ("/var/run/datadog", "/var/run/datadog"),
-    "runtimesocketdir": ("/var/run", "/host/var/run"),
-    "passwd": ("/etc/passwd", "/etc/passwd"),
-}
-
 
 @pytest.fixture(scope="session")
 def node_yaml(kubectl: str) -> str:
@@ -472,16 +467,13 @@ def test_node_base_renders_its_own_daemonset(node_yaml: str) -> None:
     ]
 
 
-def test_node_mode_sees_the_node_read_only(node_spec: Obj) -> None:
+def test_node_mode_sees_the_node_through_the_agent_only(node_spec: Obj) -> None:
+    """hostPID and nothing of the node mounted: every path is read inside the Agent's root."""
     assert node_spec["hostPID"] is True
     assert not node_spec.get("hostNetwork")
     assert node_spec["automountServiceAccountToken"] is False
-    mounts = host_mounts(node_spec, "selfcheck")
-    assert {(name, host, path) for name, host, path, _ in mounts} == {
-        (name, host, path) for name, (host, path) in OPERATOR_VOLUMES.items()
-    }
-    assert all(read_only for *_, read_only in mounts), mounts
-    assert "os-release-file" not in {m[0] for m in mounts}  # the Operator mounts it for CWS only
+    assert host_mounts(node_spec, "selfcheck") == set()
+    assert "volumes" not in node_spec
 
 
 def test_node_mode_identity_is_the_operator_agents(node_spec: Obj) -> None:
@@ -499,8 +491,8 @@ def test_node_mode_configuration_is_understood(node_spec: Obj) -> None:
     checks = all_checks()
     config = load(frozenset(checks), env=env, euid=lambda: 0)
     assert config.mode == "node"
-    assert 5000 in config.expvar_ports  # the Operator sets no DD_EXPVAR_PORT: the Agent's 5000
-    assert "agent_health" in config.skip
+    assert not [name for name in env if name.startswith("DD_")]  # the Agent's own decide
+    assert not config.skip  # the health port answers at the Agent pod's address
     assert {"procfs", "cgroups", "runtime_socket", "dogstatsd_socket"} <= required_ids(
         config, checks
     )

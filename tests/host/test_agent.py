@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from selfcheck import agentpod
 from selfcheck.host import agent
 from tests.support.standins import stale_socket
 
@@ -110,7 +111,7 @@ def test_parse_environ_never_keeps_or_raises_on_a_secret(
 ) -> None:
     block = b"".join(n.encode() + b"=" + v + CANARY.encode() + b"\0" for n, v in pairs)
     kept = agent.parse_environ(block, complete=complete)
-    assert set(kept) <= agent.ENV_ALLOWLIST
+    assert set(kept) <= agentpod.ENV_ALLOWLIST
     assert all(CANARY not in value for name, value in kept.items() if name != "DD_LOGS_ENABLED")
 
 
@@ -149,7 +150,7 @@ def test_read_environ_error_names_the_path_only() -> None:
 
 def test_discover_restores_psutil_procfs(tmp_path: Path) -> None:
     before = psutil.PROCFS_PATH
-    found = agent.discover(Path("/proc"), agent.NODE)
+    found = agent.discover(Path("/proc"), agentpod.NODE)
     assert before == psutil.PROCFS_PATH
     assert found.scanned > 1 and found.complete
     with pytest.raises(OSError):
@@ -187,7 +188,7 @@ def test_discover_keeps_only_the_pods_processes(agent_run: int) -> None:
     """This machine's cgroups are not a pod's: neither mode takes the process for the Agent."""
     own = agent.own_cgroup_path()
     assert agent_run not in [p.pid for p in agent.discover(Path("/proc"), own_path=own).processes]
-    assert agent_run not in [p.pid for p in agent.discover(Path("/proc"), agent.NODE).processes]
+    assert agent_run not in [p.pid for p in agent.discover(Path("/proc"), agentpod.NODE).processes]
 
 
 def _entry(entries: list[agent.UnixEntry], inode: int) -> agent.UnixEntry:

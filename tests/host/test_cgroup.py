@@ -1,4 +1,4 @@
-"""The Agent's container-ID rule (FACTS.md 2.3) on real cgroup lines, and on this machine's cgroups.
+"""The Agent's container-ID rule (pid_mapper.go) on real cgroup lines and this machine's cgroups.
 
 The table holds ``/proc/<pid>/cgroup`` contents as each runtime and cgroup driver writes
 them (the shapes the Agent's own tests and issue threads show). Each row says what the Agent
@@ -16,7 +16,6 @@ import pytest
 from selfcheck.host.cgroup import (
     agent_cgroup_path,
     container_id_from_name,
-    container_id_from_proc_cgroup,
     detect_layout,
     host_prefix,
     in_runtime_cgroup,
@@ -26,6 +25,7 @@ from selfcheck.host.cgroup import (
     read_proc_cgroup,
 )
 from selfcheck.host.procfs import Mount
+from tests.support.cgroup_rule import container_id_from_proc_cgroup
 
 
 def _hex(seed: str, length: int) -> str:

@@ -18,6 +18,7 @@ import pytest
 from selfcheck.host.cgroup import detect_layout
 from selfcheck.host.inodes import agent_hierarchy, build_inode_map, inode_map_from_dirs
 from selfcheck.host.procfs import read_mountinfo
+from tests.support.hosttree import host_tree
 
 A = "a" * 64
 B = "b" * 64
@@ -58,9 +59,7 @@ def test_real_cgroups_map_to_their_own_inodes(real_containers: tuple[Path, list[
 
 
 def _tree(root: Path, *paths: str) -> Path:
-    for path in paths:
-        (root / path).mkdir(parents=True)
-    return root
+    return host_tree(root, dict.fromkeys(paths))
 
 
 def test_a_later_directory_with_the_same_id_wins(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The SO_PASSCRED round trip against the real kernel, in this and in other PID namespaces.
 
 The cross-namespace tests reproduce, with ``unshare``, the exact failure the Agent reports as
-"matched PID for the process is 0 ... Is the agent in host PID mode?" (FACTS.md 2.2).
+"matched PID for the process is 0 ... Is the agent in host PID mode?" (uds_linux.go).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -94,13 +95,15 @@ def test_child_is_reaped() -> None:
         os.waitpid(trip.sender_pid, os.WNOHANG)
 
 
-def test_a_child_that_never_exits_is_killed_and_reaped_by_the_deadline() -> None:
-    pid = os.posix_spawnp("sleep", ["sleep", "60"], os.environ)
-    started = time.monotonic()
+def test_a_child_that_never_exits_is_killed_and_reaped_by_the_deadline(tmp_path: Path) -> None:
+    """Killed, not waited for: had ``_reap`` let it finish, the marker would exist. No clock
+    is read, so a loaded machine cannot make this fail."""
+    marker = tmp_path / "finished"
+    pid = os.posix_spawnp("sh", ["sh", "-c", f"sleep 60; touch {marker}"], os.environ)
     _reap(pid, time.monotonic() + 0.2)
-    assert time.monotonic() - started < 10
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+    assert not marker.exists()
 
 
 def test_foreign_datagrams_are_skipped() -> None:
@@ -121,10 +124,10 @@ def test_no_credentials_without_so_passcred() -> None:
 
 
 def test_silence_times_out_and_does_not_hang() -> None:
-    started = time.monotonic()
+    """The 0.2 s budget ends in ``TimeoutError``; a receive that ignored it would block for
+    ever, so raising at all is the proof (no wall-clock bound to miss on a loaded machine)."""
     with open_receiver() as sock, pytest.raises(TimeoutError):
         receive(sock, b"never", 0.2)
-    assert time.monotonic() - started < 5
 
 
 def test_printable_address() -> None:

@@ -10,16 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from selfcheck.config import Config, load
+from tests.support.configs import FAST, make_config
 from tests.support.fake_checks import FifoBlocker, failing, passing
 from tests.support.serving import serving
 
 IDS = frozenset({"fine", "broken", "optional_broken", "stuck"})
-
-
-def _config(**env: str) -> Config:
-    base = {"SELFCHECK_CHECK_TIMEOUT": "0.2", "SELFCHECK_INTERVAL": "0.2"}
-    return load(IDS, {**base, **env})
 
 
 CHECKS = {
@@ -30,7 +25,7 @@ CHECKS = {
 
 
 def test_before_the_first_cycle_startup_and_readiness_wait() -> None:
-    with serving(_config(), CHECKS) as s:
+    with serving(make_config(FAST, checks=IDS), CHECKS) as s:
         assert s.get("/startupz")[0] == 503
         status, body, _ = s.get("/readyz")
         assert status == 503 and b"first check cycle not finished" in body
@@ -38,7 +33,7 @@ def test_before_the_first_cycle_startup_and_readiness_wait() -> None:
 
 
 def test_readyz_reports_required_failures_and_honours_exclude() -> None:
-    with serving(_config(), CHECKS) as s:
+    with serving(make_config(FAST, checks=IDS), CHECKS) as s:
         s.runner.run_cycle()
         assert s.get("/startupz")[0] == 200
         status, body, _ = s.get("/readyz")
@@ -60,7 +55,7 @@ def test_readyz_reports_required_failures_and_honours_exclude() -> None:
 
 
 def test_readyz_per_check_and_unknown_ids() -> None:
-    with serving(_config(), CHECKS) as s:
+    with serving(make_config(FAST, checks=IDS), CHECKS) as s:
         s.runner.run_cycle()
         status, body, headers = s.get("/readyz/fine")
         assert (status, body) == (200, b"[+]fine ok\n")
@@ -71,7 +66,7 @@ def test_readyz_per_check_and_unknown_ids() -> None:
 
 
 def test_stale_results_make_readiness_fail() -> None:
-    with serving(_config(), {"fine": passing()}) as s:
+    with serving(make_config(FAST, checks=IDS), {"fine": passing()}) as s:
         s.runner.run_cycle()
         assert s.get("/readyz")[0] == 200
         real = s.runner.clock
@@ -85,7 +80,7 @@ def test_stale_results_make_readiness_fail() -> None:
 
 
 def test_status_metrics_and_not_found() -> None:
-    with serving(_config(), CHECKS) as s:
+    with serving(make_config(FAST, checks=IDS), CHECKS) as s:
         s.runner.run_cycle()
         status, body, headers = s.get("/status")
         assert status == 200 and headers["content-type"] == "application/json"
@@ -105,7 +100,7 @@ def test_status_metrics_and_not_found() -> None:
 
 
 def test_head_has_headers_and_no_body() -> None:
-    with serving(_config(), CHECKS) as s:
+    with serving(make_config(FAST, checks=IDS), CHECKS) as s:
         s.runner.run_cycle()
         reply = s.raw(b"HEAD /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -130,14 +125,17 @@ def test_head_has_headers_and_no_body() -> None:
 def test_malformed_requests_get_a_4xx_and_the_server_stays_up(
     request_bytes: bytes, code: bytes
 ) -> None:
-    with serving(_config(), CHECKS) as s:
+    with serving(make_config(FAST, checks=IDS), CHECKS) as s:
         reply = s.raw(request_bytes)
         assert reply.split(b" ", 2)[1] == code, reply[:200]
         assert s.get("/livez")[0] == 200
 
 
 def test_keep_alive_serves_several_requests_on_one_connection() -> None:
-    with serving(_config(), CHECKS) as s, socket.create_connection(("127.0.0.1", s.port)) as c:
+    with (
+        serving(make_config(FAST, checks=IDS), CHECKS) as s,
+        socket.create_connection(("127.0.0.1", s.port)) as c,
+    ):
         for _ in range(3):
             c.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
             reply = c.recv(4096)
@@ -145,7 +143,7 @@ def test_keep_alive_serves_several_requests_on_one_connection() -> None:
 
 
 def test_idle_connections_cannot_starve_a_probe() -> None:
-    with serving(_config(), CHECKS, max_connections=16) as s:
+    with serving(make_config(FAST, checks=IDS), CHECKS, max_connections=16) as s:
         idle = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(40)]
         try:
             for sock in idle[:10]:
@@ -163,7 +161,7 @@ def test_idle_connections_cannot_starve_a_probe() -> None:
 
 def test_idle_clients_are_closed_after_the_timeout() -> None:
     with (
-        serving(_config(), CHECKS, idle_timeout=0.3) as s,
+        serving(make_config(FAST, checks=IDS), CHECKS, idle_timeout=0.3) as s,
         socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock,
     ):
         sock.sendall(b"GET /livez HTTP/1.1\r\n")
@@ -174,7 +172,7 @@ def test_livez_keeps_answering_while_a_check_is_blocked_on_a_fifo(tmp_path: Path
     blocker = FifoBlocker(tmp_path)
     checks = {"fine": passing(), "stuck": blocker.spec}
     try:
-        with serving(_config(), checks, start_runner=True) as s:
+        with serving(make_config(FAST, checks=IDS), checks, start_runner=True) as s:
             assert blocker.entered.wait(5)
             answers = []
             for _ in range(10):
@@ -189,7 +187,7 @@ def test_livez_keeps_answering_while_a_check_is_blocked_on_a_fifo(tmp_path: Path
 
 
 def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
-    with serving(_config(), CHECKS) as s:
+    with serving(make_config(FAST, checks=IDS), CHECKS) as s:
         s.runner.run_cycle()
         body = s.get("/metrics")[1]
     lint = subprocess.run(

@@ -30,7 +30,7 @@ EXPECTED_FINDINGS = {
 EXPLAINED_NOTES = (
     "readOnly without recursiveReadOnly",  # cgroup v1 submounts: the runtime sees them, not lint
     "not in the manifest, not judged",  # DD_API_KEY from a Secret: never read
-    # The chart's trace-agent mounts runtimesocketdir (FACTS.md 8); the transcription and the
+    # The chart's trace-agent mounts runtimesocketdir (chart 3.240.0); the transcription and the
     # base do not yet. It is a note because the trace-agent's own use is not a gated check.
     "trace-agent: no hostPath mount covers a default runtime socket path",
 )

@@ -19,7 +19,6 @@ trace-agent's ``/info`` answers; every configuration value parser.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import tempfile
@@ -36,7 +35,6 @@ from selfcheck.checks import (
     agent_health,
     apm_socket,
     dogstatsd_socket,
-    origin_detection,
     os_release,
     passwd,
 )
@@ -54,14 +52,16 @@ from selfcheck.config import (
     parse_seconds,
 )
 from selfcheck.context import CheckContext
-from selfcheck.host import capabilities, cgroup, cri, identity, procfs
+from selfcheck.host import capabilities, cgroup, cri, identity, procfs, sampling
 from selfcheck.host.sockets import Deadline, HttpReply
 from selfcheck.http.app import App
 from selfcheck.http.server import BadRequestError, parse_head, respond
 from selfcheck.model import Outcome, Reason
 from selfcheck.runner import Runner
 from selfcheck.service import build_app
+from tests.support.cgroup_rule import container_id_from_proc_cgroup
 from tests.support.fake_checks import failing, passing
+from tests.support.hosttree import proc_tree
 from tests.support.protobuf import string_field
 from tests.support.standins import AgentHTTPStandIn
 
@@ -159,7 +159,7 @@ def test_mountinfo_and_what_is_built_on_it(text: str, root: str, path: str) -> N
 def test_proc_cgroup_lines_and_the_container_id_rule(text: str, version: int) -> None:
     lines = cgroup.parse_proc_cgroup(text)
     cgroup.in_runtime_cgroup(lines)
-    found = cgroup.container_id_from_proc_cgroup(text, version)
+    found = container_id_from_proc_cgroup(text, version)
     assert found is None or cgroup.CONTAINER_ID_RE.fullmatch(found)
     for line in lines:
         cgroup.is_runtime_path(line.path)
@@ -293,7 +293,7 @@ def test_the_agents_expvar_answer_whatever_it_holds(expvar: AgentHTTPStandIn, bo
     expvar.server.routes = {"/debug/vars": (200, body)}  # type: ignore[attr-defined]
     config = load(frozenset({"dogstatsd_socket"}), {"DD_EXPVAR_PORT": str(expvar.port)})
     details: dict[str, object] = {}
-    figures = dogstatsd_socket._uds_counters(config, Deadline(2.0), details)
+    figures = dogstatsd_socket._uds_counters(CheckContext.of(config), Deadline(2.0), details)
     assert all(isinstance(value, float) for value in figures.values())
     assert "expvar" in details
 
@@ -325,12 +325,8 @@ def _assert_declared(outcome: Outcome, reasons: tuple[Reason, ...]) -> None:
 
 
 def _tree(root: Path, status: list[bytes], cgroups: list[bytes]) -> None:
-    for pid, (status_bytes, cgroup_bytes) in enumerate(zip(status, cgroups, strict=False), 1):
-        (root / str(pid)).mkdir()
-        (root / str(pid) / "status").write_bytes(status_bytes)
-        (root / str(pid) / "cgroup").write_bytes(cgroup_bytes)
-    if status:
-        os.symlink("1", root / "self")
+    pairs = enumerate(zip(status, cgroups, strict=False), 1)
+    proc_tree(root, {pid: {"status": s, "cgroup": c} for pid, (s, c) in pairs})
 
 
 @FILES
@@ -369,7 +365,7 @@ def test_origin_detection_sample_on_any_cgroup_files(cgroups: list[bytes], versi
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         _tree(root, [b"Uid:\t0\n"] * len(cgroups), cgroups)
-        sample = origin_detection.sample_processes(root, version, 256)
+        sample, _ = sampling.sample_all(root, version, 256)
         assert sample.resolved <= sample.in_containers <= sample.sampled == len(cgroups)
 
 

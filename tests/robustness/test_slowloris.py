@@ -2,10 +2,11 @@
 
 500 connections are held open against a real ``selfcheck serve`` (a third send nothing, a
 third send half a request head, a third trickle it a byte at a time) while fresh probes of
-``/livez`` and ``/readyz`` must answer 200, each within a second. The bound is generous on
-purpose (a probe answers in about a millisecond here) so that a noisy machine cannot make
-it flaky, while a server that serialised clients, or waited on an idle one, would miss it
-by seconds. Then the server's own idle timeout must close the held sockets.
+``/livez`` and ``/readyz`` must answer 200 before ``PROBE_TIMEOUT``, which is shorter than the
+server's 5 s idle timeout: a server that served clients one at a time, or waited on an idle one
+before a fresh one, answers only after an idle client is dropped, and misses it on any machine.
+How fast probes answer under load is measured, not asserted: ``bench/http_load.py``
+(docs/performance.md). Then the server's own idle timeout must close the held sockets.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from tests.robustness.conftest import ServeProcess, raise_nofile, serve
 
 HELD = 500
 PROBE_ROUNDS = 10
-PROBE_BOUND = 1.0
+PROBE_TIMEOUT = 4.0
+"""Shorter than the server's idle timeout (5 s), longer than any load makes a probe."""
 PARTIAL = b"GET /livez HTTP/1.1\r\nHost: x\r\nUser-Agent: slow"
 
 
@@ -48,7 +50,7 @@ def _probe_under_siege(server: ServeProcess, held: list[socket.socket]) -> list[
     for round_ in range(PROBE_ROUNDS):
         _trickle(held, round_ + 1)
         for path in ("/livez", "/readyz"):
-            status, _, seconds = server.request(path, timeout=5)
+            status, _, seconds = server.request(path, timeout=PROBE_TIMEOUT)
             assert status == 200, (path, status, server.stderr())
             times.append(seconds)
         time.sleep(0.05)
@@ -95,14 +97,13 @@ def _count_closed_by_server(socks: list[socket.socket], within: float) -> int:
     return len(socks) - len(open_)
 
 
-def test_probes_answer_within_a_second_while_500_slow_clients_hold_connections() -> None:
+def test_probes_answer_while_500_slow_clients_hold_connections() -> None:
     raise_nofile(4 * HELD)
     with serve({"SELFCHECK_INTERVAL": "0.5"}) as server:
         held = _hold(server, HELD)
         try:
             _wait_until(lambda: server.fds() >= HELD, 10)  # it holds them all, refused none
-            times = _probe_under_siege(server, held)
-            assert max(times) < PROBE_BOUND, sorted(times)[-5:]
+            assert len(_probe_under_siege(server, held)) == 2 * PROBE_ROUNDS
             # 5 s after the server started waiting, every held socket is closed by it,
             # including the ones that keep trickling bytes of a head that never ends.
             assert _count_closed_by_server(held, within=30) == HELD
@@ -118,9 +119,9 @@ def test_beyond_max_connections_the_longest_idle_is_evicted_for_a_fresh_probe() 
     with serve() as server:
         held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(700)]
         try:
-            times = [server.request(path, timeout=5) for path in ("/livez", "/readyz") * 5]
-            assert all(status == 200 for status, _, _ in times)
-            assert max(seconds for _, _, seconds in times) < PROBE_BOUND
+            paths = ("/livez", "/readyz") * 5
+            answers = [server.request(path, timeout=PROBE_TIMEOUT) for path in paths]
+            assert [status for status, _, _ in answers] == [200] * 10
             assert server.fds() < 600  # 512 connections at most, plus the process's own
             assert _closed_by_server(held[0], 5)  # the oldest idle one went first
         finally:

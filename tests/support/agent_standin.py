@@ -1,19 +1,29 @@
 """A stand-in for the Agent's DogStatsD listener and expvar port, counting like the Agent.
 
 No Agent binary can run here, so this plays the two pieces the receipt reads, with the
-Agent's counting rules (comp/dogstatsd/listeners/uds_common.go, uds_linux.go; FACTS.md 2.2
-and 6): a ``unixgram`` socket with ``SO_PASSCRED`` at mode 0722, whose every packet read moves
-``dogstatsd-uds.Packets`` and ``Bytes``, and whose packets carrying PID 0 (the kernel's answer
-when the sender is outside the receiver's PID namespace) move ``OriginDetectionErrors``; and
-``/debug/vars`` on ``127.0.0.1:PORT`` with Go's expvar layout (keys sorted).
+Agent's counting rules (comp/dogstatsd/listeners/uds_common.go, uds_linux.go;
+comp/agent/expvarserver): a ``unixgram`` socket with ``SO_PASSCRED`` at mode 0722, whose every
+packet read moves ``dogstatsd-uds.Packets`` and ``Bytes``, and whose packets carrying PID 0 (the
+kernel's answer when the sender is outside the receiver's PID namespace) move
+``OriginDetectionErrors``; and ``/debug/vars`` on ``127.0.0.1:PORT`` with Go's expvar layout
+(keys sorted).
+
+Each packet is also parsed as the Agent's DogStatsD server does (comp/dogstatsd/server/impl
+parse.go and parse_service_checks.go): split into messages on newlines, a ``_sc|`` message
+read field by field on ``|`` and counted in the ``dogstatsd`` map as ``ServiceCheckPackets``
+or, when rejected (fewer than two separators, an empty name, a status outside 0-3),
+``ServiceCheckParseErrors``. The service checks it accepted are listed under
+``standin-service-checks`` (a stand-in's own variable, for the tests to read).
 
 The PID is the kernel's: run this under ``unshare --pid --fork`` and senders outside get 0.
 
-    python -m tests.support.agent_standin SOCKET PORT [--drop] [--pad-mib N]
+    python -m tests.support.agent_standin SOCKET PORT [--drop] [--pad-mib N] [--reject-sc NAME]
 
 ``--drop`` binds the socket and never reads it (the Agent reading another socket);
 ``--pad-mib`` adds a variable of N MiB that sorts before ``dogstatsd-uds``, as a busy Agent's
-variables do. Prints ``ready`` once both answer; serves until standard input closes.
+variables do. ``--reject-sc NAME`` (repeatable) counts the service check of that name as a
+parse error instead, the way an Agent whose parser rejects it would. Prints ``ready`` once both
+answer; serves until standard input closes.
 """
 
 from __future__ import annotations
@@ -29,14 +39,45 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 _UCRED = struct.Struct("3i")
 
 
+SERVICE_CHECK_STATUSES = frozenset({b"0", b"1", b"2", b"3"})
+KEPT = 2000
+
+
+def parse_service_check(message: bytes) -> dict[str, Any] | None:
+    """The Agent's ``parseServiceCheck``: ``None`` where it returns an error."""
+    if message.count(b"|") < 2 or len(message) < 4:
+        return None
+    name, status, *optional = message[4:].split(b"|")
+    if not name or status not in SERVICE_CHECK_STATUSES:
+        return None
+    found: dict[str, Any] = {"name": name.decode(errors="replace"), "status": int(status)}
+    for part in optional:
+        if part.startswith(b"#"):
+            found["tags"] = part[1:].decode(errors="replace").split(",")
+        elif part.startswith(b"m:"):
+            found["message"] = part[2:].decode(errors="replace")
+        elif part.startswith(b"h:"):
+            found["hostname"] = part[2:].decode(errors="replace")
+    return found
+
+
 class Counters:
-    def __init__(self, pad_mib: int) -> None:
+    def __init__(self, pad_mib: int, reject: frozenset[str] = frozenset()) -> None:
         self.lock = threading.Lock()
         self.uds = {"Bytes": 0, "OriginDetectionErrors": 0, "PacketReadingErrors": 0, "Packets": 0}
+        self.parsed = {
+            "EventPackets": 0,
+            "MetricPackets": 0,
+            "ServiceCheckPackets": 0,
+            "ServiceCheckParseErrors": 0,
+        }
+        self.service_checks: list[dict[str, Any]] = []
+        self.reject = reject
         self.padding = ["x" * 1022] * (pad_mib * 1024)
 
     def body(self) -> bytes:
@@ -44,9 +85,10 @@ class Counters:
             doc = {
                 "agent-padding": self.padding,
                 "cmdline": ["agent", "run"],
-                "dogstatsd": {"MetricPackets": self.uds["Packets"]},
+                "dogstatsd": dict(self.parsed),
                 "dogstatsd-uds": dict(self.uds),
                 "memstats": {"Alloc": 1},
+                "standin-service-checks": list(self.service_checks),
             }
         return json.dumps(doc, sort_keys=True).encode()
 
@@ -56,6 +98,23 @@ class Counters:
             self.uds["Bytes"] += len(data)
             if pid == 0:
                 self.uds["OriginDetectionErrors"] += 1
+            for line in data.split(b"\n"):
+                self._message(line.removesuffix(b"\r"))
+
+    def _message(self, message: bytes) -> None:
+        if not message:
+            return
+        if message.startswith(b"_e{"):
+            self.parsed["EventPackets"] += 1
+        elif message.startswith(b"_sc"):
+            found = parse_service_check(message)
+            if found is None or found["name"] in self.reject:
+                self.parsed["ServiceCheckParseErrors"] += 1
+                return
+            self.parsed["ServiceCheckPackets"] += 1
+            self.service_checks = [*self.service_checks[-KEPT + 1 :], found]
+        else:
+            self.parsed["MetricPackets"] += 1
 
 
 def datagrams(sock: socket.socket) -> Iterator[tuple[bytes, int | None]]:
@@ -102,11 +161,12 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--drop", action="store_true")
     parser.add_argument("--pad-mib", type=int, default=0)
+    parser.add_argument("--reject-sc", action="append", default=[])
     args = parser.parse_args()
     path = Path(args.socket)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    counters = Counters(args.pad_mib)
+    counters = Counters(args.pad_mib, frozenset(args.reject_sc))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sock.bind(str(path))

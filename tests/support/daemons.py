@@ -1,6 +1,6 @@
 """Real containerd and dockerd, started on temporary sockets for the whole test session.
 
-The tests prove checks against the real daemons (DESIGN.md section 6), never against a fake:
+The tests prove checks against the real daemons (docs/architecture.md), never against a fake:
 the versions a check reports must be the ones these binaries have. Each daemon runs in its
 own session (process group) with its sockets, data root, exec root and pid file under one
 temporary directory, so it cannot touch a daemon the machine may already run. Readiness

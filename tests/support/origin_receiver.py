@@ -1,7 +1,8 @@
 """The Agent's side of origin detection, applied to what real clients actually send.
 
 No Agent binary can run here, so this receiver plays its two sockets and applies the Agent's
-rules (FACTS.md 2 and 5) to every packet that arrives, using selfcheck's ports of those rules:
+rules (docs/checks/origin_detection.md) to each packet that arrives, using selfcheck's ports of
+those rules:
 
 - DogStatsD, a ``unixgram`` socket with ``SO_PASSCRED`` (mode 0722): the kernel's PID of the
   packet, mapped through ``<host proc>/<pid>/cgroup`` with the Agent's PID rule (PID 0: no
@@ -34,11 +35,12 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from selfcheck.host.cgroup import container_id_from_proc_cgroup, detect_layout, read_proc_cgroup
+from selfcheck.host.cgroup import detect_layout, read_proc_cgroup
 from selfcheck.host.client_origin import agent_recognises
 from selfcheck.host.inodes import agent_hierarchy, build_inode_map
 from selfcheck.host.procfs import read_mountinfo
 from tests.support.agent_standin import datagrams
+from tests.support.cgroup_rule import container_id_from_proc_cgroup
 
 _UCRED = struct.Struct("3i")
 _WHO = re.compile(rb"client-([a-z]+)")

@@ -66,9 +66,13 @@ while True:
 """
 
 
+TMPFS = "tmpfs"
+
+
 @dataclass(frozen=True)
 class Volume:
-    """``source`` on the machine at ``target`` in the container; ``source=None`` is procfs."""
+    """``source`` on the machine at ``target`` in the container; ``source=None`` is procfs,
+    ``source=TMPFS`` a tmpfs of the container's own (an emptyDir of medium Memory)."""
 
     name: str
     source: str | None
@@ -77,7 +81,7 @@ class Volume:
 
 
 def chart_volumes(dsd_dir: Path) -> list[Volume]:
-    """The chart's default mount table (FACTS.md 1) on this machine."""
+    """The chart's default mount table (_daemonset-volumes-linux.yaml) on this machine."""
     return [
         Volume("procdir", None, "/host/proc"),
         Volume("cgroups", "/sys/fs/cgroup", "/host/sys/fs/cgroup"),
@@ -101,6 +105,7 @@ class Spec:
     container_id: str = field(default_factory=lambda: uuid.uuid4().hex + uuid.uuid4().hex)
     cgroup_parent: str | None = None
     private_cgroupns: bool = False
+    read_only_root: bool = False
 
     @property
     def cgroup(self) -> str:
@@ -112,7 +117,9 @@ def new_pod() -> str:
     return str(uuid.uuid4())
 
 
-def _mount_script(root: Path, volumes: Sequence[Volume], extra: Sequence[Volume]) -> str:
+def _mount_script(
+    root: Path, volumes: Sequence[Volume], extra: Sequence[Volume], read_only_root: bool = False
+) -> str:
     r = shlex.quote(str(root))
     lines = [
         f"mount -t tmpfs -o mode=755 tmpfs {r}",
@@ -130,15 +137,20 @@ def _mount_script(root: Path, volumes: Sequence[Volume], extra: Sequence[Volume]
             if volume.read_only:
                 lines.append(f"mount -o remount,ro {target}")
             continue
+        if volume.source == TMPFS:
+            lines += [f"mkdir -p {target}", f"mount -t tmpfs -o mode=1777 tmpfs {target}"]
+            continue
         source = shlex.quote(volume.source)
         make = (
             f"mkdir -p {target}"
             if Path(volume.source).is_dir()
             else (f"mkdir -p $(dirname {target}) && touch {target}")
         )
-        lines += [make, f"mount --bind {source} {target}"]
+        lines += [make, f"mount --rbind {source} {target}"]  # a hostPath is a recursive bind
         if volume.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
+    if read_only_root:  # the chart's readOnlyRootFilesystem: true
+        lines.append(f"mount -o remount,ro {r}")
     return "\n".join(lines)
 
 
@@ -184,7 +196,7 @@ class Pod:
         env = ["env", "-i", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in spec.env.items())]
         inner = "\n".join(
             [
-                _mount_script(root, spec.volumes, extra),
+                _mount_script(root, spec.volumes, extra, spec.read_only_root),
                 "exec chroot "
                 + shlex.quote(str(root))
                 + " "

@@ -1,8 +1,8 @@
 """Stand-ins for the Datadog Agent's own endpoints, which cannot run on the test machine.
 
 The Agent's image cannot be pulled here, so the sockets and ports it serves are played by
-these small servers, built to behave the way the Agent's code does (FACTS.md section 2 and
-the sources named below). Everything else in the tests (containerd, dockerd, other users,
+these small servers, built to behave the way the Agent's code does (the sources
+named below). Everything else in the tests (containerd, dockerd, other users,
 namespaces) is real.
 
 - ``DogStatsDReceiver``: comp/dogstatsd/listeners/uds_*.go: a ``unixgram`` socket with
@@ -15,6 +15,8 @@ namespaces) is real.
   unhealthy) and the expvar port (``/debug/vars`` with the ``dogstatsd-uds`` map).
 - ``WedgedListener``: accepts connections and never answers (a hung daemon).
 - ``stale_socket``: a socket file left behind by a process that is gone.
+- ``agent_standin``: tests/support/agent_standin.py (the DogStatsD listener and expvar port
+  counting like the Agent) in a process of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import json
 import socket
 import socketserver
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +35,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import pytest
+
+from tests.support.run import REPO
 
 AGENT_VERSION = "7.81.1"
 _UCRED = struct.Struct("3i")
@@ -104,6 +112,22 @@ class DogStatsDReceiver:
                 self.packets.append(Datagram(data, pid, uid, gid))
                 self._arrived.notify_all()
 
+    def drain(self) -> list[bytes]:
+        """Everything waiting in the unread queue (``reading=False``), read until it is empty."""
+        assert self._sock is not None and self._thread is None
+        queued = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                queued.append(self._sock.recv(65536))
+        return queued
+
+    def start_reading(self) -> None:
+        """Start recording packets, as a receiver that was not reading (``reading=False``)
+        would once its reader catches up."""
+        assert self._thread is None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
     def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[Datagram]:
         """The packets once ``count`` have arrived (or whatever arrived within ``timeout``)."""
         with self._arrived:
@@ -126,7 +150,8 @@ class DogStatsDReceiver:
 
 
 class _QuietHandler(BaseHTTPRequestHandler):
-    """Answers GET from the server's ``routes`` table (path -> status, JSON body)."""
+    """Answers GET from the server's ``routes`` table (path -> status, JSON body; a ``bytes``
+    body is sent as it is, as text)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -134,9 +159,10 @@ class _QuietHandler(BaseHTTPRequestHandler):
         status, payload = self.server.routes.get(  # type: ignore[attr-defined]
             self.path.split("?")[0], (404, {"error": "not found"})
         )
-        body = json.dumps(payload).encode()
+        raw = isinstance(payload, bytes)
+        body = payload if raw else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain" if raw else "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -204,6 +230,28 @@ class TraceAgentStandIn(_Serving):
             self.path.unlink()
         server = _UnixHTTPServer(str(self.path), _QuietHandler)
         server.routes = {"/info": (200, trace_agent_info(version))}
+        self.path.chmod(mode)
+        self.server = server
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class DockerStandIn(_Serving):
+    """The Docker Engine API's ``/_ping`` and ``/version`` on a unix socket, owned by root and
+    mode 0660 like dockerd's (the engine itself is not needed to prove who may connect)."""
+
+    def __init__(self, path: Path, version: str = "24.0.7", mode: int = 0o660) -> None:
+        self.path = Path(path)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        server = _UnixHTTPServer(str(self.path), _QuietHandler)
+        server.routes = {
+            "/_ping": (200, b"OK"),
+            "/version": (200, {"Version": version, "ApiVersion": "1.43"}),
+        }
         self.path.chmod(mode)
         self.server = server
 
@@ -337,3 +385,38 @@ def free_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     yield port
+
+
+@contextlib.contextmanager
+def agent_standin(
+    directory: Path, port: int, *args: str, pid_namespace: bool = False
+) -> Iterator[Path]:
+    """tests/support/agent_standin.py in a process of its own, in a child PID namespace if asked."""
+    sock = directory / "dsd.socket"
+    prefix = ["unshare", "--pid", "--fork", "--kill-child"] if pid_namespace else []
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "tests.support.agent_standin", str(sock), str(port), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            if "Address already in use" in err:
+                pytest.skip(f"127.0.0.1:{port} is taken on this machine")
+            raise AssertionError(f"the Agent stand-in did not start: {err}")
+        yield sock
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

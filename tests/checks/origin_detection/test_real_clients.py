@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from selfcheck.checks.origin_detection import INODE_CLIENTS
-from tests.checks.test_origin_detection import ONLY
+from selfcheck.checks.origin_detection.texts import INODE_CLIENTS
+from tests.checks.origin_detection.test_check import ONLY
 from tests.support.daemons import DockerDaemon, short_dir
 from tests.support.run import REPO, base_env, in_shell, python_command
 
@@ -78,7 +78,7 @@ RUN python3 -m venv /opt/dd && /opt/dd/bin/pip install --no-cache-dir \\
 
 
 def _build(docker: DockerDaemon) -> None:
-    """Build on the cached Debian base; pip trusts the machine's CA there (RECIPES.md)."""
+    """Build on the cached Debian base; pip trusts the machine's CA there (.ci/base-image.sh)."""
     if shutil.which("debootstrap") is None:
         pytest.skip("debootstrap is not installed (Debian package debootstrap)")
     env = {**os.environ, "DOCKER_HOST": docker.host, "DOCKER_CONFIG": str(docker.directory)}

@@ -10,7 +10,6 @@ provoked on a healthy machine (PID 0 from our own child, a cgroup v2 host).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -26,27 +25,16 @@ from typing import Any
 import pytest
 
 from selfcheck.checks import origin_detection
-from selfcheck.checks.origin_detection import (
-    INODE_CLIENTS,
-    SAMPLE_THRESHOLD,
-    ClientSample,
-    Evidence,
-    Receipt,
-    Sample,
-    judge,
-)
-from selfcheck.config import load
+from selfcheck.checks.origin_detection.judges import SAMPLE_THRESHOLD
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import detect_layout
-from selfcheck.host.expvar import UdsVars
-from selfcheck.host.inodes import InodeMap
-from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, INITIAL_PID_NS_INODE, PidView
-from selfcheck.host.passcred import Credentials, RoundTrip
+from selfcheck.host.namespaces import INITIAL_PID_NS_INODE
 from selfcheck.host.procfs import read_mountinfo
-from selfcheck.model import Outcome, Reason, Status
-from selfcheck.registry import known_ids
+from selfcheck.model import Reason, Status
+from tests.support.configs import make_config
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AS_AGENT_USER, REPO, Run, in_shell, selfcheck
+from tests.support.standins import agent_standin
 
 CID = "4f1c2b9d8e7a6f5c4b3a29180f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6"
 ONLY = ["check", "--only", "origin_detection", "--json"]
@@ -217,7 +205,8 @@ def test_not_host_pid_when_host_proc_belongs_to_a_namespace_below(tmp_path: Path
 
 @pytest.mark.root
 def test_private_cgroup_namespace_is_ok_with_a_note() -> None:
-    """Issue 14: the cgroups check finds its own cgroup by inode there; this check agrees."""
+    """A private cgroup namespace: the cgroups check finds its own cgroup by inode there;
+    this check agrees."""
     run = in_shell(
         f"exec unshare --cgroup $SELFCHECK {' '.join(ONLY)}", {"HOST_PROC": "/proc", **REQUIRED}
     )
@@ -343,166 +332,11 @@ def test_container_processes_that_do_not_resolve_degrade_the_check(pod_cgroup: C
     assert run.code == 1
 
 
-# --- the judge, for kernel answers a healthy machine never gives -----------------------------
-
-
-def _evidence(**changes: object) -> Evidence:
-    ev = Evidence(Path("/host/proc"), Path("/host/sys/fs/cgroup"), 4242)
-    ev.pid_view = PidView(4242, (4242,))
-    ev.pid_ns_inode = INITIAL_PID_NS_INODE
-    ev.cgroup_ns_inode = INITIAL_CGROUP_NS_INODE
-    ev.passcred = RoundTrip(4243, Credentials(4243, 0, 0), "@00001")
-    ev.cgroup_layout, ev.cgroup_version = "v2", 2
-    ev.own_cgroup, ev.own_in_runtime = f"/system.slice/docker-{CID}.scope", True
-    ev.sample = Sample(sampled=50, in_containers=10, resolved=10)
-    ev.hierarchy = "/host/sys/fs/cgroup"
-    ev.inode_map = InodeMap(ev.hierarchy, {7001: CID}, {CID: 7001}, 40)
-    ev.clients = ClientSample(judged=10, inode_resolved=10, id_found=10, id_recognised=10)
-    ev.uds_enabled = True
-    for key, value in changes.items():
-        setattr(ev, key, value)
-    return ev
-
-
-def _receipt(packets: int, errors: int, quiet_errors: int | None = None) -> Receipt:
-    def at(p: int, e: int) -> UdsVars:
-        return UdsVars(5000, 200, {"Packets": p, "OriginDetectionErrors": e}, 300, False)
-
-    quiet = None if quiet_errors is None else at(100 + packets, 5 + errors + quiet_errors)
-    return Receipt(5000, at(100, 5), at(100 + packets, 5 + errors), quiet)
-
-
-def _mechanisms(outcome: Outcome) -> dict[str, dict[str, object]]:
-    found = outcome.details["mechanisms"]
-    assert isinstance(found, dict)
-    return found
-
-
-NO_HOST_PID = {"pid_view": PidView(None, (4242, 7)), "client_enabled": True}
-
-
-def test_judge_without_host_pid_the_inode_path_still_tags() -> None:
-    """The issue's own words: uds off, inode clients still tagged, per mechanism."""
-    outcome = judge(_evidence(**NO_HOST_PID))
-    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.NOT_HOST_PID)
-    assert outcome.message.startswith("UDS origin detection is off (no hostPID)")
-    assert f"{INODE_CLIENTS} are still tagged" in outcome.message
-    found = _mechanisms(outcome)
-    assert found["uds"]["status"] == "failed" and found["client_inode"]["status"] == "ok"
-    assert outcome.figures["mechanism_uds_ok"] == 0.0
-    assert outcome.figures["mechanism_client_inode_ok"] == 1.0
-    assert outcome.figures["inode_resolution_ratio"] == 1.0
-
-
-def test_judge_client_only_configuration_is_not_failed_by_uds() -> None:
-    """DD_DOGSTATSD_ORIGIN_DETECTION false, _CLIENT true (no hostPID, e.g. GKE Autopilot)."""
-    outcome = judge(_evidence(**NO_HOST_PID, uds_enabled=False))
-    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
-    assert "UDS origin detection is disabled" in outcome.message
-    assert _mechanisms(outcome)["uds"]["enabled"] is False
-
-
-def test_judge_unresolved_inodes() -> None:
-    few = ClientSample(judged=10, inode_resolved=3, id_found=10, id_recognised=10,
-                       inode_examples=("/kubepods/pod1/sub (inode 9)",))  # fmt: skip
-    outcome = judge(_evidence(clients=few, client_enabled=True))
-    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.INODE_UNRESOLVED)
-    assert "only 3/10" in outcome.message
-    assert "cgroups volume" in outcome.remediation
-    none = ClientSample(judged=10, inode_resolved=0, id_found=10, id_recognised=10)
-    assert judge(_evidence(clients=none, client_enabled=True)).status == Status.FAILED
-    # the Agent ignores client fields without DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT
-    assert judge(_evidence(clients=none)).status == Status.OK
-
-
-def test_judge_cgroups_mount_missing_names_it() -> None:
-    outcome = judge(_evidence(cgroup_mount_missing=True, inode_map=None, client_enabled=True))
-    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.INODE_UNRESOLVED)
-    assert "/host/sys/fs/cgroup is not mounted" in outcome.message
-    assert "cgroups volume" in outcome.message
-
-
-def test_judge_unrecognised_client_ids() -> None:
-    pods = ClientSample(judged=4, inode_resolved=4, id_found=4, id_recognised=1)
-    outcome = judge(_evidence(clients=pods, client_enabled=True))
-    assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.NO_CONTAINER_ID)
-    assert outcome.figures["client_id_recognised_ratio"] == 0.25
-
-
-@pytest.mark.parametrize(
-    ("receipt", "status", "reason", "conclusive"),
-    [
-        (_receipt(1, 0), Status.OK, Reason.OK, True),
-        (_receipt(9, 0), Status.OK, Reason.OK, False),
-        (_receipt(0, 0), Status.FAILED, Reason.NOT_RECEIVED, None),
-        (_receipt(1, 1, quiet_errors=0), Status.FAILED, Reason.PID_ZERO, None),
-        (_receipt(3, 2, quiet_errors=4), Status.FAILED, Reason.PID_ZERO, None),
-    ],
-)
-def test_judge_receipt(
-    receipt: Receipt, status: Status, reason: Reason, conclusive: bool | None
-) -> None:
-    outcome = judge(_evidence(receipt=receipt))
-    assert (outcome.status, outcome.reason) == (status, reason)
-    found = _mechanisms(outcome)["receipt"]
-    assert found.get("conclusive") == conclusive
-    if reason == Reason.PID_ZERO:
-        assert ("other senders" in outcome.message) is bool(found["quiet_window_errors"])
-
-
-def test_judge_healthy_evidence_is_ok() -> None:
-    outcome = judge(_evidence())
-    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
-    assert outcome.details["container_id"] == CID
-    assert outcome.figures["resolution_ratio"] == 1.0
-    assert outcome.remediation == ""
-
-
-@pytest.mark.parametrize(
-    ("credentials", "shown"),
-    [
-        (Credentials(0, 0, 0), "PID 0"),
-        (None, "no SCM_CREDENTIALS"),
-        (Credentials(7, 0, 0), "PID 7"),
-    ],
-)
-def test_judge_pid_zero(credentials: Credentials | None, shown: str) -> None:
-    outcome = judge(_evidence(passcred=RoundTrip(4243, credentials, "@00001")))
-    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.PID_ZERO)
-    assert shown in outcome.message
-    assert "runtimeClassName" in outcome.remediation
-
-
-def test_judge_cgroup_v2_private_namespace_finds_itself_by_inode() -> None:
-    outcome = judge(
-        _evidence(own_cgroup="/", own_in_runtime=False, cgroup_ns_inode=4026532999, own_inode=7001)
-    )
-    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
-    assert f"found by inode ({CID[:12]})" in outcome.message
-
-
-def test_judge_not_in_a_container_is_ok_with_a_note() -> None:
-    outcome = judge(_evidence(own_cgroup="/user.slice/session-1.scope", own_in_runtime=False))
-    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
-    assert "no container ID applies" in outcome.message
-
-
-def test_judge_no_container_processes_sampled_publishes_no_ratio() -> None:
-    outcome = judge(_evidence(sample=Sample(sampled=40)))
-    assert outcome.status == Status.OK
-    assert "resolution_ratio" not in outcome.figures
-    assert outcome.figures["container_processes"] == 0
-
-
-def test_judge_no_cgroup_hierarchy() -> None:
-    outcome = judge(_evidence(cgroup_layout="none", cgroup_version=None, own_cgroup=None))
-    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.NO_CONTAINER_ID)
-    assert "no cgroup hierarchy" in outcome.message
-
-
 def test_run_uses_the_configuration() -> None:
-    env = {"HOST_PROC": "/proc", "SELFCHECK_SAMPLE": "3", "DD_DOGSTATSD_ORIGIN_DETECTION": "true"}
-    outcome = origin_detection.run(CheckContext.of(load(known_ids(), env)))
+    config = make_config(
+        HOST_PROC="/proc", SELFCHECK_SAMPLE=3, DD_DOGSTATSD_ORIGIN_DETECTION="true"
+    )
+    outcome = origin_detection.run(CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert outcome.figures["sampled_processes"] == 3
 
@@ -513,7 +347,7 @@ def test_origin_detection_on_is_judged_as_today(client: str) -> None:
     env = {"HOST_PROC": "/proc", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT": client}
     if client == "false":
         env["DD_DOGSTATSD_ORIGIN_DETECTION"] = "true"
-    outcome = origin_detection.run(CheckContext.of(load(known_ids(), env)))
+    outcome = origin_detection.run(CheckContext.of(make_config(env)))
     assert outcome.status == Status.OK and outcome.reason == Reason.OK
 
 
@@ -525,7 +359,7 @@ def test_origin_detection_off_is_skipped_with_the_would_be_verdict() -> None:
         "DD_DOGSTATSD_ORIGIN_DETECTION": "false",
         "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT": "false",
     }
-    outcome = origin_detection.run(CheckContext.of(load(known_ids(), env)))
+    outcome = origin_detection.run(CheckContext.of(make_config(env)))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
     assert outcome.message.startswith("origin detection is not enabled in the Agent")
     assert "if it were, the verdict would be ok: " in outcome.message
@@ -535,7 +369,7 @@ def test_origin_detection_off_is_skipped_with_the_would_be_verdict() -> None:
 def test_origin_detection_off_without_host_proc_is_still_skipped(tmp_path: Path) -> None:
     """A missing /host/proc would fail it (procfs_missing): off, that is the would-be verdict."""
     env = {"HOST_PROC": str(tmp_path / "missing"), "SELFCHECK_CONTAINERIZED": "false"}
-    outcome = origin_detection.run(CheckContext.of(load(known_ids(), env)))
+    outcome = origin_detection.run(CheckContext.of(make_config(env)))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
     assert "the verdict would be failed (procfs_missing)" in outcome.message
 
@@ -546,7 +380,9 @@ RECEIVER = """
 import json, sys
 from pathlib import Path
 from typing import Any
-from selfcheck.host.cgroup import container_id_from_proc_cgroup, detect_layout, read_proc_cgroup
+from selfcheck.host.cgroup import (
+    agent_cgroup_path, container_id_from_path, detect_layout, parse_proc_cgroup, read_proc_cgroup,
+)
 from selfcheck.host.passcred import open_receiver, receive
 from selfcheck.host.procfs import read_mountinfo
 with open_receiver(b"\\0" + sys.argv[1].encode()) as sock:
@@ -555,8 +391,9 @@ with open_receiver(b"\\0" + sys.argv[1].encode()) as sock:
 layout = detect_layout(read_mountinfo(), "/host/sys/fs/cgroup")
 cid = None
 if creds is not None and creds.pid:
-    cid = container_id_from_proc_cgroup(read_proc_cgroup(Path("/host/proc"), creds.pid),
-                                        layout.agent_version)
+    lines = parse_proc_cgroup(read_proc_cgroup(Path("/host/proc"), creds.pid))
+    path = agent_cgroup_path(lines, layout.agent_version)
+    cid = container_id_from_path(path) if path is not None else None
 print(json.dumps({"pid": None if creds is None else creds.pid, "container_id": cid,
                   "layout": layout.version}), flush=True)
 """
@@ -684,41 +521,6 @@ def test_selfcheck_in_a_container_without_pid_host_is_not_host_pid(containers: C
 # --- the Agent's receipt, from a stand-in that counts like the Agent ---------------------------
 
 
-@contextlib.contextmanager
-def agent_standin(
-    directory: Path, port: int, *args: str, pid_namespace: bool = False
-) -> Iterator[Path]:
-    """tests/support/agent_standin.py in a process of its own, in a child PID namespace if asked."""
-    sock = directory / "dsd.socket"
-    prefix = ["unshare", "--pid", "--fork", "--kill-child"] if pid_namespace else []
-    proc = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "tests.support.agent_standin", str(sock), str(port), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if line.strip() != "ready":
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            if "Address already in use" in err:
-                pytest.skip(f"127.0.0.1:{port} is taken on this machine")
-            raise AssertionError(f"the Agent stand-in did not start: {err}")
-        yield sock
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -812,22 +614,12 @@ def test_inode_path_fails_without_host_proc_in_a_pod() -> None:
     assert (inode["status"], inode["enabled"]) == ("failed", True)
 
 
-def test_judge_inodes_past_a_capped_walk_are_unknown_not_unresolved() -> None:
-    capped = InodeMap("/host/sys/fs/cgroup", {7001: CID}, {CID: 7001}, 8000, truncated=True)
-    clients = ClientSample(judged=10, inode_resolved=6, id_found=10, id_recognised=10,
-                           not_walked=4)  # fmt: skip
-    outcome = judge(_evidence(inode_map=capped, clients=clients, client_enabled=True))
-    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
-    assert outcome.figures["inode_resolution_ratio"] == 1.0
-    assert "4 more unknown: the walk stopped at its cap" in outcome.message
-
-
 @pytest.mark.docker
 @pytest.mark.root
 def test_selfcheck_in_a_private_cgroup_namespace_finds_itself_by_inode(
     containers: Containers,
 ) -> None:
-    """Issue 14: docker's --cgroupns private, the shape of every cgroup v2 containerd pod.
+    """Docker's --cgroupns private, the shape of every cgroup v2 containerd pod.
 
     Its own cgroup reads '/', which is a note, not a failure: the inode of its own
     /sys/fs/cgroup/memory (what its client would send) resolves to its own ID through the
@@ -852,24 +644,10 @@ def test_selfcheck_in_a_private_cgroup_namespace_finds_itself_by_inode(
     assert f"found by inode ({cid[:12]})" in str(result["message"])
 
 
-def test_judge_reports_the_unified_order_and_external_data_as_not_provable() -> None:
-    unified = judge(_evidence(unified=True, client_enabled=True, external_env=True))
-    assert unified.details["resolution_order"] == [
-        "uds", "client_container_id", "external_data", "entity_id", "external_data_pod",
-    ]  # fmt: skip
-    external = _mechanisms(unified)["external_data"]
-    assert (external["configured"], external["enabled"]) == (True, True)
-    assert "not provable here" in str(external["says"])
-    assert unified.figures["external_data_configured"] == 1.0
-    legacy = judge(_evidence())
-    assert "External Data is not consulted" in str(legacy.details["resolution_order"])
-    assert _mechanisms(legacy)["external_data"]["enabled"] is False
-
-
 @pytest.mark.docker
 @pytest.mark.root
 def test_a_container_without_the_cgroups_mount_names_it(containers: Containers) -> None:
-    """Issue 14: no silent fallback to the container's own /sys/fs/cgroup for the inode map."""
+    """No silent fallback to the container's own /sys/fs/cgroup for the inode map."""
     name = containers.start(
         "--pid", "host", "-v", "/proc:/host/proc:ro",
         "-e", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true", "-e", "DOCKER_DD_AGENT=true",

@@ -1,0 +1,193 @@
+"""An evenly spaced sample of host processes, read with the Agent's rules and the clients'.
+
+For each sampled process: its ``cgroup`` file by the Agent's PID-to-container rule
+(DataDog/datadog-agent pkg/util/cgroups/pid_mapper.go), the cgroup inode its DogStatsD client
+would send resolved through the Agent's inode map, and the container ID its client would find
+(DataDog/datadog-go statsd/container_linux.go). The tallies are facts for the judges of
+``selfcheck.checks.origin_detection``; nothing here decides a status.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from selfcheck.host.cgroup import (
+    agent_cgroup_path,
+    container_id_from_name,
+    container_id_from_path,
+    in_runtime_cgroup,
+    last_element,
+    parse_proc_cgroup,
+    read_proc_cgroup,
+)
+from selfcheck.host.client_origin import (
+    agent_recognises,
+    client_id_from_cgroup,
+    client_id_from_mountinfo,
+)
+from selfcheck.host.files import read_text
+from selfcheck.host.inodes import InodeMap
+from selfcheck.host.procfs import evenly_spaced, list_pids
+
+MAX_EXAMPLES = 3
+MOUNTINFO_CAP = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Host processes read for the uds step 4; only those under a runtime path are judged."""
+
+    sampled: int = 0
+    in_containers: int = 0
+    resolved: int = 0
+    unreadable: int = 0
+    unresolved_examples: tuple[str, ...] = ()
+
+    @property
+    def ratio(self) -> float | None:
+        return self.resolved / self.in_containers if self.in_containers else None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSample:
+    """What the clients of the same sampled container processes would send, and its fate."""
+
+    judged: int = 0
+    inode_resolved: int = 0
+    id_found: int = 0
+    id_recognised: int = 0
+    from_mountinfo: int = 0
+    inode_examples: tuple[str, ...] = ()
+    id_examples: tuple[str, ...] = ()
+    not_walked: int = 0
+    """Unresolved inodes of a capped walk: the Agent, walking all, may know them."""
+    inode_total: int | None = None
+    """Processes whose inode was looked up (none without an inode map); ``judged`` if unset."""
+    named_misses: int = 0
+    """Unresolved inodes of container-named directories: a fresh walk may hold them."""
+
+    @property
+    def inode_judged(self) -> int:
+        total = self.judged if self.inode_total is None else self.inode_total
+        return total - self.not_walked
+
+    @property
+    def inode_ratio(self) -> float | None:
+        return self.inode_resolved / self.inode_judged if self.inode_judged else None
+
+    @property
+    def id_ratio(self) -> float | None:
+        return self.id_recognised / self.judged if self.judged else None
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Counters for one pass over the sample, shared by the uds and client mechanisms."""
+
+    in_containers: int = 0
+    resolved: int = 0
+    unreadable: int = 0
+    examples: list[str] = field(default_factory=list)
+    inode_resolved: int = 0
+    id_found: int = 0
+    id_recognised: int = 0
+    from_mountinfo: int = 0
+    not_walked: int = 0
+    named_misses: int = 0
+    inode_examples: list[str] = field(default_factory=list)
+    id_examples: list[str] = field(default_factory=list)
+
+
+def _client_inode(hierarchy: str, path: str, inode_map: InodeMap) -> int | None:
+    """The inode of the directory ``path`` names in the host tree.
+
+    A path read from a private cgroup namespace is relative to it (``/../<id>``); the
+    directory's name alone then places it: only container-named directories are in the
+    Agent's map, and the map knows each by its ID.
+    """
+    if "/.." in path or path.startswith(".."):
+        cid = container_id_from_name(last_element(path))
+        return inode_map.by_id.get(cid) if cid else None
+    try:
+        return os.stat(hierarchy + path).st_ino  # noqa: PTH116 - per sampled process
+    except OSError:
+        return None
+
+
+def _judge_client_inode(tally: _Tally, path: str | None, inode_map: InodeMap) -> None:
+    inode = _client_inode(inode_map.hierarchy, path, inode_map) if path is not None else None
+    if inode is not None and inode in inode_map.by_inode:
+        tally.inode_resolved += 1
+    elif inode_map.truncated:
+        tally.not_walked += 1  # maybe past the walk's cap: neither proof nor failure
+    else:
+        if path is not None and container_id_from_path(path):
+            tally.named_misses += 1  # a container's directory a newer walk would hold
+        if len(tally.inode_examples) < MAX_EXAMPLES:
+            tally.inode_examples.append(f"{path} (inode {inode})")
+
+
+def _judge_client_id(tally: _Tally, proc_root: Path, pid: int, text: str, path: str | None) -> None:
+    client_id = client_id_from_cgroup(text)
+    if client_id is None:
+        try:
+            mountinfo = read_text(f"{proc_root}/{pid}/mountinfo", MOUNTINFO_CAP)
+        except OSError:
+            mountinfo = ""
+        client_id = client_id_from_mountinfo(mountinfo)
+        tally.from_mountinfo += client_id is not None
+    tally.id_found += client_id is not None
+    if client_id is not None and agent_recognises(client_id):
+        tally.id_recognised += 1
+    elif len(tally.id_examples) < MAX_EXAMPLES:
+        tally.id_examples.append(f"{path}: sends {client_id or 'no ID'}")
+
+
+def sample_all(
+    proc_root: Path,
+    cgroup_version: int,
+    size: int,
+    inode_map: InodeMap | None = None,
+    host_pids: list[int] | None = None,
+) -> tuple[Sample, ClientSample]:
+    """One pass over an evenly spaced sample: the Agent's PID rule and the clients' rules."""
+    pids = evenly_spaced(list_pids(proc_root) if host_pids is None else host_pids, size)
+    tally = _Tally()
+    for pid in pids:
+        try:
+            text = read_proc_cgroup(proc_root, pid)
+        except OSError:
+            tally.unreadable += 1
+            continue
+        lines = parse_proc_cgroup(text)
+        if not in_runtime_cgroup(lines):
+            continue
+        tally.in_containers += 1
+        path = agent_cgroup_path(lines, cgroup_version)
+        if path is not None and container_id_from_path(path):
+            tally.resolved += 1
+        elif len(tally.examples) < MAX_EXAMPLES:
+            tally.examples.append(
+                path if path is not None else "(no line for the Agent's controller)"
+            )
+        if inode_map is not None:
+            _judge_client_inode(tally, path, inode_map)
+        _judge_client_id(tally, proc_root, pid, text, path)
+    sample = Sample(
+        len(pids), tally.in_containers, tally.resolved, tally.unreadable, tuple(tally.examples)
+    )
+    clients = ClientSample(
+        tally.in_containers,
+        tally.inode_resolved,
+        tally.id_found,
+        tally.id_recognised,
+        tally.from_mountinfo,
+        tuple(tally.inode_examples),
+        tuple(tally.id_examples),
+        tally.not_walked,
+        tally.in_containers if inode_map is not None else 0,
+        tally.named_misses,
+    )
+    return sample, clients
