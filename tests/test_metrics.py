@@ -66,7 +66,6 @@ def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
     """Run the real checks here, parse every label of the exposition, and lint it with promtool."""
     from prometheus_client.parser import text_string_to_metric_families
 
-
     checks = all_checks()
     assert list(checks) == [
         "procfs",
