@@ -33,6 +33,7 @@ from selfcheck.host.files import describe
 from selfcheck.host.sockets import Deadline, classify
 from selfcheck.logs import event, get_logger
 from selfcheck.model import Finding, Severity, Snapshot
+from selfcheck.registry import ORDER
 from selfcheck.servicechecks import datagrams
 
 RECEIPT_BUDGET = 1.0
@@ -376,6 +377,16 @@ def _receipt_figures(receipt: Receipt, sent: int) -> dict[str, float]:
         "service_check_receipt_ok": 1.0 if good else 0.0,
         "service_check_parse_errors": float(receipt.parse_errors),
     }
+
+
+FINDINGS = frozenset(
+    {
+        "service_check_parse_errors",
+        "service_checks_not_received",
+        *(f"service_check_rejected_{cid}" for cid in ORDER),
+    }
+)
+"""The finding ids the receipt reports, which ``dogstatsd_socket`` declares as its own."""
 
 
 def _findings(receipt: Receipt, sent: int, prefix: str) -> tuple[Finding, ...]:

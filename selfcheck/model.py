@@ -111,7 +111,8 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One least-privilege finding; ``id`` is a label value, so it comes from a closed set."""
+    """One finding of a check; ``id`` is a label value, so it comes from the check's closed set
+    (``CheckSpec.findings``)."""
 
     id: str
     severity: Severity
@@ -133,7 +134,7 @@ class Outcome:
 
     ``figures`` become gauges named ``selfcheck_<check>_<figure>``; ``node_info`` feeds
     ``selfcheck_node_info`` (keys from ``NODE_INFO_KEYS``); ``findings`` feed
-    ``selfcheck_security_finding``.
+    ``selfcheck_finding{check,finding,severity}``, their ids from the check's declared set.
     """
 
     status: Status

@@ -227,5 +227,6 @@ SPEC = register(
             "uds_packet_reading_errors": "Errors the Agent hit reading its unix socket (expvar).",
             **delivery.FIGURES,
         },
+        findings=delivery.FINDINGS,
     )
 )
