@@ -93,8 +93,12 @@ def faulty_server(tmp: Path) -> Iterator[int]:
             "SELFCHECK_LISTEN": f"127.0.0.1:{port}",
             "SELFCHECK_INTERVAL": "1",
             "DD_DOGSTATSD_SOCKET": str(tmp / "absent" / "dsd.socket"),
-            # audited as the container it stands for: the security check's findings are sent
+            # audited as the container it stands for (the security check's findings are sent),
+            # the machine's own mounts standing for the host's
             "SELFCHECK_CONTAINERIZED": "true",
+            "HOST_PROC": "/proc",
+            "DD_CONTAINER_CGROUP_ROOT": "/sys/fs/cgroup",
+            "HOST_ETC": "/etc",
         }
     )
     log = tmp / "serve.log"
