@@ -7,6 +7,7 @@ readiness probe) tells the user from inside that container.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import uuid
@@ -136,6 +137,9 @@ def test_host_pid_without_the_procdir_mount(docker: Docker) -> None:
         "-v",
         "/sys/fs/cgroup:/host/sys/fs/cgroup:ro",
         *POD_ENV,
+        # enabled (so judged, not skipped) but not required: the inode path needs /host/proc
+        "-e",
+        "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true",
         command=selfcheck_argv("check", "--only", "procfs,origin_detection,os_release", "--json"),
     )
     checks = _checks(out)
@@ -213,6 +217,7 @@ def _ctr_run(
         "--mount", f"type=bind,src={socket_dir},dst=/host/var/run/containerd,options=rbind:ro",
         "--env", f"DD_CRI_SOCKET_PATH=/host/var/run/containerd/{containerd.socket.name}",
         "--env", "KUBERNETES_SERVICE_HOST=10.96.0.1",
+        "--env", "DD_DOGSTATSD_ORIGIN_DETECTION=true",  # used, so judged (off: skipped)
         *ctr_python_args(),
     ]  # fmt: skip
     if detach:
@@ -261,7 +266,9 @@ def test_a_default_install_on_a_healthy_node_exits_0(
     """The chart's agent container as docker can make it: root, the runtime's default
     capabilities, no seccomp profile, privilege escalation allowed, a read-only root, hostPID
     and the chart's mount table; the Agent's sockets are stand-ins (no Agent binary can be
-    had here). Nothing is lost, so nothing may be worse than ok: exit 0."""
+    had here). Nothing is lost, so nothing may be worse than ok (exit 0), except on a cgroup v1
+    node, where the read-only cgroups mount leaves every controller writable: security is
+    degraded naming them and recursiveReadOnly (exit 1)."""
     dsd = short_dir("dsd")
     with DogStatsDReceiver(dsd / "dsd.socket"), AgentHTTPStandIn() as agent:
         _, code, out, err = docker.run(
@@ -285,7 +292,12 @@ def test_a_default_install_on_a_healthy_node_exits_0(
         for c, r in checks.items()
         if r["status"] not in ("ok", "skipped")
     }
-    assert worse == {}, (worse, err[-2000:])
-    notes = {f["id"] for f in checks["security"].get("findings", [])}
-    assert "no_seccomp" in notes and "privilege_escalation_allowed" in notes
-    assert code == 0
+    v1 = any(p.is_dir() and os.path.ismount(p) for p in Path("/sys/fs/cgroup").iterdir())
+    assert worse == ({"security": ("degraded", "findings")} if v1 else {}), (worse, err[-2000:])
+    findings = {f["id"]: f for f in checks["security"].get("findings", [])}
+    assert "no_seccomp" in findings and "privilege_escalation_allowed" in findings
+    if v1:
+        writable = findings["cgroups_submounts_writable"]
+        assert writable["severity"] == "warning" and "/host/sys/fs/cgroup/" in writable["message"]
+        assert "recursiveReadOnly: IfPossible" in writable["remediation"]
+    assert code == (1 if v1 else 0)

@@ -73,10 +73,12 @@ def node() -> Iterator[Node]:
 
 
 def agent_volumes(node: Node) -> list[Volume]:
-    """The chart's table (procdir, cgroups, os-release, dsdsocket, passwd, runtimesocketdir)."""
+    """The chart's table (procdir, cgroups, os-release, dsdsocket, passwd, runtimesocketdir),
+    cgroups recursively read-only as k8s/ mounts it (on this cgroup v1 machine the chart's
+    plain readOnly leaves the controllers writable: a warning of its own)."""
     return [
         Volume("procdir", None, "/host/proc"),
-        Volume("cgroups", "/sys/fs/cgroup", "/host/sys/fs/cgroup"),
+        Volume("cgroups", "/sys/fs/cgroup", "/host/sys/fs/cgroup", recursive_read_only=True),
         Volume("os-release-file", "/etc/os-release", "/host/etc/os-release"),
         Volume("dsdsocket", str(node.dsd_dir), "/var/run/datadog", read_only=False),
         Volume("passwd", "/etc/passwd", "/etc/passwd"),

@@ -174,7 +174,7 @@ def test_env_drift_names_the_settings_never_their_values() -> None:
     mine = {**DSD, "DD_LOGS_ENABLED": "false", "DD_NOT_ALLOWED": "x"}
     (finding,) = env_drift(theirs, mine)
     assert finding.message == (
-        "1 DD_* settings differ between the Agent container and the sidecar: DD_LOGS_ENABLED;"
+        "1 DD_* setting differs between the Agent container and the sidecar: DD_LOGS_ENABLED;"
         " the Agent's values are the real configuration."
     )
     assert "true" not in finding.message + finding.remediation

@@ -78,6 +78,9 @@ class Volume:
     source: str | None
     target: str
     read_only: bool = True
+    recursive_read_only: bool = False
+    """``recursiveReadOnly: IfPossible`` where the kernel honours it: every submount read-only
+    too (cgroup v1 controllers), as the manifests in k8s/ mount the cgroups volume."""
 
 
 def chart_volumes(dsd_dir: Path) -> list[Volume]:
@@ -149,6 +152,12 @@ def _mount_script(
         lines += [make, f"mount --rbind {source} {target}"]  # a hostPath is a recursive bind
         if volume.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
+        if volume.recursive_read_only:
+            below = shlex.quote(f"{root}{volume.target}/")
+            lines.append(
+                f"for m in $(awk -v p={below} 'index($5, p) == 1 {{print $5}}' "
+                "/proc/self/mountinfo); do mount -o remount,bind,ro $m; done"
+            )
     if read_only_root:  # the chart's readOnlyRootFilesystem: true
         lines.append(f"mount -o remount,ro {r}")
     return "\n".join(lines)
