@@ -253,11 +253,18 @@ def the_nodes(work: Path, containerd: Path, dogstatsd: Path) -> list[Node]:
             dict(common),
             prefix=("unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"),
         ),
-        # audited as the container it stands for (outside one, security is skipped)
+        # audited as the container it stands for (outside one, security is skipped), the
+        # machine's /etc as the host's; origin detection, which in a container wants /host/proc
+        # itself, is left to the other nodes
         Node(
             "node-e",
             "gpu",
-            {**common, "SELFCHECK_SKIP": ",".join(NO_AGENT), "SELFCHECK_CONTAINERIZED": "true"},
+            {
+                **common,
+                "SELFCHECK_SKIP": ",".join(NO_AGENT | {"origin_detection"}),
+                "SELFCHECK_CONTAINERIZED": "true",
+                "HOST_ETC": "/etc",
+            },
         ),
         Node("node-f", "gpu", listening=False),
     ]
