@@ -282,3 +282,26 @@ def _await_targets(port: int, proc: subprocess.Popen[bytes], log: Path) -> dict[
             return found
         assert time.monotonic() < deadline, (found, log.read_text()[-3000:])
         time.sleep(0.5)
+
+
+def test_min_version_and_allowed_sans_are_applied(authority: Authority, tmp_path: Path) -> None:
+    """TLS13 as the minimum refuses a TLS 1.2 client; client_allowed_sans closes the connection
+    of a verified client whose certificate names none of them."""
+    web = web_config(
+        tmp_path,
+        authority.issue("strict"),
+        min_version="TLS13",
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=str(authority.cert),
+        client_allowed_sans=["prometheus"],
+    )
+    allowed = authority.issue("allowed", san="DNS:prometheus", client=True)
+    other = authority.issue("other", san="DNS:grafana", client=True)
+    with serving(web, tmp_path / "serve.log", allowed) as port:
+        old = client_context(authority.cert, allowed)
+        old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            get(port, "/livez", old)
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            get(port, "/livez", client_context(authority.cert, other))
+        assert get(port, "/livez", client_context(authority.cert, allowed))[0] == 200
