@@ -191,3 +191,16 @@ def test_basic_auth_compares_with_bcrypt_and_caches_the_verdict() -> None:
     assert (auth.compute(good), auth.compute(bad), auth.compute(nobody)) == (True, False, False)
     assert (auth.verdict(good), auth.verdict(bad), auth.verdict(nobody)) == (True, False, False)
     assert auth.verdict("Bearer x") is False and credentials("Basic !!!") is None
+
+
+def test_cipher_suites_are_gos_names_applied_to_tls_1_2(tmp_path: Path, server: Pair) -> None:
+    text = (
+        f"tls_server_config:\n  cert_file: {server.cert}\n  key_file: {server.key}\n"
+        "  max_version: TLS12\n"
+        "  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256]\n"
+    )
+    _, context = load(write(tmp_path, text))
+    assert context is not None
+    tls12 = {c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert tls12 == {"ECDHE-ECDSA-AES128-GCM-SHA256"}
+    assert context.maximum_version.name == "TLSv1_2"
