@@ -70,7 +70,7 @@ def test_summary_is_the_last_line_and_rows_align() -> None:
 
 
 def test_findings_collapse_to_one_line_each_unless_verbose() -> None:
-    env = {"HOST_PROC": "/proc"}
+    env = {"HOST_PROC": "/proc", "SELFCHECK_CONTAINERIZED": "true"}  # audited as a container
     findings = selfcheck(["check", "--json", "--only", "security"], env).check("security")
     count = len(findings.get("findings", []))
     if count == 0:
