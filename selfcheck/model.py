@@ -191,6 +191,22 @@ def skipped(reason: Reason, message: str, **extra: Any) -> Outcome:
     return Outcome(Status.SKIPPED, reason, message, **extra)
 
 
+def not_enabled(unused: str, verdict: Outcome) -> Outcome:
+    """A capability the Agent's configuration does not use: ``skipped``/``not_enabled``, never
+    ``ok`` (a fleet view would count it working where it would not) nor ``failed`` (nothing is
+    lost), with the verdict it would get if it were used leading the message."""
+    shown = str(verdict.status)
+    if verdict.reason != Reason.OK:
+        shown += f" ({verdict.reason})"
+    return Outcome(
+        Status.SKIPPED,
+        Reason.NOT_ENABLED,
+        f"{unused}; if it were, the verdict would be {shown}: {verdict.message}",
+        details={**verdict.details, "would_be": [str(verdict.status), str(verdict.reason)]},
+        figures=verdict.figures,
+    )
+
+
 def verdict_json(check: str, outcome: Outcome, required: bool) -> dict[str, JSONValue]:
     """The fields every verdict shows, a run's (``/status``) or a prediction's (``lint``)."""
     body: dict[str, JSONValue] = {

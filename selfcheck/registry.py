@@ -12,16 +12,20 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from selfcheck.config import OWN_SETTINGS, Config
 from selfcheck.context import CheckContext
-from selfcheck.model import Outcome, Reason, Status
+from selfcheck.model import Outcome, Reason, Severity, Status, not_enabled
 
 _BUG = "This is a bug in selfcheck, not in the pod: report it with this message."
 
 CheckFn = Callable[[CheckContext], Outcome]
 RequiredFn = Callable[[Config], bool]
+
+
+def _used(config: Config) -> str:
+    return ""
 
 
 def _never(config: Config) -> bool:
@@ -71,6 +75,10 @@ class CheckSpec:
     holds the Agent's credentials (``selfcheck.asagent``), where "own" would be the Agent."""
     findings: frozenset[str] = frozenset()
     states: Mapping[str, StateGauge] = field(default_factory=dict)
+    unused: Callable[[Config], str] = _used
+    """Why the Agent's configuration does not use the capability ("" when it does): then,
+    unless required, the verdict is ``skipped``/``not_enabled`` with the would-be one in the
+    message (``settle``)."""
 
     def remediation(self, reason: Reason) -> str:
         return self.remediations.get(reason, "")
@@ -108,6 +116,29 @@ ORDER = (
 )
 """Every check id, in the order the report reads best: also the closed set of the checks'
 names wherever another check reports about them (the service checks' receipt findings)."""
+
+
+def settle(spec: CheckSpec, outcome: Outcome, required: bool, config: Config) -> Outcome:
+    """What required-ness does to a check's own verdict, decided here once for every check.
+
+    - A capability the Agent's configuration does not use, in a check nobody requires, is
+      ``skipped``/``not_enabled``: nothing is lost, and a fleet view must not count it as
+      working where it would not; its would-be verdict leads the message.
+    - A required check's critical finding fails it (``SELFCHECK_REQUIRE=security``).
+    - A required check that found nothing to judge (``not_found``) is ``degraded``, with its
+      fix: the user asked for it.
+    """
+    if not required:
+        why = spec.unused(config)
+        skipped_already = outcome.status is Status.SKIPPED
+        return not_enabled(why, outcome) if why and not skipped_already else outcome
+    critical = any(f.severity is Severity.CRITICAL for f in outcome.findings)
+    if outcome.status is Status.DEGRADED and critical:
+        return replace(outcome, status=Status.FAILED)
+    if outcome.status is Status.SKIPPED and outcome.reason is Reason.NOT_FOUND:
+        fix = outcome.remediation or spec.remediation(Reason.NOT_FOUND)
+        return replace(outcome, status=Status.DEGRADED, remediation=fix)
+    return outcome
 
 
 def register(spec: CheckSpec) -> CheckSpec:

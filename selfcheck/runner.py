@@ -34,7 +34,7 @@ from selfcheck.model import (
     Status,
     skipped,
 )
-from selfcheck.registry import CheckSpec, required_ids
+from selfcheck.registry import CheckSpec, required_ids, settle
 
 Clock = Callable[[], float]
 STAGGER = 0.05
@@ -48,13 +48,15 @@ class _Attempt:
     context: CheckContext
     started_at: float
     started_mono: float
+    required: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
     finished_mono: float | None = None
 
     def __call__(self) -> None:
         try:
-            self.outcome = self.spec.vet(self.spec.run(self.context))
+            outcome = self.spec.vet(self.spec.run(self.context))
+            self.outcome = settle(self.spec, outcome, self.required, self.context.config)
         except Exception as exc:
             get_logger().exception("check raised", extra={"fields": {"check": self.spec.id}})
             self.outcome = Outcome(
@@ -229,7 +231,7 @@ class Runner:
         self._stuck.pop(cid, None)
         began = time.monotonic()
         context = CheckContext(config, host, began + config.check_timeout)
-        attempt = _Attempt(self.checks[cid], context, self.clock(), began)
+        attempt = _Attempt(self.checks[cid], context, self.clock(), began, cid in self.required)
         threading.Thread(target=attempt, name=f"check-{cid}", daemon=True).start()
         return attempt
 

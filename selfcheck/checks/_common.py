@@ -112,19 +112,3 @@ def not_replaced(config: Config, failure: Outcome, error: OSError, own: str) -> 
         "in its place"
     )
     return replace(failure, message=message)
-
-
-def not_enabled(unused: str, verdict: Outcome) -> Outcome:
-    """A capability the Agent's configuration does not use: ``skipped``/``not_enabled``, never
-    ``ok`` (a fleet view would count it working where it would not) nor ``failed`` (nothing is
-    lost), with the verdict it would get if it were used leading the message."""
-    shown = str(verdict.status)
-    if verdict.reason != Reason.OK:
-        shown += f" ({verdict.reason})"
-    return Outcome(
-        Status.SKIPPED,
-        Reason.NOT_ENABLED,
-        f"{unused}; if it were, the verdict would be {shown}: {verdict.message}",
-        details={**verdict.details, "would_be": [str(verdict.status), str(verdict.reason)]},
-        figures=verdict.figures,
-    )

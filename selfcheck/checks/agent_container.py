@@ -552,10 +552,8 @@ def judge(
 
 def _absent(config: Config, mode: str, reason: Reason, message: str) -> Outcome:
     """No Agent to judge: a note in a default sidecar install, degraded when asked for."""
-    asked = mode == agentpod.NODE or "agent_container" in config.require
-    status = Status.DEGRADED if asked else Status.SKIPPED
-    fix = REMEDIATIONS[Reason.NOT_FOUND] if asked else ""
-    return Outcome(status, reason, message, fix, details={"mode": mode})
+    status = Status.DEGRADED if mode == agentpod.NODE else Status.SKIPPED
+    return Outcome(status, reason, message, REMEDIATIONS[Reason.NOT_FOUND], details={"mode": mode})
 
 
 def _own_mounts() -> list[Mount] | OSError:

@@ -12,7 +12,6 @@ from typing import Any
 from selfcheck.checks._common import Judge, ownership
 from selfcheck.checks._sockets import BUDGET_CEILING, not_shared
 from selfcheck.context import CheckContext
-from selfcheck.host.files import path_exists
 from selfcheck.host.sockets import (
     HttpReply,
     ProtocolViolationError,
@@ -20,7 +19,7 @@ from selfcheck.host.sockets import (
     mode_octal,
     stat_socket,
 )
-from selfcheck.model import Outcome, Reason, ok, skipped
+from selfcheck.model import Outcome, Reason, ok
 from selfcheck.registry import CheckSpec, register
 
 REMEDIATIONS = {
@@ -84,13 +83,6 @@ INFO_URL = "http://localhost/info"
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     path, opened = config.apm_socket, ctx.host.at(config.apm_socket)
-    wanted = config.apm_socket_configured or "apm_socket" in config.require
-    if not wanted and not path_exists(opened):
-        return skipped(
-            Reason.NOT_ENABLED,
-            f"DD_APM_RECEIVER_SOCKET is not set and {path} does not exist: APM over a unix "
-            "socket is not in use here",
-        )
     details: dict[str, Any] = {"path": str(path)}
     try:
         st = stat_socket(opened)
@@ -145,6 +137,11 @@ SPEC = register(
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: config.apm_socket_configured,
+        unused=lambda config: (
+            ""
+            if config.apm_socket_configured
+            else "DD_APM_RECEIVER_SOCKET is not set: APM over a unix socket is not configured"
+        ),
         required_because="required: DD_APM_RECEIVER_SOCKET is set, so tracers use the socket",
     )
 )

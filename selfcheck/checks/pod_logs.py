@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from selfcheck.checks._common import not_enabled, os_failure
+from selfcheck.checks._common import os_failure
 from selfcheck.context import CheckContext
 from selfcheck.host.files import read_capped
 from selfcheck.model import Outcome, Reason, Status, ok
@@ -77,15 +77,8 @@ def _no_pod_directories(containerized: bool) -> str:
 
 
 def run(ctx: CheckContext) -> Outcome:
-    config = ctx.config
-    verdict = judge(ctx)
-    if not config.logs_enabled and "pod_logs" not in config.require:
-        return not_enabled("log collection is off (DD_LOGS_ENABLED is not true)", verdict)
-    return verdict
-
-
-def judge(ctx: CheckContext) -> Outcome:
-    """What the Agent's log tailer would meet under the pod log directory."""
+    """What the Agent's log tailer would meet under the pod log directory (with logs off, the
+    runner makes it the would-be verdict of a ``not_enabled`` skip)."""
     config = ctx.config
     root, opened = config.pod_logs_dir, ctx.host.at(config.pod_logs_dir)
     try:
@@ -131,6 +124,9 @@ SPEC = register(
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: config.logs_enabled,
+        unused=lambda config: (
+            "" if config.logs_enabled else "log collection is off (DD_LOGS_ENABLED is not true)"
+        ),
         required_because="required when DD_LOGS_ENABLED is true; skipped otherwise",
     )
 )

@@ -536,9 +536,8 @@ def judge(
             findings=findings,
         )
     reason = Reason.CRITICAL_FINDINGS if critical else Reason.FINDINGS
-    status = Status.FAILED if critical and "security" in config.require else Status.DEGRADED
     return Outcome(
-        status,
+        Status.DEGRADED,
         reason,
         f"{_count(len(serious), 'least-privilege finding')} ({len(critical)} critical): "
         f"{', '.join(serious)}; Pod Security level {level[0]}",

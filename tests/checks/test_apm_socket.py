@@ -18,7 +18,7 @@ from selfcheck.checks import apm_socket
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from tests.support.configs import make_config
+from tests.support.configs import make_config, settled
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AGENT_GID, AGENT_UID, AS_AGENT_USER, selfcheck
 from tests.support.standins import (
@@ -50,8 +50,10 @@ def test_required_only_when_the_agent_is_configured_for_it(socket_dir: Path) -> 
 
 def test_not_configured_and_absent_is_skipped(socket_dir: Path) -> None:
     config = make_config().with_overrides(apm_socket=socket_dir / "apm.socket")
-    outcome = apm_socket.run(CheckContext.of(config))
+    outcome = settled(apm_socket.SPEC, CheckContext.of(config))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
+    assert outcome.message.startswith("DD_APM_RECEIVER_SOCKET is not set: ")
+    assert "the verdict would be failed (enoent)" in outcome.message
 
 
 def test_required_by_the_user_and_absent_fails(socket_dir: Path) -> None:

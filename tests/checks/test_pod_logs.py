@@ -9,7 +9,7 @@ import pytest
 from selfcheck.checks import pod_logs
 from selfcheck.context import CheckContext
 from selfcheck.model import Reason, Status
-from tests.support.configs import make_config
+from tests.support.configs import make_config, settled
 from tests.support.hosttree import host_tree
 from tests.support.run import AS_AGENT_USER, selfcheck
 
@@ -23,8 +23,14 @@ def _tree(root: Path) -> Path:
 
 
 def test_skipped_when_logs_are_off(tmp_path: Path) -> None:
-    outcome = pod_logs.run(CheckContext.of(make_config(SELFCHECK_POD_LOGS_DIR=tmp_path)))
+    context = CheckContext.of(make_config(SELFCHECK_POD_LOGS_DIR=tmp_path))
+    outcome = settled(pod_logs.SPEC, context)
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
+    assert outcome.message.startswith("log collection is off (DD_LOGS_ENABLED is not true); ")
+    required = CheckContext.of(
+        make_config(SELFCHECK_POD_LOGS_DIR=tmp_path, SELFCHECK_REQUIRE="pod_logs")
+    )
+    assert settled(pod_logs.SPEC, required).status is not Status.SKIPPED  # asked for: judged
 
 
 def test_opens_a_log_file_as_root(tmp_path: Path) -> None:

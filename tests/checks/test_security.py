@@ -36,7 +36,7 @@ from selfcheck.host.identity import Identity
 from selfcheck.host.procfs import parse_mountinfo
 from selfcheck.host.view import HostView
 from selfcheck.model import Reason, Severity, Status
-from selfcheck.registry import known_ids, required_ids
+from selfcheck.registry import known_ids, required_ids, settle
 from tests.support.configs import make_config
 from tests.support.run import AS_AGENT_USER, Run, base_env, in_shell, python_command
 from tests.support.seccomp import with_seccomp
@@ -671,8 +671,10 @@ def _identity(**overrides: Any) -> Identity:
 
 
 def _judge(identity: Identity, require: str = "", host_pid: bool | None = False) -> Any:
+    """The audit's verdict as the runner publishes it (a required critical finding fails)."""
     config = make_config(IN_CONTAINER, SELFCHECK_REQUIRE=require)
-    return security.judge(identity, parse_mountinfo(ROOT_RO), host_pid, config)
+    outcome = security.judge(identity, parse_mountinfo(ROOT_RO), host_pid, config)
+    return settle(security.SPEC, outcome, bool(require), config)
 
 
 def test_a_restricted_identity_has_no_finding() -> None:

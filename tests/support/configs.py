@@ -12,7 +12,9 @@ from collections.abc import Iterable, Mapping
 from os import PathLike
 
 from selfcheck.config import Config, load
-from selfcheck.registry import known_ids
+from selfcheck.context import CheckContext
+from selfcheck.model import Outcome
+from selfcheck.registry import CheckSpec, known_ids, required_ids, settle
 
 Setting = str | int | float | PathLike[str]
 
@@ -35,3 +37,10 @@ def make_config(
     by default), read as ``load`` reads a pod's environment."""
     known = known_ids() if checks is None else frozenset(checks)
     return load(known, environment(base, **settings))
+
+
+def settled(spec: CheckSpec, ctx: CheckContext) -> Outcome:
+    """A check's verdict as the runner publishes it: ``run``, then what required-ness does to it
+    (``selfcheck.registry.settle``: not_enabled when unused, a required critical finding...)."""
+    required = spec.id in required_ids(ctx.config, {spec.id: spec})
+    return settle(spec, spec.run(ctx), required, ctx.config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfcheck.checks._common import not_enabled, os_failure
+from selfcheck.checks._common import os_failure
 from selfcheck.checks.origin_detection import evidence
 from selfcheck.checks.origin_detection.evidence import (
     EXPVAR_BUDGET,
@@ -59,16 +59,11 @@ def _procfs_missing(config: Config, host: HostView) -> Outcome | None:
     )
 
 
-def enabled(config: Config) -> bool:
-    """Whether the Agent's configuration uses any origin-detection mechanism selfcheck proves."""
-    return config.origin_detection or config.origin_detection_client
-
-
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     missing = _procfs_missing(config, ctx.host)
     if missing is not None:
-        return missing if enabled(config) else not_enabled(NOT_ENABLED_WORDS, missing)
+        return missing
     # The round trip may take half of what the runner's deadline leaves, the receipt a quarter.
     evidence = gather(
         config,
@@ -111,6 +106,9 @@ SPEC = register(
         ),
         remediations=REMEDIATIONS,
         required_by_default=lambda config: config.origin_detection,
+        unused=lambda config: (
+            "" if config.origin_detection or config.origin_detection_client else NOT_ENABLED_WORDS
+        ),
         required_because="required: DD_DOGSTATSD_ORIGIN_DETECTION is true",
         figures=FIGURES,
     )

@@ -9,7 +9,7 @@ import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfcheck.checks._common import not_enabled, os_failure
+from selfcheck.checks._common import os_failure
 from selfcheck.checks.origin_detection.evidence import AGENT_HOST_CGROUP, Evidence
 from selfcheck.checks.origin_detection.texts import (
     ID_CLIENTS,
@@ -456,16 +456,15 @@ def figures_of(ev: Evidence, found: dict[str, Verdict]) -> dict[str, float]:
 def judge(ev: Evidence) -> Outcome:
     """Each mechanism judged on its own; the worst enabled one gives the status and reason.
 
-    With none enabled the Agent tags nothing by origin, so nothing is lost on this node: the
-    check is ``skipped`` (``not_enabled``), so that a fleet view does not count it ok where it
-    would not work, and its message leads with the verdict the node would get if it were.
+    With none enabled the worst of all is the verdict the node would get if they were; the
+    runner makes it a ``skipped``/``not_enabled`` (``CheckSpec.unused``) unless it is required.
     """
     found = verdicts(ev)
     counted = [v for v in found.values() if v.enabled]
     worst = max(counted or found.values(), key=lambda v: _SEVERITY.get(v.status, 2))
     status, reason = worst.status, worst.reason
     remediation = REMEDIATIONS.get(reason, "") if status != Status.OK else ""
-    outcome = Outcome(
+    return Outcome(
         status,
         reason,
         _message(ev, found),
@@ -473,4 +472,3 @@ def judge(ev: Evidence) -> Outcome:
         details=details_of(ev, found),
         figures=figures_of(ev, found),
     )
-    return outcome if counted else not_enabled(NOT_ENABLED_WORDS, outcome)

@@ -31,7 +31,7 @@ from selfcheck.host.cgroup import detect_layout
 from selfcheck.host.namespaces import INITIAL_PID_NS_INODE
 from selfcheck.host.procfs import read_mountinfo
 from selfcheck.model import Reason, Status
-from tests.support.configs import make_config
+from tests.support.configs import make_config, settled
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AS_AGENT_USER, REPO, Run, in_shell, selfcheck
 from tests.support.standins import agent_standin
@@ -359,7 +359,7 @@ def test_origin_detection_off_is_skipped_with_the_would_be_verdict() -> None:
         "DD_DOGSTATSD_ORIGIN_DETECTION": "false",
         "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT": "false",
     }
-    outcome = origin_detection.run(CheckContext.of(make_config(env)))
+    outcome = settled(origin_detection.SPEC, CheckContext.of(make_config(env)))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
     assert outcome.message.startswith("origin detection is not enabled in the Agent")
     assert "if it were, the verdict would be ok: " in outcome.message
@@ -369,7 +369,7 @@ def test_origin_detection_off_is_skipped_with_the_would_be_verdict() -> None:
 def test_origin_detection_off_without_host_proc_is_still_skipped(tmp_path: Path) -> None:
     """A missing /host/proc would fail it (procfs_missing): off, that is the would-be verdict."""
     env = {"HOST_PROC": str(tmp_path / "missing"), "SELFCHECK_CONTAINERIZED": "false"}
-    outcome = origin_detection.run(CheckContext.of(make_config(env)))
+    outcome = settled(origin_detection.SPEC, CheckContext.of(make_config(env)))
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
     assert "the verdict would be failed (procfs_missing)" in outcome.message
 
