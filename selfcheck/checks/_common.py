@@ -58,7 +58,7 @@ class Judge:
         hint = self.hints.get(reason)
         fix = self.fix(reason)
         if reason is Reason.EACCES:
-            hint = f"this process runs as {identity()}"
+            hint = f"tried as {identity()}"
             if st is not None:
                 hint += f", the socket is {ownership(st)}"
                 fix = f"{fix} {group_fix(st)}"
