@@ -122,8 +122,13 @@ class Runner:
 
     def dogstatsd_target(self) -> str:
         """Where this process reaches the DogStatsD socket the last cycle judged: inside the
-        Agent's root in its view (the helper's cycles excepted: its settings stay its own)."""
-        eyes = self._eyes or own_eyes("")
+        Agent's root in its view. When a helper held the Agent's credentials this process
+        cannot follow that root (another uid): then its own mount of the socket directory,
+        the sidecar's mirrored ``dsdsocket`` (node mode has none: the send is dropped and
+        reported by ``dogstatsd_socket``)."""
+        eyes = self._eyes
+        if eyes is None or eyes.helper:
+            return str(self.config.dogstatsd_socket)
         return str(eyes.root.at(self.cycle_config.dogstatsd_socket))
 
     def _look_for_agent(self) -> Eyes:
