@@ -115,7 +115,11 @@ class Runner:
         selfcheck's, one helper process holding them runs the cycle (``selfcheck.asagent``).
         """
         wanted = [cid for cid in self.checks if only is None or cid in set(only)]
-        eyes = self._look()
+        try:
+            eyes = self._look()
+        except Exception as error:  # a bug in finding the Agent must not stop every check
+            self._log.exception("looking for the Agent failed")
+            eyes = own_eyes(f"looking for the Agent failed ({type(error).__name__})")
         if eyes.helper:
             return self._run_as_agent(eyes, wanted)
         return self._run_with(eyes, wanted)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from selfcheck.host.eyes import Eyes
 from selfcheck.model import Reason, Status
+from selfcheck.registry import all_checks
 from selfcheck.runner import Runner
 from tests.support.configs import FAST, make_config
 from tests.support.fake_checks import FifoBlocker, failing, passing, raising
@@ -109,3 +111,17 @@ def test_liveness_follows_progress(cycles: int) -> None:
     assert runner.is_live()
     clock[0] += runner.config.stale_after + 1
     assert not runner.is_live()
+
+
+def test_a_failure_to_look_for_the_agent_leaves_the_cycle_to_its_own_view() -> None:
+    """A bug in discovery must not stop every check: the cycle runs on selfcheck's own view."""
+
+    def broken() -> Eyes:
+        raise RuntimeError("discovery bug")
+
+    checks = {"procfs": all_checks()["procfs"]}
+    runner = Runner(make_config(HOST_PROC="/proc"), checks, look=broken)
+    snapshot = runner.run_cycle()
+    assert snapshot.eyes["view"] == "own"
+    assert snapshot.eyes["why"] == "looking for the Agent failed (RuntimeError)"
+    assert snapshot.results["procfs"].status is Status.OK

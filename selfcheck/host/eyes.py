@@ -29,10 +29,10 @@ from types import MappingProxyType
 
 from selfcheck import agentpod
 from selfcheck.host import agent
-from selfcheck.host.cgroup import parse_proc_cgroup, read_proc_cgroup
+from selfcheck.host.capabilities import parse_capability_sets
 from selfcheck.host.files import describe, read_capped
 from selfcheck.host.identity import Identity, read_identity
-from selfcheck.host.procfs import read_mountinfo
+from selfcheck.host.procfs import parse_status, read_mountinfo
 from selfcheck.host.root import OWN_BASE, Root
 
 AGENT, OWN = "agent", "own"
@@ -190,11 +190,10 @@ def _pod_cgroup_pids(proc: Path, cgroup_top: str | None) -> list[int] | None:
     if cgroup_top is None:
         return None
     try:
-        lines = parse_proc_cgroup(read_proc_cgroup(OWN_PROC, "self"))
+        own = agent.own_cgroup_path(OWN_PROC)
     except OSError:
         return None
-    own = agent.pod_cgroup_path(lines)
-    if own is None or agent.pod_uid(own) is None:
+    if agent.pod_uid(own) is None:
         return None
     pod_dir = Path(cgroup_top) / str(Path(own).parent).lstrip("/")
     pids: list[int] = []
@@ -270,11 +269,8 @@ def _can_take_credentials() -> bool:
         status = read_capped("/proc/self/status", 64 * 1024).decode("ascii", "replace")
     except OSError:
         return False
-    for line in status.splitlines():
-        if line.startswith("CapEff:"):
-            value = int(line.split()[1], 16)
-            return bool(value >> CAP_SETUID & 1 and value >> CAP_SETGID & 1)
-    return False
+    effective = parse_capability_sets(parse_status(status)).effective
+    return bool(effective >> CAP_SETUID & 1 and effective >> CAP_SETGID & 1)
 
 
 def local_address(fib_trie: str) -> str | None:
