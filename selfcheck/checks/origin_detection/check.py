@@ -80,10 +80,11 @@ SPEC = register(
         title="Origin detection: UDS credentials, client inode and ID, the Agent's receipt",
         run=run,
         proves=(
-            "Each mechanism on its own line of details. uds, Step 1: this process shares the "
-            "PID namespace /host/proc belongs to (NSpid in <host proc>/self/status has one "
-            "entry). Step 2: a datagram from a child process to an SO_PASSCRED socket in the "
-            "abstract namespace arrives with the child's non-zero PID. Step 3: this process's "
+            "Each mechanism on its own line of details, for the Agent's process in its view "
+            "(selfcheck's own otherwise). uds, Step 1: it shares the PID namespace /host/proc "
+            "belongs to (NSpid in <host proc>/<pid>/status has one entry). Step 2: a datagram "
+            "from a child process to an SO_PASSCRED socket in the abstract namespace arrives "
+            "with the child's non-zero PID. Step 3: its "
             "<host proc>/<pid>/cgroup maps to its container ID by the Agent's exact rule "
             "(memory line on v1, empty controller on v2, last path element, the Agent's regex, "
             ".mount and crio-conmon- excluded); a private cgroup namespace is noted, not "
