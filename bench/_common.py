@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -148,16 +147,6 @@ def wait_until(ready: Callable[[], bool], timeout: float, step: float = 0.005) -
 
 def answers(port: int, path: str, status: int = 200) -> Callable[[], bool]:
     return lambda: http_get(port, path, timeout=0.5)[0] == status
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
 
 
 def start_selfcheck(

@@ -51,12 +51,12 @@ from bench._common import (
     sample,
     start_node_exporter,
     start_selfcheck,
-    stop,
     table,
     wait_until,
     workdir,
 )
 from bench._tls import https_get, web_config
+from tests.support.run import stop
 
 PROBE_EVERY, SCRAPE_EVERY, SAMPLE_EVERY = 10.0, 15.0, 1.0
 

@@ -50,12 +50,12 @@ from bench._common import (
     sample,
     start_node_exporter,
     start_selfcheck,
-    stop,
     table,
     wait_until,
     workdir,
 )
 from bench._tls import authorization, https_get, web_config
+from tests.support.run import stop
 
 # node-exporter answers 503 beyond 40 requests in flight by default; the limit is lifted
 # so that it serves the same 64 clients and its latencies are of real answers.

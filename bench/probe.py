@@ -27,11 +27,11 @@ from bench._common import (
     median,
     print_header,
     start_selfcheck,
-    stop,
     table,
     wait_until,
     workdir,
 )
+from tests.support.run import stop
 from tests.support.standins import WedgedListener
 
 TRICKLE = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 300 + b"\r\nContent-Length: 3\r\n\r\nok\n"

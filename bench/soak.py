@@ -31,11 +31,11 @@ from bench._common import (
     print_header,
     sample,
     start_selfcheck,
-    stop,
     table,
     wait_until,
     workdir,
 )
+from tests.support.run import stop
 
 SAMPLE_EVERY = 5.0
 GROWTH_LIMIT_MB = 2.0

@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from selfcheck.model import Status
 from selfcheck.registry import all_checks
 from tests.datadog.expected import HEALTH_SERVICE_CHECK, METRICS, MONITORED, NAMESPACE
 from tests.deploy.tools import K8S, missing
-from tests.support.run import base_env
+from tests.support.run import base_env, stop
 
 pytestmark = pytest.mark.slow
 
@@ -113,12 +112,7 @@ def faulty_server(tmp: Path) -> Iterator[int]:
             time.sleep(0.05)
         yield port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def agent_scrape(

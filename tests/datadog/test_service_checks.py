@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from selfcheck.servicechecks import escape, safe_message
-from tests.support.run import base_env
+from tests.support.run import base_env, stop
 from tests.support.standins import DogStatsDReceiver, agent_standin, free_port
 
 EXPECTED_STATUS = {"ok": 0, "skipped": 0, "degraded": 1}
@@ -90,12 +89,7 @@ def serve(tmp: Path, env: dict[str, str]) -> Iterator[Served]:
         served.until(lambda: served.get("/startupz"))
         yield served
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def expvar(port: int) -> dict[str, Any]:

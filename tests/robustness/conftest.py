@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.run import base_env
+from tests.support.run import base_env, stop
 
 SKIP = "runtime_socket,dogstatsd_socket,agent_health,apm_socket"
 
@@ -117,12 +116,7 @@ def serve(
             server.wait_for("/readyz")
             yield server
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc)
             server.final_log = server.log_text()
 
 

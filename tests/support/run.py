@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -96,3 +97,14 @@ def readable_by_agent_user(path: Path) -> bool:
         [*AS_AGENT_USER, "test", "-r", str(path)], check=False, capture_output=True
     )
     return probe.returncode == 0
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """SIGTERM, as the kubelet stops a container, then SIGKILL if it has not exited in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
