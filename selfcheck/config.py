@@ -451,6 +451,35 @@ def load(
     )
 
 
+_REQUIRED_BY = (
+    "origin_detection",
+    "origin_detection_client",
+    "origin_detection_unified",
+    "logs_enabled",
+    "apm_socket_configured",
+)
+"""The Agent's settings that decide which checks are required."""
+_IN_ITS_CONTAINER = (
+    *_REQUIRED_BY,
+    "host_proc",
+    "cgroup_root",
+    "os_release_path",
+    "passwd_path",
+    "dogstatsd_socket",
+    "apm_socket",
+    "docker_host",
+    "cri_socket_path",
+    "health_port",
+    "expvar_port",
+)
+"""And the paths and ports it derives from them, as its own container names them."""
+
+
+def _taken(config: Config, theirs: Config, names: tuple[str, ...], **also: Any) -> Config:
+    """``config`` with the fields ``names`` taken from ``theirs`` (the Agent's values)."""
+    return replace(config, **{name: getattr(theirs, name) for name in names}, **also)
+
+
 def with_agent_settings(
     config: Config,
     known_checks: frozenset[str],
@@ -463,16 +492,8 @@ def with_agent_settings(
         return config
     decided = (config.containerized, config.containerized_because)
     theirs = load(known_checks, {**env, **agent_env}, containerized=lambda _env: decided)
-    return replace(
-        config,
-        origin_detection=theirs.origin_detection,
-        origin_detection_client=theirs.origin_detection_client,
-        origin_detection_unified=theirs.origin_detection_unified,
-        logs_enabled=theirs.logs_enabled,
-        apm_socket_configured=theirs.apm_socket_configured,
-        agent_notes=tuple(dict.fromkeys((*config.agent_notes, *theirs.agent_notes))),
-        settings_from=AGENT_SETTINGS,
-    )
+    notes = tuple(dict.fromkeys((*config.agent_notes, *theirs.agent_notes)))
+    return _taken(config, theirs, _REQUIRED_BY, agent_notes=notes, settings_from=AGENT_SETTINGS)
 
 
 def in_agent_container(
@@ -484,23 +505,10 @@ def in_agent_container(
     its root. selfcheck's own settings (``SELFCHECK_*``, flags) are kept."""
     agent = (True, "the Agent's container")
     theirs = load(known_checks, dict(agent_env), containerized=lambda _env: agent)
-    return replace(
+    return _taken(
         config,
-        host_proc=theirs.host_proc,
-        cgroup_root=theirs.cgroup_root,
-        os_release_path=theirs.os_release_path,
-        passwd_path=theirs.passwd_path,
-        dogstatsd_socket=theirs.dogstatsd_socket,
-        apm_socket=theirs.apm_socket,
-        apm_socket_configured=theirs.apm_socket_configured,
-        docker_host=theirs.docker_host,
-        cri_socket_path=theirs.cri_socket_path,
-        origin_detection=theirs.origin_detection,
-        origin_detection_client=theirs.origin_detection_client,
-        origin_detection_unified=theirs.origin_detection_unified,
-        logs_enabled=theirs.logs_enabled,
-        health_port=theirs.health_port,
-        expvar_port=theirs.expvar_port,
+        theirs,
+        _IN_ITS_CONTAINER,
         containerized=True,
         containerized_because=agent[1],
         agent_notes=theirs.agent_notes,
