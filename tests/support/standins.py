@@ -221,15 +221,16 @@ def trace_agent_info(version: str = AGENT_VERSION) -> dict[str, Any]:
     }
 
 
-class TraceAgentStandIn(_Serving):
-    """The trace-agent's APM receiver on a unix socket: ``GET /info`` like the real one."""
+class _UnixStandIn(_Serving):
+    """An HTTP API on a unix socket at ``path`` with ``mode``, answering ``routes``; the socket
+    file is replaced at start and removed at the end, as the daemons do."""
 
-    def __init__(self, path: Path, version: str = AGENT_VERSION, mode: int = 0o722) -> None:
+    def __init__(self, path: Path, routes: dict[str, tuple[int, Any]], mode: int) -> None:
         self.path = Path(path)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         server = _UnixHTTPServer(str(self.path), _QuietHandler)
-        server.routes = {"/info": (200, trace_agent_info(version))}
+        server.routes = routes
         self.path.chmod(mode)
         self.server = server
 
@@ -239,26 +240,23 @@ class TraceAgentStandIn(_Serving):
             self.path.unlink()
 
 
-class DockerStandIn(_Serving):
+class TraceAgentStandIn(_UnixStandIn):
+    """The trace-agent's APM receiver on a unix socket: ``GET /info`` like the real one."""
+
+    def __init__(self, path: Path, version: str = AGENT_VERSION, mode: int = 0o722) -> None:
+        super().__init__(path, {"/info": (200, trace_agent_info(version))}, mode)
+
+
+class DockerStandIn(_UnixStandIn):
     """The Docker Engine API's ``/_ping`` and ``/version`` on a unix socket, owned by root and
     mode 0660 like dockerd's (the engine itself is not needed to prove who may connect)."""
 
     def __init__(self, path: Path, version: str = "24.0.7", mode: int = 0o660) -> None:
-        self.path = Path(path)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        server = _UnixHTTPServer(str(self.path), _QuietHandler)
-        server.routes = {
+        routes = {
             "/_ping": (200, b"OK"),
             "/version": (200, {"Version": version, "ApiVersion": "1.43"}),
         }
-        self.path.chmod(mode)
-        self.server = server
-
-    def __exit__(self, *exc: Any) -> None:
-        super().__exit__(*exc)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        super().__init__(path, routes, mode)
 
 
 @dataclass
