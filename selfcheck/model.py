@@ -159,7 +159,7 @@ class Outcome:
 
 
 def outcome_from_json(body: Mapping[str, Any]) -> Outcome:
-    """The inverse of ``verdict_json`` plus figures and node info: how a helper process's
+    """The inverse of ``CheckVerdict.to_json`` plus figures and node info: how a helper process's
     verdicts come back. Unknown statuses, reasons or severities raise ``ValueError``."""
     findings = tuple(
         Finding(str(f["id"]), Severity(f["severity"]), str(f["message"]), str(f["remediation"]))
@@ -207,35 +207,14 @@ def not_enabled(unused: str, verdict: Outcome) -> Outcome:
     )
 
 
-def verdict_json(check: str, outcome: Outcome, required: bool) -> dict[str, JSONValue]:
-    """The fields every verdict shows, a run's (``/status``) or a prediction's (``lint``)."""
-    body: dict[str, JSONValue] = {
-        "check": check,
-        "status": str(outcome.status),
-        "reason": str(outcome.reason),
-        "required": required,
-        "message": outcome.message,
-        "remediation": outcome.remediation,
-        "details": dict(outcome.details),
-    }
-    if outcome.findings:
-        body["findings"] = [f.to_json() for f in outcome.findings]
-    return body
-
-
 @dataclass(frozen=True, slots=True)
-class Result:
-    """One run of one check, as every surface shows it."""
+class CheckVerdict:
+    """One check's outcome and whether it gates readiness: what a run (``/status``) and a
+    prediction (``selfcheck lint``) both show. ``Result`` adds the run's timing."""
 
     check: str
     outcome: Outcome
     required: bool
-    duration_seconds: float
-    started_at: float
-    finished_at: float
-    view: str = "own"
-    """Whose view the verdict is: ``agent`` (the Agent container's root and identity) or
-    ``own`` (selfcheck's own mounts); a closed set, the ``view`` label."""
 
     @property
     def status(self) -> Status:
@@ -250,7 +229,33 @@ class Result:
         return self.required and self.status in (Status.FAILED, Status.ERROR)
 
     def to_json(self) -> dict[str, JSONValue]:
-        body = verdict_json(self.check, self.outcome, self.required)
+        body: dict[str, JSONValue] = {
+            "check": self.check,
+            "status": str(self.status),
+            "reason": str(self.reason),
+            "required": self.required,
+            "message": self.outcome.message,
+            "remediation": self.outcome.remediation,
+            "details": dict(self.outcome.details),
+        }
+        if self.outcome.findings:
+            body["findings"] = [f.to_json() for f in self.outcome.findings]
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Result(CheckVerdict):
+    """One run of one check, as every surface shows it."""
+
+    duration_seconds: float
+    started_at: float
+    finished_at: float
+    view: str = "own"
+    """Whose view the verdict is: ``agent`` (the Agent container's root and identity) or
+    ``own`` (selfcheck's own mounts); a closed set, the ``view`` label."""
+
+    def to_json(self) -> dict[str, JSONValue]:
+        body = CheckVerdict.to_json(self)
         body["duration_seconds"] = round(self.duration_seconds, 6)
         body["finished_at"] = round(self.finished_at, 3)
         body["view"] = self.view

@@ -16,10 +16,10 @@ from selfcheck.lint import posture, rules
 from selfcheck.lint.catalog import LINT_IDS, agent_bool
 from selfcheck.lint.loader import InputError, parse_documents
 from selfcheck.lint.pod import Container, PodTemplate, agent_templates
-from selfcheck.model import Outcome, Status, verdict_json
+from selfcheck.model import CheckVerdict, Outcome
 from selfcheck.registry import CheckSpec, all_checks, required_ids
 
-__all__ = ["InputError", "LintResult", "TemplateReport", "lint_pod", "lint_text"]
+__all__ = ["InputError", "TemplateReport", "lint_pod", "lint_text"]
 
 RULES: Mapping[str, Callable[[PodTemplate], Outcome]] = {
     "procfs": rules.procfs,
@@ -36,29 +36,11 @@ RULES: Mapping[str, Callable[[PodTemplate], Outcome]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class LintResult:
-    check: str
-    outcome: Outcome
-    required: bool
-
-    @property
-    def status(self) -> Status:
-        return self.outcome.status
-
-    @property
-    def blocks_readiness(self) -> bool:
-        return self.required and self.status in (Status.FAILED, Status.ERROR)
-
-    def to_json(self) -> dict[str, object]:
-        return verdict_json(self.check, self.outcome, self.required)
-
-
-@dataclass(frozen=True, slots=True)
 class TemplateReport:
     template: PodTemplate
-    results: tuple[LintResult, ...]
+    results: tuple[CheckVerdict, ...]
 
-    def result(self, check: str) -> LintResult:
+    def result(self, check: str) -> CheckVerdict:
         return next(r for r in self.results if r.check == check)
 
     def to_json(self) -> dict[str, object]:
@@ -104,7 +86,7 @@ def lint_pod(template: PodTemplate) -> TemplateReport:
     order = [cid for cid in checks if cid in outcomes] + [cid for cid in LINT_IDS]
     lint_required = {"sidecar": template.sidecar is not None, "agent_config": False}
     results = tuple(
-        LintResult(cid, outcomes[cid], cid in required or lint_required.get(cid, False))
+        CheckVerdict(cid, outcomes[cid], cid in required or lint_required.get(cid, False))
         for cid in order
     )
     return TemplateReport(template, results)
