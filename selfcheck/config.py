@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from selfcheck.agentpod import (
     DEFAULT_APM_SOCKET,
@@ -49,6 +49,7 @@ AGENT_SETTINGS = "the Agent's own environment"
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _SHOWN_CAP = 64
+_T = TypeVar("_T")
 
 
 class ConfigError(ValueError):
@@ -179,34 +180,35 @@ class AgentValues:
         self._env = env
         self.notes: list[str] = []
 
-    def boolean(self, name: str, default: bool = False) -> bool:
+    def _read(
+        self, name: str, default: _T, parse: Callable[[str], _T | None], rejected: str, read_as: _T
+    ) -> _T:
+        """``name`` parsed the Agent's way: ``default`` when unset or empty; when ``parse``
+        rejects it, a note (``NAME='value' <rejected>``) and ``read_as``, what the Agent reads
+        in its place."""
         raw = self._env.get(name)
-        if raw is None or raw == "":
+        if not raw:
             return default
-        value = agent_bool(raw)
+        value = parse(raw)
         if value is None:
-            self.notes.append(
-                f"{name}={shown(raw)} is not a boolean the Agent accepts (Go strconv.ParseBool: "
-                "true/false, 1/0, t/f, no spaces); the Agent reads it as false"
-            )
-            return False
+            self.notes.append(f"{name}={shown(raw)} {rejected}")
+            return read_as
         return value
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        rejected = (
+            "is not a boolean the Agent accepts (Go strconv.ParseBool: true/false, 1/0, t/f, "
+            "no spaces); the Agent reads it as false"
+        )
+        return self._read(name, default, agent_bool, rejected, False)
 
     def port(self, name: str, default: int | None) -> int | None:
         """A port, or ``None``/``0`` where the Agent would run without one."""
-        raw = self._env.get(name)
-        if raw is None or raw == "":
-            return default
-        value = agent_int(raw)
-        if value is None:
+        rejected = "is not a number the Agent accepts; the Agent reads it as 0 (that server is off)"
+        value = self._read(name, default, agent_int, rejected, 0)
+        if value is not None and not 0 <= value <= 65535:  # only a value the environment gave
             self.notes.append(
-                f"{name}={shown(raw)} is not a number the Agent accepts; the Agent reads it "
-                "as 0 (that server is off)"
-            )
-            return 0
-        if not 0 <= value <= 65535:
-            self.notes.append(
-                f"{name}={shown(raw)} is not a port (0-65535); the Agent cannot bind it"
+                f"{name}={shown(self._env[name])} is not a port (0-65535); the Agent cannot bind it"
             )
             return 0
         return value
@@ -223,15 +225,7 @@ class AgentValues:
 
 
 def parse_port(name: str, raw: str | None, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        port = int(raw, 10)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{name}={raw!r} is out of range (1-65535)")
-    return port
+    return _parse_whole(name, raw, default, 65535, "a port number")
 
 
 def parse_seconds(name: str, raw: str | None, default: float, low: float, high: float) -> float:
@@ -250,12 +244,17 @@ def parse_seconds(name: str, raw: str | None, default: float, low: float, high: 
 
 
 def parse_positive_int(name: str, raw: str | None, default: int, high: int) -> int:
+    return _parse_whole(name, raw, default, high, "a whole number")
+
+
+def _parse_whole(name: str, raw: str | None, default: int, high: int, what: str) -> int:
+    """A decimal number from 1 to ``high``; ``what`` names what a bad value is not."""
     if raw is None or raw == "":
         return default
     try:
         value = int(raw, 10)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
     if not 1 <= value <= high:
         raise ConfigError(f"{name}={raw!r} is out of range (1-{high})")
     return value
