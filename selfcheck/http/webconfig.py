@@ -87,21 +87,25 @@ HEADERS: Mapping[str, tuple[str, ...]] = {
 }
 
 _BCRYPT = re.compile(rb"\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}")
+_TLS_STRINGS = (
+    "cert",
+    "key",
+    "client_ca",
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "min_version",
+    "max_version",
+)
+"""The ``tls_server_config`` fields that hold one string; the others are lists or a boolean."""
 _KEYS: Mapping[str, frozenset[str]] = {
     "": frozenset({"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}),
     "tls_server_config": frozenset(
         {
-            "cert",
-            "key",
-            "client_ca",
-            "cert_file",
-            "key_file",
-            "client_auth_type",
-            "client_ca_file",
+            *_TLS_STRINGS,
             "cipher_suites",
             "curve_preferences",
-            "min_version",
-            "max_version",
             "prefer_server_cipher_suites",
             "client_allowed_sans",
         }
@@ -280,19 +284,6 @@ def parse_tls(path: Path, raw: dict[str, Any]) -> TLSSettings:
         ),
         client_auth_given=bool(fields["client_auth_type"]),
     )
-
-
-_TLS_STRINGS = (
-    "cert",
-    "key",
-    "client_ca",
-    "cert_file",
-    "key_file",
-    "client_auth_type",
-    "client_ca_file",
-    "min_version",
-    "max_version",
-)
 
 
 def parse_users(path: Path, raw: Any) -> dict[str, bytes]:
