@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from selfcheck.config import Config
 from selfcheck.host.files import describe
@@ -40,6 +41,11 @@ class Judge:
             or self.remediations.get(Reason.IO_ERROR)
             or GENERIC_IO_FIX
         )
+
+    def outcome(self, status: Status, reason: Reason, message: str, **extra: Any) -> Outcome:
+        """``status`` for ``reason`` with this check's fix for it: the reason is named once, so
+        the fix shown is always the one written for that reason."""
+        return Outcome(status, reason, message, self.remediations[reason], **extra)
 
     def failure(
         self,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from selfcheck import agentpod
 from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET
+from selfcheck.checks._common import Judge
 from selfcheck.checks.security import host_pid_namespace
 from selfcheck.config import Config, agent_bool, unix_socket_file
 from selfcheck.context import CheckContext
@@ -61,6 +62,7 @@ REMEDIATIONS = {
         "read one holding capabilities it lacks), or add SYS_PTRACE in node mode."
     ),
 }
+JUDGE = Judge(REMEDIATIONS)
 
 
 # --- the chart's table ---------------------------------------------------------------------
@@ -520,12 +522,11 @@ def judge(
         reason = Reason.DRIFT
     elif (view.denied or listener_errors) and not agent_view:
         unreadable = ", ".join([*view.denied, *listener_errors])
-        return Outcome(
+        return JUDGE.outcome(
             Status.DEGRADED,
             Reason.EACCES,
             f"{where}: cannot read {unreadable} of the Agent's process "
             f"{view.process.pid}; this container lacks its identity or capabilities",
-            REMEDIATIONS[Reason.EACCES],
             details=details,
         )
     else:
@@ -538,13 +539,12 @@ def judge(
             details=details,
             findings=tuple(findings),
         )
-    return Outcome(
+    return JUDGE.outcome(
         Status.DEGRADED,
         reason,
         f"{where}: {len(ids)} differences ({ids[0]}"
         + (f" and {len(ids) - 1} more" if len(ids) > 1 else "")
         + "; see the findings)",
-        REMEDIATIONS[reason],
         details=details,
         findings=tuple(findings),
     )

@@ -15,7 +15,7 @@ from selfcheck.checks._common import Judge
 from selfcheck.checks._sockets import BUDGET_CEILING
 from selfcheck.context import CheckContext
 from selfcheck.host.sockets import HttpReply, ProtocolViolationError, http_get
-from selfcheck.model import Outcome, Reason, failed, ok, skipped
+from selfcheck.model import Outcome, Reason, Status, ok, skipped
 from selfcheck.registry import CheckSpec, register
 
 MAX_NAMES = 32
@@ -88,10 +88,10 @@ def run(ctx: CheckContext) -> Outcome:
     }
     if unhealthy or reply.status != 200:
         names = ", ".join(unhealthy[:MAX_NAMES]) or "none named"
-        return failed(
+        return JUDGE.outcome(
+            Status.FAILED,
             Reason.UNHEALTHY,
             f"{url}: HTTP {reply.status}, {len(unhealthy)} unhealthy Agent component(s): {names}",
-            REMEDIATIONS[Reason.UNHEALTHY],
             details=details,
             figures=figures,
         )

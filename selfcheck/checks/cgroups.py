@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from selfcheck import agentpod
-from selfcheck.checks._common import not_replaced, os_failure
+from selfcheck.checks._common import Judge, not_replaced
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import CgroupLayout, CgroupTree, agent_cgroup_path, host_prefix
@@ -73,6 +73,7 @@ REMEDIATIONS = {
         "/sys/fs/cgroup) and the node's kernel log."
     ),
 }
+JUDGE = Judge(REMEDIATIONS)
 
 # What the Agent reads for memory and CPU on each version (pkg/util/cgroups/cgroupv1_*.go,
 # cgroupv2_*.go): controller mount (v1) and file. Read where present, noted where not.
@@ -212,18 +213,17 @@ def _v2_controllers(layout: CgroupLayout) -> str:
 
 
 def _no_controllers(root: Path, layout: CgroupLayout, why: str) -> Outcome:
-    return Outcome(
+    return JUDGE.outcome(
         Status.FAILED,
         Reason.NO_CONTROLLERS,
         f"{root}: {why}",
-        REMEDIATIONS[Reason.NO_CONTROLLERS],
         details={"path": str(root), "layout": layout.version},
         node_info={"cgroup_version": layout.version if layout.version != "none" else ""},
     )
 
 
 def _unreadable_root(config: Config, error: OSError) -> Outcome:
-    failure = os_failure(REMEDIATIONS, error, config.cgroup_root, "read the host cgroup tree")
+    failure = JUDGE.failure(error, config.cgroup_root, "read the host cgroup tree")
     return not_replaced(config, failure, error, "/sys/fs/cgroup")
 
 
@@ -242,10 +242,10 @@ def run(ctx: CheckContext) -> Outcome:
                 root, layout, "cgroup2 is mounted but cgroup.controllers is empty"
             )
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, root, "read cgroup.controllers")
+        return JUDGE.failure(error, root, "read cgroup.controllers")
     found = _tree_and_own(ctx, layout)
     if isinstance(found, OSError):
-        return os_failure(REMEDIATIONS, found, root, "walk the host cgroup tree")
+        return JUDGE.failure(found, root, "walk the host cgroup tree")
     return _judge_own_cgroup(ctx, layout, *found)
 
 
@@ -289,13 +289,12 @@ def _judge_own_cgroup(
             tree, containers, extra, _in_private_namespace(ctx), ctx.host.root.inside(tree.top)
         )
     if own.private_namespace and own.path == "/":
-        return Outcome(
+        return JUDGE.outcome(
             Status.FAILED,
             Reason.OWN_CGROUP_NOT_FOUND,
             f"{ctx.host.root.inside(tree.top)} is this container's own cgroup (its top holds "
             f"this process, found by "
             f"{own.found_by}), not the node's tree: the Agent sees no other container",
-            REMEDIATIONS[Reason.OWN_CGROUP_NOT_FOUND],
             **extra,
         )
     stats, absent = _read_stats(ctx, layout, tree, own)
@@ -330,13 +329,12 @@ def _own_not_found(
     private one, with other containers visible, the Agent still collects them: degraded."""
     status = Status.DEGRADED if containers and private else Status.FAILED
     seen = f"{containers} container cgroups are visible" if containers else "no container cgroup is"
-    return Outcome(
+    return JUDGE.outcome(
         status,
         Reason.OWN_CGROUP_NOT_FOUND,
         f"{top}: this container's cgroup is not in the tree (not by path, by the inode of "
         f"its own cgroup mount, nor in any cgroup.procs of {len(tree.dirs)} directories); "
         f"{seen} visible",
-        REMEDIATIONS[Reason.OWN_CGROUP_NOT_FOUND],
         **extra,
     )
 

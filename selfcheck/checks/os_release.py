@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 
-from selfcheck.checks._common import not_replaced, os_failure
+from selfcheck.checks._common import Judge, not_replaced
 from selfcheck.context import CheckContext
 from selfcheck.host.files import read_whole_text
 from selfcheck.model import Outcome, Reason, Status, ok
@@ -39,6 +39,7 @@ REMEDIATIONS = {
         "File), under 64 KiB."
     ),
 }
+JUDGE = Judge(REMEDIATIONS)
 
 
 def parse_os_release(text: str) -> dict[str, str]:
@@ -65,15 +66,14 @@ def run(ctx: CheckContext) -> Outcome:
     try:
         text = read_whole_text(ctx.host.at(path), CAP)
     except OSError as error:
-        failure = os_failure(REMEDIATIONS, error, path, "read the host's os-release")
+        failure = JUDGE.failure(error, path, "read the host's os-release")
         return not_replaced(config, failure, error, "/etc/os-release (its image's)")
     fields = parse_os_release(text)
     if "ID" not in fields:
-        return Outcome(
+        return JUDGE.outcome(
             Status.FAILED,
             Reason.PARSE_ERROR,
             f"{path}: no ID= line in {len(text)} bytes; not an os-release file",
-            REMEDIATIONS[Reason.PARSE_ERROR],
             details={"path": str(path), "bytes": len(text)},
         )
     name = fields.get("PRETTY_NAME") or fields["ID"]

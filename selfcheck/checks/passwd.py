@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import Judge
 from selfcheck.context import CheckContext
 from selfcheck.host.files import read_capped
 from selfcheck.host.procfs import evenly_spaced, int_fields, read_status
@@ -50,6 +50,7 @@ REMEDIATIONS = {
     ),
     Reason.IO_ERROR: "Reading failed unexpectedly: the passwd volume must be a regular file.",
 }
+JUDGE = Judge(REMEDIATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ def run(ctx: CheckContext) -> Outcome:
     try:
         passwd = _read(ctx.host.at(path))
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, path, "read passwd")
+        return JUDGE.failure(error, path, "read passwd")
     details: dict[str, object] = {
         "path": str(path),
         "entries": len(passwd.names),
@@ -126,11 +127,10 @@ def run(ctx: CheckContext) -> Outcome:
         "truncated_at_bytes": CAP if passwd.truncated else None,
     }
     if not passwd.names:
-        return Outcome(
+        return JUDGE.outcome(
             Status.FAILED,
             Reason.PARSE_ERROR,
             f"{path}: no valid passwd line ({passwd.bad_lines} malformed)",
-            REMEDIATIONS[Reason.PARSE_ERROR],
             details=details,
         )
     pids = ctx.host.host_pids()
@@ -156,11 +156,10 @@ def run(ctx: CheckContext) -> Outcome:
     )
     if cov.ratio < MIN_COVERAGE:
         shown = ", ".join(str(u) for u in cov.unresolved_uids)
-        return Outcome(
+        return JUDGE.outcome(
             Status.DEGRADED,
             Reason.LOW_UID_COVERAGE,
             f"{path}: only {summary}; UIDs without a name: {shown}",
-            REMEDIATIONS[Reason.LOW_UID_COVERAGE],
             details=details,
             figures=figures,
         )

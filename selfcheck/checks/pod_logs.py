@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import Judge
 from selfcheck.context import CheckContext
 from selfcheck.host.files import read_capped
 from selfcheck.model import Outcome, Reason, Status, ok
@@ -43,6 +43,7 @@ REMEDIATIONS = {
     ),
     Reason.IO_ERROR: "Reading pod logs failed unexpectedly: check the logpodpath volume.",
 }
+JUDGE = Judge(REMEDIATIONS)
 
 
 def find_log_file(root: Path) -> tuple[Path | None, int]:
@@ -84,7 +85,7 @@ def run(ctx: CheckContext) -> Outcome:
     try:
         log_file, pods = find_log_file(opened)
     except OSError as error:
-        return os_failure(REMEDIATIONS, error, root, "list pod logs")
+        return JUDGE.failure(error, root, "list pod logs")
     details: dict[str, object] = {"path": str(root), "pods": pods}
     if log_file is None:
         why = (
@@ -93,18 +94,17 @@ def run(ctx: CheckContext) -> Outcome:
             if pods
             else _no_pod_directories(config.containerized)
         )
-        return Outcome(
+        return JUDGE.outcome(
             Status.DEGRADED,
             Reason.NO_LOG_FILE,
             f"{root}: {why}",
-            REMEDIATIONS[Reason.NO_LOG_FILE],
             details=details,
         )
     try:
         read_capped(log_file, 1)
     except OSError as error:
         shown = ctx.host.root.inside(log_file)
-        return os_failure(REMEDIATIONS, error, shown, "open a pod log", details=details)
+        return JUDGE.failure(error, shown, "open a pod log", details=details)
     return ok(
         f"{root}: {pods} pods, opened {log_file.relative_to(opened)} for reading", details=details
     )

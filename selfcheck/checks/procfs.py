@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfcheck import agentpod
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import Judge
 from selfcheck.context import CheckContext
 from selfcheck.host.files import describe, read_text
 from selfcheck.host.procfs import Mount, mount_for, read_status
@@ -58,6 +58,7 @@ REMEDIATIONS = {
         "and the node's kernel log."
     ),
 }
+JUDGE = Judge(REMEDIATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,41 +111,27 @@ def _kernel(proc: Path) -> str:
         return ""
 
 
-def _judge_ownership(
-    proc: Path, owner: Ownership, count: int, details: dict[str, object]
-) -> Outcome | None:
+def _not_the_node(proc: Path, owner: Ownership, count: int) -> tuple[Reason, str] | None:
+    """Why ``proc`` is not the node's whole procfs, or ``None`` when it is."""
     if owner.initial_namespace or owner.pid1_name in INIT_SYSTEMS:
         return None
-    return Outcome(
-        Status.FAILED,
+    return (
         Reason.NOT_HOST,
         f"{proc} is not the node's procfs: PID 1 is {owner.pid1_name or 'unreadable'!r}, "
         f"no kernel threads are visible and only {count} processes show",
-        REMEDIATIONS[Reason.NOT_HOST],
-        details=details,
-        figures={"visible_processes": count},
     )
 
 
-def _judge_hidepid(
-    proc: Path,
-    hidepid: str | None,
-    pid1_visible: bool,
-    count: int,
-    details: dict[str, object],
-    *,
-    uid: int,
-) -> Outcome | None:
+def _hidden_by_hidepid(
+    proc: Path, hidepid: str | None, pid1_visible: bool, count: int, *, uid: int
+) -> tuple[Reason, str] | None:
+    """Why this user sees only part of ``proc``, or ``None`` when hidepid hides nothing."""
     if hidepid is None or pid1_visible:
         return None
-    return Outcome(
-        Status.FAILED,
+    return (
         Reason.HIDEPID,
         f"{proc} is mounted with hidepid={hidepid}: this user (uid {uid}) sees "
         f"only {count} processes and not PID 1",
-        REMEDIATIONS[Reason.HIDEPID],
-        details=details,
-        figures={"visible_processes": count},
     )
 
 
@@ -162,23 +149,21 @@ def _missing_in_container(ctx: CheckContext, error: OSError) -> Outcome | None:
     own = _ownership(ctx.host.at(OWN_PROC))
     shown = describe(error, config.host_proc)
     if own.initial_namespace or own.pid1_name in INIT_SYSTEMS:
-        return Outcome(
+        return JUDGE.outcome(
             Status.DEGRADED,
             Reason.ENOENT,
             f"{shown}: the procdir mount is missing. The Agent falls back to this container's "
             f"/proc, which shows the node's processes (hostPID, PID 1 {own.pid1_name!r}), so "
             "process metrics work, but it registers no PID-to-container lookup: DogStatsD "
             "origin detection is off and no error is counted",
-            REMEDIATIONS[Reason.ENOENT],
             details={"path": str(config.host_proc), "fallback": str(OWN_PROC), "host_pid": True},
         )
-    return Outcome(
+    return JUDGE.outcome(
         Status.FAILED,
         Reason.ENOENT,
         f"{shown}: the procdir mount is missing, and this container's own /proc shows only the "
         f"pod's processes (PID 1 {own.pid1_name or 'unreadable'!r}): the Agent sees no host "
         "process",
-        REMEDIATIONS[Reason.ENOENT],
         details={"path": str(config.host_proc), "fallback": str(OWN_PROC), "host_pid": False},
     )
 
@@ -189,17 +174,14 @@ def run(ctx: CheckContext) -> Outcome:
     proc, opened = config.host_proc, ctx.host.host_proc
     pids = ctx.host.host_pids()
     if isinstance(pids, OSError):
-        return _missing_in_container(ctx, pids) or os_failure(
-            REMEDIATIONS, pids, proc, "list the host procfs"
-        )
+        return _missing_in_container(ctx, pids) or JUDGE.failure(pids, proc, "list the host procfs")
     mount = _mount_of(ctx, proc)
     if mount is None or mount.fstype != "proc":
         fstype = mount.fstype if mount else "unknown"
-        return Outcome(
+        return JUDGE.outcome(
             Status.FAILED,
             Reason.NOT_PROCFS,
             f"{proc} is not a procfs mount (file system type {fstype})",
-            REMEDIATIONS[Reason.NOT_PROCFS],
             details={"path": str(proc), "fstype": fstype},
         )
     count = len(pids)
@@ -216,28 +198,22 @@ def run(ctx: CheckContext) -> Outcome:
     }
     pid1_error = _pid1_error(opened)
     uid = ctx.host.eyes.credentials.uid
-    verdict = _judge_hidepid(
-        proc, hidepid, pid1_error is None, count, details, uid=uid
-    ) or _judge_ownership(proc, owner, count, details)
-    if verdict is not None:
-        return verdict
+    figures = {"visible_processes": count}
+    partial = _hidden_by_hidepid(
+        proc, hidepid, pid1_error is None, count, uid=uid
+    ) or _not_the_node(proc, owner, count)
+    if partial is not None:
+        reason, message = partial
+        return JUDGE.outcome(Status.FAILED, reason, message, details=details, figures=figures)
     if pid1_error is not None:
-        figures = {"visible_processes": count}
-        return os_failure(
-            REMEDIATIONS,
-            pid1_error,
-            proc / "1",
-            "read PID 1",
-            details=details,
-            figures=figures,
-        )
+        return JUDGE.failure(pid1_error, proc / "1", "read PID 1", details=details, figures=figures)
     kernel = _kernel(opened)
     note = "" if owner.initial_namespace else " (the node is itself a container)"
     return ok(
         f"{proc} is the node's procfs{note}: {count} processes visible, "
         f"PID 1 {owner.pid1_name!r} readable",
         details={**details, "kernel": kernel},
-        figures={"visible_processes": count},
+        figures=figures,
         node_info={"kernel": kernel},
     )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from selfcheck import agentpod
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import Judge
 from selfcheck.config import Config, unix_socket_file
 from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import CapabilitySets, cap_bit, decode, mask_of
@@ -83,6 +83,7 @@ REMEDIATIONS = {
         "normal /proc (no procMount override) and that no AppArmor or SELinux policy denies it."
     ),
 }
+JUDGE = Judge(REMEDIATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,12 +537,11 @@ def judge(
             findings=findings,
         )
     reason = Reason.CRITICAL_FINDINGS if critical else Reason.FINDINGS
-    return Outcome(
+    return JUDGE.outcome(
         Status.DEGRADED,
         reason,
         f"{_count(len(serious), 'least-privilege finding')} ({len(critical)} critical): "
         f"{', '.join(serious)}; Pod Security level {level[0]}",
-        REMEDIATIONS[reason],
         details=details,
         findings=findings,
     )
@@ -605,12 +605,12 @@ def run(ctx: CheckContext) -> Outcome:
         identity = read_identity(eyes.proc, pid)
     except OSError as error:
         status = eyes.proc / pid / "status"
-        return os_failure(REMEDIATIONS, error, status, "read the container's status")
+        return JUDGE.failure(error, status, "read the container's status")
     try:
         mounts = read_mountinfo(eyes.proc, pid)
     except OSError as error:
         where = eyes.proc / pid / "mountinfo"
-        return os_failure(REMEDIATIONS, error, where, "read the mount table")
+        return JUDGE.failure(error, where, "read the mount table")
     outcome = judge(identity, mounts, _in_host_pid_namespace(ctx), config)
     return replace(outcome, view=AGENT) if pid != "self" else outcome
 

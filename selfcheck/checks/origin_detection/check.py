@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfcheck.checks._common import os_failure
+from selfcheck.checks._common import Judge
 from selfcheck.checks.origin_detection import evidence
 from selfcheck.checks.origin_detection.evidence import (
     EXPVAR_BUDGET,
@@ -18,6 +18,8 @@ from selfcheck.host.view import HostView
 from selfcheck.model import Outcome, Reason, Status
 from selfcheck.registry import CheckSpec, register
 
+JUDGE = Judge(REMEDIATIONS)
+
 
 def _procfs_missing(config: Config, host: HostView) -> Outcome | None:
     """``/host/proc`` where the Agent wants it, and a procfs (it has ``self``) at ``host_proc``."""
@@ -30,17 +32,16 @@ def _procfs_missing(config: Config, host: HostView) -> Outcome | None:
         except (FileNotFoundError, NotADirectoryError) as error:
             where = f"{config.host_proc} is not a mounted procfs ({describe(error, self_link)})"
         except OSError as error:
-            return os_failure(REMEDIATIONS, error, self_link, "look at the host procfs")
+            return JUDGE.failure(error, self_link, "look at the host procfs")
         else:
             return None
     lost = {"status": "failed", "reason": "procfs_missing", "enabled": True}
-    return Outcome(
+    return JUDGE.outcome(
         Status.FAILED,
         Reason.PROCFS_MISSING,
         f"{where}: the Agent registers no PID-to-container and no inode-to-container lookup, "
         "so UDS origin detection and clients that send their cgroup inode are untagged, "
         "without any error",
-        REMEDIATIONS[Reason.PROCFS_MISSING],
         details={
             "host_proc": str(config.host_proc),
             "containerized": config.containerized,
