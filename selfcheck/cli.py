@@ -83,6 +83,20 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (SELFCHECK_LISTEN)")
 
 
+def _add_web_config_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--web.config.file``: the file ``serve`` serves by, and the one ``probe`` reads to reach
+    that server the same way."""
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE", help=help_text)
+
+
+def _add_client_tls_flags(parser: argparse.ArgumentParser, ca_help: str) -> None:
+    """The client side of TLS, the same for ``probe`` and ``fleet``; only what the CA verifies
+    differs."""
+    parser.add_argument("--ca-file", metavar="FILE", help=ca_help)
+    parser.add_argument("--cert-file", metavar="FILE", help="client certificate, for mutual TLS")
+    parser.add_argument("--key-file", metavar="FILE", help="the client certificate's key")
+
+
 def _add_fleet_parser(sub: Any) -> None:
     """``fleet`` flags here, so that parsing never imports ``requests`` (selfcheck/fleet/)."""
     fleet = sub.add_parser("fleet", help="the fleet's verdicts, from Prometheus")
@@ -102,9 +116,7 @@ def _add_fleet_parser(sub: Any) -> None:
     )
     fleet.add_argument("--node-label", default="node", help="the label naming the node (node)")
     fleet.add_argument("--bearer-token-file", metavar="FILE", help="send the token in it")
-    fleet.add_argument("--ca-file", metavar="FILE", help="CA bundle for an https URL")
-    fleet.add_argument("--cert-file", metavar="FILE", help="client certificate (mutual TLS)")
-    fleet.add_argument("--key-file", metavar="FILE", help="the client certificate's key")
+    _add_client_tls_flags(fleet, "CA bundle for an https URL")
     fleet.add_argument("--timeout", type=float, default=10.0, help="seconds per query (10)")
     fleet.add_argument("--limit", type=int, default=100, help="failing rows shown; 0: all")
     fleet.add_argument(
@@ -144,11 +156,9 @@ def build_parser() -> _Parser:
 
     serve = sub.add_parser("serve", help="run the sidecar: background checks and HTTP endpoints")
     _add_config_flags(serve)
-    serve.add_argument(
-        "--web.config.file",
-        dest="web_config_file",
-        metavar="FILE",
-        help="exporter-toolkit web configuration: TLS, basic auth, headers "
+    _add_web_config_flag(
+        serve,
+        "exporter-toolkit web configuration: TLS, basic auth, headers "
         "(SELFCHECK_WEB_CONFIG; docs/web-config.md)",
     )
 
@@ -156,20 +166,14 @@ def build_parser() -> _Parser:
     probe.add_argument("kind", choices=("live", "ready", "startup"))
     probe.add_argument("--listen", metavar="HOST:PORT", help="server address (SELFCHECK_LISTEN)")
     probe.add_argument("--timeout", type=_probe_seconds, default=1.0, help="seconds (default 1)")
-    probe.add_argument(
-        "--web.config.file",
-        dest="web_config_file",
-        metavar="FILE",
-        help="the server's web configuration (SELFCHECK_WEB_CONFIG): HTTPS when it enables TLS",
+    _add_web_config_flag(
+        probe, "the server's web configuration (SELFCHECK_WEB_CONFIG): HTTPS when it enables TLS"
     )
-    probe.add_argument(
-        "--ca-file",
-        metavar="FILE",
-        help="verify the server's certificate with this CA (default: no verification, as "
+    _add_client_tls_flags(
+        probe,
+        "verify the server's certificate with this CA (default: no verification, as "
         "the kubelet's HTTPS probes)",
     )
-    probe.add_argument("--cert-file", metavar="FILE", help="client certificate, for mutual TLS")
-    probe.add_argument("--key-file", metavar="FILE", help="the client certificate's key")
     _add_fleet_parser(sub)
 
     explain = sub.add_parser("explain", help="what a check proves and how to fix each reason")
