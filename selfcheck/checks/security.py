@@ -164,15 +164,23 @@ class Volume:
 
     ``paths`` gives where this container sees it; ``plain`` the same place on a machine
     without the volume (``/proc`` for procdir): a path that *is* its plain location is the
-    machine's own file system, not a host mount, and is not audited.
+    machine's own file system, not a host mount, and is not audited. The mount path and
+    whether it should be read-only are the chart's (``selfcheck.agentpod``), read by name so
+    the two tables cannot disagree.
     """
 
     name: str
-    mount_path: str
     paths: Callable[[Config], tuple[Path, ...]]
-    read_only: bool
     risk: str = ""
     plain: Callable[[Path], Path | None] = lambda path: None
+
+    @property
+    def mount_path(self) -> str:
+        return agentpod.volume(self.name).mount_path
+
+    @property
+    def read_only(self) -> bool:
+        return agentpod.volume(self.name).read_only
 
     @property
     def finding(self) -> str:
@@ -197,77 +205,52 @@ def _socket_dirs(config: Config) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
-def _mount(name: str) -> str:
-    """The Agent pod's mount path for a volume (``selfcheck.agentpod``)."""
-    return agentpod.volume(name).mount_path
-
-
-def _ro(name: str) -> bool:
-    return agentpod.volume(name).read_only
-
-
 VOLUMES: tuple[Volume, ...] = (
     Volume(
         "procdir",
-        _mount("procdir"),
         lambda c: (c.host_proc,),
-        read_only=_ro("procdir"),
         risk="a root process can rewrite the node's kernel settings under /proc/sys "
         "(kernel.core_pattern runs a program as root on the node) and use /proc/sysrq-trigger.",
         plain=lambda _: Path("/proc"),
     ),
     Volume(
         "cgroups",
-        _mount("cgroups"),
         lambda c: (c.cgroup_root,),
-        read_only=_ro("cgroups"),
         risk="a root process can change other pods' resource limits and move processes between "
         "cgroups (on cgroup v1 each controller is a submount the volume's readOnly misses).",
         plain=lambda _: Path("/sys/fs/cgroup"),
     ),
     Volume(
         "os-release-file",
-        _mount("os-release-file"),
         lambda c: (c.os_release_path,),
-        read_only=_ro("os-release-file"),
         risk="the node's OS identity can be falsified for every tool that reads it.",
         plain=lambda _: Path("/etc/os-release"),
     ),
     Volume(
         "passwd",
-        _mount("passwd"),
         lambda c: (c.passwd_path,),
-        read_only=_ro("passwd"),
         risk="a root process can add a UID 0 account to the node.",
     ),
     Volume(
         "runtimesocketdir",
-        _mount("runtimesocketdir"),
         _socket_dirs,
-        read_only=_ro("runtimesocketdir"),
         risk="the runtime's sockets and state files on the node can be deleted or replaced; "
         "connecting to the socket works through a read-only mount.",
         plain=_strip_host,
     ),
     Volume(
         "logpodpath",
-        _mount("logpodpath"),
         lambda c: (c.pod_logs_dir,),
-        read_only=_ro("logpodpath"),
         risk="other pods' logs can be altered or deleted, destroying evidence.",
     ),
     Volume(
         "logscontainerspath",
-        _mount("logscontainerspath"),
         lambda c: (LOGS_CONTAINERS_DIR,),
-        read_only=_ro("logscontainerspath"),
         risk="the node's container log links can be altered or deleted.",
     ),
-    Volume(
-        "dsdsocket", _mount("dsdsocket"), lambda c: (c.dogstatsd_socket.parent,), _ro("dsdsocket")
-    ),
-    Volume("apmsocket", _mount("apmsocket"), lambda c: (c.apm_socket.parent,), _ro("apmsocket")),
-    Volume("pointerdir", _mount("pointerdir"), lambda c: (POINTER_DIR,), _ro("pointerdir")),
+    Volume("dsdsocket", lambda c: (c.dogstatsd_socket.parent,)),
+    Volume("apmsocket", lambda c: (c.apm_socket.parent,)),
+    Volume("pointerdir", lambda c: (POINTER_DIR,)),
 )
 """Only dsdsocket, apmsocket and pointerdir need write access (``agentpod.VOLUMES``): the Agent
 creates its sockets and its log position files there."""
