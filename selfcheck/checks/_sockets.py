@@ -18,6 +18,9 @@ that it takes 3/4 of what the runner's deadline leaves (``CheckContext.budget``)
 never answers yields this check's ``timeout`` with its path and fix, not the runner's generic
 "abandoned" result."""
 
+STALE_SOCKET_HINT = "a stale socket file: nothing listens on it"
+"""What ``ECONNREFUSED`` means on the socket file of an Agent process (DogStatsD, APM)."""
+
 
 def not_shared(
     ctx: CheckContext, path: str, what: str, fix: str, details: dict[str, Any]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfcheck.checks._common import Judge, ownership
-from selfcheck.checks._sockets import BUDGET_CEILING, not_shared
+from selfcheck.checks._sockets import BUDGET_CEILING, STALE_SOCKET_HINT, not_shared
 from selfcheck.context import CheckContext
 from selfcheck.host.sockets import (
     HttpReply,
@@ -73,7 +73,7 @@ REMEDIATIONS = {
 }
 
 HINTS = {
-    Reason.ECONNREFUSED: "a stale socket file: nothing listens on it",
+    Reason.ECONNREFUSED: STALE_SOCKET_HINT,
     Reason.NOT_SOCKET: "the APM receiver is a stream socket speaking HTTP",
 }
 JUDGE = Judge(REMEDIATIONS, HINTS)

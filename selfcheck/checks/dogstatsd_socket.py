@@ -15,7 +15,7 @@ from typing import Any
 
 from selfcheck import delivery
 from selfcheck.checks._common import Judge, ownership
-from selfcheck.checks._sockets import BUDGET_CEILING, not_shared
+from selfcheck.checks._sockets import BUDGET_CEILING, STALE_SOCKET_HINT, not_shared
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.expvar import read_uds_vars
@@ -98,7 +98,7 @@ MODE_FIX = (
 )
 
 HINTS = {
-    Reason.ECONNREFUSED: "a stale socket file: nothing listens on it",
+    Reason.ECONNREFUSED: STALE_SOCKET_HINT,
     Reason.EAGAIN: "the receiver's queue is full (packets are being dropped)",
     Reason.NOT_SOCKET: "DogStatsD needs a datagram (unixgram) socket",
 }
