@@ -1,4 +1,4 @@
-"""The one way every check turns an ``OSError`` into a failed outcome."""
+"""How every check turns a reason or an ``OSError`` into an outcome carrying its fix."""
 
 from __future__ import annotations
 
