@@ -50,7 +50,7 @@ def _receipt(packets: int, errors: int, quiet_errors: int | None = None) -> Rece
         return UdsVars(5000, 200, {"Packets": p, "OriginDetectionErrors": e}, 300, False)
 
     quiet = None if quiet_errors is None else at(100 + packets, 5 + errors + quiet_errors)
-    return Receipt(5000, at(100, 5), at(100 + packets, 5 + errors), quiet)
+    return Receipt(at(100, 5), at(100 + packets, 5 + errors), quiet)
 
 
 def _mechanisms(outcome: Outcome) -> dict[str, dict[str, object]]:
