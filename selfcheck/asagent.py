@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from selfcheck.config import Config, load
-from selfcheck.host.eyes import Eyes
-from selfcheck.model import Outcome, outcome_from_json
+from selfcheck.host.eyes import AGENT, Eyes
+from selfcheck.model import Result, outcome_from_json
 from selfcheck.registry import CheckSpec, all_checks
 
 REQUEST_CAP = 64 * 1024
@@ -39,18 +39,10 @@ START_ALLOWANCE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """One check's verdict as the helper ran it."""
-
-    outcome: Outcome
-    duration_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
 class Answer:
     """The helper's cycle: verdicts and the Agent's settings, or why it could not look."""
 
-    verdicts: Mapping[str, Verdict]
+    verdicts: Mapping[str, Result]
     required: frozenset[str]
     notes: tuple[str, ...]
     settings_from: str
@@ -74,8 +66,9 @@ def request(eyes: Eyes, ids: Sequence[str], config: Config) -> dict[str, Any]:
     return {"proc": str(eyes.proc), "pid": eyes.pid, "ids": list(ids), "overrides": overrides}
 
 
-def run(eyes: Eyes, body: Mapping[str, Any], timeout: float) -> Answer:
-    """Start the helper with the Agent's credentials and wait at most ``timeout`` seconds."""
+def run(eyes: Eyes, body: Mapping[str, Any], timeout: float, started: float) -> Answer:
+    """Start the helper with the Agent's credentials and wait at most ``timeout`` seconds;
+    ``started`` is when the runner asked, where its results' timing begins."""
     creds = eyes.credentials
     try:
         proc = subprocess.Popen(
@@ -98,26 +91,31 @@ def run(eyes: Eyes, body: Mapping[str, Any], timeout: float) -> Answer:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.communicate(timeout=1)
         return refused(f"the helper as the Agent did not answer within {timeout:g} s")
-    return parse_answer(out[:ANSWER_CAP], proc.returncode)
+    return parse_answer(out[:ANSWER_CAP], proc.returncode, started)
 
 
 def refused(why: str) -> Answer:
     return Answer({}, frozenset(), (), "", refused=why)
 
 
-def parse_answer(raw: bytes, code: int) -> Answer:
-    """The child's JSON; anything else is a refusal that names only the exit code."""
+def _result(verdict: Mapping[str, Any], required: frozenset[str], started: float) -> Result:
+    cid, took = str(verdict["check"]), float(verdict["duration_seconds"])
+    outcome = outcome_from_json(verdict)
+    return Result(cid, outcome, cid in required, took, started, started + took, AGENT)
+
+
+def parse_answer(raw: bytes, code: int, started: float) -> Answer:
+    """The child's JSON as the runner's results: in the Agent's view, each timed from
+    ``started`` by its own duration. Anything else is a refusal that names only the exit code."""
     try:
         body = json.loads(raw)
         if body.get("refused"):
             return refused(str(body["refused"]))
-        verdicts = {
-            str(v["check"]): Verdict(outcome_from_json(v), float(v["duration_seconds"]))
-            for v in body["verdicts"]
-        }
+        required = frozenset(str(c) for c in body["required"])
+        results = [_result(v, required, started) for v in body["verdicts"]]
         return Answer(
-            verdicts,
-            frozenset(str(c) for c in body["required"]),
+            {r.check: r for r in results},
+            required,
             tuple(str(n) for n in body["notes"]),
             str(body["settings_from"]),
         )

@@ -196,7 +196,7 @@ class Runner:
         theirs = [cid for cid in wanted if not self.checks[cid].runs_as_selfcheck]
         budget = config.check_timeout + STAGGER * len(theirs) + asagent.START_ALLOWANCE
         started = self.clock()
-        answer = asagent.run(eyes, asagent.request(eyes, theirs, config), budget)
+        answer = asagent.run(eyes, asagent.request(eyes, theirs, config), budget, started)
         if answer.refused:
             fallback = own_eyes(
                 f"{eyes.why}, but {answer.refused}",
@@ -208,19 +208,7 @@ class Runner:
             return self._run_with(fallback, wanted)
         self.required = answer.required
         self.cycle_config = config.with_overrides(settings_from=answer.settings_from)
-        results = {
-            cid: Result(
-                cid,
-                verdict.outcome,
-                cid in self.required,
-                verdict.duration_seconds,
-                started,
-                started + verdict.duration_seconds,
-                AGENT,
-            )
-            for cid, verdict in answer.verdicts.items()
-            if cid in theirs
-        }
+        results = {cid: r for cid, r in answer.verdicts.items() if cid in theirs}
         ours = [cid for cid in wanted if cid not in theirs]
         mine = own_eyes(eyes.why, eyes.proc, eyes.agent_pid, discovery=eyes.discovery)
         results.update(self._run_local(mine, ours, config, AGENT))

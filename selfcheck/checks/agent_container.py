@@ -343,22 +343,22 @@ def env_drift(theirs: Mapping[str, str], mine: Mapping[str, str]) -> Iterator[Fi
 # --- the listener ---------------------------------------------------------------------------
 
 _LISTENER_FINDINGS = {
-    agent.FOREIGN: "A process other than the Agent's holds the socket",
-    agent.STALE: "The socket file has no listener",
-    agent.NOT_SOCKET: "The path is not a socket",
+    agent.ListenerVerdict.FOREIGN: "A process other than the Agent's holds the socket",
+    agent.ListenerVerdict.STALE: "The socket file has no listener",
+    agent.ListenerVerdict.NOT_SOCKET: "The path is not a socket",
 }
 
 
-def listener_findings(listeners: list[agent.Listener]) -> Iterator[Finding]:
-    for listener in listeners:
+def listener_findings(listeners: Mapping[str, agent.Listener]) -> Iterator[Finding]:
+    for name, listener in listeners.items():
         head = _LISTENER_FINDINGS.get(listener.verdict)
         if head is None:
             continue
         yield _warning(
-            f"{listener.socket}_listener_{listener.verdict}",
-            f"{listener.socket} socket {listener.path}: {head} ({listener.note}).",
+            f"{name}_listener_{listener.verdict}",
+            f"{name} socket {listener.path}: {head} ({listener.note}).",
             REMEDIATIONS[Reason.FOREIGN_LISTENER]
-            if listener.verdict == agent.FOREIGN
+            if listener.verdict == agent.ListenerVerdict.FOREIGN
             else "Restart the Agent's container so that it binds the socket again, and mount "
             "the socket's directory, not the file (DataDog/datadog-agent#4948).",
         )
@@ -368,8 +368,9 @@ def read_listeners(
     ctx: CheckContext,
     found: agent.Discovery,
     env: Mapping[str, str],
-) -> tuple[list[agent.Listener], list[str]]:
-    """DogStatsD on the core Agent, APM on the trace-agent (when it runs or is configured)."""
+) -> tuple[dict[str, agent.Listener], list[str]]:
+    """DogStatsD on the core Agent, APM on the trace-agent (when it runs or is configured),
+    by the socket's name."""
     config, host_proc = ctx.config, discovery_proc(ctx.host.host_proc)
     anchor = found.core() or found.processes[0]
     theirs_root = Root(host_proc / str(anchor.pid) / "root")
@@ -377,7 +378,7 @@ def read_listeners(
     try:
         entries = agent.read_net_unix(host_proc, anchor.pid)
     except OSError as error:
-        return [], [f"net/unix ({describe(error)})"]
+        return {}, [f"net/unix ({describe(error)})"]
     held, unreadable = agent.held_sockets(host_proc, found.processes)
     sockets = [
         (
@@ -399,9 +400,8 @@ def read_listeners(
     if unreadable:
         pids = ", ".join(str(pid) for pid in unreadable)
         errors.append(f"the file descriptors of pid {pids}")
-    listeners = [
-        agent.judge_listener(
-            name,
+    listeners = {
+        name: agent.judge_listener(
             agent_path=theirs,
             own_path=str(mine),
             opened=str(theirs_root.at(theirs)),
@@ -411,7 +411,7 @@ def read_listeners(
             unreadable=unreadable,
         )
         for name, theirs, mine, kind in sockets
-    ]
+    }
     return listeners, errors
 
 
@@ -488,7 +488,7 @@ def judge(
     found: agent.Discovery,
     view: agent.AgentView,
     own: Own | None,
-    listeners: list[agent.Listener],
+    listeners: Mapping[str, agent.Listener],
     listener_errors: list[str],
     agent_view: bool = False,
 ) -> Outcome:
@@ -506,7 +506,7 @@ def judge(
         "container": view.process.to_json(),
         "processes": [p.to_json() for p in found.processes],
         "agent": _agent_details(view, states),
-        "listeners": {li.socket: li.to_json() for li in listeners},
+        "listeners": {name: li.to_json() for name, li in listeners.items()},
     }
     if found.other_pods:
         details["other_agent_pods"] = found.other_pods
@@ -516,7 +516,7 @@ def judge(
         else f"Agent pid {view.process.pid}"
     )
     ids = [f.id for f in findings if f.severity is not Severity.INFO]
-    if any(f.id.endswith(f"_listener_{agent.FOREIGN}") for f in findings):
+    if any(f.id.endswith(f"_listener_{agent.ListenerVerdict.FOREIGN}") for f in findings):
         reason = Reason.FOREIGN_LISTENER
     elif ids:
         reason = Reason.DRIFT
@@ -530,7 +530,7 @@ def judge(
             details=details,
         )
     else:
-        listening = ", ".join(f"{li.socket} {li.verdict}" for li in listeners)
+        listening = ", ".join(f"{name} {li.verdict}" for name, li in listeners.items())
         return ok(
             f"{where} matches the chart's table"
             + (" and this sidecar" if own is not None else "")

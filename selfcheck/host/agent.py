@@ -22,6 +22,7 @@ here carries file content (``OSError`` names the path and errno only).
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import posixpath
 import re
@@ -442,35 +443,36 @@ def socket_inodes(host_proc: Path, pid: int, limit: int = MAX_FDS) -> set[int]:
     return inodes
 
 
-AGENT_LISTENING = "agent"
-FOREIGN = "foreign"
-STALE = "stale"
-NOT_LISTENING = "not_listening"
-NOT_SOCKET = "not_socket"
-UNKNOWN = "unknown"
+class ListenerVerdict(enum.StrEnum):
+    """Who, if anyone, listens at a socket path: a closed set, the ``verdict`` in details."""
+
+    AGENT = "agent"
+    FOREIGN = "foreign"
+    STALE = "stale"
+    NOT_LISTENING = "not_listening"
+    NOT_SOCKET = "not_socket"
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
 class Listener:
     """Who listens on one socket path, and the evidence."""
 
-    socket: str
     path: str
-    verdict: str
-    pid: int | None = None
-    role: str | None = None
+    verdict: ListenerVerdict
+    holder: AgentProcess | None = None
     note: str = ""
 
     def to_json(self) -> dict[str, object]:
-        body: dict[str, object] = {"path": self.path, "verdict": self.verdict}
-        if self.pid is not None:
-            body["pid"], body["role"] = self.pid, self.role
+        body: dict[str, object] = {"path": self.path, "verdict": str(self.verdict)}
+        if self.holder is not None:
+            body["pid"], body["role"] = self.holder.pid, self.holder.role
         if self.note:
             body["note"] = self.note
         return body
 
 
-def _probe_file(path: str, kind: str) -> tuple[str, str]:
+def _probe_file(path: str, kind: str) -> tuple[ListenerVerdict, str]:
     """Without a bound entry by that name: no file, not a socket, stale or bound elsewhere.
 
     ``connect()`` tells a live socket from a stale file without sending anything; a
@@ -479,25 +481,27 @@ def _probe_file(path: str, kind: str) -> tuple[str, str]:
     try:
         st = Path(path).stat()
     except FileNotFoundError:
-        return NOT_LISTENING, "no socket file: the Agent has not bound it (yet)"
+        return ListenerVerdict.NOT_LISTENING, "no socket file: the Agent has not bound it (yet)"
     except OSError as error:
-        return UNKNOWN, describe(error, path)
+        return ListenerVerdict.UNKNOWN, describe(error, path)
     if not stat.S_ISSOCK(st.st_mode):
-        return NOT_SOCKET, "the path exists but is not a socket"
+        return ListenerVerdict.NOT_SOCKET, "the path exists but is not a socket"
     sock_type = socket.SOCK_STREAM if kind == "stream" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_UNIX, sock_type) as sock:
         sock.settimeout(CONNECT_TIMEOUT)
         try:
             sock.connect(path)
         except ConnectionRefusedError:
-            return STALE, "a socket file with no listener (left by an earlier process)"
+            return (
+                ListenerVerdict.STALE,
+                "a socket file with no listener (left by an earlier process)",
+            )
         except OSError as error:
-            return UNKNOWN, describe(error, path)
-    return FOREIGN, "a socket not held by the Agent answers at this path"
+            return ListenerVerdict.UNKNOWN, describe(error, path)
+    return ListenerVerdict.FOREIGN, "a socket not held by the Agent answers at this path"
 
 
 def judge_listener(
-    name: str,
     *,
     agent_path: str,
     own_path: str,
@@ -520,20 +524,21 @@ def judge_listener(
     for entry in bound:
         holder = held.get(entry.inode)
         if holder is not None:
-            return Listener(name, own_path, AGENT_LISTENING, holder.pid, holder.role)
+            return Listener(own_path, ListenerVerdict.AGENT, holder)
     if bound and unreadable:
         return Listener(
-            name,
             own_path,
-            UNKNOWN,
+            ListenerVerdict.UNKNOWN,
             note=f"cannot read the descriptors of Agent pid {unreadable[0]}",
         )
     if bound:
         return Listener(
-            name, own_path, FOREIGN, note=f"socket inode {bound[0].inode} is not the Agent's"
+            own_path,
+            ListenerVerdict.FOREIGN,
+            note=f"socket inode {bound[0].inode} is not the Agent's",
         )
     verdict, note = _probe_file(opened or own_path, kind)
-    return Listener(name, own_path, verdict, note=note)
+    return Listener(own_path, verdict, note=note)
 
 
 def read_net_unix(host_proc: Path, pid: int) -> list[UnixEntry]:

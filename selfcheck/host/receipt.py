@@ -26,12 +26,16 @@ RECEIPT_RETRY = 0.1
 class Receipt:
     """``dogstatsd-uds`` before and after selfcheck's datagram, and after a quiet window."""
 
-    port: int
     before: UdsVars
     after: UdsVars
     quiet: UdsVars | None = None
     sent: int = 1
     retried: bool = False
+
+    @property
+    def port(self) -> int:
+        """The expvar port every read of the receipt went to: the one ``before`` found."""
+        return self.before.port
 
     def delta(self, name: str, later: UdsVars | None = None, earlier: UdsVars | None = None) -> int:
         a, b = (earlier or self.before).get(name), (later or self.after).get(name)
@@ -71,18 +75,18 @@ def read_after(before: UdsVars, deadline: Deadline, began: float) -> Receipt:
     """
     time.sleep(RECEIPT_SETTLE)
     after = read_uds_vars(before.port, deadline)
-    receipt = Receipt(before.port, before, after)
+    receipt = Receipt(before, after)
     retried = False
     if receipt.delta("Packets") < 1 and deadline.left() > RECEIPT_RETRY:
         time.sleep(RECEIPT_RETRY)
         after, retried = read_uds_vars(before.port, deadline), True
     window = time.monotonic() - began
     quiet = None
-    receipt = Receipt(before.port, before, after, None, 1, retried)
+    receipt = Receipt(before, after, None, 1, retried)
     if receipt.delta("OriginDetectionErrors") > 0 and deadline.left() > window:
         time.sleep(window)
         quiet = read_uds_vars(before.port, deadline)
-    return Receipt(before.port, before, after, quiet, 1, retried)
+    return Receipt(before, after, quiet, 1, retried)
 
 
 def heartbeat(metric: str) -> bytes:

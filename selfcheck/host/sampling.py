@@ -37,24 +37,14 @@ MOUNTINFO_CAP = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """Host processes read for the uds step 4; only those under a runtime path are judged."""
+    """Host processes read for the uds step 4 and what their clients would send, and its fate:
+    one pass, one record. Only those under a runtime path are judged."""
 
     sampled: int = 0
     in_containers: int = 0
     resolved: int = 0
     unreadable: int = 0
     unresolved_examples: tuple[str, ...] = ()
-
-    @property
-    def ratio(self) -> float | None:
-        return self.resolved / self.in_containers if self.in_containers else None
-
-
-@dataclass(frozen=True, slots=True)
-class ClientSample:
-    """What the clients of the same sampled container processes would send, and its fate."""
-
-    judged: int = 0
     inode_resolved: int = 0
     id_found: int = 0
     id_recognised: int = 0
@@ -64,13 +54,18 @@ class ClientSample:
     not_walked: int = 0
     """Unresolved inodes of a capped walk: the Agent, walking all, may know them."""
     inode_total: int | None = None
-    """Processes whose inode was looked up (none without an inode map); ``judged`` if unset."""
+    """Processes whose inode was looked up (none without an inode map); ``in_containers``
+    if unset."""
     named_misses: int = 0
     """Unresolved inodes of container-named directories: a fresh walk may hold them."""
 
     @property
+    def ratio(self) -> float | None:
+        return self.resolved / self.in_containers if self.in_containers else None
+
+    @property
     def inode_judged(self) -> int:
-        total = self.judged if self.inode_total is None else self.inode_total
+        total = self.in_containers if self.inode_total is None else self.inode_total
         return total - self.not_walked
 
     @property
@@ -79,7 +74,7 @@ class ClientSample:
 
     @property
     def id_ratio(self) -> float | None:
-        return self.id_recognised / self.judged if self.judged else None
+        return self.id_recognised / self.in_containers if self.in_containers else None
 
 
 @dataclass(slots=True)
@@ -151,7 +146,7 @@ def sample_all(
     size: int,
     inode_map: InodeMap | None = None,
     host_pids: list[int] | None = None,
-) -> tuple[Sample, ClientSample]:
+) -> Sample:
     """One pass over an evenly spaced sample: the Agent's PID rule and the clients' rules."""
     pids = evenly_spaced(list_pids(proc_root) if host_pids is None else host_pids, size)
     tally = _Tally()
@@ -175,11 +170,12 @@ def sample_all(
         if inode_map is not None:
             _judge_client_inode(tally, path, inode_map)
         _judge_client_id(tally, proc_root, pid, text, path)
-    sample = Sample(
-        len(pids), tally.in_containers, tally.resolved, tally.unreadable, tuple(tally.examples)
-    )
-    clients = ClientSample(
+    return Sample(
+        len(pids),
         tally.in_containers,
+        tally.resolved,
+        tally.unreadable,
+        tuple(tally.examples),
         tally.inode_resolved,
         tally.id_found,
         tally.id_recognised,
@@ -190,4 +186,3 @@ def sample_all(
         tally.in_containers if inode_map is not None else 0,
         tally.named_misses,
     )
-    return sample, clients

@@ -18,6 +18,7 @@ from selfcheck.checks.agent_container import (
     volume_states,
 )
 from selfcheck.host import agent
+from selfcheck.host.agent import ListenerVerdict
 from selfcheck.host.capabilities import mask_of
 from selfcheck.host.identity import Identity, identity_from_status
 from selfcheck.host.procfs import Mount, parse_mountinfo
@@ -182,13 +183,14 @@ def test_env_drift_names_the_settings_never_their_values() -> None:
 
 
 def test_listener_findings_for_foreign_and_stale_sockets() -> None:
-    listeners = [
-        agent.Listener(
-            "dogstatsd", "/var/run/datadog/dsd.socket", agent.FOREIGN, 42, None, "pid 42"
-        ),
-        agent.Listener("apm", "/var/run/datadog/apm.socket", agent.STALE, note="no listener"),
-        agent.Listener("dogstatsd", "/var/run/datadog/dsd.socket", agent.AGENT_LISTENING, 7),
-    ]
+    dsd, apm = "/var/run/datadog/dsd.socket", "/var/run/datadog/apm.socket"
+    listeners = {
+        "dogstatsd": agent.Listener(dsd, ListenerVerdict.FOREIGN, note="pid 42"),
+        "apm": agent.Listener(apm, ListenerVerdict.STALE, note="no listener"),
+    }
+    holder = agent.AgentProcess(7, agentpod.CORE, "/", None, None)
+    held = agent.Listener(dsd, ListenerVerdict.AGENT, holder)
+    assert list(listener_findings({"dogstatsd": held})) == []
     findings = list(listener_findings(listeners))
     assert ids(findings) == ["dogstatsd_listener_foreign", "apm_listener_stale"]
     assert findings[0].message == (

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from selfcheck import agentpod
 from selfcheck.host import agent
+from selfcheck.host.agent import ListenerVerdict
 from tests.support.standins import stale_socket
 
 CANARY = "selfcheck-canary-4f1b2c"
@@ -219,29 +220,26 @@ def _me(role: str = "agent") -> agent.AgentProcess:
 def _judge(path: Path, held: dict[int, agent.AgentProcess], kind: str = "dgram") -> agent.Listener:
     entries = agent.read_net_unix(Path("/proc"), os.getpid())
     return agent.judge_listener(
-        "dogstatsd", agent_path=str(path), own_path=str(path), kind=kind, entries=entries, held=held
+        agent_path=str(path), own_path=str(path), kind=kind, entries=entries, held=held
     )
 
 
 def test_listener_verdicts(socket_dir: Path) -> None:
     path = socket_dir / "dsd.socket"
-    assert _judge(path, {}).verdict == agent.NOT_LISTENING
+    assert _judge(path, {}).verdict == ListenerVerdict.NOT_LISTENING
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
         inode = os.fstat(sock.fileno()).st_ino
         agent_listening = _judge(path, {inode: _me()})
-        assert (agent_listening.verdict, agent_listening.pid) == (
-            agent.AGENT_LISTENING,
-            os.getpid(),
-        )
-        assert _judge(path, {}).verdict == agent.FOREIGN  # bound, but not by the Agent
-    assert _judge(path, {}).verdict == agent.STALE  # the file stays, nobody listens
+        assert (agent_listening.verdict, agent_listening.holder) == (ListenerVerdict.AGENT, _me())
+        assert _judge(path, {}).verdict == ListenerVerdict.FOREIGN  # bound, but not by the Agent
+    assert _judge(path, {}).verdict == ListenerVerdict.STALE  # the file stays, nobody listens
     path.unlink()
     stale_socket(path)
-    assert _judge(path, {inode: _me()}).verdict == agent.STALE
+    assert _judge(path, {inode: _me()}).verdict == ListenerVerdict.STALE
     path.unlink()
     path.write_text("")
-    assert _judge(path, {}).verdict == agent.NOT_SOCKET
+    assert _judge(path, {}).verdict == ListenerVerdict.NOT_SOCKET
 
 
 def test_a_listener_bound_under_another_name_is_foreign(socket_dir: Path) -> None:
@@ -252,7 +250,7 @@ def test_a_listener_bound_under_another_name_is_foreign(socket_dir: Path) -> Non
         sock.bind(str(socket_dir / "a" / "apm.socket"))
         sock.listen(1)
         listener = _judge(socket_dir / "b" / "apm.socket", {}, kind="stream")
-    assert listener.verdict == agent.FOREIGN
+    assert listener.verdict == ListenerVerdict.FOREIGN
 
 
 def test_agent_config_of_an_empty_or_missing_procfs_is_empty(tmp_path: Path) -> None:

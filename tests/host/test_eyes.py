@@ -62,13 +62,15 @@ def test_a_helper_answer_becomes_verdicts_and_garbage_a_refusal() -> None:
         "notes": [],
         "settings_from": "the Agent's own environment",
     }
-    answer = parse_answer(json.dumps(body).encode(), 0)
+    answer = parse_answer(json.dumps(body).encode(), 0, 100.0)
     verdict = answer.verdicts["procfs"]
     assert (verdict.outcome.status, verdict.outcome.reason) == (Status.FAILED, Reason.ENOENT)
+    assert (verdict.required, verdict.view) == (True, "agent")
+    assert (verdict.started_at, verdict.finished_at) == (100.0, 100.01)
     assert verdict.outcome.figures == {"visible_processes": 3.0}
     assert answer.required == frozenset({"procfs"}) and not answer.refused
-    broken = parse_answer(b"Traceback (most recent call last): DD_API_KEY=secret", 1)
+    broken = parse_answer(b"Traceback (most recent call last): DD_API_KEY=secret", 1, 0.0)
     assert broken.refused == "the helper holding the Agent's credentials exited 1 without verdicts"
     assert "secret" not in repr(broken)
-    unknown = parse_answer(json.dumps({**body, "verdicts": [{"status": "weird"}]}).encode(), 0)
+    unknown = parse_answer(json.dumps({**body, "verdicts": [{"status": "weird"}]}).encode(), 0, 0.0)
     assert unknown.refused

@@ -365,7 +365,7 @@ def test_origin_detection_sample_on_any_cgroup_files(cgroups: list[bytes], versi
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         _tree(root, [b"Uid:\t0\n"] * len(cgroups), cgroups)
-        sample, _ = sampling.sample_all(root, version, 256)
+        sample = sampling.sample_all(root, version, 256)
         assert sample.resolved <= sample.in_containers <= sample.sampled == len(cgroups)
 
 

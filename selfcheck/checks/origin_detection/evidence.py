@@ -28,7 +28,7 @@ from selfcheck.host.namespaces import (
 )
 from selfcheck.host.passcred import RoundTrip, round_trip
 from selfcheck.host.receipt import Receipt, find_expvar, heartbeat, read_after
-from selfcheck.host.sampling import ClientSample, Sample, sample_all
+from selfcheck.host.sampling import Sample, sample_all
 from selfcheck.host.sockets import Deadline, send_datagram
 from selfcheck.host.view import HostView
 
@@ -63,7 +63,6 @@ class Evidence:
     cgroup_mount_missing: bool = False
     hierarchy: str | None = None
     inode_map: InodeMap | None = None
-    clients: ClientSample = field(default_factory=ClientSample)
     own_inode: int | None = None
     # the Agent's configuration, as selfcheck's environment carries it
     uds_enabled: bool = False
@@ -206,15 +205,13 @@ def gather(
     # the clients would send (their IDs need no cgroup mount on the Agent's side).
     version = ev.cgroup_version if ev.cgroup_version is not None else 2
     try:
-        ev.sample, ev.clients = sample_all(
-            ev.host_proc, version, config.sample_size, ev.inode_map, host_pids
-        )
+        ev.sample = sample_all(ev.host_proc, version, config.sample_size, ev.inode_map, host_pids)
         if _missed(ev) and _refreshed_inode_map(ev, host):  # the Agent walks again on a miss
-            ev.sample, ev.clients = sample_all(
+            ev.sample = sample_all(
                 ev.host_proc, version, config.sample_size, ev.inode_map, host_pids
             )
     except OSError:
-        ev.sample, ev.clients = Sample(), ClientSample()
+        ev.sample = Sample()
     gather_receipt(ev, config, host, receipt_budget)
     return ev
 
@@ -223,7 +220,7 @@ def _missed(ev: Evidence) -> bool:
     """A sampled container's inode, or this container's own, not in the map: what a walk of
     today's tree could change (directories without a container's name never enter it)."""
     own_missing = ev.own_inode is not None and ev.own_container_by_inode is None
-    return ev.inode_map is not None and (ev.clients.named_misses > 0 or own_missing)
+    return ev.inode_map is not None and (ev.sample.named_misses > 0 or own_missing)
 
 
 def _refreshed_inode_map(ev: Evidence, host: HostView) -> bool:

@@ -228,19 +228,19 @@ def judge_client_inode(ev: Evidence) -> Verdict:
         map_containers=cmap.containers,
         map_dirs_walked=cmap.dirs_walked,
         map_truncated=cmap.truncated,
-        ratio=_round(ev.clients.inode_ratio),
+        ratio=_round(ev.sample.inode_ratio),
     )
-    if ev.clients.inode_examples:
-        facts["unresolved_examples"] = list(ev.clients.inode_examples)
+    if ev.sample.inode_examples:
+        facts["unresolved_examples"] = list(ev.sample.inode_examples)
     if ev.private_cgroupns:
         facts.update(own_inode=ev.own_inode, own_container=ev.own_container_by_inode)
-    tally = _sample_words(ev.clients.inode_resolved, ev.clients.inode_judged, "resolve by inode")
-    if ev.clients.not_walked:
-        facts["not_walked"] = ev.clients.not_walked
-        tally += f" ({ev.clients.not_walked} more unknown: the walk stopped at its cap)"
+    tally = _sample_words(ev.sample.inode_resolved, ev.sample.inode_judged, "resolve by inode")
+    if ev.sample.not_walked:
+        facts["not_walked"] = ev.sample.not_walked
+        tally += f" ({ev.sample.not_walked} more unknown: the walk stopped at its cap)"
     still = "still " if _uds_failure(ev) is not None else ""
     return _ratio_verdict(
-        ev.clients.inode_ratio,
+        ev.sample.inode_ratio,
         Reason.INODE_UNRESOLVED,
         headline=f"{INODE_CLIENTS} are {still}tagged ({tally})",
         good=f"{INODE_CLIENTS} are tagged: {tally} through the Agent's map of "
@@ -253,7 +253,7 @@ def judge_client_inode(ev: Evidence) -> Verdict:
 
 
 def judge_client_id(ev: Evidence) -> Verdict:
-    c = ev.clients
+    c = ev.sample
     facts: dict[str, object] = {
         "ratio": _round(c.id_ratio),
         "found": c.id_found,
@@ -261,7 +261,7 @@ def judge_client_id(ev: Evidence) -> Verdict:
     }
     if c.id_examples:
         facts["unrecognised_examples"] = list(c.id_examples)
-    tally = _sample_words(c.id_recognised, c.judged, "give an ID the Agent recognises")
+    tally = _sample_words(c.id_recognised, c.in_containers, "give an ID the Agent recognises")
     return _ratio_verdict(
         c.id_ratio,
         Reason.NO_CONTAINER_ID,
@@ -441,10 +441,10 @@ def figures_of(ev: Evidence, found: dict[str, Verdict]) -> dict[str, float]:
     }
     if ev.sample.ratio is not None:
         figures["resolution_ratio"] = round(ev.sample.ratio, 4)
-    if ev.clients.inode_ratio is not None:
-        figures["inode_resolution_ratio"] = round(ev.clients.inode_ratio, 4)
-    if ev.clients.id_ratio is not None:
-        figures["client_id_recognised_ratio"] = round(ev.clients.id_ratio, 4)
+    if ev.sample.inode_ratio is not None:
+        figures["inode_resolution_ratio"] = round(ev.sample.inode_ratio, 4)
+    if ev.sample.id_ratio is not None:
+        figures["client_id_recognised_ratio"] = round(ev.sample.id_ratio, 4)
     if ev.inode_map is not None:
         figures["inode_map_containers"] = ev.inode_map.containers
     for name, verdict in found.items():

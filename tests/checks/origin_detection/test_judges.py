@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,13 @@ from selfcheck.host.inodes import InodeMap
 from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, INITIAL_PID_NS_INODE, PidView
 from selfcheck.host.passcred import Credentials, RoundTrip
 from selfcheck.host.receipt import Receipt
-from selfcheck.host.sampling import ClientSample, Sample
+from selfcheck.host.sampling import Sample
 from selfcheck.model import Outcome, Reason, Status
 
 CID = "4f1c2b9d8e7a6f5c4b3a29180f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6"
 ONLY = ["check", "--only", "origin_detection", "--json"]
 REQUIRED = {"DD_DOGSTATSD_ORIGIN_DETECTION": "true"}
+HEALTHY = Sample(50, 10, 10, inode_resolved=10, id_found=10, id_recognised=10)
 
 
 # --- the judge, for kernel answers a healthy machine never gives -----------------------------
@@ -34,10 +36,9 @@ def _evidence(**changes: object) -> Evidence:
     ev.passcred = RoundTrip(4243, Credentials(4243, 0, 0), "@00001")
     ev.cgroup_layout, ev.cgroup_version = "v2", 2
     ev.own_cgroup, ev.own_in_runtime = f"/system.slice/docker-{CID}.scope", True
-    ev.sample = Sample(sampled=50, in_containers=10, resolved=10)
+    ev.sample = HEALTHY
     ev.hierarchy = "/host/sys/fs/cgroup"
     ev.inode_map = InodeMap(ev.hierarchy, {7001: CID}, {CID: 7001}, 40)
-    ev.clients = ClientSample(judged=10, inode_resolved=10, id_found=10, id_recognised=10)
     ev.uds_enabled = True
     for key, value in changes.items():
         setattr(ev, key, value)
@@ -49,7 +50,7 @@ def _receipt(packets: int, errors: int, quiet_errors: int | None = None) -> Rece
         return UdsVars(5000, 200, {"Packets": p, "OriginDetectionErrors": e}, 300, False)
 
     quiet = None if quiet_errors is None else at(100 + packets, 5 + errors + quiet_errors)
-    return Receipt(5000, at(100, 5), at(100 + packets, 5 + errors), quiet)
+    return Receipt(at(100, 5), at(100 + packets, 5 + errors), quiet)
 
 
 def _mechanisms(outcome: Outcome) -> dict[str, dict[str, object]]:
@@ -83,16 +84,15 @@ def test_judge_client_only_configuration_is_not_failed_by_uds() -> None:
 
 
 def test_judge_unresolved_inodes() -> None:
-    few = ClientSample(judged=10, inode_resolved=3, id_found=10, id_recognised=10,
-                       inode_examples=("/kubepods/pod1/sub (inode 9)",))  # fmt: skip
-    outcome = judge(_evidence(clients=few, client_enabled=True))
+    few = replace(HEALTHY, inode_resolved=3, inode_examples=("/kubepods/pod1/sub (inode 9)",))
+    outcome = judge(_evidence(sample=few, client_enabled=True))
     assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.INODE_UNRESOLVED)
     assert "only 3/10" in outcome.message
     assert "cgroups volume" in outcome.remediation
-    none = ClientSample(judged=10, inode_resolved=0, id_found=10, id_recognised=10)
-    assert judge(_evidence(clients=none, client_enabled=True)).status == Status.FAILED
+    none = replace(HEALTHY, inode_resolved=0)
+    assert judge(_evidence(sample=none, client_enabled=True)).status == Status.FAILED
     # the Agent ignores client fields without DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT
-    assert judge(_evidence(clients=none)).status == Status.OK
+    assert judge(_evidence(sample=none)).status == Status.OK
 
 
 def test_judge_cgroups_mount_missing_names_it() -> None:
@@ -103,8 +103,8 @@ def test_judge_cgroups_mount_missing_names_it() -> None:
 
 
 def test_judge_unrecognised_client_ids() -> None:
-    pods = ClientSample(judged=4, inode_resolved=4, id_found=4, id_recognised=1)
-    outcome = judge(_evidence(clients=pods, client_enabled=True))
+    pods = Sample(50, 4, 4, inode_resolved=4, id_found=4, id_recognised=1)
+    outcome = judge(_evidence(sample=pods, client_enabled=True))
     assert (outcome.status, outcome.reason) == (Status.DEGRADED, Reason.NO_CONTAINER_ID)
     assert outcome.figures["client_id_recognised_ratio"] == 0.25
 
@@ -182,9 +182,8 @@ def test_judge_no_cgroup_hierarchy() -> None:
 
 def test_judge_inodes_past_a_capped_walk_are_unknown_not_unresolved() -> None:
     capped = InodeMap("/host/sys/fs/cgroup", {7001: CID}, {CID: 7001}, 8000, truncated=True)
-    clients = ClientSample(judged=10, inode_resolved=6, id_found=10, id_recognised=10,
-                           not_walked=4)  # fmt: skip
-    outcome = judge(_evidence(inode_map=capped, clients=clients, client_enabled=True))
+    sample = replace(HEALTHY, inode_resolved=6, not_walked=4)
+    outcome = judge(_evidence(inode_map=capped, sample=sample, client_enabled=True))
     assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK)
     assert outcome.figures["inode_resolution_ratio"] == 1.0
     assert "4 more unknown: the walk stopped at its cap" in outcome.message
