@@ -78,17 +78,6 @@ class Judge:
         )
 
 
-def os_failure(
-    remediations: Mapping[Reason, str],
-    error: OSError,
-    path: str | os.PathLike[str],
-    what: str,
-    **extra: object,
-) -> Outcome:
-    """``failed`` with the errno's reason (narrowed to the check's set), the path and the fix."""
-    return Judge(remediations).failure(error, path, what, None, **extra)
-
-
 def identity() -> str:
     """Who this process is, for permission messages: ``uid 100, gid 101, groups 101``."""
     groups = ",".join(str(g) for g in sorted(set(os.getgroups()))) or "none"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from selfcheck.checks._common import Judge
 from selfcheck.checks.origin_detection import evidence
 from selfcheck.checks.origin_detection.evidence import (
     EXPVAR_BUDGET,
@@ -10,15 +9,13 @@ from selfcheck.checks.origin_detection.evidence import (
     gather,
 )
 from selfcheck.checks.origin_detection.judges import NOT_ENABLED_WORDS, judge
-from selfcheck.checks.origin_detection.texts import FIGURES, REMEDIATIONS
+from selfcheck.checks.origin_detection.texts import FIGURES, JUDGE, REMEDIATIONS
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
 from selfcheck.host.files import describe, path_exists
 from selfcheck.host.view import HostView
 from selfcheck.model import Outcome, Reason, Status
 from selfcheck.registry import CheckSpec, register
-
-JUDGE = Judge(REMEDIATIONS)
 
 
 def _procfs_missing(config: Config, host: HostView) -> Outcome | None:

@@ -9,11 +9,11 @@ import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfcheck.checks._common import os_failure
 from selfcheck.checks.origin_detection.evidence import AGENT_HOST_CGROUP, Evidence
 from selfcheck.checks.origin_detection.texts import (
     ID_CLIENTS,
     INODE_CLIENTS,
+    JUDGE,
     REMEDIATIONS,
 )
 from selfcheck.host.files import describe
@@ -88,7 +88,7 @@ def _judge_pid_namespace(ev: Evidence) -> tuple[Status, Reason, str] | None:
 
 
 def _os_verdict(error: OSError, path: Path | str, what: str) -> tuple[Status, Reason, str]:
-    failure = os_failure(REMEDIATIONS, error, path, what)
+    failure = JUDGE.failure(error, path, what)
     return failure.status, failure.reason, failure.message
 
 

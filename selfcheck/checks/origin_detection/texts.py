@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from selfcheck.checks import procfs
+from selfcheck.checks._common import Judge
 from selfcheck.model import Reason
 
 INODE_CLIENTS = "clients that send their cgroup inode (datadog-go 5.x, datadogpy, Agent 7.51+)"
@@ -66,6 +67,7 @@ REMEDIATIONS = {
         "volume (hostPath /proc at /host/proc) and the node's kernel log."
     ),
 }
+JUDGE = Judge(REMEDIATIONS)
 
 
 FIGURES = {
