@@ -22,7 +22,7 @@ from selfcheck.checks._common import Judge
 from selfcheck.checks._sockets import BUDGET_CEILING
 from selfcheck.config import Config, unix_socket_file
 from selfcheck.context import CheckContext
-from selfcheck.host import cri
+from selfcheck.host import cri, runtimes
 from selfcheck.host.files import describe
 from selfcheck.host.root import Root
 from selfcheck.host.sockets import (
@@ -33,7 +33,7 @@ from selfcheck.host.sockets import (
     probe_stream,
     stat_socket,
 )
-from selfcheck.model import Outcome, Reason, ok, skipped
+from selfcheck.model import Outcome, Reason, Status, ok, skipped
 from selfcheck.registry import CheckSpec, register
 
 DOCKER_DEFAULTS = ("/var/run/docker.sock", "/host/var/run/docker.sock")
@@ -189,6 +189,14 @@ def _docker(candidate: Candidate, deadline: Deadline) -> Found:
     return Found(candidate, "docker", version[:64], {"api_version": str(api or "")[:16]})
 
 
+TAKEN_ON_ERROR = frozenset(
+    {Reason.ECONNREFUSED, Reason.TIMEOUT, Reason.PROTOCOL_ERROR, Reason.IO_ERROR}
+)
+"""Failures after which the Agent still takes the socket: ``socket.IsAvailable`` refuses a
+socket only when it is absent, not a socket, or its connect is denied
+(pkg/util/system/socket/socket.go); a refused or slow connect counts as available."""
+
+
 def run(ctx: CheckContext) -> Outcome:
     config = ctx.config
     deadline = Deadline(ctx.budget(BUDGET_CEILING))
@@ -198,21 +206,36 @@ def run(ctx: CheckContext) -> Outcome:
     if unsupported:
         details["not_checked"] = unsupported
     failures: list[tuple[Candidate, OSError]] = []
+    taken: dict[str, Candidate] = {}
+    """The default the Agent takes for each API: the first that exists and may be connected."""
     found: Found | None = None
     for candidate in order:
         if found is not None and not candidate.explicit:
             break
+        shadow = None if candidate.explicit else taken.get(candidate.protocol)
         try:
             result = probe(replace(candidate, opened=str(ctx.host.at(candidate.path))), deadline)
         except OSError as error:
             reason = JUDGE.reason(error)
             tried.append(_attempt(candidate, str(reason), describe(error)))
+            if reason in TAKEN_ON_ERROR and not candidate.explicit:
+                taken.setdefault(candidate.protocol, candidate)
             if candidate.explicit or reason is not Reason.ENOENT:
                 failures.append((candidate, error))
             continue
+        if shadow is not None:
+            tried.append(
+                _attempt(candidate, "shadowed", f"answers, but the Agent takes {shadow.path}")
+            )
+            details.setdefault("answering_but_not_taken", []).append(candidate.path)
+            continue
         tried.append(_attempt(candidate, "ok", f"{result.runtime} {result.version}"))
+        taken.setdefault(candidate.protocol, candidate)
         found = found or result
-    return _judge(found, failures, unsupported, details, ctx.host.root)
+    outcome = _judge(found, failures, unsupported, details, ctx.host.root)
+    if outcome.status is Status.FAILED:
+        return _with_node_sockets(outcome, ctx, order)
+    return outcome
 
 
 def _attempt(candidate: Candidate, result: str, detail: str) -> dict[str, Any]:
@@ -260,10 +283,18 @@ def _judge(
         absent = FileNotFoundError(errno.ENOENT, "no runtime socket at any of the Agent's paths")
         return _failure(None, absent, details, root, where=paths)
     message = f"{found.candidate.path}: {found.runtime} {found.version} answered"
+    gap = runtime_gap(found.candidate.path, found.runtime)
+    if gap:
+        details["missed"] = gap
+        message = f"{message}; {gap}"
     if failures:
         # The Agent's detectDocker / IsAvailable: a default that is not a socket or does not
         # answer is simply absent when another runtime does (pkg/config/env); only noted.
         details["ignored_defaults"] = [c.path for c, _ in failures]
+        taken = [(c, r) for c, e in failures if (r := JUDGE.reason(e)) in TAKEN_ON_ERROR]
+        if taken:
+            details["agent_will"] = agent_does(taken[0][0], taken[0][1], details)
+            message = f"{message}; of {taken[0][0].path}, {details['agent_will']}"
     return ok(message, details=details, node_info=node_info)
 
 
@@ -283,10 +314,159 @@ def _failure(
         what = f"reach the {candidate.runtime} socket from {candidate.source}"
         st = _stat_or_none(str(root.at(candidate.path)))
     failure = JUDGE.failure(error, path, what, st, details=details, node_info=node_info or {})
+    if candidate is not None:
+        will = agent_does(candidate, JUDGE.reason(error), details)
+        details["agent_will"] = will
+        failure = replace(failure, message=f"{failure.message}; {will}", details=details)
     links = [n for n in (_broken_host_link(root, c["path"]) for c in details["candidates"]) if n]
     if not links:
         return failure
     return replace(failure, message=f"{failure.message}; {links[0][0]}", remediation=links[0][1])
+
+
+def agent_does(candidate: Candidate, reason: Reason, details: dict[str, Any]) -> str:
+    """What the Agent does with this socket, which it shows at most in an INFO log line
+    (pkg/config/env/environment_containers.go ``detectDocker``, ``checkCriSocket``)."""
+    path, runtime = candidate.path, candidate.runtime
+    if candidate.source == "DOCKER_HOST":
+        return (
+            "the Agent does not probe DOCKER_HOST: it turns its Docker checks on, and they "
+            f"fail against {path} at every run"
+        )
+    if reason is Reason.EACCES:
+        kind = "Docker" if candidate.protocol == "docker" else "cri"
+        then = (
+            "goes on to its next default path"
+            if not candidate.explicit
+            else f"runs without its {'CRI' if runtime == 'cri' else 'CRI and ' + runtime} checks"
+        )
+        return (
+            f"the Agent only logs 'Agent found {kind} socket at: {path} but socket not "
+            f"reachable (permissions?)' at INFO level and {then}"
+        )
+    if reason in TAKEN_ON_ERROR:
+        further = "" if candidate.explicit else " and tries no later default"
+        shadowed = details.get("answering_but_not_taken") or []
+        never = f" (so it never uses {shadowed[0]}, which answers)" if shadowed else ""
+        return (
+            f"the Agent still counts {path} as available (it refuses a socket only when the "
+            "connect is denied, pkg/util/system/socket/socket.go), takes it"
+            f"{further}{never}, and its {runtime} checks fail against it with no log at startup"
+        )
+    if candidate.explicit:
+        checks = "CRI" if runtime == "cri" else f"CRI and {runtime}"
+        return f"the Agent logs nothing and runs without its {checks} checks"
+    return ""
+
+
+def runtime_gap(path: str, runtime: str) -> str:
+    """What the Agent misses when the CRI socket's path names no runtime: it turns on the
+    containerd or CRI-O check by the substring alone (environment_containers.go)."""
+    if cri_runtime(path) != "cri":
+        return ""
+    feature = {"containerd": "containerd", "cri-o": "crio"}.get(runtime.lower(), "")
+    text = (
+        f"the Agent picks its checks by the socket path's name, and {path} names neither "
+        "containerd nor crio: it runs the CRI check only and misses the "
+        f"{feature or 'containerd or CRI-O'} check and collector (container metrics, events, "
+        "images and their tags)"
+    )
+    if feature:
+        text += (
+            f"; the runtime answered as {runtime}: set DD_AUTOCONFIG_INCLUDE_FEATURES={feature} "
+            "or point DD_CRI_SOCKET_PATH at a path that names it"
+        )
+    return text
+
+
+def _with_node_sockets(outcome: Outcome, ctx: CheckContext, order: list[Candidate]) -> Outcome:
+    """The Agent found nothing it can use: the runtime sockets the known distributions keep,
+    looked for in every node directory the Agent has mounted, and the setting for the one
+    there (or the volume to add for one outside every mount)."""
+    settings = [c.path for c in order if c.explicit]
+    shadowed = set(outcome.details.get("answering_but_not_taken") or ())
+    pids = ctx.host.host_pids()
+    try:
+        sightings = runtimes.search(
+            ctx.host.root,
+            settings,
+            ctx.host.host_proc,
+            [] if isinstance(pids, OSError) else pids,
+            skip=[c.path for c in order if c.path not in shadowed],
+            containerized=ctx.config.containerized,
+        )
+    except OSError:
+        return outcome  # a hint that cannot be read leaves the Agent's own verdict as it is
+    if not sightings:
+        return outcome
+    details = dict(outcome.details)
+    details["node_sockets"] = [_sighting(s) for s in sightings]
+    best = _best(sightings)
+    misplaced = outcome.reason in (Reason.ENOENT, Reason.NOT_SOCKET)
+    if best.result != "ok" and not misplaced:
+        # The Agent's socket is where it looks but refuses (eacces, stale...): that fix stands.
+        return replace(outcome, details=details)
+    message = f"{outcome.message}; {node_socket_words(best)}"
+    remediation = setting_fix(best) if best.result in ("ok", "unmounted") else outcome.remediation
+    return replace(outcome, message=message, remediation=remediation, details=details)
+
+
+def _best(sightings: list[runtimes.Sighting]) -> runtimes.Sighting:
+    """An answering mounted socket first (the table's order prefers a path naming its
+    runtime), then one outside every mount, then whatever is there."""
+    for wanted in ("ok", "unmounted"):
+        match = next((s for s in sightings if s.result == wanted), None)
+        if match is not None:
+            return match
+    return sightings[0]
+
+
+def _sighting(s: runtimes.Sighting) -> dict[str, Any]:
+    return {
+        "node_path": s.node_path,
+        "agent_path": s.agent_path or "",
+        "where": s.where,
+        "result": s.result,
+        "detail": s.detail[:300],
+    }
+
+
+def node_socket_words(s: runtimes.Sighting) -> str:
+    """The sighting as the message names it."""
+    if not s.mounted:
+        return (
+            f"the node has a runtime socket at {s.node_path} ({s.where}), outside every node "
+            "directory the Agent mounts"
+        )
+    state = "answers" if s.result == "ok" else f"is there but fails ({s.result}: {s.detail})"
+    return (
+        f"the node's {s.node_path} ({s.where}) {state} at {s.agent_path} in the Agent's container"
+    )
+
+
+def setting_fix(s: runtimes.Sighting) -> str:
+    """The one setting, for each install form, that points the Agent at ``s``."""
+    node = s.node_path
+    directory = posixpath.dirname(node)
+    docker = s.api == "docker"
+    helm = "datadog.dockerSocketPath" if docker else "datadog.criSocketPath"
+    operator = "spec.global.dockerSocketPath" if docker else "spec.global.criSocketPath"
+    env = "DOCKER_HOST=unix://" if docker else "DD_CRI_SOCKET_PATH="
+    chart = (
+        f"Helm {helm}={node} (the chart then mounts {directory} at /host{directory} and sets "
+        f"{env}/host{node}); Operator {operator}={node} (the same mount and variable)"
+    )
+    if s.mounted:
+        plain = f"a plain manifest: {env}{s.agent_path}, already inside the mounted directory"
+        fix = f"Point the Agent at {node}: {chart}; {plain}."
+    else:
+        plain = (
+            f"a plain manifest: a hostPath volume {directory} mounted read-only at "
+            f"/host{directory}, and {env}/host{node}"
+        )
+        fix = f"Mount the directory of {node} and point the Agent at it: {chart}; {plain}."
+    gap = "" if docker else runtime_gap(node, "")
+    return f"{fix} Note: {gap}." if gap else fix
 
 
 def _broken_host_link(root: Root, path: str) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,23 @@ import pytest
 from selfcheck.checks import runtime_socket
 from selfcheck.config import Config
 from selfcheck.context import CheckContext
-from selfcheck.model import Reason, Status
+from selfcheck.host import runtimes
+from selfcheck.host.eyes import own_eyes
+from selfcheck.host.root import Root
+from selfcheck.host.view import HostView
+from selfcheck.model import Outcome, Reason, Status
 from tests.support.configs import make_config
 from tests.support.daemons import ContainerdDaemon, DockerDaemon
+from tests.support.hosttree import proc_tree
 from tests.support.run import AGENT_GID, AGENT_UID, AS_AGENT_USER, in_shell, selfcheck
 from tests.support.standins import WedgedListener, stale_socket
 
 
 @pytest.fixture
 def no_defaults(monkeypatch: pytest.MonkeyPatch, socket_dir: Path) -> Path:
-    """Default paths that do not exist, so the machine's own sockets never leak in."""
+    """Default paths that do not exist, so the machine's own sockets never leak in; nor do
+    the runtimes other test sessions run here (their ``--address`` flags)."""
+    monkeypatch.setattr(runtimes, "MAX_PROCESSES", 0)
     monkeypatch.setattr(runtime_socket, "DOCKER_DEFAULTS", (str(socket_dir / "d.sock"),))
     monkeypatch.setattr(runtime_socket, "CRI_DEFAULTS", (str(socket_dir / "c.sock"),))
     return socket_dir
@@ -255,3 +263,208 @@ def test_an_absolute_symlink_broken_under_host_is_named(
         {"DD_CRI_SOCKET_PATH": "/host/run/containerd/containerd.sock"},
     )
     assert fixed.check("runtime_socket")["status"] == "ok", fixed.stdout
+
+
+# -- the node's runtime where the Agent does not look: fixture node roots --------------------
+#
+# The Agent's container is a directory tree (``Root``): its ``/host/var/run`` (the chart's
+# runtimesocketdir) or ``/host/run`` holds what the node's ``/run`` holds. Sockets are real:
+# plain listening unix sockets where only existence and connect matter (the search), and the
+# real containerd, hard-linked into the tree (a socket is reached by its inode), where the
+# Agent's walk speaks CRI to it.
+
+
+class NodeRoot:
+    """An Agent container's root with node directories and real sockets bound in it."""
+
+    def __init__(self, base: Path, *dirs: str) -> None:
+        self.base = base
+        self.listeners: list[socket.socket] = []
+        for d in dirs:
+            (base / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+
+    def listen(self, path: str) -> Path:
+        where = self.base / path.lstrip("/")
+        where.parent.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(where))  # socket_dir is short: the path fits sun_path
+        sock.listen(8)
+        self.listeners.append(sock)
+        return where
+
+    def stale(self, path: str) -> Path:
+        where = self.base / path.lstrip("/")
+        where.parent.mkdir(parents=True, exist_ok=True)
+        return stale_socket(where, socket.SOCK_STREAM)
+
+    def link(self, path: str, real: Path) -> Path:
+        where = self.base / path.lstrip("/")
+        where.parent.mkdir(parents=True, exist_ok=True)
+        os.link(real, where)
+        return where
+
+    def run(self, **settings: str) -> Outcome:
+        config = make_config(settings)
+        eyes = own_eyes("fixture").__class__(
+            "agent", Root(self.base), Path("/proc"), "self", "fixture", own_eyes("").credentials
+        )
+        return runtime_socket.run(
+            CheckContext.of(config, HostView(config.host_proc, config.cgroup_root, eyes))
+        )
+
+    def close(self) -> None:
+        for sock in self.listeners:
+            sock.close()
+
+
+@pytest.fixture
+def node(socket_dir: Path) -> Iterator[NodeRoot]:
+    root = NodeRoot(socket_dir / "agent", "/host/var/run")
+    try:
+        yield root
+    finally:
+        root.close()
+
+
+HELM_OPERATOR = "Helm datadog.criSocketPath={0} (the chart then mounts {1} at /host{1}"
+
+
+def _names(outcome: Outcome, node_path: str, agent_path: str) -> None:
+    """The message names the node's socket and where the Agent sees it; the fix names the
+    setting for each install form with the exact value."""
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT), outcome.message
+    assert f"the node's {node_path} (" in outcome.message
+    assert f"answers at {agent_path} in the Agent's container" in outcome.message
+    fix = outcome.remediation
+    assert HELM_OPERATOR.format(node_path, os.path.dirname(node_path)) in fix, fix
+    assert f"Operator spec.global.criSocketPath={node_path} " in fix
+    assert f"a plain manifest: DD_CRI_SOCKET_PATH={agent_path}," in fix
+    found = [s for s in outcome.details["node_sockets"] if s["result"] == "ok"]
+    assert found[0]["node_path"] == node_path
+
+
+@pytest.mark.containerd
+def test_k3s_and_rke2_containerd_under_the_mounted_run_dir(
+    node: NodeRoot, containerd_daemon: ContainerdDaemon
+) -> None:
+    node.link("/host/var/run/k3s/containerd/containerd.sock", containerd_daemon.socket)
+    outcome = node.run()
+    _names(
+        outcome,
+        "/run/k3s/containerd/containerd.sock",
+        "/host/var/run/k3s/containerd/containerd.sock",
+    )
+    assert "(k3s, RKE2)" in outcome.message
+    assert "Note:" not in outcome.remediation  # the path names containerd: no check is missed
+    fixed = node.run(DD_CRI_SOCKET_PATH="/host/var/run/k3s/containerd/containerd.sock")
+    assert (fixed.status, fixed.node_info["runtime"]) == (Status.OK, "containerd"), fixed.message
+    assert fixed.node_info["runtime_version"] == containerd_daemon.version()
+    assert "missed" not in fixed.details
+
+
+@pytest.mark.containerd
+def test_the_charts_k3s_setting_reaches_containerd(
+    node: NodeRoot, containerd_daemon: ContainerdDaemon
+) -> None:
+    """Helm datadog.criSocketPath=/run/k3s/containerd/containerd.sock: the chart mounts that
+    directory at /host/run/k3s/containerd and sets DD_CRI_SOCKET_PATH below it."""
+    node.link("/host/run/k3s/containerd/containerd.sock", containerd_daemon.socket)
+    outcome = node.run(DD_CRI_SOCKET_PATH="/host/run/k3s/containerd/containerd.sock")
+    assert (outcome.status, outcome.node_info["runtime"]) == (Status.OK, "containerd")
+
+
+def test_containerd_under_run_mounted_at_host_run(node: NodeRoot) -> None:
+    """A pod that mounts the node's /run at /host/run: the Agent looks under /host/var/run."""
+    node.listen("/host/run/containerd/containerd.sock")
+    _names(node.run(), "/run/containerd/containerd.sock", "/host/run/containerd/containerd.sock")
+
+
+def test_crio_when_the_setting_names_another_runtime(node: NodeRoot) -> None:
+    node.listen("/host/var/run/crio/crio.sock")
+    outcome = node.run(DD_CRI_SOCKET_PATH="/host/var/run/containerd/containerd.sock")
+    _names(outcome, "/run/crio/crio.sock", "/host/var/run/crio/crio.sock")
+    assert "the Agent logs nothing and runs without its CRI and containerd checks" in (
+        outcome.message
+    )
+
+
+def test_cri_dockerd_is_named_with_the_checks_its_path_misses(node: NodeRoot) -> None:
+    node.listen("/host/var/run/cri-dockerd.sock")
+    outcome = node.run()
+    _names(outcome, "/run/cri-dockerd.sock", "/host/var/run/cri-dockerd.sock")
+    assert "Note: the Agent picks its checks by the socket path's name" in outcome.remediation
+    assert "runs the CRI check only" in outcome.remediation
+
+
+def test_bottlerocket_dockershim_symlink_points_at_containerd(node: NodeRoot) -> None:
+    """Datadog's Bottlerocket advice, criSocketPath=/run/dockershim.sock: the chart mounts /run
+    at /host/run, and the absolute symlink resolves in the Agent's own root
+    (bottlerocket-os/bottlerocket#4074). The containerd socket beside it is the fix."""
+    node.listen("/host/run/containerd/containerd.sock")
+    (node.base / "host/run/dockershim.sock").symlink_to("/run/containerd/containerd.sock")
+    outcome = node.run(DD_CRI_SOCKET_PATH="/host/run/dockershim.sock")
+    assert "symlink to the absolute path /run/containerd/containerd.sock" in outcome.message
+    _names(outcome, "/run/containerd/containerd.sock", "/host/run/containerd/containerd.sock")
+
+
+def test_microk8s_socket_outside_every_mount_names_the_volume(node: NodeRoot) -> None:
+    """microk8s (a snap, not runnable here) passes its socket to containerd as a flag
+    (canonical/microk8s microk8s-resources/default-args/containerd): the node's process list,
+    written as the two procfs files the search reads, is all that names it."""
+    address = "/var/snap/microk8s/common/run/containerd.sock"
+    argv = ["/snap/microk8s/current/bin/containerd", "--config", "x.toml", "--address", address]
+    proc_tree(node.base / "proc", {4242: {"comm": "containerd\n", "cmdline": "\0".join(argv)}})
+    outcome = node.run()
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
+    assert f"the node has a runtime socket at {address} (containerd (pid 4242, its " in (
+        outcome.message
+    )
+    assert "outside every node directory the Agent mounts" in outcome.message
+    fix = outcome.remediation
+    assert fix.startswith(f"Mount the directory of {address} and point the Agent at it")
+    assert HELM_OPERATOR.format(address, os.path.dirname(address)) in fix
+    assert f"Operator spec.global.criSocketPath={address} " in fix
+    assert (
+        "a plain manifest: a hostPath volume /var/snap/microk8s/common/run mounted read-only at "
+        f"/host/var/snap/microk8s/common/run, and DD_CRI_SOCKET_PATH=/host{address}"
+    ) in fix
+    assert outcome.details["node_sockets"][0]["result"] == "unmounted"
+
+
+def test_a_stale_socket_is_taken_by_the_agent_and_says_so(node: NodeRoot) -> None:
+    """The Agent refuses a socket only on a denied connect (socket.go): a stale file is
+    'available', taken, and its checks fail with no log line."""
+    node.stale("/host/var/run/containerd/containerd.sock")
+    outcome = node.run(DD_CRI_SOCKET_PATH="/host/var/run/containerd/containerd.sock")
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ECONNREFUSED)
+    assert (
+        "the Agent still counts /host/var/run/containerd/containerd.sock as available (it "
+        "refuses a socket only when the connect is denied"
+    ) in outcome.message
+    assert "its containerd checks fail against it with no log at startup" in outcome.message
+
+
+def test_a_stale_default_shadows_an_answering_one(
+    node: NodeRoot, containerd_daemon: ContainerdDaemon
+) -> None:
+    """containerd's default is stale, CRI-O's answers: the Agent takes the first and never
+    tries the second; the fix points it at the one that answers."""
+    node.stale("/host/var/run/containerd/containerd.sock")
+    node.link("/host/var/run/crio/crio.sock", containerd_daemon.socket)
+    outcome = node.run()
+    assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ECONNREFUSED)
+    assert "tries no later default (so it never uses /host/var/run/crio/crio.sock" in (
+        outcome.message
+    )
+    assert "DD_CRI_SOCKET_PATH=/host/var/run/crio/crio.sock" in outcome.remediation
+
+
+@pytest.mark.containerd
+def test_a_cri_path_naming_no_runtime_misses_the_containerd_check(
+    node: NodeRoot, containerd_daemon: ContainerdDaemon
+) -> None:
+    node.link("/host/run/dockershim.sock", containerd_daemon.socket)
+    outcome = node.run(DD_CRI_SOCKET_PATH="/host/run/dockershim.sock")
+    assert (outcome.status, outcome.node_info["runtime"]) == (Status.OK, "containerd")
+    assert "runs the CRI check only and misses the containerd check" in outcome.message
+    assert "set DD_AUTOCONFIG_INCLUDE_FEATURES=containerd" in outcome.details["missed"]
