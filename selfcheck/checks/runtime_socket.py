@@ -25,6 +25,7 @@ from selfcheck.context import CheckContext
 from selfcheck.host import cri, runtimes
 from selfcheck.host.files import describe
 from selfcheck.host.root import Root
+from selfcheck.host.runtimes import cri_runtime
 from selfcheck.host.sockets import (
     CONNECT_TIMEOUT,
     Deadline,
@@ -123,15 +124,6 @@ class Found:
     runtime: str
     version: str
     extra: dict[str, str]
-
-
-def cri_runtime(path: str) -> str:
-    """The Agent picks the CRI runtime by the path's name (environment_containers.go)."""
-    if "containerd" in path:
-        return "containerd"
-    if "crio" in path:
-        return "cri-o"
-    return "cri"
 
 
 def candidates(

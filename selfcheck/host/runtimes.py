@@ -69,6 +69,16 @@ RUNTIME_FLAGS = {
 """The flag each runtime daemon takes its socket from (k3s, RKE2 and microk8s pass it)."""
 
 
+def cri_runtime(path: str) -> str:
+    """The Agent picks its CRI runtime by the path's name alone (environment_containers.go
+    ``detectCriRuntimes``): ``containerd``, ``cri-o``, or ``cri`` (the CRI check only)."""
+    if "containerd" in path:
+        return "containerd"
+    if "crio" in path:
+        return "cri-o"
+    return "cri"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeDir:
     """A node directory as the Agent sees it: ``agent_path`` in its container is ``node_path``."""
@@ -221,7 +231,9 @@ def runtime_addresses(host_proc: str | os.PathLike[str], pids: Iterable[int]) ->
             path = value.removeprefix("unix://")
             if path.startswith("/") and all(k.node_path != path for k in found):
                 api = "docker" if name == "dockerd" else "cri"
-                found.append(KnownSocket(path, f"{name} (pid {pid}, its {flags[0]} flag)", api))
+                known = next((k.where + ": " for k in KNOWN_SOCKETS if k.node_path == path), "")
+                where = f"{known}{name} pid {pid}, its {flags[0]} flag"
+                found.append(KnownSocket(path, where, api))
     return found
 
 

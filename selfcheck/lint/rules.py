@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET
 from selfcheck.config import unix_socket_file
+from selfcheck.host.runtimes import cri_runtime
 from selfcheck.lint.catalog import agent_bool, bad_value_fix, remediation
 from selfcheck.lint.pod import SIDECAR, Container, PodTemplate
 from selfcheck.model import Finding, Outcome, Reason, Status
@@ -28,6 +29,11 @@ DEFAULT_RUNTIME_SOCKETS = (
 )
 """The Agent's socket discovery without settings, each also under /host (the Agent's
 environment_containers.go)."""
+CRI_ONLY = (
+    "the Agent runs the CRI check only and misses the containerd or CRI-O check and collector "
+    "(environment_containers.go picks them by the path's name); set "
+    "DD_AUTOCONFIG_INCLUDE_FEATURES=containerd (or crio), or use the path that names the runtime"
+)
 _RANK = {Status.ERROR: 0, Status.FAILED: 1, Status.DEGRADED: 2, Status.OK: 3, Status.SKIPPED: 4}
 
 
@@ -233,6 +239,9 @@ def runtime_socket(pod: PodTemplate) -> Outcome:
                 v.add(Status.FAILED, Reason.ENOENT, c.name, text)
             else:
                 v.note(c.name, text)
+        for name, path in settings:
+            if name == "DD_CRI_SOCKET_PATH" and cri_runtime(path) == "cri":
+                v.note(c.name, f"{name}={path} names neither containerd nor crio: {CRI_ONLY}")
         _socket_identity(pod, c, v, decides)
     return v.outcome("the runtime socket's directory is mounted where the Agent looks")
 

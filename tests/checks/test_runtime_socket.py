@@ -416,9 +416,7 @@ def test_microk8s_socket_outside_every_mount_names_the_volume(node: NodeRoot) ->
     proc_tree(node.base / "proc", {4242: {"comm": "containerd\n", "cmdline": "\0".join(argv)}})
     outcome = node.run()
     assert (outcome.status, outcome.reason) == (Status.FAILED, Reason.ENOENT)
-    assert f"the node has a runtime socket at {address} (containerd (pid 4242, its " in (
-        outcome.message
-    )
+    assert f"at {address} (microk8s: containerd pid 4242, its --address flag)" in outcome.message
     assert "outside every node directory the Agent mounts" in outcome.message
     fix = outcome.remediation
     assert fix.startswith(f"Mount the directory of {address} and point the Agent at it")

@@ -8,6 +8,7 @@ here by name, without a chart render in between.
 from __future__ import annotations
 
 from selfcheck.lint import rules
+from selfcheck.lint.pod import PodTemplate, agent_templates
 from selfcheck.model import Outcome, Reason, Status
 from tests.lint.pods import AGENT_VOLUMES, agent, container, pod, without
 
@@ -264,3 +265,47 @@ def test_agent_health_ports() -> None:
     assert elsewhere.message == (
         "selfcheck: asks the Agent's health on port 5556, the Agent serves it on 5555"
     )
+
+
+def _k3s_chart_pod(socket: str) -> PodTemplate:
+    """The chart with datadog.criSocketPath=<socket>: DD_CRI_SOCKET_PATH=/host<socket> and the
+    socket's directory mounted at /host<directory> (runtimesocketdir)."""
+    directory = socket.rsplit("/", 1)[0]
+    spec = agent(("procdir", "cgroups"), DD_CRI_SOCKET_PATH=f"/host{socket}")
+    spec["volumeMounts"].append(
+        {"name": "runtimesocketdir", "mountPath": f"/host{directory}", "readOnly": True}
+    )
+    doc = {
+        "kind": "Pod",
+        "metadata": {"name": "datadog"},
+        "spec": {
+            "hostPID": True,
+            "containers": [spec],
+            "volumes": [
+                {"name": "procdir", "hostPath": {"path": "/proc"}},
+                {"name": "cgroups", "hostPath": {"path": "/sys/fs/cgroup"}},
+                {"name": "runtimesocketdir", "hostPath": {"path": directory}},
+            ],
+        },
+    }
+    return agent_templates([doc])[0]
+
+
+def test_runtime_socket_the_charts_k3s_setting() -> None:
+    outcome = rules.runtime_socket(_k3s_chart_pod("/run/k3s/containerd/containerd.sock"))
+    assert verdict(outcome) == (Status.OK, Reason.OK), outcome.message
+    assert "notes" not in outcome.details
+
+
+def test_runtime_socket_a_path_naming_no_runtime_is_noted() -> None:
+    """Bottlerocket's /run/dockershim.sock: the Agent runs the CRI check only."""
+    outcome = rules.runtime_socket(_k3s_chart_pod("/run/dockershim.sock"))
+    assert verdict(outcome) == (Status.OK, Reason.OK)
+    notes = outcome.details["notes"]
+    assert any(
+        note.startswith(
+            "agent: DD_CRI_SOCKET_PATH=/host/run/dockershim.sock names neither containerd nor "
+            "crio: the Agent runs the CRI check only"
+        )
+        for note in notes
+    ), notes
