@@ -226,7 +226,7 @@ def run(ctx: CheckContext) -> Outcome:
         found = found or result
     outcome = _judge(found, failures, unsupported, details, ctx.host.root)
     if outcome.status is Status.FAILED:
-        return _with_node_sockets(outcome, ctx, order)
+        return _with_node_sockets(outcome, ctx, order, deadline)
     return outcome
 
 
@@ -371,7 +371,9 @@ def runtime_gap(path: str, runtime: str) -> str:
     return text
 
 
-def _with_node_sockets(outcome: Outcome, ctx: CheckContext, order: list[Candidate]) -> Outcome:
+def _with_node_sockets(
+    outcome: Outcome, ctx: CheckContext, order: list[Candidate], deadline: Deadline
+) -> Outcome:
     """The Agent found nothing it can use: the runtime sockets the known distributions keep,
     looked for in every node directory the Agent has mounted, and the setting for the one
     there (or the volume to add for one outside every mount)."""
@@ -386,6 +388,7 @@ def _with_node_sockets(outcome: Outcome, ctx: CheckContext, order: list[Candidat
             [] if isinstance(pids, OSError) else pids,
             skip=[c.path for c in order if c.path not in shadowed],
             containerized=ctx.config.containerized,
+            deadline=deadline,
         )
     except OSError:
         return outcome  # a hint that cannot be read leaves the Agent's own verdict as it is

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from selfcheck.agentpod import volume
 from selfcheck.host.files import read_capped
 from selfcheck.host.root import Root
-from selfcheck.host.sockets import classify, probe_stream, stat_socket
+from selfcheck.host.sockets import (
+    CONNECT_TIMEOUT,
+    Deadline,
+    classify,
+    probe_stream,
+    stat_socket,
+)
 
 HOST_PREFIX = "/host"
 """Where the Agent's pod mounts node directories (the chart's and the Operator's prefix)."""
@@ -169,10 +175,12 @@ def search(
     *,
     skip: Iterable[str] = (),
     containerized: bool = True,
+    deadline: Deadline | None = None,
 ) -> list[Sighting]:
     """Every known or announced runtime socket on the node: the mounted ones that exist (each
-    stat'd and connected within 500 ms), then those the runtimes' flags name outside every
-    mount. ``skip``: paths the Agent itself already tried (reported there)."""
+    stat'd and connected within 500 ms, and within what is left of ``deadline``: the search
+    stops when it is spent), then those the runtimes' flags name outside every mount.
+    ``skip``: paths the Agent itself already tried (reported there)."""
     dirs = mounted_dirs(root, settings, containerized)
     announced = runtime_addresses(host_proc, pids) if host_proc is not None else []
     agents = set(skip)
@@ -180,8 +188,14 @@ def search(
     reported: set[str] = set()
     sightings: list[Sighting] = []
     for known in [*KNOWN_SOCKETS, *announced]:
+        try:
+            timeout = deadline.left(CONNECT_TIMEOUT) if deadline else CONNECT_TIMEOUT
+        except TimeoutError:
+            break
         paths = agent_paths(known.node_path, dirs)
-        sighting = next((s for p in paths if p not in seen and (s := _probe(root, p, known))), None)
+        sighting = next(
+            (s for p in paths if p not in seen and (s := _probe(root, p, known, timeout))), None
+        )
         seen.update(paths)
         node = canonical(known.node_path)
         tried = any(p in agents for p in paths) or node in reported
@@ -193,7 +207,7 @@ def search(
     return sightings
 
 
-def _probe(root: Root, inside: str, known: KnownSocket) -> Sighting | None:
+def _probe(root: Root, inside: str, known: KnownSocket, timeout: float) -> Sighting | None:
     """A sighting of ``inside`` when something is there (a broken symlink counts: it is
     Bottlerocket's trap), ``None`` when nothing is."""
     node = canonical(known.node_path)
@@ -204,7 +218,7 @@ def _probe(root: Root, inside: str, known: KnownSocket) -> Sighting | None:
         return None  # nothing there, or a directory this user may not search: not a sighting
     try:
         stat_socket(opened)
-        probe_stream(opened)
+        probe_stream(opened, timeout)
     except OSError as error:
         return Sighting(node, inside, known.where, known.api, str(classify(error)), str(error))
     return Sighting(node, inside, known.where, known.api, "ok")

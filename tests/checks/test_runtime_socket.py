@@ -261,14 +261,19 @@ def test_an_absolute_symlink_broken_under_host_is_named(
     assert "symlink to the absolute path /run/containerd/containerd.sock" in result["message"]
     assert "/host/run/containerd/containerd.sock exists" in result["message"]
     assert "DD_CRI_SOCKET_PATH=/host/run/containerd/containerd.sock" in result["remediation"]
-    fixed = in_shell(
-        "mkdir -p /host && unshare -m --propagation private sh -euc '"
-        "mount -t tmpfs none /host && mkdir -p /host/run/containerd && "
-        "touch /host/run/containerd/containerd.sock && "
-        f"mount --bind {containerd_daemon.socket} /host/run/containerd/containerd.sock && "
-        "exec $SELFCHECK check --only runtime_socket --json'; rmdir /host",
-        {"DD_CRI_SOCKET_PATH": "/host/run/containerd/containerd.sock"},
-    )
+    created = not Path("/host").exists()
+    try:
+        fixed = in_shell(
+            "mkdir -p /host && unshare -m --propagation private sh -euc '"
+            "mount -t tmpfs none /host && mkdir -p /host/run/containerd && "
+            "touch /host/run/containerd/containerd.sock && "
+            f"mount --bind {containerd_daemon.socket} /host/run/containerd/containerd.sock && "
+            "exec $SELFCHECK check --only runtime_socket --json'",
+            {"DD_CRI_SOCKET_PATH": "/host/run/containerd/containerd.sock"},
+        )
+    finally:
+        if created:
+            Path("/host").rmdir()  # also when the check fails (sh -e stops before a rmdir)
     assert fixed.check("runtime_socket")["status"] == "ok", fixed.stdout
 
 

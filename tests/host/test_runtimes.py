@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from selfcheck.host import runtimes
 from selfcheck.host.root import Root
+from selfcheck.host.sockets import Deadline
+from tests.support.daemons import (
+    CONTAINERD_READY_TIMEOUT,
+    ContainerdDaemon,
+    _require,
+    short_dir,
+)
 from tests.support.hosttree import proc_tree
 
 
@@ -65,7 +73,7 @@ def test_the_process_scan_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_search_probes_only_what_is_there(tmp_path: Path) -> None:
     """A listening socket answers; a stale one is named with its reason; a missing one is not
-    a sighting; a path the Agent already tried is skipped."""
+    a sighting; a path the Agent already tried is skipped; a spent budget stops the search."""
     run = tmp_path / "host/var/run"
     (run / "crio").mkdir(parents=True)
     (run / "k3s/containerd").mkdir(parents=True)
@@ -77,8 +85,48 @@ def test_search_probes_only_what_is_there(tmp_path: Path) -> None:
         skipped = runtimes.search(
             Root(tmp_path), [], None, skip=["/host/var/run/k3s/containerd/containerd.sock"]
         )
+        spent = runtimes.search(Root(tmp_path), [], None, deadline=Deadline(0))
     assert [(s.node_path, s.result) for s in sightings] == [
         ("/run/k3s/containerd/containerd.sock", "ok"),
         ("/run/crio/crio.sock", "econnrefused"),
     ]
     assert [s.node_path for s in skipped] == ["/run/crio/crio.sock"]
+    assert spent == []  # the check's budget spent: the search stops, it never overruns
+
+
+@pytest.fixture
+def flagged_containerd() -> Iterator[ContainerdDaemon]:
+    """A real containerd told its socket by ``--address``, as k3s, RKE2 and microk8s start it."""
+    _require("containerd")
+    directory = short_dir("flagged")
+    daemon = ContainerdDaemon(
+        "containerd", directory, directory / "k3s/containerd/containerd.sock", directory / "log"
+    )
+    config = directory / "config.toml"
+    directory.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f'version = 2\nroot = "{directory / "root"}"\nstate = "{directory / "state"}"\n'
+        '[metrics]\n  address = ""\n'
+    )
+    daemon.start(["containerd", "--config", str(config), "--address", str(daemon.socket)])
+    try:
+        daemon.wait_ready(daemon.socket.exists, CONTAINERD_READY_TIMEOUT)
+        yield daemon
+    finally:
+        daemon.stop()
+        daemon.cleanup()
+
+
+@pytest.mark.containerd
+def test_a_real_runtimes_address_flag_names_its_socket(
+    flagged_containerd: ContainerdDaemon,
+) -> None:
+    """Read from the real /proc: the daemon's name and its ``--address``, then the socket it
+    names probed where this process sees it (outside a container the node's own paths)."""
+    assert flagged_containerd.process is not None
+    pid = flagged_containerd.process.pid
+    found = runtimes.runtime_addresses("/proc", [pid])
+    assert [(k.node_path, k.api) for k in found] == [(str(flagged_containerd.socket), "cri")]
+    assert found[0].where == f"containerd pid {pid}, its --address flag"
+    sightings = runtimes.search(Root(), [], "/proc", [pid], containerized=False)
+    assert [(s.node_path, s.result) for s in sightings] == [(str(flagged_containerd.socket), "ok")]
