@@ -34,7 +34,7 @@ from typing import Any
 
 from selfcheck.lint.loader import InputError, Obj
 from selfcheck.lint.pod import PodTemplate, build_template
-from selfcheck.model import Outcome, Reason, Status
+from selfcheck.model import Finding, Outcome, Reason, Status
 
 API_VERSION = "datadoghq.com/v2alpha1"
 KIND = "DatadogAgent"
@@ -46,6 +46,7 @@ AGENT_IMAGE = "gcr.io/datadoghq/agent:7.81.1"
 RUN_IN_CORE_AGENT = (7, 60)
 """Agent version from which process checks run in the core agent (feature/utils/utils.go)."""
 NODE = "spec.override.nodeAgent"
+DEFAULT_OFF = "the Operator's default (off)"
 DSD = "spec.features.dogstatsd"
 APM = "spec.features.apm"
 LOGS = "spec.features.logCollection"
@@ -148,7 +149,10 @@ class _Features:
     @classmethod
     def read(cls, features: Obj, version: Version) -> _Features:
         dsd, apm = _d(features.get("dogstatsd")), _d(features.get("apm"))
-        dsd_uds, apm_uds = _d(dsd.get("unixDomainSocketConfig")), _d(apm.get("unixDomainSocketConfig"))
+        dsd_uds, apm_uds = (
+            _d(dsd.get("unixDomainSocketConfig")),
+            _d(apm.get("unixDomainSocketConfig")),
+        )
         since = {"cws": (1, 22), "npm": (1, 22), "usm": (1, 22), "gpu": (1, 29)}
         pid_features = tuple(
             f"spec.features.{name}.enabled"
@@ -187,19 +191,25 @@ def _agent_version(image: str) -> tuple[int, int] | None:
 
 
 def _process_in_core(version: Version, image: str) -> bool:
-    """Process checks in the core agent from Agent 7.60 (Operator v1.22 and later here; before,
-    in process-agent). An image whose version cannot be read is taken as new."""
+    """Process checks in the core agent from Agent 7.60 (the rule of Operator v1.21.0 and later;
+    earlier releases are rendered with process-agent). An unreadable image version is new."""
     agent = _agent_version(image)
-    return version >= (1, 22) and (agent is None or agent >= RUN_IN_CORE_AGENT)
+    return version >= (1, 21) and (agent is None or agent >= RUN_IN_CORE_AGENT)
 
 
 def _base(f: _Features, image: str, in_core: bool) -> _Pod:
     """component/agent/default.go: the core agent always, trace-agent with APM, process-agent
     when process checks do not run in the core agent; the default volumes."""
-    proc, cgroups = _mount("procdir", "/host/proc", True), _mount("cgroups", "/host/sys/fs/cgroup", True)
+    proc, cgroups = (
+        _mount("procdir", "/host/proc", True),
+        _mount("cgroups", "/host/sys/fs/cgroup", True),
+    )
     dsd = _mount("dsdsocket", "/var/run/datadog", False)
     runtime = _mount("runtimesocketdir", "/host/var/run", True)
-    run, tmp = _mount("datadogrun", "/opt/datadog-agent/run", False), _mount("tmpdir", "/tmp", False)
+    run, tmp = (
+        _mount("datadogrun", "/opt/datadog-agent/run", False),
+        _mount("tmpdir", "/tmp", False),
+    )
     mounts = {
         "agent": [proc, cgroups, dsd, runtime, run, tmp],
         "trace-agent": [proc, cgroups, dsd, runtime, tmp],
@@ -233,7 +243,7 @@ def _base(f: _Features, image: str, in_core: bool) -> _Pod:
     pod.env(None, "KUBERNETES", "yes", default)
     pod.env(None, "DD_CLUSTER_AGENT_ENABLED", "true", default)
     pod.env(None, "DD_KUBELET_HOST", {"name": "DD_KUBELET_HOST", "valueFrom": {}}, default)
-    pod.fields["hostPID"] = f"{NODE}.hostPID"
+    pod.fields["hostPID"] = DEFAULT_OFF
     pod.fields["securityContext"] = f"{NODE}.securityContext"
     for name in containers:
         pod.fields[f"securityContext:{name}"] = f"{NODE}.containers.{name}.securityContext"
@@ -294,20 +304,32 @@ def _logs(pod: _Pod, f: _Features, features: Obj) -> None:
     if not f.logs:
         pod.fields["volume:logpodpath"] = on
         return
+    docker, pods, links = "/var/lib/docker/containers", "/var/log/pods", "/var/log/containers"
     paths = (
-        ("datadogrun", "tempStoragePath", "/var/lib/datadog-agent/logs", "/opt/datadog-agent/run", False),
-        ("logpodpath", "podLogsPath", "/var/log/pods", "/var/log/pods", True),
-        ("logdockercontainerpath", "containerLogsPath", "/var/lib/docker/containers", "/var/lib/docker/containers", True),
-        ("logscontainerspath", "containerSymlinksPath", "/var/log/containers", "/var/log/containers", True),
-    )  # fmt: skip
-    for name, key, default, mount_path, read_only in paths:
+        ("datadogrun", "tempStoragePath", "/var/lib/datadog-agent/logs", "/opt/datadog-agent/run"),
+        ("logpodpath", "podLogsPath", pods, pods),
+        ("logdockercontainerpath", "containerLogsPath", docker, docker),
+        ("logscontainerspath", "containerSymlinksPath", links, links),
+    )
+    for name, key, default, mount_path in paths:
+        read_only = name != "datadogrun"
         pod.volume(_host_path(name, _text(logs, key, default)), f"{LOGS}.{key}")
         pod.mount(["agent"], _mount(name, mount_path, read_only))
     pod.env(["agent"], "DD_LOGS_ENABLED", "true", on)
     collect_all = "true" if _flag(logs, "containerCollectAll", False) else "false"
-    pod.env(["agent"], "DD_LOGS_CONFIG_CONTAINER_COLLECT_ALL", collect_all, f"{LOGS}.containerCollectAll")
+    pod.env(
+        ["agent"],
+        "DD_LOGS_CONFIG_CONTAINER_COLLECT_ALL",
+        collect_all,
+        f"{LOGS}.containerCollectAll",
+    )
     files = "true" if _flag(logs, "containerCollectUsingFiles", True) else "false"
-    pod.env(["agent"], "DD_LOGS_CONFIG_K8S_CONTAINER_USE_FILE", files, f"{LOGS}.containerCollectUsingFiles")
+    pod.env(
+        ["agent"],
+        "DD_LOGS_CONFIG_K8S_CONTAINER_USE_FILE",
+        files,
+        f"{LOGS}.containerCollectUsingFiles",
+    )
 
 
 def _processes(pod: _Pod, f: _Features, in_core: bool) -> None:
@@ -327,7 +349,9 @@ def _processes(pod: _Pod, f: _Features, in_core: bool) -> None:
             ("cgroups", "/sys/fs/cgroup", "/host/sys/fs/cgroup"),
             ("procdir", "/proc", "/host/proc"),
         ):
-            pod.volume(_host_path(name, host), by if name == "passwd" else pod.fields[f"volume:{name}"])
+            pod.volume(
+                _host_path(name, host), by if name == "passwd" else pod.fields[f"volume:{name}"]
+            )
             pod.mount([where], _mount(name, path, True))
     else:
         pod.fields["volume:passwd"] = "spec.features.processDiscovery.enabled"
@@ -361,7 +385,11 @@ def _runtime_socket(pod: _Pod, global_: Obj) -> None:
 
 
 def _env_entries(raw: Any) -> list[Obj]:
-    return [e for e in (raw if isinstance(raw, list) else []) if isinstance(e, dict) and isinstance(e.get("name"), str)]
+    return [
+        e
+        for e in (raw if isinstance(raw, list) else [])
+        if isinstance(e, dict) and isinstance(e.get("name"), str)
+    ]
 
 
 def _add_env(pod: _Pod, names: list[str] | None, entries: list[Obj], by: str) -> None:
@@ -464,15 +492,16 @@ _FACTS: Mapping[str, tuple[str, ...]] = {
 
 
 def _host_pid_fix(fields: Mapping[str, str]) -> str:
-    decided = fields.get("hostPID", f"{NODE}.hostPID")
-    head = f"Set {NODE}.hostPID: true"
-    if decided == f"{NODE}.hostPID":
-        head += f" (it is set to false, and {NODE}.hostPID is applied last, over every feature)"
-    return (
-        f"{head}, or turn on both {DSD}.originDetectionEnabled and "
-        f"{DSD}.unixDomainSocketConfig.enabled, with which the Operator sets hostPID itself "
-        "(feature/dogstatsd/feature.go); APM never does."
+    auto = (
+        f"with {DSD}.originDetectionEnabled and {DSD}.unixDomainSocketConfig.enabled both true "
+        "the Operator sets hostPID itself (feature/dogstatsd/feature.go); APM never does"
     )
+    if fields.get("hostPID") == f"{NODE}.hostPID":
+        return (
+            f"Set {NODE}.hostPID: true, or remove it: it is false, and it is applied last, over "
+            f"every feature; without it, {auto}."
+        )
+    return f"Set {NODE}.hostPID: true, or: {auto}."
 
 
 _LEADS: Mapping[tuple[str, Reason], str] = {
@@ -505,7 +534,8 @@ _LEADS: Mapping[tuple[str, Reason], str] = {
     ("passwd", Reason.IDENTITY_MISMATCH): (
         "A non-root Agent loses its own user with the node's /etc/passwd over the image's: "
         f"run it as root ({NODE}.securityContext.runAsUser: 0, the Operator's default) or turn "
-        "off spec.features.processDiscovery.enabled and spec.features.liveProcessCollection.enabled."
+        "off spec.features.processDiscovery.enabled and "
+        "spec.features.liveProcessCollection.enabled."
     ),
     ("os_release", Reason.ENOENT): (
         "The Operator mounts the node's /etc/os-release (host-osrelease) only in system-probe, "
@@ -531,7 +561,9 @@ def fix(check: str, reason: Reason, fields: Mapping[str, str], fallback: str) ->
     facts = _FACTS.get(check, ())
     if check == "origin_detection":
         facts = ("volume:procdir", "env:agent:HOST_PROC", "env:agent:DD_DOGSTATSD_ORIGIN_DETECTION")
-    paths = list(dict.fromkeys(fields[f] for f in facts if f in fields and fields[f].startswith("spec.")))
+    paths = list(
+        dict.fromkeys(fields[f] for f in facts if f in fields and fields[f].startswith("spec."))
+    )
     if check == "agent_config" and reason == Reason.BAD_VALUE:
         paths = [f"{NODE}.env", f"{NODE}.containers.<name>.env", "spec.global.env"]
     named = f"In the DatadogAgent: {', '.join(paths)}." if paths else ""
@@ -547,8 +579,23 @@ def _runtime_words(text: str) -> str:
     return f"What the pod needs: {text}" if text else ""
 
 
+_HELM = re.compile(r" ?\((?:Helm|the chart)[^)]*\)")
+
+
+def _finding_fix(finding: Finding) -> Finding:
+    """A securityContext finding's fix, said where the resource sets it."""
+    words = _HELM.sub("", finding.remediation)
+    where = (
+        f"In the DatadogAgent: {NODE}.containers.<name>.securityContext (a container's, e.g. "
+        f"agent) or {NODE}.securityContext (the pod's). "
+    )
+    return replace(finding, remediation=where + words)
+
+
 def retarget(outcome: Outcome, check: str, fields: Mapping[str, str]) -> Outcome:
-    """An outcome of a pod the Operator builds, with its fix in the resource's fields."""
+    """An outcome of a pod the Operator builds, with its fixes in the resource's fields."""
+    findings = tuple(_finding_fix(f) for f in outcome.findings)
     if outcome.status in (Status.OK, Status.SKIPPED):
-        return outcome
-    return replace(outcome, remediation=fix(check, outcome.reason, fields, outcome.remediation))
+        return replace(outcome, findings=findings)
+    remediation = fix(check, outcome.reason, fields, outcome.remediation)
+    return replace(outcome, remediation=remediation, findings=findings)
