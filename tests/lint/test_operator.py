@@ -85,7 +85,9 @@ def test_operator_example_predicts_its_verdicts(name: str) -> None:
     kinds = [d.get("kind") for d in yaml.safe_load_all(text) if d]
     assert len(reports) == kinds.count("DatadogAgent")
     for report in reports:
-        assert {r.check: f"{r.status}/{r.reason}" for r in report.results if r.status != "ok"} == want
+        assert {
+            r.check: f"{r.status}/{r.reason}" for r in report.results if r.status != "ok"
+        } == want
     assert exit_code(reports) == code
 
 
@@ -169,7 +171,10 @@ def test_docker_socket_path_wins_over_cri_socket_path() -> None:
     )
     default = _built(_resource({}))
     mount = default.agent.mount_named("runtimesocketdir")
-    assert mount is not None and (mount.mount_path, mount.host_path) == ("/host/var/run", "/var/run")
+    assert mount is not None and (mount.mount_path, mount.host_path) == (
+        "/host/var/run",
+        "/var/run",
+    )
 
 
 def test_a_runtime_socket_out_of_reach_names_the_global_fields() -> None:
