@@ -546,40 +546,88 @@ _LEADS: Mapping[tuple[str, Reason], str] = {
         f"Keep {LOGS}.podLogsPath at the node's /var/log/pods (the Operator mounts it as "
         "logpodpath when logs are on)."
     ),
-    ("agent_health", Reason.BAD_VALUE): (
-        f"Set {NODE}.containers.agent.healthPort to a port number (the Operator's default 5555)."
+    ("pod_logs", Reason.EACCES): (
+        "A non-root Agent cannot read the root-owned pod logs: run it as root "
+        f"({NODE}.securityContext.runAsUser: 0, the Operator's default) or give it the logs' "
+        f"group in {NODE}.securityContext.supplementalGroups."
+    ),
+    ("os_release", Reason.PARSE_ERROR): (
+        f"The volume of {NODE}.volumes mounted at /host/etc/os-release must be the node's "
+        "/etc/os-release file (hostPath type File)."
     ),
 }
 
 
-def fix(check: str, reason: Reason, fields: Mapping[str, str], fallback: str) -> str:
-    """The fix in the resource's words: a lead naming the fields for the known cases, and
-    every field path the check's facts came from."""
+_MOUNTED: Mapping[str, str] = {
+    "procfs": "the node's /proc at /host/proc (procdir)",
+    "cgroups": "the node's /sys/fs/cgroup at /host/sys/fs/cgroup (cgroups)",
+    "origin_detection": "the node's /proc at /host/proc (procdir)",
+}
+"""What the Operator mounts in the agent container itself (component/agent/default.go)."""
+
+
+def _mount_lead(check: str) -> str:
+    return (
+        f"The Operator mounts {_MOUNTED[check]} in the agent container itself: a field of the "
+        f"resource replaced or moved it ({NODE}.volumes, {NODE}.containers.agent.volumeMounts, "
+        f"or HOST_PROC / DD_CONTAINER_CGROUP_ROOT in an env): remove that change."
+    )
+
+
+def _bad_value_fix(outcome: Outcome, fields: Mapping[str, str]) -> str:
+    """A ``DD_*`` value the Agent's parser rejects: the field that set it, by the message."""
+    found = re.search(r"^([a-z-]+): (DD_[A-Z0-9_]+)", outcome.message)
+    container, name = (found[1], found[2]) if found else ("agent", "")
+    if not name:
+        named = re.search(r"(DD_[A-Z0-9_]+)", outcome.message)
+        name = named[1] if named else "the variable"
+    where = fields.get(f"env:{container}:{name}", f"{NODE}.containers.{container}.env")
+    if name.endswith("_PORT"):
+        return (
+            f"Set {name} to a port number from 1 to 65535 where the DatadogAgent sets it: {where}."
+        )
+    return (
+        f"Set {name} to true or false where the DatadogAgent sets it: {where}. The Agent parses "
+        "booleans with Go's strconv.ParseBool (1, t, T, TRUE, true, True and 0, f, F, FALSE, "
+        "false, False) and reads any other value as false."
+    )
+
+
+_SECURITY = (
+    "Each finding names what to change; in the DatadogAgent a container's securityContext is "
+    f"{NODE}.containers.<name>.securityContext (capabilities, seccompConfig, "
+    f"allowPrivilegeEscalation), the pod's {NODE}.securityContext, a mount's readOnly "
+    f"{NODE}.containers.<name>.volumeMounts."
+)
+
+
+def fix(check: str, outcome: Outcome, fields: Mapping[str, str]) -> str:
+    """The fix in the resource's words: a lead for the case, then every field path the check's
+    facts came from; the check's own words (its Helm values taken out) only where no lead is."""
+    reason = outcome.reason
     if (check, reason) == ("origin_detection", Reason.NOT_HOST_PID):
         return _host_pid_fix(fields)
+    if reason == Reason.BAD_VALUE and check != "sidecar":
+        return _bad_value_fix(outcome, fields)
     lead = _LEADS.get((check, reason), "")
+    if not lead and check in _MOUNTED and reason != Reason.BAD_VALUE:
+        lead = _mount_lead(check)
+    if not lead and check == "security":
+        lead = _SECURITY
     facts = _FACTS.get(check, ())
     if check == "origin_detection":
-        facts = ("volume:procdir", "env:agent:HOST_PROC", "env:agent:DD_DOGSTATSD_ORIGIN_DETECTION")
+        facts = ("volume:procdir", "env:agent:HOST_PROC")
     paths = list(
         dict.fromkeys(fields[f] for f in facts if f in fields and fields[f].startswith("spec."))
     )
-    if check == "agent_config" and reason == Reason.BAD_VALUE:
-        paths = [f"{NODE}.env", f"{NODE}.containers.<name>.env", "spec.global.env"]
     named = f"In the DatadogAgent: {', '.join(paths)}." if paths else ""
-    if not lead and not named:
-        return fallback
     if not lead:
-        lead = f"The Operator renders this from the resource's fields. {_runtime_words(fallback)}"
+        plain = _HELM.sub("", outcome.remediation)
+        lead = f"What the pod needs: {plain}" if plain else ""
     return f"{lead} {named}".strip()
 
 
-def _runtime_words(text: str) -> str:
-    """The check's own fix, kept as what the pod needs, since it names the pod's facts."""
-    return f"What the pod needs: {text}" if text else ""
-
-
-_HELM = re.compile(r" ?\((?:Helm|the chart)[^)]*\)")
+_HELM = re.compile(r" ?\((?:Helm|the chart|the chart's)[^)]*\)|,? ?Helm value [^;,.)]*")
 
 
 def _finding_fix(finding: Finding) -> Finding:
@@ -597,5 +645,5 @@ def retarget(outcome: Outcome, check: str, fields: Mapping[str, str]) -> Outcome
     findings = tuple(_finding_fix(f) for f in outcome.findings)
     if outcome.status in (Status.OK, Status.SKIPPED):
         return replace(outcome, findings=findings)
-    remediation = fix(check, outcome.reason, fields, outcome.remediation)
+    remediation = fix(check, outcome, fields)
     return replace(outcome, remediation=remediation, findings=findings)

@@ -302,3 +302,52 @@ def _resource(spec: dict[str, Any]) -> str:
         "spec": spec,
     }
     return yaml.safe_dump(doc)
+
+
+BROKEN = {
+    "features": {"logCollection": {"enabled": True},
+                 "dogstatsd": {"unixDomainSocketConfig": {"enabled": False}}},
+    "global": {"criSocketPath": "/run/containerd/containerd.sock"},
+    "override": {"nodeAgent": {
+        "hostPID": False,
+        "env": [{"name": "DD_DOGSTATSD_ORIGIN_DETECTION", "value": "yes"},
+                {"name": "HOST_PROC", "value": "/proc"}],
+        "securityContext": {"runAsUser": 100},
+        "volumes": [{"name": "cgroups", "emptyDir": {}},
+                    {"name": "runtimesocketdir", "emptyDir": {}}],
+        "containers": {"agent": {"healthPort": 0,
+                                 "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}}},
+    }},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["broken", *_examples()])
+def test_every_fix_names_a_field_of_the_resource_never_a_helm_value(name: str) -> None:
+    text = _resource(BROKEN) if name == "broken" else (EXAMPLES / f"{name}.yaml").read_text()
+    for report in lint_text(text):
+        for result in report.results:
+            fixes = [f.remediation for f in result.outcome.findings]
+            if result.status not in ("ok", "skipped"):
+                fixes.append(result.outcome.remediation)
+            for text_ in fixes:
+                assert "spec." in text_, (result.check, text_)
+                assert "Helm" not in text_ and "datadog." not in text_, (result.check, text_)
+
+
+def test_a_broken_resource_names_each_field_that_broke_it() -> None:
+    (report,) = lint_text(_resource(BROKEN))
+    fixes = {r.check: (str(r.status), str(r.reason), r.outcome.remediation) for r in report.results}
+    assert fixes["procfs"][:2] == ("failed", "enoent")
+    assert "spec.override.nodeAgent.env" in fixes["procfs"][2]  # HOST_PROC set there
+    assert fixes["cgroups"][:2] == ("failed", "no_controllers")
+    assert "spec.override.nodeAgent.volumes" in fixes["cgroups"][2]
+    assert fixes["runtime_socket"][:2] == ("failed", "enoent")
+    assert "spec.global.criSocketPath" in fixes["runtime_socket"][2]
+    assert fixes["agent_health"][:2] == ("degraded", "bad_value")
+    assert "spec.override.nodeAgent.containers.agent.healthPort" in fixes["agent_health"][2]
+    assert fixes["agent_config"][2].startswith(
+        "Set DD_DOGSTATSD_ORIGIN_DETECTION to true or false where the DatadogAgent sets it: "
+        "spec.override.nodeAgent.env."
+    )
+    assert fixes["pod_logs"][:2] == ("failed", "eacces")
+    assert exit_code([report]) == 2
