@@ -37,6 +37,7 @@ import yaml
 from selfcheck.lint import lint_pod
 from selfcheck.lint.operator import NEWEST, build
 from selfcheck.lint.pod import Container, PodTemplate
+from selfcheck.lint.report import exit_code
 from tests.deploy.tools import REPO
 from tests.support.pod import TMPFS, Pod, Spec, Volume, new_pod, pods
 from tests.support.standins import AgentHTTPStandIn, DockerStandIn
@@ -127,28 +128,48 @@ def agent_spec(node: Node, template: PodTemplate) -> Spec:
     )
 
 
+HOST_PID_OFF = {
+    "apiVersion": "datadoghq.com/v2alpha1",
+    "kind": "DatadogAgent",
+    "metadata": {"name": "datadog"},
+    "spec": {
+        "features": {"dogstatsd": {"originDetectionEnabled": True}},
+        "override": {"nodeAgent": {"hostPID": False}},
+    },
+}
+"""Origin detection on, hostPID overridden off: ``origin_detection`` failed, a required check."""
+
+
 def _template(name: str) -> PodTemplate:
+    if name == "host-pid-overridden-off":
+        return build(HOST_PID_OFF, NEWEST)
     (doc,) = [d for d in yaml.safe_load_all((EXAMPLES / f"{name}.yaml").read_text()) if d]
     return build(doc, NEWEST)
 
 
-def _runtime(node: Node, pod_uid: str) -> dict[str, Any]:
+def _runtime(node: Node, pod_uid: str) -> tuple[int, dict[str, Any]]:
     spec = Spec(pod_uid, [], env={}, read_only_root=True)
     done = node.pod.selfcheck(spec, ["check", "--json"])
     assert done.stdout, done.stderr[-3000:]
     report: dict[str, Any] = json.loads(done.stdout)
-    return report
+    return done.returncode, report
 
 
-@pytest.mark.parametrize("name", ["datadog-agent-minimum", "datadog-agent-with-unix-socket"])
+@pytest.mark.parametrize(
+    "name",
+    ["datadog-agent-minimum", "datadog-agent-with-unix-socket", "host-pid-overridden-off"],
+)
 def test_the_translated_pod_run_gets_the_predicted_verdicts(node: Node, name: str) -> None:
-    """The default resource (no hostPID, origin detection off) and the Operator's unix-socket
-    example (origin detection with UDS: hostPID set by the Operator, a required check)."""
+    """The default resource (no hostPID, origin detection off), the Operator's unix-socket
+    example (origin detection with UDS: hostPID set by the Operator, a required check), and
+    origin detection with hostPID overridden off (failed/not_host_pid, required)."""
     template = _template(name)
-    predicted = {r.check: r for r in lint_pod(template).results}
+    linted = lint_pod(template)
+    predicted = {r.check: r for r in linted.results}
     spec = agent_spec(node, template)
     agent_pid = node.pod.start_agent(spec)
-    report = _runtime(node, spec.pod)
+    code, report = _runtime(node, spec.pod)
+    assert code == exit_code([linted]), report  # 1: os_release (optional); 2: a required one
     assert report["view"]["view"] == "agent", report["view"]
     if template.host_pid:  # without it, the PID started is unshare's, the stand-in its child
         assert report["view"]["agent_pid"] == agent_pid  # this Agent, no other suite's
@@ -160,3 +181,6 @@ def test_the_translated_pod_run_gets_the_predicted_verdicts(node: Node, name: st
             str(want.reason),
             want.required,
         ), (cid, got["message"], want.outcome.message)
+    if name == "host-pid-overridden-off":
+        assert seen["origin_detection"]["status"] == "failed"
+        assert predicted["origin_detection"].reason == "not_host_pid"
