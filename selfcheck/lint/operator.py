@@ -77,6 +77,11 @@ def _flag(section: Obj, key: str, default: bool) -> bool:
     return value if isinstance(value, bool) else default
 
 
+def _items(value: Any) -> list[Obj]:
+    """The mappings of a list, for a field that should be a list of objects."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _text(section: Obj, key: str, default: str = "") -> str:
     value = section.get(key)
     return value if isinstance(value, str) and value else default
@@ -385,11 +390,7 @@ def _runtime_socket(pod: _Pod, global_: Obj) -> None:
 
 
 def _env_entries(raw: Any) -> list[Obj]:
-    return [
-        e
-        for e in (raw if isinstance(raw, list) else [])
-        if isinstance(e, dict) and isinstance(e.get("name"), str)
-    ]
+    return [e for e in _items(raw) if isinstance(e.get("name"), str)]
 
 
 def _add_env(pod: _Pod, names: list[str] | None, entries: list[Obj], by: str) -> None:
@@ -409,15 +410,15 @@ def _override(pod: _Pod, override: Obj) -> None:
         if isinstance(item.get("healthPort"), int):
             pod.env([cname], "DD_HEALTH_PORT", str(item["healthPort"]), f"{path}.healthPort")
         _add_env(pod, [cname], _env_entries(item.get("env")), f"{path}.env")
-        for mount in item.get("volumeMounts") or []:
-            if isinstance(mount, dict) and mount.get("name") and mount.get("mountPath"):
+        for mount in _items(item.get("volumeMounts")):
+            if isinstance(mount.get("name"), str) and isinstance(mount.get("mountPath"), str):
                 pod.mount([cname], mount)
                 pod.fields[f"volume:{mount['name']}"] = f"{path}.volumeMounts"
         security = item.get("securityContext")
         if isinstance(security, dict):
             pod.containers[cname]["securityContext"] = {"readOnlyRootFilesystem": True, **security}
-    for volume in override.get("volumes") or []:
-        if isinstance(volume, dict) and isinstance(volume.get("name"), str):
+    for volume in _items(override.get("volumes")):
+        if isinstance(volume.get("name"), str):
             pod.volume(volume, f"{NODE}.volumes")
     if isinstance(override.get("securityContext"), dict):
         pod.security = dict(override["securityContext"])
@@ -436,12 +437,13 @@ def build(resource: Obj, version: Version) -> PodTemplate:
     image = _image(override)
     in_core = _process_in_core(version, image)
     pod = _base(f, image, in_core)
+    # The Operator's order (component_reconciler.go): global settings, features, the override.
     _add_env(pod, None, _env_entries(global_.get("env")), "spec.global.env")
+    _runtime_socket(pod, global_)
     _dogstatsd(pod, f, features)
     _apm(pod, f)
     _logs(pod, f, features)
     _processes(pod, f, in_core)
-    _runtime_socket(pod, global_)
     if f.host_pid_features:
         pod.host_pid = True
         pod.fields["hostPID"] = " / ".join(f.host_pid_features)
