@@ -48,14 +48,18 @@ class TemplateReport:
 
     def to_json(self) -> dict[str, object]:
         t = self.template
-        return {
+        body: dict[str, object] = {
             "kind": t.kind,
             "namespace": t.namespace,
             "name": t.name,
             "containers": [c.name for c in t.containers],
-            "ready": not any(r.blocks_readiness for r in self.results),
-            "checks": [r.to_json() for r in self.results],
         }
+        if t.source:  # a pod built from a resource: by what rules, and each fact's field
+            body["built_by"] = t.source
+            body["fields"] = dict(t.fields)
+        body["ready"] = not any(r.blocks_readiness for r in self.results)
+        body["checks"] = [r.to_json() for r in self.results]
+        return body
 
 
 def _in_a_pod(env: Mapping[str, str]) -> tuple[bool, str]:

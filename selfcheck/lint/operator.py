@@ -629,6 +629,11 @@ def fix(check: str, outcome: Outcome, fields: Mapping[str, str]) -> str:
     return f"{lead} {named}".strip()
 
 
+NO_SIDECAR = (
+    "the Operator renders no selfcheck container (override.nodeAgent.containers only patches "
+    "the Agent's own containers, override/container.go): run selfcheck in node mode, k8s/node "
+    "(docs/node-mode.md)"
+)
 _HELM = re.compile(r" ?\((?:Helm|the chart|the chart's)[^)]*\)|,? ?Helm value [^;,.)]*")
 
 
@@ -645,6 +650,8 @@ def _finding_fix(finding: Finding) -> Finding:
 def retarget(outcome: Outcome, check: str, fields: Mapping[str, str]) -> Outcome:
     """An outcome of a pod the Operator builds, with its fixes in the resource's fields."""
     findings = tuple(_finding_fix(f) for f in outcome.findings)
+    if check == "sidecar" and outcome.reason == Reason.NOT_APPLICABLE:
+        return replace(outcome, message=NO_SIDECAR)
     if outcome.status in (Status.OK, Status.SKIPPED):
         return replace(outcome, findings=findings)
     remediation = fix(check, outcome, fields)

@@ -101,6 +101,10 @@ def test_origin_detection_with_host_pid_overridden_off_fails_naming_the_field(
     code, out, err = _lint(tmp_path, resource, "--json")
     assert (code, err) == (2, "")
     (template,) = json.loads(out)["templates"]
+    assert template["built_by"] == f"Operator {NEWEST_TEXT} rules"
+    assert template["fields"]["hostPID"] == "spec.override.nodeAgent.hostPID"
+    sidecar = next(c for c in template["checks"] if c["check"] == "sidecar")
+    assert "node mode, k8s/node" in sidecar["message"]
     found = next(c for c in template["checks"] if c["check"] == "origin_detection")
     assert (found["status"], found["reason"], found["required"]) == ("failed", "not_host_pid", True)
     assert found["remediation"].startswith("Set spec.override.nodeAgent.hostPID: true")
