@@ -478,7 +478,7 @@ def resources(docs: Iterable[Obj]) -> list[Obj]:
 
 
 # What each (check, reason) rests on in the resource: the facts whose field paths name the fix.
-_FACTS: Mapping[str, tuple[str, ...]] = {
+_CHECK_FACTS: Mapping[str, tuple[str, ...]] = {
     "procfs": ("volume:procdir", "env:agent:HOST_PROC"),
     "cgroups": ("volume:cgroups", "env:agent:DD_CONTAINER_CGROUP_ROOT"),
     "os_release": ("volume:os-release-file",),
@@ -616,7 +616,7 @@ def fix(check: str, outcome: Outcome, fields: Mapping[str, str]) -> str:
         lead = _mount_lead(check)
     if not lead and check == "security":
         lead = _SECURITY
-    facts = _FACTS.get(check, ())
+    facts = _CHECK_FACTS.get(check, ())
     if check == "origin_detection":
         facts = ("volume:procdir", "env:agent:HOST_PROC")
     paths = list(
