@@ -187,6 +187,11 @@ def build_parser() -> _Parser:
         help="helm template / kubectl kustomize / kubectl get -o yaml|json output; - for stdin",
     )  # fmt: skip
     lint.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    lint.add_argument(
+        "--operator-version", default="", metavar="X.Y",
+        help="the Datadog Operator whose rules build a DatadogAgent's pod (default: the newest "
+        "encoded)",
+    )  # fmt: skip
     return parser
 
 
@@ -347,7 +352,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
         else:
             with open(args.filename, "rb") as stream:  # noqa: PTH123 - a stream, capped
                 text = read_capped(stream, args.filename)
-        reports = lint_text(text)
+        reports = lint_text(text, args.operator_version)
     except InputError as exc:
         return unknown(f"selfcheck: lint: {exc}")
     except OSError as exc:

@@ -1,7 +1,9 @@
 """``selfcheck lint``: the runtime checks' verdicts predicted from a rendered manifest.
 
-``loader`` reads and bounds the input, ``pod`` finds the Agent pod templates, ``rules`` and
-``posture`` judge one check id each, ``report`` prints. Which checks are required is decided
+``loader`` reads and bounds the input, ``pod`` finds the Agent pod templates, ``operator``
+builds the node Agent's pod of a DatadogAgent resource by the Operator's rules (into the same
+model, its fixes retargeted to the resource's fields), ``rules`` and ``posture`` judge one
+check id each, ``report`` prints. Which checks are required is decided
 by the registry's own rules (``CheckSpec.required_by_default``) over a configuration loaded
 from the gating container's environment, so lint and readiness agree on what gates.
 """
@@ -10,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from selfcheck.config import Config, ConfigError, load
-from selfcheck.lint import posture, rules
+from selfcheck.lint import operator, posture, rules
 from selfcheck.lint.catalog import LINT_IDS, agent_bool
-from selfcheck.lint.loader import InputError, parse_documents
+from selfcheck.lint.loader import InputError, objects, parse_documents
 from selfcheck.lint.pod import Container, PodTemplate, agent_templates
 from selfcheck.model import CheckVerdict, Outcome
-from selfcheck.registry import CheckSpec, all_checks, required_ids
+from selfcheck.registry import CheckSpec, all_checks, required_ids, settle
 
 __all__ = ["InputError", "TemplateReport", "lint_pod", "lint_text"]
 
@@ -45,14 +48,18 @@ class TemplateReport:
 
     def to_json(self) -> dict[str, object]:
         t = self.template
-        return {
+        body: dict[str, object] = {
             "kind": t.kind,
             "namespace": t.namespace,
             "name": t.name,
             "containers": [c.name for c in t.containers],
-            "ready": not any(r.blocks_readiness for r in self.results),
-            "checks": [r.to_json() for r in self.results],
         }
+        if t.source:  # a pod built from a resource: by what rules, and each fact's field
+            body["built_by"] = t.source
+            body["fields"] = dict(t.fields)
+        body["ready"] = not any(r.blocks_readiness for r in self.results)
+        body["checks"] = [r.to_json() for r in self.results]
+        return body
 
 
 def _in_a_pod(env: Mapping[str, str]) -> tuple[bool, str]:
@@ -83,6 +90,11 @@ def lint_pod(template: PodTemplate) -> TemplateReport:
     outcomes["security"] = posture.security(template, logs, "security" in required)
     outcomes["sidecar"] = posture.sidecar(template, config_error)
     outcomes["agent_config"] = posture.agent_config(template)
+    for cid, outcome in outcomes.items():
+        if cid in checks:  # what required-ness does, as the runner does it (registry.settle)
+            outcomes[cid] = settle(checks[cid], outcome, cid in required, config)
+        if template.fields:
+            outcomes[cid] = operator.retarget(outcomes[cid], cid, template.fields)
     order = [cid for cid in checks if cid in outcomes] + [cid for cid in LINT_IDS]
     lint_required = {"sidecar": template.sidecar is not None, "agent_config": False}
     results = tuple(
@@ -92,6 +104,23 @@ def lint_pod(template: PodTemplate) -> TemplateReport:
     return TemplateReport(template, results)
 
 
-def lint_text(text: str) -> list[TemplateReport]:
+def templates(documents: list[Any], operator_version: str = "") -> list[PodTemplate]:
+    """The Agent pod templates of DaemonSets and Pods, and the node Agent's pod of each
+    DatadogAgent built by the Operator's rules of ``operator_version`` (default: the newest)."""
+    version = operator.parse_version(operator_version) if operator_version else operator.NEWEST
+    docs = list(objects(documents))
+    built = [operator.build(doc, version) for doc in operator.resources(docs)]
+    rest = [doc for doc in docs if doc.get("kind") != operator.KIND]
+    if not built:
+        return agent_templates(rest)
+    if not any(doc.get("kind") in ("DaemonSet", "Pod") for doc in rest):
+        return built
+    try:
+        return agent_templates(rest) + built
+    except InputError:  # DaemonSets beside the resource, none of them an Agent's
+        return built
+
+
+def lint_text(text: str, operator_version: str = "") -> list[TemplateReport]:
     """Every Agent pod template in ``text``, judged; ``InputError`` for unusable input."""
-    return [lint_pod(t) for t in agent_templates(parse_documents(text))]
+    return [lint_pod(t) for t in templates(parse_documents(text), operator_version)]

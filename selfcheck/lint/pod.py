@@ -167,11 +167,17 @@ class PodTemplate:
     volumes: Mapping[str, Obj]
     other_containers: tuple[str, ...] = ()
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+    """How the pod was had when not read as it is: "Operator 1.29 rules" (lint.operator)."""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    """For a pod built from a resource: each fact (``hostPID``, ``volume:<name>``,
+    ``env:<container>:<NAME>``...) and the resource's field path that produced it."""
 
     @property
     def title(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind} {where}{self.name}"
+        built = f" (built by the {self.source})" if self.source else ""
+        return f"{self.kind} {where}{self.name}{built}"
 
     def role(self, role: str) -> Container | None:
         return next((c for c in self.containers if c.role == role), None)
@@ -275,7 +281,8 @@ def _container(item: Obj, role: str, pod: Obj, volumes: Mapping[str, Obj]) -> Co
     )
 
 
-def _template(kind: str, meta: Obj, spec: Obj) -> PodTemplate | None:
+def build_template(kind: str, meta: Obj, spec: Obj) -> PodTemplate | None:
+    """The Agent pod of a pod spec, or ``None`` when none of its containers is the Agent."""
     volumes = {_str(_dict(v).get("name")): _dict(v) for v in _list(spec.get("volumes"))}
     items = [_dict(c) for c in _list(spec.get("containers"))]
     roles = [_role(item) for item in items]
@@ -329,7 +336,7 @@ def agent_templates(documents: list[Any]) -> list[PodTemplate]:
         else:
             continue
         candidates += 1
-        template = _template(kind, meta, pod_spec)
+        template = build_template(kind, meta, pod_spec)
         if template is not None:
             ns = template.namespace
             templates.append(
@@ -343,11 +350,6 @@ def agent_templates(documents: list[Any]) -> list[PodTemplate]:
             "container named agent or running a datadog/agent image"
         )
     kinds = sorted({_str(d.get("kind")) for d in docs})
-    if "DatadogAgent" in kinds:
-        raise InputError(
-            "a DatadogAgent resource is not a pod template: lint what the Operator creates "
-            "(kubectl get ds -o yaml)"
-        )
     shown = f" (found: {', '.join(kinds[:6])})" if kinds else " (no Kubernetes object at all)"
     raise InputError(f"no DaemonSet or Pod in the input{shown}")
 

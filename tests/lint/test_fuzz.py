@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from selfcheck.lint import InputError, lint_pod
@@ -78,3 +78,55 @@ def test_any_text_is_documents_or_input_error(text: str) -> None:
         parse_documents(text)
     except InputError as error:
         assert "\n" not in str(error)
+
+
+# Every path of a DatadogAgent the Operator translation reads, each replaced by any JSON value.
+OPERATOR_PATHS = (
+    ("spec",), ("metadata",), ("spec", "features"), ("spec", "global"), ("spec", "override"),
+    ("spec", "override", "nodeAgent"), ("spec", "features", "dogstatsd"),
+    ("spec", "features", "dogstatsd", "unixDomainSocketConfig"),
+    ("spec", "features", "dogstatsd", "unixDomainSocketConfig", "path"),
+    ("spec", "features", "dogstatsd", "originDetectionEnabled"), ("spec", "features", "apm"),
+    ("spec", "features", "logCollection"), ("spec", "features", "processDiscovery"),
+    ("spec", "global", "criSocketPath"), ("spec", "global", "env"),
+    ("spec", "override", "nodeAgent", "env"), ("spec", "override", "nodeAgent", "volumes"),
+    ("spec", "override", "nodeAgent", "image"), ("spec", "override", "nodeAgent", "hostPID"),
+    ("spec", "override", "nodeAgent", "securityContext"),
+    ("spec", "override", "nodeAgent", "containers"),
+    ("spec", "override", "nodeAgent", "containers", "agent"),
+    ("spec", "override", "nodeAgent", "containers", "agent", "volumeMounts"),
+    ("spec", "override", "nodeAgent", "containers", "agent", "env"),
+    ("spec", "override", "nodeAgent", "containers", "agent", "securityContext"),
+    ("spec", "override", "nodeAgent", "containers", "agent", "healthPort"),
+)  # fmt: skip
+
+
+@settings(max_examples=800, derandomize=True, deadline=None)
+@given(path=st.sampled_from(OPERATOR_PATHS), value=JSON)
+@example(path=("spec", "override", "nodeAgent", "volumes"), value=5)
+@example(path=("spec", "override", "nodeAgent", "containers", "agent", "volumeMounts"), value=5)
+def test_any_datadogagent_field(path: tuple[str, ...], value: Any) -> None:
+    """A DatadogAgent with any value anywhere: verdicts or one InputError, never a crash."""
+    from selfcheck.lint import lint_text
+
+    doc: Obj = {
+        "apiVersion": "datadoghq.com/v2alpha1",
+        "kind": "DatadogAgent",
+        "metadata": {"name": "x"},
+        "spec": {"override": {"nodeAgent": {"containers": {"agent": {}}}}},
+    }
+    where = doc
+    for key in path[:-1]:
+        if not isinstance(where.get(key), dict):
+            where[key] = {}
+        where = where[key]
+    where[path[-1]] = value
+    import json
+
+    try:
+        reports = lint_text(json.dumps(doc))
+    except InputError:
+        return
+    for report in reports:
+        assert all(isinstance(r.outcome.reason, Reason) for r in report.results)
+        report.to_json()

@@ -144,7 +144,10 @@ MALFORMED = {
     "empty": ("", "no Kubernetes object at all"),
     "no_daemonset": ("kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n", "found: ConfigMap"),
     "pod_without_agent": (_NO_AGENT_POD, "no Datadog Agent pod template among 1"),
-    "operator_resource": ("kind: DatadogAgent\nmetadata: {name: d}\n", "what the Operator creates"),
+    "operator_resource": (
+        "kind: DatadogAgent\nmetadata: {name: d}\n",
+        "only datadoghq.com/v2alpha1",
+    ),
     "alias_bomb": (_BOMB, "alias bomb"),
     "deep_nesting": ("[" * 5000 + "]" * 5000, "nesting deeper than"),
 }

@@ -109,6 +109,8 @@ class Spec:
     cgroup_parent: str | None = None
     private_cgroupns: bool = False
     read_only_root: bool = False
+    own_pid_namespace: bool = False
+    """A pod without hostPID: the container's processes in a PID namespace of their own."""
 
     @property
     def cgroup(self) -> str:
@@ -217,6 +219,7 @@ class Pod:
                 _cgroup_script(spec.cgroup),
                 "exec unshare -m --propagation private "
                 + ("--cgroup " if spec.private_cgroupns else "")
+                + ("--pid --fork --kill-child " if spec.own_pid_namespace else "")
                 + "sh -euc "
                 + shlex.quote(inner),
             ]
