@@ -27,8 +27,9 @@ from pathlib import Path
 from selfcheck.agentpod import CORE, DEFAULT_DOGSTATSD_SOCKET, NODE, VOLUMES
 from selfcheck.config import agent_bool
 from selfcheck.host import agent
+from selfcheck.host.cgroup import is_runtime_path
 from selfcheck.host.files import read_capped
-from selfcheck.host.namespaces import namespace_inode, read_pid_view
+from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, namespace_inode, read_pid_view
 from selfcheck.host.procfs import Mount, read_mountinfo
 from selfcheck.host.sharing import placement
 
@@ -302,10 +303,7 @@ def _discovery(
 
 
 def _net(proc: Path, pid: int | str) -> int | None:
-    try:
-        return namespace_inode("net", proc, pid)
-    except OSError:
-        return None
+    return _ns(proc, pid, "net")
 
 
 def pick_node(
@@ -328,7 +326,7 @@ def pick_sidecar(own_path: str | None = None) -> agent.Pick:
         proc: Path, placed: Sequence[agent.AgentProcess], scanned: int, complete: bool
     ) -> agent.Discovery:
         mine = own_path if own_path is not None else _own_path()
-        own_net = _net(OWN_PROC, "self") if _own_net_is_a_pods(proc) else None
+        own_net = _net(OWN_PROC, "self") if _net_may_name_a_pod(proc, mine) else None
         cores = [p for p in placed if p.role == CORE]
         facts = [
             Candidate(p, read_start(proc, p.pid), None, None, None, None, None, _net(proc, p.pid))
@@ -354,13 +352,25 @@ def _own_path() -> str:
         return "/"
 
 
-def _own_net_is_a_pods(proc: Path) -> bool:
-    """Whether this process's network namespace may stand for a pod: not the one of the node's
-    PID 1 (a host network, shared by every hostNetwork pod). PID 1's namespace cannot be read
-    from a container with fewer capabilities than PID 1; then the rule in ``choose_sidecar``
-    (one container in it) decides alone."""
+def _net_may_name_a_pod(proc: Path, own_path: str) -> bool:
+    """Whether this process's network namespace may stand for its pod: it runs in a container
+    (its cgroup is a runtime's, or it has a cgroup namespace of its own: a process of the
+    machine itself has no pod) and the namespace is not the one of the node's PID 1 (a host
+    network, shared by every hostNetwork pod). PID 1's namespace cannot be read from a
+    container with fewer capabilities than PID 1; then ``choose_sidecar``'s rule (one
+    container in it) decides alone."""
+    private_cgroupns = _ns(OWN_PROC, "self", "cgroup") not in (None, INITIAL_CGROUP_NS_INODE)
+    if not (is_runtime_path(own_path) or private_cgroupns):
+        return False
     theirs = _net(proc, 1)
     return theirs is None or theirs != _net(OWN_PROC, "self")
+
+
+def _ns(proc: Path, pid: int | str, kind: str) -> int | None:
+    try:
+        return namespace_inode(kind, proc, pid)
+    except OSError:
+        return None
 
 
 def picker(mode: str) -> agent.Pick:
