@@ -570,12 +570,16 @@ def judge(
             details=details,
             findings=tuple(findings),
         )
+    counted = f"{len(ids)} differences ({ids[0]}" + (
+        f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+    )
+    if reason is Reason.TWO_AGENTS:
+        rivals = ", ".join(p.named() for p in found.rivals)
+        counted = f"judged, with another node Agent beside it ({rivals}; see the findings)"
     return JUDGE.outcome(
         Status.DEGRADED,
         reason,
-        f"{where}: {len(ids)} differences ({ids[0]}"
-        + (f" and {len(ids) - 1} more" if len(ids) > 1 else "")
-        + "; see the findings)",
+        f"{where}: {counted}" + ("" if reason is Reason.TWO_AGENTS else "; see the findings)"),
         details=details,
         findings=tuple(findings),
     )
