@@ -25,12 +25,14 @@ from typing import Any
 
 import pytest
 
+from selfcheck.host.eyes import NODE_RESCAN_CYCLES
 from tests.support.pod import TMPFS, Spec, Volume, new_pod, pods
 from tests.support.standins import AgentHTTPStandIn, DockerStandIn
 from tests.test_whose_view import (
     CANARY,
     Node,
     _closed_port,
+    _status_when,
     agent_env,
     agent_volumes,
     run_selfcheck,
@@ -187,3 +189,25 @@ def test_a_rolling_update_judges_the_new_pod_without_a_finding(machine: Node) ->
     assert container["details"]["container"]["pod_uid"] == new
     assert f"the older pod of its rolling update, pod {old}" in report["view"]["chosen"]
     assert code == 0
+
+
+def test_serve_sees_a_second_installation_that_starts_after_its_agent(machine: Node) -> None:
+    """The chosen Agent lives on, so only the node scan every NODE_RESCAN_CYCLES shows the
+    second installation: /status turns to two_agents within those cycles."""
+    machine.pod.start_agent(
+        Spec(new_pod(), agent_volumes(machine), env=healthy_env(machine), read_only_root=True)
+    )
+    port = _closed_port()
+    spec = node_mode()
+    spec.env.update({"SELFCHECK_INTERVAL": "0.2", "SELFCHECK_LISTEN": f"127.0.0.1:{port}"})
+    serving = machine.pod.popen_selfcheck(spec, ["serve"])
+    first = _status_when(port, lambda body: body.get("view", {}).get("view") == "agent")
+    assert (judged(first)["status"], judged(first)["reason"]) == ("ok", "ok"), judged(first)
+    second = new_pod()
+    other = {**healthy_env(machine), "DD_EXPVAR_PORT": str(_closed_port())}
+    machine.pod.start_agent(Spec(second, agent_volumes(machine), env=other, read_only_root=True))
+    started = _status_when(port, lambda body: True)["generation"]
+    later = _status_when(port, lambda body: judged(body)["reason"] == "two_agents")
+    assert later["generation"] <= started + NODE_RESCAN_CYCLES + 2, (started, later["generation"])
+    assert f"pod {second}" in later["view"]["chosen"]
+    serving.terminate()
