@@ -75,6 +75,18 @@ def node_mode() -> Spec:
     return Spec(new_pod(), volumes, env={"SELFCHECK_MODE": "node"}, read_only_root=True)
 
 
+def second_install(node: Node) -> list[Volume]:
+    """Another installation's volumes: the same table, its socket directory elsewhere on the
+    node (pods of one install, a rolling update's, share every node path)."""
+    other = node.pod.base / "dsd-second"
+    other.mkdir(mode=0o1777, exist_ok=True)
+    other.chmod(0o1777)
+    return [
+        Volume("dsdsocket", str(other), v.target, read_only=False) if v.name == "dsdsocket" else v
+        for v in agent_volumes(node)
+    ]
+
+
 def verdicts(report: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     return {r["check"]: (r["status"], r["reason"], r["view"]) for r in report["checks"]}
 
@@ -155,15 +167,20 @@ def test_a_sidecar_whose_cgroups_name_no_pod_finds_its_agent_by_network_namespac
 
 
 def test_two_node_agents_are_a_finding_naming_both(machine: Node) -> None:
-    """A second installation (another health port: another install's settings)."""
+    """A second installation: its socket directory is another node directory."""
     first, second = new_pod(), new_pod()
     volumes = agent_volumes(machine)
     machine.pod.start_agent(
         Spec(first, volumes, env=healthy_env(machine), read_only_root=True, container_id="a" * 64)
     )
-    other = {**healthy_env(machine), "DD_EXPVAR_PORT": str(_closed_port())}
     machine.pod.start_agent(
-        Spec(second, volumes, env=other, read_only_root=True, container_id="b" * 64)
+        Spec(
+            second,
+            second_install(machine),
+            env=healthy_env(machine),
+            read_only_root=True,
+            container_id="b" * 64,
+        )
     )
     code, report = run_selfcheck(machine, node_mode())
     container = judged(report)
@@ -204,8 +221,9 @@ def test_serve_sees_a_second_installation_that_starts_after_its_agent(machine: N
     first = _status_when(port, lambda body: body.get("view", {}).get("view") == "agent")
     assert (judged(first)["status"], judged(first)["reason"]) == ("ok", "ok"), judged(first)
     second = new_pod()
-    other = {**healthy_env(machine), "DD_EXPVAR_PORT": str(_closed_port())}
-    machine.pod.start_agent(Spec(second, agent_volumes(machine), env=other, read_only_root=True))
+    machine.pod.start_agent(
+        Spec(second, second_install(machine), env=healthy_env(machine), read_only_root=True)
+    )
     started = _status_when(port, lambda body: True)["generation"]
     later = _status_when(port, lambda body: judged(body)["reason"] == "two_agents")
     assert later["generation"] <= started + NODE_RESCAN_CYCLES + 2, (started, later["generation"])

@@ -61,8 +61,8 @@ class Candidate:
     """Its DogStatsD socket directory is a bind of a node directory (``host.sharing``)."""
     net_ns: int | None = None
     install: tuple[str, ...] = ()
-    """What two pods of one install share and two installs seldom do: the allow-listed
-    settings and the node paths behind the chart's volumes (never a secret value)."""
+    """What two pods of one install share: the node paths behind the chart's volumes. Settings
+    are left out: a rolling update most often changes them."""
 
     @property
     def pod(self) -> str:
@@ -101,14 +101,23 @@ def _order(candidate: Candidate) -> tuple[int, int, int]:
 
 
 def _successor(newer: Candidate, older: Candidate, now: int, hertz: int) -> bool:
-    """``older`` is the ending pod of the rolling update that started ``newer``: another pod of
-    the same install, started earlier, and ``newer`` young enough for the overlap to last."""
+    """``newer`` and ``older`` are the new and the ending pod of one rolling update: two pods of
+    the same install, ``newer`` started later and young enough for the overlap to last."""
     return (
         older.pod != newer.pod
         and older.install == newer.install
         and older.start <= newer.start
         and now - newer.start <= ROLLOUT_SECONDS * hertz
     )
+
+
+def _newest_successor(
+    chosen: Candidate, agents: Sequence[Candidate], now: int, hertz: int
+) -> Candidate:
+    """A rolling update's new pod is judged even where it holds less node access than the
+    ending one (its fault is the one that stays)."""
+    newer = [c for c in agents if _successor(c, chosen, now, hertz)]
+    return max(newer, key=lambda c: (c.start, c.process.pid)) if newer else chosen
 
 
 def choose_node(candidates: Sequence[Candidate], now: int, hertz: int = 100) -> Choice:
@@ -119,9 +128,10 @@ def choose_node(candidates: Sequence[Candidate], now: int, hertz: int = 100) -> 
     2. of the others, those holding node access (hostPID, procfs at /host/proc, cgroups at
        /host/sys/fs/cgroup, the node's socket directory) are node Agents; when none holds any,
        every one left is (a node Agent that lost all its host access is still judged);
-    3. the one with most node access, then the newest, is chosen;
+    3. the one with most node access, then the newest, is chosen, unless a newer pod of its
+       install started less than ``ROLLOUT_SECONDS`` ago: a rolling update's new pod is chosen;
     4. every other node Agent pod is a rival (two node Agents on the node), except the older
-       pod of the chosen one's rolling update (same install, ``ROLLOUT_SECONDS``).
+       pods of the chosen one's rolling update (same install, ``ROLLOUT_SECONDS``).
     """
     runners = [c for c in candidates if c.runner]
     rest = [c for c in candidates if not c.runner]
@@ -131,8 +141,8 @@ def choose_node(candidates: Sequence[Candidate], now: int, hertz: int = 100) -> 
         return Choice(None, "no node Agent on this node: " + _runners(runners))
     holding = [c for c in rest if c.evidence()]
     agents = sorted(holding or rest, key=_order)
-    chosen = agents[0]
-    others = [c for c in agents[1:] if c.pod != chosen.pod]
+    chosen = _newest_successor(agents[0], agents, now, hertz)
+    others = [c for c in agents if c.pod != chosen.pod]
     rolling = [c for c in others if _successor(chosen, c, now, hertz)]
     rivals = tuple(c for c in others if c not in rolling)
     access = ", ".join(chosen.evidence()) or "no node access (none of the candidates has any)"
@@ -235,12 +245,11 @@ def _socket_shared(mounts: list[Mount], env: Mapping[str, str]) -> bool | None:
     return max(found, key=lambda p: len(p.mount_point)).shared
 
 
-def _install(mounts: Sequence[Mount], env: Mapping[str, str]) -> tuple[str, ...]:
-    """The allow-listed settings and the node paths behind the chart's volumes."""
-    settings = [f"{name}={value}" for name, value in sorted(env.items())]
+def _install(mounts: Sequence[Mount]) -> tuple[str, ...]:
+    """The node paths behind the chart's volumes: ``mount point<-root`` (mountinfo's root of a
+    bind is the path in the node's file system)."""
     points = {v.mount_path for v in VOLUMES}
-    sources = sorted(f"{m.mount_point}<-{m.root}" for m in mounts if m.mount_point in points)
-    return (*settings, *sources)
+    return tuple(sorted(f"{m.mount_point}<-{m.root}" for m in mounts if m.mount_point in points))
 
 
 def read_candidate(proc: Path, process: agent.AgentProcess) -> Candidate:
@@ -275,7 +284,7 @@ def read_candidate(proc: Path, process: agent.AgentProcess) -> Candidate:
         None if mounts is None else _mounted(mounts, cgroup_root, CGROUP_TYPES),
         None if mounts is None else _socket_shared(mounts, known),
         net_ns,
-        _install(mounts or [], known),
+        _install(mounts or []),
     )
 
 

@@ -16,8 +16,8 @@ from selfcheck.host.nodeagent import Candidate, choose_node, choose_sidecar
 
 HZ = 100
 NOW = 1_000_000  # ticks after boot
-INSTALL = ("DD_DOGSTATSD_SOCKET=/var/run/datadog/dsd.socket", "/var/run/datadog<-/run/datadog")
-OTHER_INSTALL = ("DD_DOGSTATSD_SOCKET=/var/run/datadog/dsd.socket", "DD_HEALTH_PORT=5556")
+INSTALL = ("/host/proc<-/", "/var/run/datadog<-/run/datadog")
+OTHER_INSTALL = ("/host/proc<-/", "/var/run/datadog<-/run/datadog-second")
 
 
 def _uid(n: int) -> str:
@@ -89,6 +89,15 @@ def test_a_rolling_update_takes_the_new_pod_and_is_no_finding() -> None:
     assert choice.chosen is not None and choice.chosen.process.pid == 30
     assert choice.rivals == ()
     assert "the older pod of its rolling update" in choice.why and "(pid 20)" in choice.why
+
+
+def test_a_rolling_update_judges_the_new_pod_even_with_less_node_access() -> None:
+    """The new pod's fault (here: no hostPID) is the one that stays once the old pod ends."""
+    old = node_agent(20, 2, start=NOW - 500_000)
+    new = node_agent(30, 3, start=NOW - 2_000, host_pid=False)
+    choice = choose_node([old, new], NOW, HZ)
+    assert choice.chosen == new and choice.rivals == ()
+    assert "procfs at /host/proc" in choice.why and "hostPID" not in choice.why.split(";")[0]
 
 
 def test_one_install_twice_for_longer_than_a_rollout_is_two_node_agents() -> None:

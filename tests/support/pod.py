@@ -259,12 +259,17 @@ class Pod:
         init = self.base / "init"
         init.symlink_to("/usr/bin/sleep")  # the kernel names a process after the path it ran
         holder = subprocess.Popen(
-            ["unshare", "--pid", "--fork", str(init), "infinity"],
+            ["unshare", "--pid", "--fork", "--kill-child", str(init), "infinity"],
             start_new_session=True,
+            stderr=subprocess.PIPE,
             text=True,
         )
         self._procs.append(holder)
-        return _entered(f"/proc/{holder.pid}/ns/pid_for_children", "pid")
+        try:
+            return _entered(f"/proc/{holder.pid}/ns/pid_for_children", "pid")
+        except OSError:
+            _, err = holder.communicate(timeout=10)
+            raise AssertionError(f"the node's PID namespace did not start: {err}") from None
 
     def stop(self, pid: int) -> None:
         """Kill one container started here (its whole process group) and reap it."""
