@@ -59,7 +59,8 @@ REMEDIATIONS = {
     Reason.TWO_AGENTS: (
         "Two node Agents run on this node (the finding names both pods and containers): keep "
         "one installation, uninstall the other (helm uninstall, or delete its DatadogAgent "
-        "resource); both bind the node's /var/run/datadog sockets and report the node twice."
+        "resource): both report this node, and the default install of each binds the node's "
+        "/var/run/datadog sockets."
     ),
     Reason.EACCES: (
         "The Agent's environ, mountinfo or file descriptors need ptrace read access: give this "
