@@ -135,18 +135,27 @@ def test_only_a_runner_on_the_node_is_no_agent_and_says_so(machine: Node) -> Non
     assert code == 1
 
 
-def test_a_sidecar_whose_cgroups_name_no_pod_finds_its_agent_by_network_namespace(
-    machine: Node,
+LAYOUTS = {
+    # the kubelet's pod cgroup: the sidecar's Agent is told by it
+    "kubelet pod cgroup": "its pod cgroup",
+    # a runtime's <parent>/<id>, as docker makes: only the network namespace tells
+    "no pod cgroup": "in this pod's network namespace",
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_a_sidecar_without_a_cgroup_tree_judges_its_pods_agent_not_the_runner(
+    machine: Node, layout: str
 ) -> None:
-    """No kubelet pod cgroup (a runtime's ``<parent>/<id>``, as docker makes), no cgroup tree
-    mounted: only the network namespace the pod's containers share tells its Agent apart."""
-    parent = f"sc-docker-{new_pod()[:8]}"
+    """A sidecar with no host mount at all (no cgroup tree of the node), beside a runner started
+    first in a pod of its own; the pod's containers share one network namespace."""
+    parent = f"sc-docker-{new_pod()[:8]}" if layout == "no pod cgroup" else None
     runner = start_runner(machine, cgroup_parent=parent, net_ns=machine.pod.new_netns())
-    pod_net = machine.pod.new_netns()
+    pod_uid, pod_net = new_pod(), machine.pod.new_netns()
     env = {**healthy_env(machine), "DD_HEALTH_PORT": "0"}  # the health stand-in is not in the pod
     machine.pod.start_agent(
         Spec(
-            "unused",
+            pod_uid,
             agent_volumes(machine),
             env=env,
             read_only_root=True,
@@ -154,13 +163,13 @@ def test_a_sidecar_whose_cgroups_name_no_pod_finds_its_agent_by_network_namespac
             net_ns=pod_net,
         )
     )
-    bare = Spec("unused", [], env={}, read_only_root=True, cgroup_parent=parent, net_ns=pod_net)
+    bare = Spec(pod_uid, [], env={}, read_only_root=True, cgroup_parent=parent, net_ns=pod_net)
     code, beside = run_selfcheck(machine, bare)
     machine.pod.stop(runner)
     alone_code, alone = run_selfcheck(machine, bare)
     assert verdicts(beside) == verdicts(alone), (beside, alone)
     assert beside["view"]["view"] == "agent", beside["view"]
-    assert "network namespace" in beside["view"]["chosen"], beside["view"]
+    assert LAYOUTS[layout] in beside["view"]["chosen"], beside["view"]
     for cid in REQUIRED:
         assert verdicts(beside)[cid] == ("ok", "ok", "agent"), verdicts(beside)
     assert (code, alone_code) == (0, 0), verdicts(beside)
