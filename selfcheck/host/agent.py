@@ -166,7 +166,7 @@ class Discovery:
     complete: bool
     other_pods: int = 0
     why: str = ""
-    """Which ``agent run`` was taken and why, in words (``host.nodeagent``; empty: the first)."""
+    """Which ``agent run`` was taken and why, in words (``host.nodeagent``; empty without it)."""
     rivals: tuple[AgentProcess, ...] = ()
     """Node mode: the core process of every other node Agent pod (a second installation)."""
 
@@ -263,11 +263,11 @@ def discover(
 ) -> Discovery:
     """The Agent's processes: this pod's (sidecar) or the Agent pod's on this node (node).
 
-    In node mode the Agent pod is the pod of the first ``agent run`` process in a kubelet pod
-    cgroup; its other processes (trace-agent...) are those of the same pod. Raises ``OSError``
-    only when the host procfs cannot be listed. ``pids`` limits the scan (this pod's
-    processes, read from its cgroups); ``pick`` chooses among every Agent process placed
-    (``host.nodeagent``: the node Agent among runners and second installs).
+    ``pick`` chooses among every Agent process placed (``host.nodeagent``: the node Agent among
+    runners and second installs, the sidecar's by cgroup or network namespace). Without it,
+    node mode takes the pod of the first ``agent run`` in a kubelet pod cgroup, and sidecar
+    mode this pod's processes by cgroup. Raises ``OSError`` only when the host procfs cannot be
+    listed. ``pids`` limits the scan (this pod's processes, read from its cgroups).
     """
     found, scanned, complete = _scan(host_proc, time.monotonic() + budget, pids)
     placed = [p for p in (_place(host_proc, pid, role) for pid, role in found) if p]

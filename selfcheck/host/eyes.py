@@ -229,7 +229,8 @@ class Finder:
         self.scanned = 0
         self._reused = 0
         self.why = ""
-        """Why the last scan took no Agent (``nodeagent``'s words), for the own view's ``why``."""
+        """The last scan's words on its choice (``nodeagent``): the own view's ``why`` names the
+        runners passed over when no Agent was taken."""
 
     def find(self, proc: Path, cgroup_top: CgroupTop = lambda: None) -> agent.Discovery | None:
         """The Agent's processes with a core one, or ``None`` when there is none."""

@@ -268,10 +268,6 @@ def read_candidate(proc: Path, process: agent.AgentProcess) -> Candidate:
         host_pid: bool | None = read_pid_view(proc, pid).levels == 1
     except OSError:
         host_pid = None
-    try:
-        net_ns: int | None = namespace_inode("net", proc, pid)
-    except OSError:
-        net_ns = None
     known = env or {}
     host_proc = known.get("HOST_PROC") or HOST_PROC
     cgroup_root = known.get("DD_CONTAINER_CGROUP_ROOT") or HOST_CGROUP
@@ -283,7 +279,7 @@ def read_candidate(proc: Path, process: agent.AgentProcess) -> Candidate:
         None if mounts is None else _mounted(mounts, host_proc, ("proc",)),
         None if mounts is None else _mounted(mounts, cgroup_root, CGROUP_TYPES),
         None if mounts is None else _socket_shared(mounts, known),
-        net_ns,
+        _net(proc, pid),
         _install(mounts or []),
     )
 
