@@ -57,6 +57,15 @@ def test_a_cluster_checks_runner_started_first_is_passed_over() -> None:
     assert "hostPID, procfs at /host/proc" in choice.why
 
 
+def test_the_operators_default_agent_without_host_pid_is_told_from_its_runner() -> None:
+    """The Operator leaves hostPID off unless origin detection and DogStatsD UDS are both on:
+    its Agent still holds /host/proc, the cgroups and the node's socket directory."""
+    operator_agent = node_agent(20, 2, host_pid=False)
+    choice = choose_node([runner(10, 1), operator_agent], NOW, HZ)
+    assert choice.chosen == operator_agent
+    assert "(procfs at /host/proc, cgroups at /host/sys/fs/cgroup, the node's socket" in choice.why
+
+
 def test_a_runner_whose_environ_cannot_be_read_loses_on_node_access() -> None:
     """Another identity: the environ is unread, but the runner holds no node access."""
     hidden = replace(runner(10, 1), runner=None)
