@@ -105,9 +105,11 @@ ALSO_ALLOWED = frozenset(
         "DD_DOGSTATSD_NON_LOCAL_TRAFFIC",
         "DD_APM_RECEIVER_PORT",
         "DD_LOGS_CONFIG_CONTAINER_COLLECT_ALL",
+        "DD_CLC_RUNNER_ENABLED",
     }
 )
-"""Further non-secret names ``agent_container`` compares (feature switches and ports)."""
+"""Further non-secret names ``agent_container`` compares (feature switches and ports);
+``DD_CLC_RUNNER_ENABLED`` tells a Cluster Checks Runner from the node Agent (host.nodeagent)."""
 
 ENV_ALLOWLIST: frozenset[str] = frozenset(s.name for s in SETTINGS) | ALSO_ALLOWED
 """The only environment names whose values are ever kept: sockets, ports, feature switches

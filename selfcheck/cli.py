@@ -217,10 +217,10 @@ def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Conf
     except ConfigError as exc:
         raise _from_flag(exc, sources) from None
     from selfcheck.host.agent import agent_config
+    from selfcheck.host.nodeagent import picker
 
-    return with_agent_settings(
-        config, frozenset(checks), env, agent_config(config.host_proc, config.mode)
-    )
+    theirs = agent_config(config.host_proc, config.mode, pick=picker(config.mode))
+    return with_agent_settings(config, frozenset(checks), env, theirs)
 
 
 def _from_flag(error: ConfigError, sources: Mapping[str, str]) -> ConfigError:

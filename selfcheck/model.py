@@ -81,6 +81,7 @@ class Reason(enum.StrEnum):
     NOT_FOUND = "not_found"
     DRIFT = "drift"
     FOREIGN_LISTENER = "foreign_listener"
+    TWO_AGENTS = "two_agents"
     # origin detection: the Agent's receipt and the client-sent inode
     NOT_RECEIVED = "not_received"
     INODE_UNRESOLVED = "inode_unresolved"

@@ -28,7 +28,7 @@ from selfcheck.checks._common import Judge
 from selfcheck.checks.security import host_pid_namespace
 from selfcheck.config import Config, agent_bool, unix_socket_file
 from selfcheck.context import CheckContext
-from selfcheck.host import agent
+from selfcheck.host import agent, nodeagent
 from selfcheck.host.capabilities import decode
 from selfcheck.host.eyes import discovery_proc, enter
 from selfcheck.host.files import describe
@@ -55,6 +55,12 @@ REMEDIATIONS = {
         "Another process holds the DogStatsD or APM socket path: metrics sent there never reach "
         "the Agent. Find the container that binds it (the finding names the path) and remove "
         "it, or give the Agent its own path (DD_DOGSTATSD_SOCKET / DD_APM_RECEIVER_SOCKET)."
+    ),
+    Reason.TWO_AGENTS: (
+        "Two node Agents run on this node (the finding names both pods and containers): keep "
+        "one installation, uninstall the other (helm uninstall, or delete its DatadogAgent "
+        "resource): both report this node, and the default install of each binds the node's "
+        "/var/run/datadog sockets."
     ),
     Reason.EACCES: (
         "The Agent's environ, mountinfo or file descriptors need ptrace read access: give this "
@@ -415,6 +421,25 @@ def read_listeners(
     return listeners, errors
 
 
+# --- two node Agents ----------------------------------------------------------------------------
+
+TWO_NODE_AGENTS = "two_node_agents"
+
+
+def rival_findings(found: agent.Discovery) -> Iterator[Finding]:
+    """Node mode: every other node Agent pod the rule could not pass over (docs/node-mode.md)."""
+    core = found.core()
+    if core is None or not found.rivals:
+        return
+    others = ", ".join(p.named() for p in found.rivals)
+    yield _warning(
+        TWO_NODE_AGENTS,
+        f"Two node Agents run on this node: {core.named()}, judged, and {others}; neither is a "
+        "Cluster Checks Runner nor the ending pod of a rolling update.",
+        REMEDIATIONS[Reason.TWO_AGENTS],
+    )
+
+
 # --- the whole judgement ----------------------------------------------------------------------
 
 
@@ -501,6 +526,7 @@ def judge(
         drift = _drift(view, own, states, env)
         findings += _as_notes(drift) if agent_view else drift
     findings += listener_findings(listeners)
+    findings += rival_findings(found)
     details: dict[str, object] = {
         "mode": mode,
         "container": view.process.to_json(),
@@ -510,6 +536,10 @@ def judge(
     }
     if found.other_pods:
         details["other_agent_pods"] = found.other_pods
+    if found.why:
+        details["chosen"] = found.why
+    if found.rivals:
+        details["other_node_agents"] = [p.to_json() for p in found.rivals]
     where = (
         f"Agent container {view.process.container_id[:12]}"
         if view.process.container_id
@@ -518,6 +548,8 @@ def judge(
     ids = [f.id for f in findings if f.severity is not Severity.INFO]
     if any(f.id.endswith(f"_listener_{agent.ListenerVerdict.FOREIGN}") for f in findings):
         reason = Reason.FOREIGN_LISTENER
+    elif TWO_NODE_AGENTS in ids:
+        reason = Reason.TWO_AGENTS
     elif ids:
         reason = Reason.DRIFT
     elif (view.denied or listener_errors) and not agent_view:
@@ -539,12 +571,16 @@ def judge(
             details=details,
             findings=tuple(findings),
         )
+    counted = f"{len(ids)} differences ({ids[0]}" + (
+        f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+    )
+    if reason is Reason.TWO_AGENTS:
+        rivals = ", ".join(p.named() for p in found.rivals)
+        counted = f"judged, with another node Agent beside it ({rivals}; see the findings)"
     return JUDGE.outcome(
         Status.DEGRADED,
         reason,
-        f"{where}: {len(ids)} differences ({ids[0]}"
-        + (f" and {len(ids) - 1} more" if len(ids) > 1 else "")
-        + "; see the findings)",
+        f"{where}: {counted}" + ("" if reason is Reason.TWO_AGENTS else "; see the findings)"),
         details=details,
         findings=tuple(findings),
     )
@@ -578,7 +614,9 @@ def run(ctx: CheckContext) -> Outcome:
             "processes are not visible, so its container cannot be compared",
         )
     try:
-        found = ctx.host.eyes.discovery or agent.discover(host_proc, mode)
+        found = ctx.host.eyes.discovery or agent.discover(
+            host_proc, mode, pick=nodeagent.picker(mode)
+        )
     except OSError as error:
         return _absent(config, mode, Reason.NOT_FOUND, f"cannot list {config.host_proc}: {error}")
     core = found.core()
@@ -589,7 +627,8 @@ def run(ctx: CheckContext) -> Outcome:
             mode,
             Reason.NOT_FOUND,
             f"no 'agent run' process {scope} among {found.scanned} processes"
-            + ("" if found.complete else " (scan cut short)"),
+            + ("" if found.complete else " (scan cut short)")
+            + (f": {found.why}" if found.why else ""),
         )
     view = agent.read_view(host_proc, core)
     env = view.env.values if view.env is not None else {}
@@ -615,6 +654,8 @@ def _catalog() -> dict[str, str]:
         "uid/gid/groups/no_new_privs/seccomp/capeff/capprm/capbnd_drift": "identity drift",
         "env_drift": "allow-listed DD_* settings that differ (names only, never values)",
         "<dogstatsd|apm>_listener_<foreign|stale|not_socket>": "who holds the socket",
+        TWO_NODE_AGENTS: "node mode: a second node Agent pod beside the one judged (neither a "
+        "Cluster Checks Runner nor a rolling update's ending pod), both named",
     }
 
 
@@ -649,7 +690,7 @@ def declared_findings() -> frozenset[str]:
     listeners = {
         f"{sock}_listener_{verdict}" for sock in LISTENER_SOCKETS for verdict in _LISTENER_FINDINGS
     }
-    return frozenset({*volumes, *identity, *listeners, "env_drift"})
+    return frozenset({*volumes, *identity, *listeners, "env_drift", TWO_NODE_AGENTS})
 
 
 SPEC = register(

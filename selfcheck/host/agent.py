@@ -141,6 +141,13 @@ class AgentProcess:
     pod_uid: str | None
     container_id: str | None
 
+    def named(self) -> str:
+        """``pod <uid> container <id12> (pid N)``: the pod and container, never a secret."""
+        parts = [f"pod {self.pod_uid}" if self.pod_uid else "no pod cgroup"]
+        if self.container_id:
+            parts.append(f"container {self.container_id[:12]}")
+        return " ".join(parts) + f" (pid {self.pid})"
+
     def to_json(self) -> dict[str, object]:
         return {
             "pid": self.pid,
@@ -158,6 +165,10 @@ class Discovery:
     scanned: int
     complete: bool
     other_pods: int = 0
+    why: str = ""
+    """Which ``agent run`` was taken and why, in words (``host.nodeagent``; empty without it)."""
+    rivals: tuple[AgentProcess, ...] = ()
+    """Node mode: the core process of every other node Agent pod (a second installation)."""
 
     def core(self) -> AgentProcess | None:
         return next((p for p in self.processes if p.role == CORE), None)
@@ -236,22 +247,32 @@ def own_cgroup_path(own_proc: Path = Path("/proc")) -> str:
     return pod_cgroup_path(parse_proc_cgroup(read_proc_cgroup(own_proc, "self"))) or "/"
 
 
+Pick = Callable[[Path, Sequence[AgentProcess], int, bool], Discovery]
+"""Chooses the Agent among the processes placed (procfs, processes, scanned, complete):
+``selfcheck.host.nodeagent.picker`` reads what the kernel shows of each candidate."""
+
+
 def discover(
     host_proc: Path,
     mode: str = SIDECAR,
     own_path: str | None = None,
     budget: float = DISCOVERY_SECONDS,
     pids: Sequence[int] | None = None,
+    *,
+    pick: Pick | None = None,
 ) -> Discovery:
     """The Agent's processes: this pod's (sidecar) or the Agent pod's on this node (node).
 
-    In node mode the Agent pod is the pod of the first ``agent run`` process in a kubelet pod
-    cgroup; its other processes (trace-agent...) are those of the same pod. Raises ``OSError``
-    only when the host procfs cannot be listed. ``pids`` limits the scan (this pod's
-    processes, read from its cgroups).
+    ``pick`` chooses among every Agent process placed (``host.nodeagent``: the node Agent among
+    runners and second installs, the sidecar's by cgroup or network namespace). Without it,
+    node mode takes the pod of the first ``agent run`` in a kubelet pod cgroup, and sidecar
+    mode this pod's processes by cgroup. Raises ``OSError`` only when the host procfs cannot be
+    listed. ``pids`` limits the scan (this pod's processes, read from its cgroups).
     """
     found, scanned, complete = _scan(host_proc, time.monotonic() + budget, pids)
     placed = [p for p in (_place(host_proc, pid, role) for pid, role in found) if p]
+    if pick is not None:
+        return pick(host_proc, placed, scanned, complete)
     if mode == NODE:
         pods = list(dict.fromkeys(p.pod_uid for p in placed if p.role == CORE and p.pod_uid))
         chosen = tuple(p for p in placed if pods and p.pod_uid == pods[0])
@@ -377,7 +398,10 @@ def read_view(host_proc: Path, process: AgentProcess) -> AgentView:
 
 
 def agent_config(
-    host_proc: Path, mode: str = SIDECAR, budget: float = DISCOVERY_SECONDS
+    host_proc: Path,
+    mode: str = SIDECAR,
+    budget: float = DISCOVERY_SECONDS,
+    pick: Pick | None = None,
 ) -> Mapping[str, str]:
     """The core Agent's allow-listed environment; empty when it cannot be found or read.
 
@@ -385,7 +409,7 @@ def agent_config(
     (``{**os.environ, **agent_config(...)}``) so the Agent's real values win.
     """
     try:
-        core = discover(host_proc, mode, budget=budget).core()
+        core = discover(host_proc, mode, budget=budget, pick=pick).core()
         if core is None:
             return MappingProxyType({})
         return MappingProxyType(dict(read_environ(host_proc, core.pid).values))

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from selfcheck import agentpod
-from selfcheck.host import agent
+from selfcheck.host import agent, nodeagent
 from selfcheck.host.capabilities import parse_capability_sets
 from selfcheck.host.files import describe, read_capped
 from selfcheck.host.identity import Identity, read_identity
@@ -41,6 +41,9 @@ VIEWS = (AGENT, OWN)
 OWN_PROC = Path("/proc")
 CMDLINE_CAP = 4096
 POD_SCAN_MAX = 4096
+NODE_RESCAN_CYCLES = 10
+"""Node mode scans the node again after this many cycles on one Agent: a second install or a
+rolling update's new pod appears while the chosen Agent lives on."""
 CAP_SETUID, CAP_SETGID = 7, 6
 
 
@@ -122,6 +125,8 @@ class Eyes:
         if self.agent_pid is not None:
             body["agent_pid"] = self.agent_pid
             body["shares_loopback"] = self.shares_loopback
+        if self.discovery is not None and self.discovery.why:
+            body["chosen"] = self.discovery.why
         return body
 
 
@@ -222,18 +227,26 @@ class Finder:
         self.mode = mode
         self._known: tuple[Path, agent.Discovery, str] | None = None
         self.scanned = 0
+        self._reused = 0
+        self.why = ""
+        """The last scan's words on its choice (``nodeagent``): the own view's ``why`` names the
+        runners passed over when no Agent was taken."""
 
     def find(self, proc: Path, cgroup_top: CgroupTop = lambda: None) -> agent.Discovery | None:
         """The Agent's processes with a core one, or ``None`` when there is none."""
         known = self._known
-        if known is not None and known[0] == proc:
+        rescan = self.mode == agentpod.NODE and self._reused >= NODE_RESCAN_CYCLES
+        if known is not None and known[0] == proc and not rescan:
             core = known[1].core()
             if core is not None and self._still(proc, core.pid, known[2]):
                 self.scanned = 0
+                self._reused += 1
                 return known[1]
+        self._reused = 0
         self._known = None
         found = self._scan(proc, cgroup_top)
         core = found.core() if found is not None else None
+        self.why = found.why if found is not None else ""
         if found is None or core is None:
             return None
         try:
@@ -254,9 +267,9 @@ class Finder:
             pids = _pod_cgroup_pids(proc, cgroup_top())
             if pids is not None:
                 self.scanned = len(pids)
-                return agent.discover(proc, self.mode, pids=pids)
+                return agent.discover(proc, self.mode, pids=pids, pick=nodeagent.picker(self.mode))
         try:
-            found = agent.discover(proc, self.mode)
+            found = agent.discover(proc, self.mode, pick=nodeagent.picker(self.mode))
         except OSError:
             return None
         self.scanned = found.scanned
@@ -359,7 +372,8 @@ def look(finder: Finder, host_proc: Path, cgroup_top: CgroupTop, forced_own: boo
     node = finder.mode == agentpod.NODE
     if core is None:
         scope = "on this node" if node else "in this pod"
-        return own_eyes(f"no 'agent run' process found {scope} in {proc}", blind=node)
+        why = f"no 'agent run' process found {scope} in {proc}"
+        return own_eyes(f"{why}: {finder.why}" if finder.why else why, blind=node)
     entered = enter(proc, core.pid)
     if isinstance(entered, str):
         return own_eyes(entered, proc, core.pid, blind=node, discovery=found)

@@ -253,12 +253,23 @@ def test_other_pods_agent_is_not_this_pods(pod: Pod) -> None:
     assert (required["status"], required["reason"]) == ("degraded", "not_found")
 
 
-def test_node_mode_finds_the_agent_pod_and_judges_its_mounts(pod: Pod) -> None:
+@pytest.fixture
+def node_pod() -> Iterator[Pod]:
+    """Containers on a node of their own (a PID namespace standing for the node's): node mode
+    sees no other suite's Agent stand-in running on this machine."""
+    with pods(own_node=True) as made:
+        _dsd(made).mkdir()
+        _dsd(made).chmod(0o755)
+        yield made
+
+
+def test_node_mode_finds_the_agent_pod_and_judges_its_mounts(node_pod: Pod) -> None:
     """selfcheck in its own container outside the Agent's pod, with other mounts and env."""
+    pod = node_pod
     uid = new_pod()
     volumes = _without(chart_volumes(_dsd(pod)), "cgroups")
     volumes = [v for v in volumes if v.name != "os-release-file"]  # the Operator's default
-    pid = pod.start_agent(agent_spec(pod, uid, volumes=volumes))
+    pod.start_agent(agent_spec(pod, uid, volumes=volumes))
     mine = [v for v in chart_volumes(_dsd(pod)) if v.name not in ("passwd", "os-release-file")]
     node = Spec(
         "unused",
@@ -269,7 +280,7 @@ def test_node_mode_finds_the_agent_pod_and_judges_its_mounts(pod: Pod) -> None:
     result = check(pod, node)
     assert (result["status"], result["reason"]) == ("degraded", "drift"), result
     assert result["details"]["mode"] == "node"
-    assert result["details"]["container"]["pid"] == pid
+    assert result["details"]["container"]["pod_uid"] == uid
     assert finding_ids(result) == {"agent_cgroups_missing"}  # no identity or env comparison
     assert result["details"]["listeners"]["dogstatsd"]["verdict"] == "agent"
 

@@ -124,7 +124,7 @@ def agent_spec(node: Node, template: PodTemplate) -> Spec:
         env=env,
         uid=agent.uid if agent.uid is not None else 0,
         read_only_root=read_only,
-        own_pid_namespace=not template.host_pid,
+        host_pid=template.host_pid,
     )
 
 

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,8 +110,11 @@ class Spec:
     cgroup_parent: str | None = None
     private_cgroupns: bool = False
     read_only_root: bool = False
-    own_pid_namespace: bool = False
-    """A pod without hostPID: the container's processes in a PID namespace of their own."""
+    host_pid: bool = True
+    """False: a PID namespace of its own, with its own procfs (no hostPID)."""
+    net_ns: str | None = None
+    """A network namespace file (``Pod.new_netns``) shared by a pod's containers; ``None``:
+    the machine's (hostNetwork)."""
 
     @property
     def cgroup(self) -> str:
@@ -186,10 +190,23 @@ def _identity(spec: Spec) -> list[str]:
     ]
 
 
+def _entered(path: str, kind: str) -> str:
+    """``path`` once ``unshare`` has made the namespace it names (polled: it runs apart)."""
+    own = os.stat(f"/proc/self/ns/{kind}").st_ino
+    for _ in range(2000):
+        if os.stat(path).st_ino != own:
+            return path
+        time.sleep(0.005)
+    raise AssertionError(f"unshare did not make a {kind} namespace")
+
+
 class Pod:
     """Starts containers of (possibly) several pods; stops every process and cgroup it made."""
 
-    def __init__(self) -> None:
+    def __init__(self, own_node: bool = False) -> None:
+        """``own_node``: every container joins a PID namespace made for this Pod, standing for
+        the node's (as a kind node's is), so node mode sees these containers and no other
+        test's; its PID 1 is named ``init``, as a node's is."""
         self.base = Path(tempfile.mkdtemp(prefix="sc-pod-", dir="/tmp"))
         self.base.chmod(0o755)
         self.standin = self.base / "standin"
@@ -198,6 +215,7 @@ class Pod:
         self._procs: list[subprocess.Popen[str]] = []
         self._cgroups: list[str] = []
         self._n = 0
+        self._node_pid = self._new_node() if own_node else ""
 
     def _argv(self, spec: Spec, command: Sequence[str], extra: Sequence[Volume]) -> list[str]:
         self._n += 1
@@ -217,14 +235,48 @@ class Pod:
         outer = "\n".join(
             [
                 _cgroup_script(spec.cgroup),
-                "exec unshare -m --propagation private "
+                "exec "
+                + (f"nsenter --net={shlex.quote(spec.net_ns)} " if spec.net_ns else "")
+                + (f"nsenter --pid={shlex.quote(self._node_pid)} " if self._node_pid else "")
+                + "unshare -m --propagation private "
                 + ("--cgroup " if spec.private_cgroupns else "")
-                + ("--pid --fork --kill-child " if spec.own_pid_namespace else "")
+                + ("" if spec.host_pid else "--pid --fork --kill-child ")
                 + "sh -euc "
                 + shlex.quote(inner),
             ]
         )
         return ["sh", "-euc", outer]
+
+    def new_netns(self) -> str:
+        """A network namespace of its own (a pod's), held by a process until ``close``."""
+        holder = subprocess.Popen(
+            ["unshare", "-n", "sleep", "infinity"], start_new_session=True, text=True
+        )
+        self._procs.append(holder)
+        return _entered(f"/proc/{holder.pid}/ns/net", "net")
+
+    def _new_node(self) -> str:
+        init = self.base / "init"
+        init.symlink_to("/usr/bin/sleep")  # the kernel names a process after the path it ran
+        holder = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--kill-child", str(init), "infinity"],
+            start_new_session=True,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._procs.append(holder)
+        try:
+            return _entered(f"/proc/{holder.pid}/ns/pid_for_children", "pid")
+        except OSError:
+            _, err = holder.communicate(timeout=10)
+            raise AssertionError(f"the node's PID namespace did not start: {err}") from None
+
+    def stop(self, pid: int) -> None:
+        """Kill one container started here (its whole process group) and reap it."""
+        for proc in self._procs:
+            if proc.pid == pid and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate(timeout=10)
 
     def start_agent(self, spec: Spec, argv: Sequence[str] = ("agent", "run")) -> int:
         """Start the Agent stand-in with ``argv``; returns its PID once it says ready."""
@@ -295,8 +347,8 @@ class Pod:
 
 
 @contextlib.contextmanager
-def pods() -> Iterator[Pod]:
-    pod = Pod()
+def pods(own_node: bool = False) -> Iterator[Pod]:
+    pod = Pod(own_node)
     try:
         yield pod
     finally:
