@@ -151,7 +151,10 @@ def _judged(ctx: CheckContext, host: str, port: int, extra: dict[str, Any]) -> O
             sent.refused, sent.target, f"send to the Agent's DogStatsD UDP port {port}", **extra
         )
     after = _after(before, deadline) if before is not None else None
-    verdict = _receipt(config, sent, extra, before=before, after=after, note=note)
+    loopback = ctx.host.eyes.shares_loopback
+    verdict = _receipt(
+        config, sent, extra, before=before, after=after, note=note, loopback=loopback
+    )
     loopback_only = config.dogstatsd_transport == UDP and not config.dogstatsd_non_local_traffic
     return (
         _loopback_only(verdict, extra) if verdict.status is Status.OK and loopback_only else verdict
@@ -178,6 +181,7 @@ def _receipt(
     before: UdsVars | None,
     after: UdsVars | None,
     note: str,
+    loopback: bool,
 ) -> Outcome:
     """The Agent's count of the datagram; without it, what the silence proves."""
     details, figures = extra["details"], extra["figures"]
@@ -186,7 +190,7 @@ def _receipt(
         details["expvar"] = (
             note or "not read: the Agent's 127.0.0.1 is in another network namespace"
         )
-        if sent.address[0] == "127.0.0.1":
+        if loopback:
             return ok(
                 f"{did}, not refused (loopback refuses a closed port at once, so a socket is "
                 f"bound there); the Agent's receipt not read: {details['expvar']}",
