@@ -492,7 +492,8 @@ def test_agent_path_from_a_sender_container(containers: Containers, host_pid: bo
 @pytest.mark.root
 def test_selfcheck_in_a_pid_host_container_reports_its_own_id(containers: Containers) -> None:
     name = containers.start(
-        "--pid", "host", *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true", "-e", f"DD_DOGSTATSD_SOCKET={UDS}",
+        "--pid", "host", *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+        "-e", f"DD_DOGSTATSD_SOCKET={UDS}",
         "-e", "DOCKER_DD_AGENT=true", containers.image,
         sys.executable, "-m", "selfcheck", *ONLY,
     )  # fmt: skip
@@ -510,7 +511,8 @@ def test_selfcheck_in_a_pid_host_container_reports_its_own_id(containers: Contai
 @pytest.mark.root
 def test_selfcheck_in_a_container_without_pid_host_is_not_host_pid(containers: Containers) -> None:
     name = containers.start(
-        *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true", "-e", f"DD_DOGSTATSD_SOCKET={UDS}", "-e", "DOCKER_DD_AGENT=true",
+        *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+        "-e", f"DD_DOGSTATSD_SOCKET={UDS}", "-e", "DOCKER_DD_AGENT=true",
         containers.image, sys.executable, "-m", "selfcheck", *ONLY,
     )  # fmt: skip
     code, out, err = containers.wait(name)
