@@ -140,7 +140,7 @@ def run(ctx: CheckContext) -> Outcome:
     figures.update(_uds_counters(ctx, deadline, details))
     fix = REMEDIATIONS[Reason.NOT_SHARED]
     private = not_shared(ctx, str(path), "DogStatsD socket", fix, details)
-    if private is not None and config.udp_offered:
+    if private is not None and config.udp_offered and config.dogstatsd_transport == SOCKET:
         return _internal(str(path), config, extra)
     if private is not None:
         return replace(private, figures=figures, findings=findings)
@@ -165,8 +165,9 @@ def _internal(path: str, config: Config, extra: dict[str, Any]) -> Outcome:
     return Outcome(
         Status.SKIPPED,
         Reason.NOT_ENABLED,
-        f"{path} serves only the Agent's own pod (it is in a private "
-        f"directory, Helm datadog.dogstatsd.useSocketVolume: false); applications send over "
+        f"{path} serves only the Agent's own pod (it is in a private directory: Helm "
+        "datadog.dogstatsd.useSocketVolume: false keeps DD_DOGSTATSD_SOCKET for the Agent's "
+        "own containers); applications send over "
         f"UDP port {config.dogstatsd_port} (DD_DOGSTATSD_NON_LOCAL_TRAFFIC true), judged by "
         "dogstatsd_udp",
         **extra,

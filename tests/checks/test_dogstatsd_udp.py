@@ -9,10 +9,13 @@ real. Every port is one the kernel handed out (bound to port 0), never a fixed o
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +27,7 @@ from selfcheck.host.view import HostView
 from selfcheck.model import Reason, Status
 from selfcheck.registry import required_ids
 from tests.support.configs import make_config, settled
+from tests.support.pod import TMPFS, Pod, Spec, Volume, new_pod, pods
 from tests.support.standins import agent_standin, free_port
 
 POD = {"SELFCHECK_CONTAINERIZED": "true"}
@@ -190,3 +194,76 @@ def test_the_socket_check_is_not_enabled_over_udp(closed_port: int) -> None:
     assert (outcome.status, outcome.reason) == (Status.SKIPPED, Reason.NOT_ENABLED)
     assert outcome.message.startswith("DD_DOGSTATSD_SOCKET is not set in the Agent's environment")
     assert "UDP port 8125" in outcome.message
+
+
+# --- a real pod of two containers: an install with DogStatsD over UDS off ---------------------
+
+ROOT_ONLY = pytest.mark.skipif(
+    os.geteuid() != 0, reason="cgroups, mounts, netns and chroot need root"
+)
+
+
+def uds_off_agent(pod_uid: str, netns: str, **env: str) -> Spec:
+    """The Operator's pod with UDS off (or the chart's ``useSocketVolume: false``): the socket
+    directory an emptyDir (a tmpfs of the container's own) where a current Agent still binds
+    its default socket, UDP 8125 on every address, expvar on the Agent's 5000."""
+    volumes = [
+        Volume("procdir", None, "/host/proc"),
+        Volume("cgroups", "/sys/fs/cgroup", "/host/sys/fs/cgroup"),
+        Volume("dsdsocket", TMPFS, "/var/run/datadog", read_only=False),
+    ]
+    base = {
+        "DD_DOGSTATSD_PORT": "8125",
+        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC": "true",
+        "DD_EXPVAR_PORT": "5000",
+        "SA_DSD": "1",
+        "SA_EXPVAR": "1",
+    }
+    return Spec(pod_uid, volumes, env={**base, **env}, read_only_root=True, netns=netns)
+
+
+def sidecar_report(pod: Pod, pod_uid: str, netns: str) -> tuple[int, dict[str, Any]]:
+    """``selfcheck check --json`` in a second container of the pod, with no host mount."""
+    spec = Spec(pod_uid, [], env={}, read_only_root=True, netns=netns)
+    done = pod.selfcheck(spec, ["check", "--json", "--only", "dogstatsd_socket,dogstatsd_udp"])
+    assert done.stdout, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    return done.returncode, {r["check"]: r for r in report["checks"]}
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@ROOT_ONLY
+@pytest.mark.parametrize(
+    "socket_env",
+    [{}, {"DD_DOGSTATSD_SOCKET": "/var/run/datadog/dsd.socket"}],
+    ids=["operator-uds-off", "chart-use-socket-volume-false"],
+)
+def test_a_pod_with_uds_off_judges_the_udp_path(socket_env: dict[str, str]) -> None:
+    with pods() as pod:
+        uid, netns = new_pod(), pod.new_netns()
+        pod.start_agent(uds_off_agent(uid, netns, SA_UDP="1", **socket_env))
+        code, checks = sidecar_report(pod, uid, netns)
+    dsd, udp = checks["dogstatsd_socket"], checks["dogstatsd_udp"]
+    assert (dsd["status"], dsd["reason"]) == ("skipped", "not_enabled"), dsd
+    assert (udp["status"], udp["reason"], udp["view"]) == ("ok", "ok", "agent"), udp
+    assert udp["required"] is True
+    assert udp["details"]["packets_delta"] == 1
+    assert "udp://127.0.0.1:8125: sent a" in udp["message"]
+    assert code == 0
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@ROOT_ONLY
+def test_a_pod_whose_agent_does_not_listen_on_udp_fails_naming_the_port() -> None:
+    with pods() as pod:
+        uid, netns = new_pod(), pod.new_netns()
+        pod.start_agent(uds_off_agent(uid, netns))
+        code, checks = sidecar_report(pod, uid, netns)
+    dsd, udp = checks["dogstatsd_socket"], checks["dogstatsd_udp"]
+    assert dsd["status"] == "skipped", dsd
+    assert (udp["status"], udp["reason"]) == ("failed", "econnrefused"), udp
+    assert "the Agent's DogStatsD UDP port 8125" in udp["message"]
+    assert "DD_DOGSTATSD_PORT" in udp["remediation"]
+    assert code == 2

@@ -371,11 +371,6 @@ UDP_NOT_ENABLED_WORDS = (
 
 
 def _config_words(ev: Evidence) -> str:
-    if ev.over_udp and not ev.client_enabled:
-        return (
-            "over UDP only client-sent origins tag metrics, and DD_DOGSTATSD_ORIGIN_DETECTION_"
-            "CLIENT is false: metrics from other pods get no container tags; "
-        )
     if not ev.client_enabled or ev.over_udp:
         return ""
     if not ev.uds_enabled:
