@@ -246,6 +246,13 @@ def test_a_pod_with_uds_off_judges_the_udp_path(socket_env: dict[str, str]) -> N
         code, checks = sidecar_report(pod, uid, netns)
     dsd, udp = checks["dogstatsd_socket"], checks["dogstatsd_udp"]
     assert (dsd["status"], dsd["reason"]) == ("skipped", "not_enabled"), dsd
+    if socket_env:  # named for the Agent's own containers, in a directory no other pod has
+        assert dsd["required"] is True
+        assert "serves only the Agent's own pod" in dsd["message"]
+    else:  # not named at all: applications were never given a socket
+        assert dsd["required"] is False
+        assert dsd["message"].startswith("DD_DOGSTATSD_SOCKET is not set"), dsd
+        assert "would be failed (not_shared)" in dsd["message"]
     assert (udp["status"], udp["reason"], udp["view"]) == ("ok", "ok", "agent"), udp
     assert udp["required"] is True
     assert udp["details"]["packets_delta"] == 1
