@@ -80,9 +80,12 @@ REMEDIATIONS = {
         "emptyDir, a tmpfs or its image), so application pods, which mount the node's "
         "/var/run/datadog, cannot reach it. Mount the node's directory there: the chart's "
         "dsdsocket volume (hostPath /var/run/datadog, type DirectoryOrCreate, at "
-        "/var/run/datadog; Helm dogstatsd.useSocketVolume: true, the default); with the "
-        "Operator set spec.features.dogstatsd.unixDomainSocketConfig.enabled: true, which makes "
-        "dsdsocket that hostPath; on GKE Autopilot enable the Datadog CSI driver."
+        "/var/run/datadog; Helm datadog.dogstatsd.useSocketVolume: true, the default); with "
+        "the Operator set spec.features.dogstatsd.unixDomainSocketConfig.enabled: true, which "
+        "makes dsdsocket that hostPath; on GKE Autopilot enable the Datadog CSI driver. To keep "
+        "the socket private and give applications UDP instead, open the UDP port to other pods: "
+        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC=true (Helm datadog.dogstatsd.nonLocalTraffic, Operator "
+        "spec.features.dogstatsd.nonLocalTraffic)."
     ),
     Reason.IO_ERROR: (
         "Sending failed for another reason: run `ls -l` on the path from inside the pod and "
