@@ -400,7 +400,7 @@ def _udp_ports(v: Verdict, agent: Container, port: int) -> str:
     """The declared UDP port against the one the Agent binds; the words for the message."""
     declared = _udp_container_port(agent)
     if declared is None:
-        return "no UDP containerPort or hostPort: other pods reach it at the pod's address only"
+        return "no UDP containerPort: applications reach it at the pod's address only"
     container, host = declared
     if container is not None and container != port:
         v.add(
@@ -410,7 +410,9 @@ def _udp_ports(v: Verdict, agent: Container, port: int) -> str:
             f"declares containerPort {container}/UDP (hostPort {host or 'none'}), but the Agent "
             f"listens on DD_DOGSTATSD_PORT={port}: datagrams sent there are refused",
         )
-    return f"hostPort {host}/UDP on the node" if host else "no hostPort: through a Service only"
+    if host:
+        return f"hostPort {host}/UDP: applications reach it at the node's address"
+    return "no hostPort: applications reach it at the pod's address or through a Service"
 
 
 def dogstatsd_udp(pod: PodTemplate) -> Outcome:
