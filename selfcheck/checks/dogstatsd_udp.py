@@ -151,6 +151,8 @@ def _judged(ctx: CheckContext, host: str, port: int, extra: dict[str, Any]) -> O
             sent.refused, sent.target, f"send to the Agent's DogStatsD UDP port {port}", **extra
         )
     after = _after(before, deadline) if before is not None else None
+    if before is not None and after is None:
+        note = f"not read after the datagram: 127.0.0.1:{before.port} stopped answering"
     loopback = ctx.host.eyes.shares_loopback
     verdict = _receipt(
         config, sent, extra, before=before, after=after, note=note, loopback=loopback
