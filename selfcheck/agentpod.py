@@ -76,6 +76,8 @@ class Setting:
 DEFAULT_DOGSTATSD_SOCKET = "/var/run/datadog/dsd.socket"
 DEFAULT_APM_SOCKET = "/var/run/datadog/apm.socket"
 DEFAULT_HEALTH_PORT = 5555
+DEFAULT_DOGSTATSD_PORT = 8125
+"""The Agent's ``dogstatsd_port``: UDP, 0 closes it (DataDog/datadog-agent pkg/config/setup)."""
 EXPVAR_PORTS = (5000, 6000)
 """No DD_EXPVAR_PORT: the Agent's own default (and the Operator's), then the chart's."""
 
@@ -93,6 +95,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DD_LOGS_ENABLED", "false", "bool"),
     Setting("DD_HEALTH_PORT", str(DEFAULT_HEALTH_PORT), "port"),
     Setting("DD_EXPVAR_PORT", "", "port"),
+    Setting("DD_DOGSTATSD_PORT", str(DEFAULT_DOGSTATSD_PORT), "port"),
+    Setting("DD_DOGSTATSD_NON_LOCAL_TRAFFIC", "false", "bool"),
 )
 """Every Agent variable selfcheck's configuration reads (``selfcheck.config``)."""
 
@@ -101,8 +105,6 @@ ALSO_ALLOWED = frozenset(
         "DD_APM_ENABLED",
         "DD_PROCESS_AGENT_ENABLED",
         "DD_USE_DOGSTATSD",
-        "DD_DOGSTATSD_PORT",
-        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC",
         "DD_APM_RECEIVER_PORT",
         "DD_LOGS_CONFIG_CONTAINER_COLLECT_ALL",
         "DD_CLC_RUNNER_ENABLED",

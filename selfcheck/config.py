@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from selfcheck.agentpod import (
     DEFAULT_APM_SOCKET,
+    DEFAULT_DOGSTATSD_PORT,
     DEFAULT_DOGSTATSD_SOCKET,
     DEFAULT_HEALTH_PORT,
     MODES,
@@ -40,6 +41,8 @@ DEFAULT_HEARTBEAT_METRIC = "datadog.selfcheck.heartbeat"
 VIEW_CHOICES = ("auto", "own")
 """``auto``: the Agent container's view when it can be entered, else selfcheck's own."""
 DEFAULT_SERVICE_CHECK_PREFIX = "selfcheck"
+SOCKET, UDP = "socket", "udp"
+"""The DogStatsD transports an install may offer applications (docs/checks/dogstatsd_udp.md)."""
 OWN_SETTINGS = "this container's environment"
 AGENT_SETTINGS = "the Agent's own environment"
 
@@ -97,6 +100,18 @@ class Config:
     """``selfcheck serve`` sends each verdict as a DogStatsD service check (docs/datadog.md)."""
     service_check_prefix: str = DEFAULT_SERVICE_CHECK_PREFIX
     """Service checks are named ``<prefix>.<check id>``."""
+    dogstatsd_socket_offered: bool = True
+    """The install names a DogStatsD socket for applications: ``DD_DOGSTATSD_SOCKET`` is set
+    (non-empty), which the chart and the Operator do when DogStatsD over UDS is on. In a
+    container the environment is the install's, and unset means UDS off for applications (the
+    Agent's own default differs by version: "" before, the socket path in current Linux builds);
+    on a bare machine the Agent reads datadog.yaml, which selfcheck does not, so the socket's
+    default path is kept."""
+    dogstatsd_port: int = DEFAULT_DOGSTATSD_PORT
+    """``DD_DOGSTATSD_PORT``: the Agent's UDP port, 0 when closed."""
+    dogstatsd_non_local_traffic: bool = False
+    """``DD_DOGSTATSD_NON_LOCAL_TRAFFIC``: the UDP port listens on every address, so other pods
+    reach it; false, on the Agent's loopback only (comp/dogstatsd/listeners/udp.go)."""
 
     @property
     def expvar_ports(self) -> tuple[int, ...]:
@@ -106,6 +121,21 @@ class Config:
     # origin detection: presence only, never the values (an entity ID is a pod UID)
     external_env_present: bool = False
     entity_id_present: bool = False
+
+    @property
+    def dogstatsd_transport(self) -> str:
+        """What the install offers applications in other pods: the socket when
+        ``DD_DOGSTATSD_SOCKET`` is set (or when UDP is closed, the socket being all there is),
+        UDP otherwise (the chart with ``useSocketVolume: false`` on Agents that leave the
+        setting empty, the Operator with UDS off, GKE Autopilot)."""
+        return SOCKET if self.dogstatsd_socket_offered or self.dogstatsd_port <= 0 else UDP
+
+    @property
+    def udp_offered(self) -> bool:
+        """The UDP port is one applications in other pods may send to: open, and either the
+        only transport or listening on every address."""
+        open_port = self.dogstatsd_port > 0
+        return open_port and (self.dogstatsd_transport == UDP or self.dogstatsd_non_local_traffic)
 
     @property
     def stale_after(self) -> float:
@@ -386,6 +416,7 @@ def load(
     agent = AgentValues(env)
     host, port = parse_listen("SELFCHECK_LISTEN", env.get("SELFCHECK_LISTEN"))
     apm_socket = agent.text("DD_APM_RECEIVER_SOCKET")
+    dsd_socket = agent.text("DD_DOGSTATSD_SOCKET")
     return Config(
         host_proc=_host_path(agent, "HOST_PROC", "/host/proc", "/proc", in_container),
         cgroup_root=_host_path(
@@ -394,7 +425,10 @@ def load(
         os_release_path=_etc_file(agent, "os-release", "/host/etc/os-release", in_container),
         passwd_path=_etc_file(agent, "passwd", "/etc/passwd", False),
         pod_logs_dir=_selfcheck_path(env, "SELFCHECK_POD_LOGS_DIR", "/var/log/pods"),
-        dogstatsd_socket=Path(agent.text("DD_DOGSTATSD_SOCKET") or DEFAULT_DOGSTATSD_SOCKET),
+        dogstatsd_socket=Path(dsd_socket or DEFAULT_DOGSTATSD_SOCKET),
+        dogstatsd_socket_offered=dsd_socket is not None or not in_container,
+        dogstatsd_port=agent.port("DD_DOGSTATSD_PORT", DEFAULT_DOGSTATSD_PORT) or 0,
+        dogstatsd_non_local_traffic=agent.boolean("DD_DOGSTATSD_NON_LOCAL_TRAFFIC"),
         apm_socket=Path(apm_socket or DEFAULT_APM_SOCKET),
         apm_socket_configured=apm_socket is not None,
         docker_host=agent.text("DOCKER_HOST"),
@@ -456,6 +490,9 @@ _REQUIRED_BY = (
     "origin_detection_unified",
     "logs_enabled",
     "apm_socket_configured",
+    "dogstatsd_socket_offered",
+    "dogstatsd_port",
+    "dogstatsd_non_local_traffic",
 )
 """The Agent's settings that decide which checks are required."""
 _IN_ITS_CONTAINER = (

@@ -1,7 +1,9 @@
 """After each cycle of ``selfcheck serve``: the service checks sent, and the Agent's receipt.
 
-The datagrams (``selfcheck.servicechecks``) go to the DogStatsD socket the ``dogstatsd_socket``
-check tests, each with ``sendto(..., MSG_DONTWAIT)``: a full receive queue (``EAGAIN``) drops
+The datagrams (``selfcheck.servicechecks``) go where applications send theirs: the DogStatsD
+socket the ``dogstatsd_socket`` check tests, or, in an install whose applications use UDP, the
+Agent's UDP port the ``dogstatsd_udp`` check tests (``udp_target``); each with
+``sendto(..., MSG_DONTWAIT)``: a full receive queue (``EAGAIN``) drops
 that datagram and the rest of the cycle's, which are never queued for later, since the next
 cycle carries fresher verdicts anyway. The kernel holds at most ``net.unix.max_dgram_qlen``
 datagrams on the Agent's socket, 10 in a network namespace nobody tuned (a pod's), so the
@@ -14,7 +16,7 @@ The receipt is the Agent's own count (comp/dogstatsd/server, the ``dogstatsd`` e
 ``ServiceCheckPackets`` must grow by what was sent and ``ServiceCheckParseErrors`` must not.
 When the errors grew, the datagrams are sent again one at a time, the counters read after
 each, so that a rejected datagram is named by its check id. The last delivery is kept in
-``LEDGER``; the ``dogstatsd_socket`` check reports it (``report``) with its next verdict.
+``LEDGER``; the check of that transport reports it (``report``) with its next verdict.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from selfcheck.config import Config
+from selfcheck.config import UDP, Config
 from selfcheck.host.expvar import DOGSTATSD_KEY, SERVICE_CHECK_COUNTERS, UdsVars, read_map
 from selfcheck.host.files import describe
 from selfcheck.host.sockets import Deadline, classify
@@ -51,11 +53,35 @@ counters not yet moved are read once more after that."""
 PACKETS, PARSE_ERRORS = SERVICE_CHECK_COUNTERS
 
 Item = tuple[str, bytes]
+Target = str | tuple[str, int] | None
+"""A socket path, a UDP ``(host, port)``, or ``None`` when the UDP port is out of reach."""
+OUT_OF_REACH = "the Agent's UDP port listens on its own pod's loopback, out of reach from here"
 
 
 def target_socket(config: Config) -> str:
     """The socket the service checks go to: the one the ``dogstatsd_socket`` check tests."""
     return str(config.dogstatsd_socket)
+
+
+def udp_target(config: Config, shares_loopback: bool, agent_address: str | None) -> Target:
+    """Where the ``dogstatsd_udp`` check sends: the Agent's port on the shared loopback (a
+    sidecar), else at the Agent pod's address when it takes other pods' traffic."""
+    if shares_loopback:
+        return ("127.0.0.1", config.dogstatsd_port)
+    if config.dogstatsd_non_local_traffic and agent_address:
+        return (agent_address, config.dogstatsd_port)
+    return None
+
+
+def uses_udp(config: Config) -> bool:
+    """The service checks go over UDP: the transport the install offers applications."""
+    return config.dogstatsd_transport == UDP
+
+
+def _shown(target: Target) -> str:
+    if isinstance(target, tuple):
+        return f"udp://{target[0]}:{target[1]}"
+    return str(target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +94,9 @@ class Sent:
     error: str = ""
 
 
-def send_all(sock: socket.socket, path: str, items: Sequence[Item], pace: float = 0.0) -> Sent:
+def send_all(
+    sock: socket.socket, path: str | tuple[str, int], items: Sequence[Item], pace: float = 0.0
+) -> Sent:
     """Each datagram without blocking, ``pace`` seconds apart; the first error drops it and
     every one after it."""
     done: list[str] = []
@@ -79,7 +107,7 @@ def send_all(sock: socket.socket, path: str, items: Sequence[Item], pace: float 
             sock.sendto(data, socket.MSG_DONTWAIT, path)
         except OSError as error:
             rest = tuple(c for c, _ in items[index:])
-            return Sent(tuple(done), rest, str(classify(error)), describe(error, path))
+            return Sent(tuple(done), rest, str(classify(error)), describe(error, _shown(path)))
         done.append(check)
     return Sent(tuple(done))
 
@@ -175,7 +203,11 @@ def read_after(before: UdsVars, sent: int, deadline: Deadline) -> Receipt:
 
 
 def attribute(
-    sock: socket.socket, path: str, items: Sequence[Item], port: int, deadline: Deadline
+    sock: socket.socket,
+    path: str | tuple[str, int],
+    items: Sequence[Item],
+    port: int,
+    deadline: Deadline,
 ) -> tuple[tuple[str, ...], bool]:
     """Each datagram alone between two reads: the check ids whose datagram the Agent
     rejected, and whether every datagram was tried within the deadline."""
@@ -200,14 +232,16 @@ class Deliverer:
         config: Config,
         ledger: Ledger = LEDGER,
         logger: logging.Logger | None = None,
-        target: Callable[[], str] | None = None,
+        target: Callable[[], Target] | None = None,
     ) -> None:
         self.config = config
         self.target = target or (lambda: target_socket(config))
-        """Where the last cycle judged the socket: inside the Agent's root in its view."""
+        """Where the last cycle judged the transport: the socket inside the Agent's root in its
+        view, or the Agent's UDP port (``udp_target``)."""
         self.ledger = ledger
         self._log = logger or get_logger()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._udp: dict[int, socket.socket] = {}
         self._thread: threading.Thread | None = None
         self._last_reason: str | None = None
 
@@ -231,8 +265,21 @@ class Deliverer:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _socket_for(self, target: str | tuple[str, int]) -> socket.socket:
+        """The unix datagram socket, or a UDP one of the target's family, made once."""
+        if not isinstance(target, tuple):
+            return self._sock
+        family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+        if family not in self._udp:
+            self._udp[family] = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        return self._udp[family]
+
     def _deliver(self, generation: int, items: list[Item], receipt: bool) -> None:
         path = self.target()
+        if path is None:
+            dropped = Sent((), tuple(c for c, _ in items), "not_shared", OUT_OF_REACH)
+            self._record(Delivery(generation, time.time(), dropped, None, "nothing sent"))
+            return
         try:
             deadline = Deadline(RECEIPT_BUDGET)
             before, note = (
@@ -240,18 +287,25 @@ class Deliverer:
                 if receipt
                 else (None, "not read: the last delivery's receipt was still being read")
             )
-            sent = send_all(self._sock, path, items, PACE)
+            sent = send_all(self._socket_for(path), path, items, PACE)
             if before is None or not sent.sent:
                 delivery = Delivery(generation, time.time(), sent, None, note or "nothing sent")
             else:
-                delivery = self._receipt(generation, items, sent, before, deadline)
+                delivery = self._receipt(generation, items, sent, before, deadline, path=path)
         except Exception as error:  # a bug must not end the thread silently or the loop
             self._log.exception("service check delivery failed")
             delivery = Delivery(generation, time.time(), Sent(), None, f"failed: {error!r}")
         self._record(delivery)
 
     def _receipt(
-        self, generation: int, items: list[Item], sent: Sent, before: UdsVars, deadline: Deadline
+        self,
+        generation: int,
+        items: list[Item],
+        sent: Sent,
+        before: UdsVars,
+        deadline: Deadline,
+        *,
+        path: str | tuple[str, int],
     ) -> Delivery:
         try:
             receipt = read_after(before, len(sent.sent), deadline)
@@ -262,8 +316,8 @@ class Deliverer:
         if receipt.parse_errors > 0:
             mine = [item for item in items if item[0] in sent.sent]
             rejected, complete = attribute(
-                self._sock,
-                self.target(),
+                self._socket_for(path),
+                path,
                 mine,
                 receipt.port,
                 Deadline(ATTRIBUTION_BUDGET),
@@ -318,9 +372,10 @@ REJECTED_FIX = (
 )
 NOT_RECEIVED_FIX = (
     "The Agent did not count selfcheck's service checks (ServiceCheckPackets did not grow): "
-    "it reads another socket than DD_DOGSTATSD_SOCKET here, or drops packets. Compare the "
-    "Agent container's DD_DOGSTATSD_SOCKET with this container's and look at the Agent's "
-    "dogstatsd-uds PacketReadingErrors."
+    "it reads another socket than DD_DOGSTATSD_SOCKET here (over UDP, another port than "
+    "DD_DOGSTATSD_PORT), or drops packets. Compare the Agent container's DD_DOGSTATSD_SOCKET "
+    "and DD_DOGSTATSD_PORT with this container's and look at the Agent's dogstatsd-uds (or "
+    "dogstatsd-udp) PacketReadingErrors."
 )
 
 

@@ -107,6 +107,7 @@ ORDER = (
     "passwd",
     "runtime_socket",
     "dogstatsd_socket",
+    "dogstatsd_udp",
     "apm_socket",
     "origin_detection",
     "pod_logs",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from selfcheck import delivery
 from selfcheck.config import Config, in_agent_container
 from selfcheck.context import CheckContext
 from selfcheck.host.cgroup import CgroupLayout
@@ -124,13 +125,18 @@ class Runner:
             return self._run_as_agent(eyes, wanted)
         return self._run_with(eyes, wanted)
 
-    def dogstatsd_target(self) -> str:
-        """Where this process reaches the DogStatsD socket the last cycle judged: inside the
-        Agent's root in its view. When a helper held the Agent's credentials this process
-        cannot follow that root (another uid): then its own mount of the socket directory,
-        the sidecar's mirrored ``dsdsocket`` (node mode has none: the send is dropped and
-        reported by ``dogstatsd_socket``)."""
+    def dogstatsd_target(self) -> delivery.Target:
+        """Where this process reaches the DogStatsD transport the last cycle judged: the
+        Agent's UDP port where the install offers applications UDP (``delivery.udp_target``),
+        else the socket inside the Agent's root in its view. When a helper held the Agent's
+        credentials this process cannot follow that root (another uid): then its own mount of
+        the socket directory, the sidecar's mirrored ``dsdsocket`` (node mode has none: the
+        send is dropped and reported by ``dogstatsd_socket``)."""
         eyes = self._eyes
+        if delivery.uses_udp(self.cycle_config):
+            if eyes is None:
+                return delivery.udp_target(self.cycle_config, True, None)
+            return delivery.udp_target(self.cycle_config, eyes.shares_loopback, eyes.agent_address)
         if eyes is None or eyes.helper:
             return str(self.config.dogstatsd_socket)
         return str(eyes.root.at(self.cycle_config.dogstatsd_socket))

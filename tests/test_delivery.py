@@ -16,7 +16,7 @@ from types import MappingProxyType
 import pytest
 
 from selfcheck.config import Config, load
-from selfcheck.delivery import Deliverer, Delivery, Ledger, Sent, report, send_all
+from selfcheck.delivery import Deliverer, Delivery, Ledger, Sent, report, send_all, udp_target
 from selfcheck.model import Outcome, Reason, Result, Snapshot, Status
 from selfcheck.registry import known_ids
 from tests.support.standins import DogStatsDReceiver, WedgedListener, agent_standin, free_port
@@ -201,3 +201,57 @@ def recorded(ledger: Ledger, generation: int) -> Delivery:
 def free_port_number() -> int:
     with free_port() as port:
         return port
+
+
+# --- over UDP, where the install gives applications the UDP port ------------------------------
+
+
+def udp_config(port: int, expvar: int) -> Config:
+    """An Agent pod's environment with DogStatsD over UDS off: no DD_DOGSTATSD_SOCKET."""
+    env = {
+        "DD_DOGSTATSD_PORT": str(port),
+        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC": "true",
+        "DD_EXPVAR_PORT": str(expvar),
+    }
+    return load(known_ids(), env, containerized=lambda _env: (True, "test"))
+
+
+def test_over_udp_the_agent_counts_them_through_its_port(tmp_path: Path) -> None:
+    """The service checks go where applications send theirs, the Agent's UDP port
+    (``udp_target``), and its ``dogstatsd`` map proves receipt as for the socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = probe.getsockname()[1]
+    expvar, ledger = free_port_number(), Ledger()
+    conf = udp_config(udp, expvar)
+    assert udp_target(conf, True, None) == ("127.0.0.1", udp)
+    with agent_standin(tmp_path, expvar, "--udp", str(udp)):
+        deliverer = Deliverer(conf, ledger, target=lambda: udp_target(conf, True, None))
+        deliverer(snapshot())
+        deliverer.join(5)
+    last = ledger.last()
+    assert last is not None and last.receipt is not None, last
+    assert (last.sent.sent, last.receipt_note) == (CHECKS, "read")
+    assert (last.receipt.packets, last.receipt.parse_errors) == (3, 0)
+
+
+def test_over_udp_out_of_reach_drops_them_and_says_why() -> None:
+    """Node mode, the Agent's port on its own loopback: nothing is sent, the report says so."""
+    conf = load(
+        known_ids(), {"DD_DOGSTATSD_PORT": "8125"}, containerized=lambda _env: (True, "test")
+    )
+    assert udp_target(conf, False, "10.0.0.7") is None
+    ledger = Ledger()
+    deliverer = Deliverer(conf, ledger, target=lambda: udp_target(conf, False, "10.0.0.7"))
+    deliverer(snapshot())
+    deliverer.join(5)
+    last = ledger.last()
+    assert last is not None
+    assert (last.sent.dropped, last.sent.reason) == (CHECKS, "not_shared")
+    assert "out of reach" in last.sent.error
+    wide = load(
+        known_ids(),
+        {"DD_DOGSTATSD_NON_LOCAL_TRAFFIC": "true"},
+        containerized=lambda _env: (True, "test"),
+    )
+    assert udp_target(wide, False, "10.0.0.7") == ("10.0.0.7", 8125)

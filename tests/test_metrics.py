@@ -74,6 +74,7 @@ def test_labels_come_from_closed_sets_on_the_real_checks() -> None:
         "passwd",
         "runtime_socket",
         "dogstatsd_socket",
+        "dogstatsd_udp",
         "apm_socket",
         "origin_detection",
         "pod_logs",

@@ -101,7 +101,7 @@ def test_private_cgroup_namespace_is_ready(docker: Docker) -> None:
         "-e",
         "SELFCHECK_LISTEN=127.0.0.1:9750",
         "-e",
-        "SELFCHECK_SKIP=runtime_socket,dogstatsd_socket,security",
+        "SELFCHECK_SKIP=runtime_socket,dogstatsd_socket,dogstatsd_udp,security",
         command=["/bin/sh", "-c", script],
     )
     assert code == 0, (out, err[-2000:])
@@ -218,6 +218,7 @@ def _ctr_run(
         "--env", f"DD_CRI_SOCKET_PATH=/host/var/run/containerd/{containerd.socket.name}",
         "--env", "KUBERNETES_SERVICE_HOST=10.96.0.1",
         "--env", "DD_DOGSTATSD_ORIGIN_DETECTION=true",  # used, so judged (off: skipped)
+        "--env", "DD_DOGSTATSD_SOCKET=/var/run/datadog/dsd.socket",  # the chart's: UDS on
         *ctr_python_args(),
     ]  # fmt: skip
     if detach:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcheck.host.eyes import Eyes
+from selfcheck.host.eyes import Eyes, own_eyes
 from selfcheck.model import Reason, Status
 from selfcheck.registry import all_checks
 from selfcheck.runner import Runner
@@ -125,3 +125,17 @@ def test_a_failure_to_look_for_the_agent_leaves_the_cycle_to_its_own_view() -> N
     assert snapshot.eyes["view"] == "own"
     assert snapshot.eyes["why"] == "looking for the Agent failed (RuntimeError)"
     assert snapshot.results["procfs"].status is Status.OK
+
+
+def test_the_service_checks_follow_the_transport_the_install_offers(tmp_path: Path) -> None:
+    """Over UDS the socket the cycle judged; with UDS off, the Agent's UDP port on the loopback
+    a sidecar shares with it (selfcheck.delivery.udp_target)."""
+    checks = {"procfs": all_checks()["procfs"]}
+    pod = {"SELFCHECK_CONTAINERIZED": "true", "HOST_PROC": "/proc"}
+    udp = Runner(make_config(pod, DD_DOGSTATSD_PORT="9125"), checks, look=lambda: own_eyes("t"))
+    udp.run_cycle()
+    assert udp.dogstatsd_target() == ("127.0.0.1", 9125)
+    sock = tmp_path / "dsd.socket"
+    uds = Runner(make_config(pod, DD_DOGSTATSD_SOCKET=sock), checks, look=lambda: own_eyes("t"))
+    uds.run_cycle()
+    assert uds.dogstatsd_target() == str(sock)

@@ -16,7 +16,7 @@ from typing import Any
 from selfcheck import delivery
 from selfcheck.checks._common import Judge, ownership
 from selfcheck.checks._sockets import BUDGET_CEILING, STALE_SOCKET_HINT, not_shared
-from selfcheck.config import Config
+from selfcheck.config import SOCKET, UDP, Config
 from selfcheck.context import CheckContext
 from selfcheck.host.expvar import read_uds_vars
 from selfcheck.host.files import describe
@@ -80,9 +80,12 @@ REMEDIATIONS = {
         "emptyDir, a tmpfs or its image), so application pods, which mount the node's "
         "/var/run/datadog, cannot reach it. Mount the node's directory there: the chart's "
         "dsdsocket volume (hostPath /var/run/datadog, type DirectoryOrCreate, at "
-        "/var/run/datadog; Helm dogstatsd.useSocketVolume: true, the default); with the "
-        "Operator set spec.features.dogstatsd.unixDomainSocketConfig.enabled: true, which makes "
-        "dsdsocket that hostPath; on GKE Autopilot enable the Datadog CSI driver."
+        "/var/run/datadog; Helm datadog.dogstatsd.useSocketVolume: true, the default); with "
+        "the Operator set spec.features.dogstatsd.unixDomainSocketConfig.enabled: true, which "
+        "makes dsdsocket that hostPath; on GKE Autopilot enable the Datadog CSI driver. To keep "
+        "the socket private and give applications UDP instead, open the UDP port to other pods: "
+        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC=true (Helm datadog.dogstatsd.nonLocalTraffic, Operator "
+        "spec.features.dogstatsd.nonLocalTraffic)."
     ),
     Reason.IO_ERROR: (
         "Sending failed for another reason: run `ls -l` on the path from inside the pod and "
@@ -117,8 +120,12 @@ def run(ctx: CheckContext) -> Outcome:
     path, opened = config.dogstatsd_socket, ctx.host.at(config.dogstatsd_socket)
     deadline = Deadline(ctx.budget(BUDGET_CEILING))
     details: dict[str, Any] = {"path": str(path), "mode_expected": AGENT_MODE}
-    # The last cycle's service checks (docs/datadog.md), shown whatever the socket says now.
-    delivered, figures, findings = delivery.report(config)
+    details["transport"] = config.dogstatsd_transport
+    # The last cycle's service checks (docs/datadog.md), shown whatever the socket says now;
+    # over UDP they go to the port and ``dogstatsd_udp`` shows them.
+    delivered, figures, findings = (
+        delivery.report(config) if config.dogstatsd_transport == SOCKET else ({}, {}, ())
+    )
     details.update(delivered)
     extra: dict[str, Any] = {"details": details, "figures": figures, "findings": findings}
     try:
@@ -136,6 +143,8 @@ def run(ctx: CheckContext) -> Outcome:
     figures.update(_uds_counters(ctx, deadline, details))
     fix = REMEDIATIONS[Reason.NOT_SHARED]
     private = not_shared(ctx, str(path), "DogStatsD socket", fix, details)
+    if private is not None and config.udp_offered and config.dogstatsd_transport == SOCKET:
+        return _internal(str(path), config, extra)
     if private is not None:
         return replace(private, figures=figures, findings=findings)
     message = _message(path, mode, config, sent)
@@ -149,6 +158,32 @@ def run(ctx: CheckContext) -> Outcome:
             **extra,
         )
     return ok(message, **extra)
+
+
+def _internal(path: str, config: Config, extra: dict[str, Any]) -> Outcome:
+    """A socket in the Agent's private directory while its UDP port takes other pods'
+    traffic: the chart's ``datadog.dogstatsd.useSocketVolume: false``, which keeps
+    ``DD_DOGSTATSD_SOCKET`` for the Agent's own containers (helm-charts PR #300) and offers
+    applications UDP. Not a lost capability: ``dogstatsd_udp`` judges what they use."""
+    return Outcome(
+        Status.SKIPPED,
+        Reason.NOT_ENABLED,
+        f"{path} serves only the Agent's own pod (it is in a private directory: Helm "
+        "datadog.dogstatsd.useSocketVolume: false keeps DD_DOGSTATSD_SOCKET for the Agent's "
+        "own containers); applications send over "
+        f"UDP port {config.dogstatsd_port} (DD_DOGSTATSD_NON_LOCAL_TRAFFIC true), judged by "
+        "dogstatsd_udp",
+        **extra,
+    )
+
+
+def _unused(config: Config) -> str:
+    if config.dogstatsd_transport != UDP:
+        return ""
+    return (
+        "DD_DOGSTATSD_SOCKET is not set in the Agent's environment: the install offers "
+        f"applications UDP port {config.dogstatsd_port} instead (judged by dogstatsd_udp)"
+    )
 
 
 def _message(path: object, mode: str, config: Config, sent: int) -> str:
@@ -217,8 +252,12 @@ SPEC = register(
             "endpoints do not look at it (comp/core/healthprobe)."
         ),
         remediations=REMEDIATIONS,
-        required_by_default=lambda config: True,
-        required_because="required: the chart configures the DogStatsD socket by default",
+        required_by_default=lambda config: config.dogstatsd_transport == SOCKET,
+        required_because=(
+            "required: DD_DOGSTATSD_SOCKET is set (the chart and the Operator set it when "
+            "DogStatsD over UDS is on, the default)"
+        ),
+        unused=_unused,
         figures={
             "uds_packets": "Packets the Agent's DogStatsD read from its unix socket (expvar).",
             "uds_origin_detection_errors": (

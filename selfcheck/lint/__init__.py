@@ -31,6 +31,7 @@ RULES: Mapping[str, Callable[[PodTemplate], Outcome]] = {
     "passwd": rules.passwd,
     "runtime_socket": rules.runtime_socket,
     "dogstatsd_socket": rules.dogstatsd_socket,
+    "dogstatsd_udp": rules.dogstatsd_udp,
     "apm_socket": rules.apm_socket,
     "origin_detection": rules.origin_detection,
     "pod_logs": rules.pod_logs,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET
-from selfcheck.config import unix_socket_file
+from selfcheck.config import UDP, Config, agent_int, load, unix_socket_file
 from selfcheck.host.runtimes import cri_runtime
 from selfcheck.lint.catalog import agent_bool, bad_value_fix, remediation
 from selfcheck.lint.pod import SIDECAR, Container, PodTemplate
@@ -310,13 +310,62 @@ def _no_socket(check: str, container: str, text: str) -> Outcome:
     return v.outcome("")
 
 
+DOGSTATSD_SETTINGS = ("DD_DOGSTATSD_SOCKET", "DD_DOGSTATSD_PORT", "DD_DOGSTATSD_NON_LOCAL_TRAFFIC")
+
+
+def dogstatsd_settings(c: Container) -> Config:
+    """``c``'s DogStatsD settings read by the runtime's own loader (a container's environment
+    is the install's): which transport applications are offered, the port, non-local."""
+    env = {name: value for name in DOGSTATSD_SETTINGS if (value := c.setting(name)) is not None}
+    return load(frozenset(), env, containerized=lambda _env: (True, "a container of the manifest"))
+
+
+def _udp_words(dsd: Config) -> str:
+    return f"applications send over UDP port {dsd.dogstatsd_port} (judged by dogstatsd_udp)"
+
+
+def _private_socket(pod: PodTemplate, path: str, dsd: Config, v: Verdict) -> Outcome | None:
+    """The socket in a directory of the Agent's pod only (an emptyDir): the chart's
+    ``useSocketVolume: false`` when UDP takes other pods' traffic, else unreachable."""
+    agent = pod.agent
+    found = agent.mount_for(path)
+    if found is None or found[0].is_host or found[0].read_only:
+        return None
+    where = f"{path} is on {found[0].source} volume {found[0].volume}"
+    if dsd.udp_offered:
+        return Outcome(
+            Status.SKIPPED,
+            Reason.NOT_ENABLED,
+            f"{agent.name}: {where}: only the Agent's own containers reach it (Helm "
+            f"datadog.dogstatsd.useSocketVolume: false); {_udp_words(dsd)}",
+        )
+    v.add(
+        Status.FAILED,
+        Reason.NOT_SHARED,
+        agent.name,
+        f"{where}: application pods mount the node's directory and cannot reach it, and the "
+        "UDP port does not take their traffic either (DD_DOGSTATSD_NON_LOCAL_TRAFFIC)",
+    )
+    return None
+
+
 def dogstatsd_socket(pod: PodTemplate) -> Outcome:
     v = Verdict("dogstatsd_socket")
     agent = pod.agent
+    dsd = dogstatsd_settings(agent)
     path = agent.setting("DD_DOGSTATSD_SOCKET")
+    if not path and dsd.dogstatsd_transport == UDP:
+        return Outcome(
+            Status.SKIPPED,
+            Reason.NOT_ENABLED,
+            f"{agent.name}: DD_DOGSTATSD_SOCKET is not set: {_udp_words(dsd)}",
+        )
     if not path:
         why = "DD_DOGSTATSD_SOCKET is not set: the Agent opens no DogStatsD socket"
         return _no_socket(v.check, agent.name, why)
+    private = _private_socket(pod, path, dsd, v)
+    if private is not None:
+        return private
     users = []
     trace = pod.role("trace-agent")
     if trace is not None:
@@ -327,6 +376,92 @@ def dogstatsd_socket(pod: PodTemplate) -> Outcome:
         )
     _shared_socket(v, agent, path, users)
     return v.outcome(f"{path} is in a directory shared by the agent, trace-agent and sidecar")
+
+
+def _udp_container_port(c: Container) -> tuple[int | None, int | None] | None:
+    """The agent container's declared UDP port (``containerPort``, ``hostPort``), if any."""
+    ports = c.raw.get("ports")
+    for entry in ports if isinstance(ports, list) else ():
+        if isinstance(entry, dict) and str(entry.get("protocol", "TCP")).upper() == "UDP":
+            container, host = entry.get("containerPort"), entry.get("hostPort")
+            return (
+                container if isinstance(container, int) else None,
+                host if isinstance(host, int) else None,
+            )
+    return None
+
+
+def _udp_bad_values(v: Verdict, agent: Container) -> None:
+    _bad_bool(v, agent, "DD_DOGSTATSD_NON_LOCAL_TRAFFIC")
+    raw = agent.setting("DD_DOGSTATSD_PORT")
+    if raw and agent_int(raw) is None:
+        v.add(
+            Status.DEGRADED,
+            Reason.BAD_VALUE,
+            agent.name,
+            f"DD_DOGSTATSD_PORT={raw[:40]!r} is not a number the Agent accepts: it reads 0 and "
+            "opens no UDP port",
+        )
+        v.fixes[Reason.BAD_VALUE] = bad_value_fix("DD_DOGSTATSD_PORT", "port")
+
+
+def _udp_ports(v: Verdict, agent: Container, port: int) -> str:
+    """The declared UDP port against the one the Agent binds; the words for the message."""
+    declared = _udp_container_port(agent)
+    if declared is None:
+        return "no UDP containerPort: applications reach it at the pod's address only"
+    container, host = declared
+    if container is not None and container != port:
+        v.add(
+            Status.FAILED,
+            Reason.ECONNREFUSED,
+            agent.name,
+            f"declares containerPort {container}/UDP (hostPort {host or 'none'}), but the Agent "
+            f"listens on DD_DOGSTATSD_PORT={port}: datagrams sent there are refused",
+        )
+    if host:
+        return f"hostPort {host}/UDP: applications reach it at the node's address"
+    return "no hostPort: applications reach it at the pod's address or through a Service"
+
+
+def dogstatsd_udp(pod: PodTemplate) -> Outcome:
+    v = Verdict("dogstatsd_udp")
+    agent = pod.agent
+    _udp_bad_values(v, agent)
+    dsd = dogstatsd_settings(agent)
+    port = dsd.dogstatsd_port
+    if port <= 0 and not v.issues:
+        return Outcome(
+            Status.SKIPPED,
+            Reason.NOT_ENABLED,
+            "DD_DOGSTATSD_PORT is 0: the Agent opens no UDP port",
+        )
+    use = agent.setting("DD_USE_DOGSTATSD")
+    if use is not None and agent_bool(use) is False:
+        v.add(
+            Status.FAILED,
+            Reason.ECONNREFUSED,
+            agent.name,
+            "DD_USE_DOGSTATSD is false: the Agent runs no DogStatsD server",
+        )
+    if not dsd.udp_offered and not v.issues:
+        return Outcome(
+            Status.SKIPPED,
+            Reason.NOT_ENABLED,
+            "applications send to DD_DOGSTATSD_SOCKET, and the UDP port listens on the Agent "
+            "pod's loopback only (DD_DOGSTATSD_NON_LOCAL_TRAFFIC false)",
+        )
+    if dsd.dogstatsd_transport == UDP and not dsd.dogstatsd_non_local_traffic:
+        v.add(
+            Status.FAILED,
+            Reason.NOT_SHARED,
+            agent.name,
+            f"UDP port {port} listens on the pod's loopback only (DD_DOGSTATSD_NON_LOCAL_TRAFFIC "
+            "is not true) and DD_DOGSTATSD_SOCKET is not set: applications in other pods have "
+            "no way to send metrics",
+        )
+    reach = _udp_ports(v, agent, port)
+    return v.outcome(f"the Agent listens on UDP {port} on every address; {reach}", port=port)
 
 
 def apm_socket(pod: PodTemplate) -> Outcome:

@@ -251,10 +251,17 @@ def test_cli_report_shows_reason_and_remediation(socket_dir: Path, closed_port: 
     assert "same dsdsocket volume (hostPath /var/run/datadog)" in text
 
 
-def test_required_unless_skipped_and_its_figures() -> None:
+def test_required_where_the_install_names_the_socket_unless_skipped_and_its_figures() -> None:
     checks = {"dogstatsd_socket": dogstatsd_socket.SPEC}
-    assert required_ids(make_config(), checks) == {"dogstatsd_socket"}
-    assert required_ids(make_config(SELFCHECK_SKIP="dogstatsd_socket"), checks) == set()
+    pod = {"SELFCHECK_CONTAINERIZED": "true"}
+    named = make_config(pod, DD_DOGSTATSD_SOCKET="/var/run/datadog/dsd.socket")
+    assert required_ids(named, checks) == {"dogstatsd_socket"}
+    assert required_ids(make_config(pod, DD_DOGSTATSD_PORT="0"), checks) == {"dogstatsd_socket"}
+    assert required_ids(make_config(pod), checks) == set()  # UDS off: applications use UDP
+    bare = {"SELFCHECK_CONTAINERIZED": "false"}  # the Agent's datadog.yaml, not read: default
+    assert required_ids(make_config(bare), checks) == {"dogstatsd_socket"}
+    skip = make_config(pod, DD_DOGSTATSD_SOCKET="/x", SELFCHECK_SKIP="dogstatsd_socket")
+    assert required_ids(skip, checks) == set()
     assert set(dogstatsd_socket.SPEC.figures) == {
         "uds_packets",
         "uds_origin_detection_errors",

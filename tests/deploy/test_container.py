@@ -7,8 +7,9 @@ from ``kubectl kustomize k8s/`` and turned into ``docker run`` flags (tests/depl
 against this machine's real /proc, cgroupfs, /etc/os-release and /etc/passwd. The host's
 /var/run is the one place stood in for: it is the session dockerd's directory, which holds that
 dockerd's real socket (``runtime_socket``) and the DogStatsD and APM stand-ins that play the
-Agent's sockets (tests/support/standins.py). Probes are sent the way the kubelet sends them:
-to the probe's path and port, inside the container's network namespace.
+Agent's sockets (tests/support/standins.py); the Agent's DogStatsD UDP port is a listener in
+the pod's network namespace, which the sidecar joins. Probes are sent the way the kubelet sends
+them: to the probe's path and port, inside the container's network namespace.
 """
 
 from __future__ import annotations
@@ -179,9 +180,49 @@ class Running:
         return answer
 
 
+UDP_AGENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    s.recv(65536)
+"""
+
+
+@contextlib.contextmanager
+def pod_network(docker: Docker, image: str, spec: Obj) -> Iterator[str]:
+    """The pod's network namespace with the Agent's DogStatsD UDP port in it, which the
+    manifest offers applications (DD_DOGSTATSD_NON_LOCAL_TRAFFIC): a container of the image
+    listening on the spec's DD_DOGSTATSD_PORT, whose network the sidecar joins as a pod's
+    containers share one (``--network container:``)."""
+    port = env_values(spec, SIDECAR).get("DD_DOGSTATSD_PORT", "8125")
+    cid = docker(
+        "run", "--detach", "--network", "none", "--entrypoint", "python3", image,
+        "-c", UDP_AGENT, port,
+    ).stdout.strip()  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "ready" not in docker("logs", cid, check=False).stdout:
+            assert time.monotonic() < deadline, "the Agent's UDP stand-in did not start"
+            time.sleep(0.05)
+        yield f"container:{cid}"
+    finally:
+        docker("rm", "--force", cid, check=False)
+
+
 @contextlib.contextmanager
 def started(docker: Docker, image: str, spec: Obj, hosts: HostPaths) -> Iterator[Running]:
     args = docker_run_args(spec, SIDECAR, hosts)
+    with contextlib.ExitStack() as stack:
+        if args[:2] == ["--network", "none"]:
+            args[1] = stack.enter_context(pod_network(docker, image, spec))
+        with _sidecar(docker, image, spec, args) as pod:
+            yield pod
+
+
+@contextlib.contextmanager
+def _sidecar(docker: Docker, image: str, spec: Obj, args: list[str]) -> Iterator[Running]:
     cid = docker("run", "--detach", *args, image, *container_args(spec, SIDECAR)).stdout.strip()
     try:
         pid = int(docker("inspect", "--format", "{{.State.Pid}}", cid).stdout)
@@ -291,7 +332,14 @@ def test_ready_with_the_manifests_settings(
         assert pod.probe("livenessProbe")[0] == 200
 
         verbose = pod.get("/readyz?verbose")[1]
-        for check in ("origin_detection", "dogstatsd_socket", "apm_socket", "runtime_socket"):
+        checks = (
+            "origin_detection",
+            "dogstatsd_socket",
+            "dogstatsd_udp",
+            "apm_socket",
+            "runtime_socket",
+        )
+        for check in checks:
             assert f"[+]{check} ok" in verbose, verbose
 
         # What the Agent's listener would see: the sidecar's datagram carries the PID of a

@@ -44,6 +44,7 @@ AGENT_SETTINGS = (
     "HOST_PROC", "HOST_ETC", "DD_CONTAINER_CGROUP_ROOT", "DD_DOGSTATSD_SOCKET",
     "DD_APM_RECEIVER_SOCKET", "DOCKER_HOST", "DD_CRI_SOCKET_PATH",
     "DD_DOGSTATSD_ORIGIN_DETECTION", "DD_LOGS_ENABLED", "DD_HEALTH_PORT", "DD_EXPVAR_PORT",
+    "DD_DOGSTATSD_PORT", "DD_DOGSTATSD_NON_LOCAL_TRAFFIC",
 )  # fmt: skip
 
 # Where the base's agent container differs from the chart's default render, on purpose: the
@@ -173,8 +174,8 @@ def test_code_requires_what_the_manifest_promises(spec: Obj) -> None:
     config = load(frozenset(checks), env=env_values(spec, "selfcheck"), euid=lambda: 0)
     required = required_ids(config, checks)
     assert required >= {
-        "procfs", "cgroups", "runtime_socket", "dogstatsd_socket", "apm_socket",
-        "origin_detection", "passwd",
+        "procfs", "cgroups", "runtime_socket", "dogstatsd_socket", "dogstatsd_udp",
+        "apm_socket", "origin_detection", "passwd",
     }  # fmt: skip
     assert "pod_logs" not in required
     assert "agent_health" not in required

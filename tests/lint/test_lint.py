@@ -16,7 +16,7 @@ from selfcheck.lint import lint_text
 from selfcheck.lint.catalog import agent_bool
 from selfcheck.lint.loader import MAX_BYTES
 from selfcheck.lint.report import exit_code
-from selfcheck.model import Status
+from selfcheck.model import Reason, Status
 from tests.deploy.podspec import Obj, load_all, one, pod_spec
 from tests.deploy.tools import REPO
 from tests.lint.conftest import write
@@ -236,3 +236,59 @@ def test_a_read_only_cgroups_mount_without_recursive_read_only_is_a_note(
         if expected:
             assert "agent" in {n.split(":")[0] for n in notes}
             assert all("set recursiveReadOnly: IfPossible" in n for n in notes)
+
+
+# --- DogStatsD over UDS off: the chart's useSocketVolume: false, the Operator's UDS off --------
+
+CHART_DSD_VOLUME = """      - hostPath:
+          path: /var/run/datadog
+          type: DirectoryOrCreate
+        name: dsdsocket
+"""
+CHART_DSD_ENV = """          - name: DD_DOGSTATSD_SOCKET
+            value: "/var/run/datadog/dsd.socket"
+"""
+
+
+def socket_volume_off(chart: str) -> str:
+    """The chart 3.240.0 rendered with ``datadog.dogstatsd.useSocketVolume: false``, changed by
+    hand from the default render as the templates change it: "should-mount-hostPath-for-dsd-
+    socket" is false, so the dsdsocket volume is ``emptyDir: {}``
+    (charts/datadog/templates/_daemonset-volumes-linux.yaml); the agent's and trace-agent's
+    dsdsocket mounts and their DD_DOGSTATSD_SOCKET stay, rendered on Linux whatever the value
+    (_container-agent.yaml, _containers-common-env.yaml "containers-dogstatsd-env",
+    _container-trace-agent.yaml; since helm-charts PR #300, chart 2.18.0)."""
+    assert chart.count(CHART_DSD_VOLUME) == 1
+    return chart.replace(CHART_DSD_VOLUME, "      - emptyDir: {}\n        name: dsdsocket\n")
+
+
+def test_the_chart_with_its_socket_volume_off_judges_udp(renders: dict[str, str]) -> None:
+    """The socket is the Agent's own (JMX-Fetch, the trace-agent): not failed, not a gate;
+    applications send over UDP 8125, which the Agent takes from other pods."""
+    (report,) = lint_text(socket_volume_off(renders["transcription"]))
+    dsd, udp = report.result("dogstatsd_socket"), report.result("dogstatsd_udp")
+    assert (dsd.status, dsd.reason) == (Status.SKIPPED, Reason.NOT_ENABLED), dsd.to_json()
+    assert not dsd.blocks_readiness
+    assert "only the Agent's own containers reach it" in dsd.outcome.message
+    assert (udp.status, udp.reason, udp.required) == (Status.OK, Reason.OK, True), udp.to_json()
+    assert "UDP 8125 on every address" in udp.outcome.message
+    assert report.to_json()["ready"] is True
+
+
+def test_an_install_that_names_no_socket_does_not_require_it(renders: dict[str, str]) -> None:
+    """The Operator with features.dogstatsd.unixDomainSocketConfig.enabled: false renders no
+    DD_DOGSTATSD_SOCKET and an emptyDir dsdsocket
+    (internal/controller/datadogagent/feature/dogstatsd/feature.go): the socket check is not
+    required at all, the UDP one is."""
+    chart = socket_volume_off(renders["transcription"])
+    assert chart.count(CHART_DSD_ENV) == 2  # the agent's and the trace-agent's
+    (report,) = lint_text(chart.replace(CHART_DSD_ENV, ""))
+    dsd, udp = report.result("dogstatsd_socket"), report.result("dogstatsd_udp")
+    assert (dsd.status, dsd.reason, dsd.required) == (Status.SKIPPED, Reason.NOT_ENABLED, False)
+    assert dsd.outcome.message == (
+        "agent: DD_DOGSTATSD_SOCKET is not set: applications send over UDP port 8125 "
+        "(judged by dogstatsd_udp)"
+    )
+    assert (udp.status, udp.required) == (Status.OK, True)
+    origin = report.result("origin_detection")
+    assert origin.required  # DD_DOGSTATSD_ORIGIN_DETECTION(_CLIENT): the client mechanisms

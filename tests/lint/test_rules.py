@@ -12,6 +12,8 @@ from selfcheck.lint.pod import PodTemplate, agent_templates
 from selfcheck.model import Outcome, Reason, Status
 from tests.lint.pods import AGENT_VOLUMES, agent, container, pod, without
 
+NON_LOCAL = {"DD_DOGSTATSD_NON_LOCAL_TRAFFIC": "true"}
+
 
 def verdict(outcome: Outcome) -> tuple[Status, Reason]:
     return outcome.status, outcome.reason
@@ -161,12 +163,68 @@ def test_dogstatsd_socket_shared_by_agent_and_sidecar() -> None:
     assert verdict(outcome) == (Status.OK, Reason.OK)
 
 
-def test_dogstatsd_socket_not_set() -> None:
+def test_dogstatsd_socket_not_set_means_udp_for_applications() -> None:
+    """The Operator with UDS off: no DD_DOGSTATSD_SOCKET, applications use the UDP port."""
     outcome = rules.dogstatsd_socket(pod(container("agent", AGENT_VOLUMES, {})))
+    assert verdict(outcome) == (Status.SKIPPED, Reason.NOT_ENABLED)
+    assert outcome.message == (
+        "agent: DD_DOGSTATSD_SOCKET is not set: applications send over UDP port 8125 "
+        "(judged by dogstatsd_udp)"
+    )
+
+
+def test_dogstatsd_socket_not_set_with_udp_closed() -> None:
+    closed = container("agent", AGENT_VOLUMES, {"DD_DOGSTATSD_PORT": "0"})
+    outcome = rules.dogstatsd_socket(pod(closed))
     assert verdict(outcome) == (Status.FAILED, Reason.ENOENT)
     assert outcome.message == (
         "agent: DD_DOGSTATSD_SOCKET is not set: the Agent opens no DogStatsD socket"
     )
+
+
+def test_dogstatsd_socket_in_an_empty_dir() -> None:
+    """Kept for the Agent's own containers while UDP takes other pods' traffic (the chart's
+    useSocketVolume: false); unreachable for everyone else when it does not."""
+    udp = agent(DD_DOGSTATSD_NON_LOCAL_TRAFFIC="true")
+    internal = rules.dogstatsd_socket(pod(udp, empty=("dsdsocket",)))
+    assert verdict(internal) == (Status.SKIPPED, Reason.NOT_ENABLED)
+    assert "emptyDir volume dsdsocket: only the Agent's own containers" in internal.message
+    private = rules.dogstatsd_socket(pod(agent(), empty=("dsdsocket",)))
+    assert verdict(private) == (Status.FAILED, Reason.NOT_SHARED)
+    assert "datadog.dogstatsd.useSocketVolume" in private.remediation
+
+
+def test_dogstatsd_udp_where_applications_use_it() -> None:
+    ok = rules.dogstatsd_udp(pod(container("agent", AGENT_VOLUMES, NON_LOCAL)))
+    assert verdict(ok) == (Status.OK, Reason.OK)
+    assert ok.message.startswith("the Agent listens on UDP 8125 on every address")
+    loopback = rules.dogstatsd_udp(pod(container("agent", AGENT_VOLUMES, {})))
+    assert verdict(loopback) == (Status.FAILED, Reason.NOT_SHARED)
+    assert "DD_DOGSTATSD_NON_LOCAL_TRAFFIC" in loopback.message
+    assert "datadog.dogstatsd.nonLocalTraffic" in loopback.remediation
+    beside_the_socket = rules.dogstatsd_udp(pod(agent()))
+    assert verdict(beside_the_socket) == (Status.SKIPPED, Reason.NOT_ENABLED)
+    closed = rules.dogstatsd_udp(pod(agent(DD_DOGSTATSD_PORT="0")))
+    assert verdict(closed) == (Status.SKIPPED, Reason.NOT_ENABLED)
+
+
+def test_dogstatsd_udp_port_the_agent_does_not_listen_on() -> None:
+    spec = container("agent", AGENT_VOLUMES, {**NON_LOCAL, "DD_DOGSTATSD_PORT": "9125"})
+    spec["ports"] = [{"containerPort": 8125, "hostPort": 8125, "protocol": "UDP"}]
+    outcome = rules.dogstatsd_udp(pod(spec))
+    assert verdict(outcome) == (Status.FAILED, Reason.ECONNREFUSED)
+    assert "containerPort 8125/UDP (hostPort 8125)" in outcome.message
+    assert "DD_DOGSTATSD_PORT=9125" in outcome.message
+    assert "datadog.dogstatsd.port" in outcome.remediation
+    off = rules.dogstatsd_udp(pod(agent(DD_USE_DOGSTATSD="false", **NON_LOCAL)))
+    assert verdict(off) == (Status.FAILED, Reason.ECONNREFUSED)
+
+
+def test_dogstatsd_udp_values_the_agent_rejects() -> None:
+    bad = container("agent", AGENT_VOLUMES, {"DD_DOGSTATSD_NON_LOCAL_TRAFFIC": "yes"})
+    outcome = rules.dogstatsd_udp(pod(bad))
+    assert verdict(outcome) == (Status.FAILED, Reason.NOT_SHARED)  # "yes" reads false
+    assert any("'yes' is not a boolean" in i for i in outcome.details["issues"])
 
 
 def test_dogstatsd_socket_on_a_read_only_volume() -> None:

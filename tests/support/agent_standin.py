@@ -18,12 +18,16 @@ or, when rejected (fewer than two separators, an empty name, a status outside 0-
 The PID is the kernel's: run this under ``unshare --pid --fork`` and senders outside get 0.
 
     python -m tests.support.agent_standin SOCKET PORT [--drop] [--pad-mib N] [--reject-sc NAME]
+        [--udp PORT [--udp-host ADDRESS]]
 
 ``--drop`` binds the socket and never reads it (the Agent reading another socket);
 ``--pad-mib`` adds a variable of N MiB that sorts before ``dogstatsd-uds``, as a busy Agent's
 variables do. ``--reject-sc NAME`` (repeatable) counts the service check of that name as a
-parse error instead, the way an Agent whose parser rejects it would. Prints ``ready`` once both
-answer; serves until standard input closes.
+parse error instead, the way an Agent whose parser rejects it would. ``--udp PORT`` also
+listens for DogStatsD on UDP (on ``--udp-host``, 127.0.0.1 by default: the Agent's loopback
+without ``dogstatsd_non_local_traffic``), every packet read moving ``dogstatsd-udp.Packets`` and
+``Bytes`` and parsed like the socket's (comp/dogstatsd/listeners/udp.go). Prints ``ready`` once
+all answer; serves until standard input closes.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class Counters:
     def __init__(self, pad_mib: int, reject: frozenset[str] = frozenset()) -> None:
         self.lock = threading.Lock()
         self.uds = {"Bytes": 0, "OriginDetectionErrors": 0, "PacketReadingErrors": 0, "Packets": 0}
+        self.udp = {"Bytes": 0, "PacketReadingErrors": 0, "Packets": 0}
         self.parsed = {
             "EventPackets": 0,
             "MetricPackets": 0,
@@ -86,6 +91,7 @@ class Counters:
                 "agent-padding": self.padding,
                 "cmdline": ["agent", "run"],
                 "dogstatsd": dict(self.parsed),
+                "dogstatsd-udp": dict(self.udp),
                 "dogstatsd-uds": dict(self.uds),
                 "memstats": {"Alloc": 1},
                 "standin-service-checks": list(self.service_checks),
@@ -98,6 +104,13 @@ class Counters:
             self.uds["Bytes"] += len(data)
             if pid == 0:
                 self.uds["OriginDetectionErrors"] += 1
+            for line in data.split(b"\n"):
+                self._message(line.removesuffix(b"\r"))
+
+    def udp_packet(self, data: bytes) -> None:
+        with self.lock:
+            self.udp["Packets"] += 1
+            self.udp["Bytes"] += len(data)
             for line in data.split(b"\n"):
                 self._message(line.removesuffix(b"\r"))
 
@@ -138,6 +151,15 @@ def serve_socket(sock: socket.socket, counters: Counters) -> None:
         counters.packet(data, pid)
 
 
+def serve_udp(sock: socket.socket, counters: Counters) -> None:
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            return
+        counters.udp_packet(data)
+
+
 def make_handler(counters: Counters) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -162,6 +184,8 @@ def main() -> None:
     parser.add_argument("--drop", action="store_true")
     parser.add_argument("--pad-mib", type=int, default=0)
     parser.add_argument("--reject-sc", action="append", default=[])
+    parser.add_argument("--udp", type=int, default=None)
+    parser.add_argument("--udp-host", default="127.0.0.1")
     args = parser.parse_args()
     path = Path(args.socket)
     with contextlib.suppress(FileNotFoundError):
@@ -173,6 +197,10 @@ def main() -> None:
     os.chmod(path, 0o722)
     if not args.drop:
         threading.Thread(target=serve_socket, args=(sock, counters), daemon=True).start()
+    if args.udp is not None:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind((args.udp_host, args.udp))
+        threading.Thread(target=serve_udp, args=(udp, counters), daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(counters))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print("ready", flush=True)

@@ -6,8 +6,9 @@ hierarchies and the unified one (what the kubelet's cgroupfs driver creates), ge
 mount namespace (``unshare -m``) with a tmpfs root holding the image's ``/usr`` read-only and
 its volumes bind-mounted read-only or read-write, is ``chroot``ed into it (so its
 ``mountinfo`` lists exactly its own mount table), and runs as the identity and bounding set
-``setpriv`` gives it. Two containers with the same pod UID are one pod; the network and PID
-namespaces are the machine's (hostPID, hostNetwork).
+``setpriv`` gives it. Two containers with the same pod UID are one pod; the PID namespace is
+the machine's (hostPID), and so is the network namespace unless the pod gets one of its own
+(``Pod.new_netns``, a pod without hostNetwork).
 
 The Datadog Agent binary cannot be had here, so its process is played by ``AGENT_STANDIN``: a
 Python program started with the argv ``agent run`` (a directory named ``run`` holding
@@ -60,6 +61,38 @@ if os.environ.get("SA_APM") == "1":
     s.bind(path)
     s.listen(8)
     held.append(s)
+if os.environ.get("SA_UDP") == "1":  # the Agent's UDP listener (listeners/udp.go)
+    truthy = ("1", "t", "T", "TRUE", "true", "True")  # Go's strconv.ParseBool
+    wide = os.environ.get("DD_DOGSTATSD_NON_LOCAL_TRAFFIC") in truthy
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    port = int(os.environ.get("DD_DOGSTATSD_PORT", "8125"))
+    s.bind(("0.0.0.0" if wide else "127.0.0.1", port))
+    held.append(s)
+if os.environ.get("SA_EXPVAR") == "1":  # /debug/vars on 127.0.0.1, counting what is read
+    import json, threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    maps = {key: {"Bytes": 0, "PacketReadingErrors": 0, "Packets": 0}
+            for key in ("dogstatsd-udp", "dogstatsd-uds")}
+    def count(sock, key):
+        while True:
+            data = sock.recv(65536)
+            maps[key]["Packets"] += 1
+            maps[key]["Bytes"] += len(data)
+    for sock in held:
+        if sock.type == socket.SOCK_DGRAM:
+            key = "dogstatsd-uds" if sock.family == socket.AF_UNIX else "dogstatsd-udp"
+            threading.Thread(target=count, args=(sock, key), daemon=True).start()
+    class Vars(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(maps, sort_keys=True).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+    server = HTTPServer(("127.0.0.1", int(os.environ.get("DD_EXPVAR_PORT", "5000"))), Vars)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 print("ready", flush=True)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 while True:
@@ -248,12 +281,20 @@ class Pod:
         return ["sh", "-euc", outer]
 
     def new_netns(self) -> str:
-        """A network namespace of its own (a pod's), held by a process until ``close``."""
+        """A network namespace with its loopback up, held by a process of this pod: ports
+        bound there (the Agent's 8125) clash with nothing else on the machine."""
         holder = subprocess.Popen(
-            ["unshare", "-n", "sleep", "infinity"], start_new_session=True, text=True
+            ["unshare", "--net", "sh", "-c", "ip link set lo up && echo ready && exec cat"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         self._procs.append(holder)
-        return _entered(f"/proc/{holder.pid}/ns/net", "net")
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != "ready":
+            raise AssertionError("the pod's network namespace could not be made")
+        return f"/proc/{holder.pid}/ns/net"
 
     def _new_node(self) -> str:
         init = self.base / "init"

@@ -8,9 +8,13 @@ from selfcheck.checks.origin_detection.evidence import (
     PASSCRED_BUDGET,
     gather,
 )
-from selfcheck.checks.origin_detection.judges import NOT_ENABLED_WORDS, judge
+from selfcheck.checks.origin_detection.judges import (
+    NOT_ENABLED_WORDS,
+    UDP_NOT_ENABLED_WORDS,
+    judge,
+)
 from selfcheck.checks.origin_detection.texts import FIGURES, JUDGE, REMEDIATIONS
-from selfcheck.config import Config
+from selfcheck.config import UDP, Config
 from selfcheck.context import CheckContext
 from selfcheck.host.files import describe, path_exists
 from selfcheck.host.view import HostView
@@ -72,6 +76,19 @@ def run(ctx: CheckContext) -> Outcome:
     return judge(evidence)
 
 
+def _required(config: Config) -> bool:
+    """Over UDP only the client mechanisms can tag, so they must be on as well."""
+    if config.dogstatsd_transport == UDP:
+        return config.origin_detection and config.origin_detection_client
+    return config.origin_detection
+
+
+def _unused(config: Config) -> str:
+    if config.dogstatsd_transport == UDP and not config.origin_detection_client:
+        return UDP_NOT_ENABLED_WORDS
+    return "" if config.origin_detection or config.origin_detection_client else NOT_ENABLED_WORDS
+
+
 SPEC = register(
     CheckSpec(
         id="origin_detection",
@@ -104,11 +121,12 @@ SPEC = register(
             "error, and an unmatched cgroup or inode is not counted at all."
         ),
         remediations=REMEDIATIONS,
-        required_by_default=lambda config: config.origin_detection,
-        unused=lambda config: (
-            "" if config.origin_detection or config.origin_detection_client else NOT_ENABLED_WORDS
+        required_by_default=_required,
+        unused=_unused,
+        required_because=(
+            "required: DD_DOGSTATSD_ORIGIN_DETECTION is true (over UDP, with "
+            "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT: only client-sent origins work there)"
         ),
-        required_because="required: DD_DOGSTATSD_ORIGIN_DETECTION is true",
         figures=FIGURES,
     )
 )

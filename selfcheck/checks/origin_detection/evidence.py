@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfcheck.config import Config
+from selfcheck.config import UDP, Config
 from selfcheck.host.cgroup import (
     agent_cgroup_path,
     container_id_from_path,
@@ -70,6 +70,8 @@ class Evidence:
     unified: bool = False
     external_env: bool = False
     entity_id: bool = False
+    over_udp: bool = False
+    """Applications send over UDP (no DD_DOGSTATSD_SOCKET): no sender credentials arrive."""
     # the receipt
     receipt: Receipt | None = None
     receipt_note: str = "not read"
@@ -175,6 +177,7 @@ def _configure(ev: Evidence, config: Config) -> None:
     ev.unified = config.origin_detection_unified
     ev.external_env = config.external_env_present
     ev.entity_id = config.entity_id_present
+    ev.over_udp = config.dogstatsd_transport == UDP
 
 
 def gather(
@@ -249,6 +252,12 @@ def gather_receipt(ev: Evidence, config: Config, host: HostView, budget: float) 
     """``dogstatsd-uds`` before and after one datagram of selfcheck's; see ``judge_receipt``."""
     if config.dogstatsd_mode != "send":
         ev.receipt_note = "not sent (SELFCHECK_DOGSTATSD_MODE=connect)"
+        return
+    if ev.over_udp:
+        ev.receipt_note = (
+            "not read: applications send over UDP, where the Agent attributes no sender and "
+            "counts no origin error (dogstatsd_udp reads its dogstatsd-udp receipt)"
+        )
         return
     if not host.eyes.shares_loopback:
         ev.receipt_note = (

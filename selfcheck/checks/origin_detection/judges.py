@@ -155,7 +155,16 @@ def _sample_words(resolved: int, total: int, what: str) -> str:
     )
 
 
+UDP_WORDS = (
+    "UDS origin detection does not apply: applications send over UDP (DD_DOGSTATSD_SOCKET is "
+    "not set), which carries no sender credentials (the Agent's UDP listener has no origin "
+    "detection, comp/dogstatsd/listeners/udp.go); only client-sent origins tag them"
+)
+
+
 def judge_uds(ev: Evidence) -> Verdict:
+    if ev.over_udp:
+        return Verdict(Status.SKIPPED, Reason.NOT_ENABLED, UDP_WORDS, False)
     failure = _uds_failure(ev)
     facts: dict[str, object] = {"sample_ratio": _round(ev.sample.ratio)}
     if failure is not None:
@@ -355,8 +364,14 @@ NOT_ENABLED_WORDS = (
 )
 
 
+UDP_NOT_ENABLED_WORDS = (
+    "applications send over UDP (DD_DOGSTATSD_SOCKET is not set), where only client-sent "
+    "origins tag, and DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT is false"
+)
+
+
 def _config_words(ev: Evidence) -> str:
-    if not ev.client_enabled:
+    if not ev.client_enabled or ev.over_udp:
         return ""
     if not ev.uds_enabled:
         return "UDS origin detection is disabled (DD_DOGSTATSD_ORIGIN_DETECTION false); "
@@ -369,7 +384,7 @@ def _short(verdict: Verdict) -> str:
 
 def _message(ev: Evidence, found: dict[str, Verdict]) -> str:
     parts = [found["uds"].words]
-    if ev.client_enabled or not ev.uds_enabled:
+    if ev.client_enabled or not ev.uds_enabled or ev.over_udp:
         parts += [_short(found["client_inode"]), _short(found["client_container_id"])]
     else:
         parts.append(
@@ -448,7 +463,8 @@ def figures_of(ev: Evidence, found: dict[str, Verdict]) -> dict[str, float]:
     if ev.inode_map is not None:
         figures["inode_map_containers"] = ev.inode_map.containers
     for name, verdict in found.items():
-        figures[f"mechanism_{name}_ok"] = float(verdict.status.is_success)
+        if verdict.status is not Status.SKIPPED:  # not judged: absent, as documented
+            figures[f"mechanism_{name}_ok"] = float(verdict.status.is_success)
         figures[f"mechanism_{name}_enabled"] = float(verdict.enabled)
     return figures
 
@@ -460,8 +476,9 @@ def judge(ev: Evidence) -> Outcome:
     runner makes it a ``skipped``/``not_enabled`` (``CheckSpec.unused``) unless it is required.
     """
     found = verdicts(ev)
-    counted = [v for v in found.values() if v.enabled]
-    worst = max(counted or found.values(), key=lambda v: _SEVERITY.get(v.status, 2))
+    judged = [v for v in found.values() if v.status is not Status.SKIPPED]
+    counted = [v for v in judged if v.enabled]
+    worst = max(counted or judged, key=lambda v: _SEVERITY.get(v.status, 2))
     status, reason = worst.status, worst.reason
     remediation = REMEDIATIONS.get(reason, "") if status != Status.OK else ""
     return Outcome(

@@ -38,7 +38,9 @@ from tests.support.standins import agent_standin
 
 CID = "4f1c2b9d8e7a6f5c4b3a29180f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6"
 ONLY = ["check", "--only", "origin_detection", "--json"]
-REQUIRED = {"DD_DOGSTATSD_ORIGIN_DETECTION": "true"}
+UDS = "/var/run/datadog/dsd.socket"
+REQUIRED = {"DD_DOGSTATSD_ORIGIN_DETECTION": "true", "DD_DOGSTATSD_SOCKET": UDS}
+"""The chart's: origin detection on, and applications given the socket (UDS on)."""
 
 
 def _check(run: Run) -> dict[str, Any]:
@@ -491,6 +493,7 @@ def test_agent_path_from_a_sender_container(containers: Containers, host_pid: bo
 def test_selfcheck_in_a_pid_host_container_reports_its_own_id(containers: Containers) -> None:
     name = containers.start(
         "--pid", "host", *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+        "-e", f"DD_DOGSTATSD_SOCKET={UDS}",
         "-e", "DOCKER_DD_AGENT=true", containers.image,
         sys.executable, "-m", "selfcheck", *ONLY,
     )  # fmt: skip
@@ -508,7 +511,8 @@ def test_selfcheck_in_a_pid_host_container_reports_its_own_id(containers: Contai
 @pytest.mark.root
 def test_selfcheck_in_a_container_without_pid_host_is_not_host_pid(containers: Containers) -> None:
     name = containers.start(
-        *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true", "-e", "DOCKER_DD_AGENT=true",
+        *AGENT_MOUNTS, "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+        "-e", f"DD_DOGSTATSD_SOCKET={UDS}", "-e", "DOCKER_DD_AGENT=true",
         containers.image, sys.executable, "-m", "selfcheck", *ONLY,
     )  # fmt: skip
     code, out, err = containers.wait(name)
@@ -528,7 +532,7 @@ def _free_port() -> int:
 
 
 def _receipt_run(sock: Path, env: dict[str, str]) -> dict[str, Any]:
-    run = selfcheck(ONLY, {"HOST_PROC": "/proc", "DD_DOGSTATSD_SOCKET": str(sock), **env})
+    run = selfcheck(ONLY, {"HOST_PROC": "/proc", **env, "DD_DOGSTATSD_SOCKET": str(sock)})
     return _check(run)
 
 
@@ -627,7 +631,7 @@ def test_selfcheck_in_a_private_cgroup_namespace_finds_itself_by_inode(
     """
     name = containers.start(
         "--pid", "host", "--cgroupns", "private", *AGENT_MOUNTS,
-        "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true",
+        "-e", "DD_DOGSTATSD_ORIGIN_DETECTION=true", "-e", f"DD_DOGSTATSD_SOCKET={UDS}",
         "-e", "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT=true",
         "-e", "DOCKER_DD_AGENT=true", containers.image,
         sys.executable, "-m", "selfcheck", *ONLY,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from selfcheck.checks.origin_detection import SPEC
 from selfcheck.checks.origin_detection.evidence import Evidence
 from selfcheck.checks.origin_detection.judges import judge
 from selfcheck.checks.origin_detection.texts import INODE_CLIENTS
@@ -18,6 +19,8 @@ from selfcheck.host.passcred import Credentials, RoundTrip
 from selfcheck.host.receipt import Receipt
 from selfcheck.host.sampling import Sample
 from selfcheck.model import Outcome, Reason, Status
+from selfcheck.registry import required_ids
+from tests.support.configs import make_config
 
 CID = "4f1c2b9d8e7a6f5c4b3a29180f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6"
 ONLY = ["check", "--only", "origin_detection", "--json"]
@@ -201,3 +204,32 @@ def test_judge_reports_the_unified_order_and_external_data_as_not_provable() -> 
     legacy = judge(_evidence())
     assert "External Data is not consulted" in str(legacy.details["resolution_order"])
     assert _mechanisms(legacy)["external_data"]["enabled"] is False
+
+
+# --- over UDP: only the client-sent origins ---------------------------------------------------
+
+
+def test_over_udp_the_uds_mechanism_is_not_enabled_and_clients_decide() -> None:
+    """No DD_DOGSTATSD_SOCKET: applications send over UDP, which carries no credentials, so a
+    broken hostPID fails nothing; the client mechanisms give the verdict."""
+    outcome = judge(_evidence(**NO_HOST_PID, over_udp=True))
+    assert (outcome.status, outcome.reason) == (Status.OK, Reason.OK), outcome.message
+    assert outcome.message.startswith("UDS origin detection does not apply: applications send")
+    uds = _mechanisms(outcome)["uds"]
+    assert (uds["status"], uds["reason"], uds["enabled"]) == ("skipped", "not_enabled", False)
+    assert "mechanism_uds_ok" not in outcome.figures
+    assert outcome.figures["mechanism_uds_enabled"] == 0.0
+    broken = Sample(50, 10, 10, inode_resolved=0, id_found=10, id_recognised=10)
+    failed = judge(_evidence(**NO_HOST_PID, over_udp=True, sample=broken))
+    assert (failed.status, failed.reason) == (Status.FAILED, Reason.INODE_UNRESOLVED)
+
+
+def test_over_udp_required_only_with_the_client_mechanisms() -> None:
+    pod = {"SELFCHECK_CONTAINERIZED": "true", **REQUIRED}
+    checks = {"origin_detection": SPEC}
+    assert required_ids(make_config(pod), checks) == set()
+    assert "DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT is false" in SPEC.unused(make_config(pod))
+    both = make_config(pod, DD_DOGSTATSD_ORIGIN_DETECTION_CLIENT="true")
+    assert required_ids(both, checks) == {"origin_detection"}
+    uds = make_config(pod, DD_DOGSTATSD_SOCKET="/var/run/datadog/dsd.socket")
+    assert required_ids(uds, checks) == {"origin_detection"}
