@@ -523,6 +523,11 @@ def origin_detection(pod: PodTemplate) -> Outcome:
                 c.name,
                 f"{host_proc(c)} is not the node's /proc: no PID can be mapped to a container",
             )
+    if dogstatsd_settings(pod.agent).dogstatsd_transport == UDP:
+        return v.outcome(
+            "over UDP only client-sent origins tag (c:in-, c:ci-, e:), which need the node's "
+            "/proc and cgroups, not hostPID (DD_DOGSTATSD_ORIGIN_DETECTION is for socket traffic)"
+        )
     if not pod.host_pid:
         why = "" if enabled else " (origin detection is off, so this gates nothing)"
         v.add(

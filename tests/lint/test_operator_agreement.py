@@ -56,6 +56,7 @@ COMPARED = (
     "passwd",
     "runtime_socket",
     "dogstatsd_socket",
+    "dogstatsd_udp",
     "apm_socket",
     "origin_detection",
     "pod_logs",
@@ -110,6 +111,14 @@ def _volumes(node: Node, agent: Container) -> list[Volume]:
     return volumes
 
 
+def _free_udp_port() -> int:
+    """A UDP port no one holds now: the Agent's 8125 may be taken by another test's stand-in."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def agent_spec(node: Node, template: PodTemplate) -> Spec:
     """The translated pod's agent container as a container of this machine."""
     agent = template.agent
@@ -117,6 +126,8 @@ def agent_spec(node: Node, template: PodTemplate) -> Spec:
     env.update(DD_HEALTH_PORT=str(node.health.port), DD_EXPVAR_PORT=str(node.closed_port))
     if "DD_DOGSTATSD_SOCKET" in env:
         env["SA_DSD"] = "1"
+    if env.get("DD_DOGSTATSD_PORT") != "0":  # the Agent listens on UDP too, on a free port here
+        env.update(SA_UDP="1", DD_DOGSTATSD_PORT=str(_free_udp_port()))
     read_only = agent.security.get("readOnlyRootFilesystem") is True
     return Spec(
         new_pod(),
