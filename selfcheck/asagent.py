@@ -144,6 +144,8 @@ def _serve_request(raw: bytes) -> dict[str, Any]:
         return {"refused": entered if isinstance(entered, str) else "identity still differs"}
     runner = Runner(config, checks, look=lambda: entered)
     snapshot = runner.run_cycle(asked["ids"])
+    if runner.agent_changed:  # the parent re-checks too, and runs the cycle again
+        return {"refused": runner.agent_changed}
     verdicts = []
     for result in snapshot.results.values():
         body = result.to_json()
