@@ -157,7 +157,7 @@ class Pin:
 
     def still(self) -> bool:
         try:
-            return _start_time(self.proc, self.pid) == self.started
+            return bool(self.started) and _start_time(self.proc, self.pid) == self.started
         except OSError:
             return False
 
@@ -285,10 +285,13 @@ def _cmdline(proc: Path, pid: int) -> list[str]:
 
 
 def _start_time(proc: Path, pid: int) -> str:
-    """Field 22 of ``stat``: tells a restarted process from the one seen before."""
+    """Field 22 of ``stat``: tells a restarted process from the one seen before. An exited
+    process not reaped yet (state ``Z`` or ``X``) has none: its container is gone."""
     text = read_capped(f"{proc}/{pid}/stat", CMDLINE_CAP).decode("ascii", "replace")
     fields = text.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else ""
+    if len(fields) <= 19 or fields[0] in ("Z", "X"):
+        return ""
+    return fields[19]
 
 
 def _is_core(proc: Path, pid: int) -> bool:

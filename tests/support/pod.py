@@ -256,12 +256,38 @@ class Pod:
             check=False,
         )
 
-    def _selfcheck_argv(self, spec: Spec, args: Sequence[str]) -> list[str]:
+    def _selfcheck_argv(
+        self, spec: Spec, args: Sequence[str], python: Sequence[str] = ("-m", "selfcheck")
+    ) -> list[str]:
         spec.env.setdefault("PYTHONPATH", str(REPO))
         spec.env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
         extra = [Volume("venv", str(VENV), str(VENV)), Volume("repo", str(REPO), str(REPO))]
-        command = [str(VENV / "bin/python"), "-m", "selfcheck", *args]
+        command = [str(VENV / "bin/python"), *python, *args]
         return self._argv(spec, command, extra)
+
+    def popen_python(self, spec: Spec, code: str) -> subprocess.Popen[str]:
+        """``python -c CODE`` in a container of ``spec``, with selfcheck importable: a test's
+        own program driving selfcheck's runner from where the sidecar runs."""
+        proc = subprocess.Popen(
+            self._selfcheck_argv(spec, [], ("-c", code)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, pid: int) -> None:
+        """Kill the container whose first process is ``pid`` and reap it, as a runtime does
+        when a container's main process exits (no zombie is left behind)."""
+        for proc in self._procs:
+            if proc.pid == pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                proc.communicate(timeout=30)
+                return
+        raise AssertionError(f"no container started with pid {pid}")
 
     def popen_selfcheck(self, spec: Spec, args: Sequence[str]) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
