@@ -133,8 +133,8 @@ class Runner:
         self.agent_changed = ""
         for _ in range(ATTEMPTS):
             eyes = self._looked()
-            if not eyes.still():
-                self.agent_changed = f"the Agent (pid {eyes.agent_pid}) exited as it was found"
+            if eyes.pin is not None and not eyes.pin.still():
+                self.agent_changed = f"the Agent (pid {eyes.pin.pid}) exited as it was found"
                 continue
             self._pinned = eyes
             try:
@@ -312,9 +312,9 @@ class Runner:
 
     def _publish(self, results: dict[str, Result], eyes: Eyes, notes: tuple[str, ...]) -> Snapshot:
         pinned = self._pinned
-        if pinned is not None and not pinned.still():
+        if pinned is not None and pinned.pin is not None and not pinned.pin.still():
             raise AgentChangedError(
-                f"the Agent (pid {pinned.agent_pid}) restarted or exited during the cycle"
+                f"the Agent (pid {pinned.pin.pid}) restarted or exited during the cycle"
             )
         results = marked(results, eyes)
         previous = self._snapshot

@@ -157,7 +157,7 @@ class Pin:
 
     def still(self) -> bool:
         try:
-            return bool(self.started) and _start_time(self.proc, self.pid) == self.started
+            return bool(self.started) and start_time(self.proc, self.pid) == self.started
         except OSError:
             return False
 
@@ -284,7 +284,7 @@ def _cmdline(proc: Path, pid: int) -> list[str]:
     return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
 
 
-def _start_time(proc: Path, pid: int) -> str:
+def start_time(proc: Path, pid: int) -> str:
     """Field 22 of ``stat``: tells a restarted process from the one seen before. An exited
     process not reaped yet (state ``Z`` or ``X``) has none: its container is gone."""
     text = read_capped(f"{proc}/{pid}/stat", CMDLINE_CAP).decode("ascii", "replace")
@@ -297,6 +297,18 @@ def _start_time(proc: Path, pid: int) -> str:
 def _is_core(proc: Path, pid: int) -> bool:
     try:
         return agent.classify("", _cmdline(proc, pid)) == agentpod.CORE
+    except OSError:
+        return False
+
+
+def still_running(proc: Path, found: agent.Discovery, starts: Mapping[int, str]) -> bool:
+    """Every process of ``found`` is the one its start time in ``starts`` says, and the core
+    one is still ``agent run``: no PID the cycle hands on is stale."""
+    core = found.core()
+    if core is None or not _is_core(proc, core.pid):
+        return False
+    try:
+        return all(start_time(proc, p.pid) == starts.get(p.pid) for p in found.processes)
     except OSError:
         return False
 
@@ -351,7 +363,7 @@ class Finder:
     def find(self, proc: Path, cgroup_top: CgroupTop = lambda: None) -> agent.Discovery | None:
         """The Agent's processes with a core one, or ``None`` when there is none."""
         known = self._known
-        if known is not None and known[0] == proc and self._all_still(proc, *known[1:]):
+        if known is not None and known[0] == proc and still_running(proc, *known[1:]):
             self.scanned = 0
             return known[1]
         self._known = None
@@ -360,7 +372,7 @@ class Finder:
         if found is None or core is None:
             return None
         try:
-            starts = {p.pid: _start_time(proc, p.pid) for p in found.processes}
+            starts = {p.pid: start_time(proc, p.pid) for p in found.processes}
         except OSError:
             return None
         self._known = (proc, found, starts)
@@ -369,16 +381,6 @@ class Finder:
     def started(self, pid: int) -> str | None:
         """The start time the last scan or validation read for ``pid``."""
         return self._known[2].get(pid) if self._known is not None else None
-
-    @staticmethod
-    def _all_still(proc: Path, found: agent.Discovery, starts: Mapping[int, str]) -> bool:
-        core = found.core()
-        if core is None or not _is_core(proc, core.pid):
-            return False
-        try:
-            return all(_start_time(proc, p.pid) == starts.get(p.pid) for p in found.processes)
-        except OSError:
-            return False
 
     def _scan(self, proc: Path, cgroup_top: CgroupTop) -> agent.Discovery | None:
         if self.mode == agentpod.SIDECAR:
@@ -418,7 +420,7 @@ def local_address(fib_trie: str) -> str | None:
     return None
 
 
-def _network(proc: Path, pid: int) -> tuple[bool | None, str | None]:
+def network(proc: Path, pid: int) -> tuple[bool | None, str | None]:
     """Whether the Agent's network namespace is this process's (``None``: unknown), and else
     the Agent pod's address.
 
@@ -452,7 +454,7 @@ def enter(proc: Path, pid: int, started: str | None = None) -> Eyes | str:
     """
     try:
         identity = read_identity(proc, pid)
-        began = started if started is not None else _start_time(proc, pid)
+        began = started if started is not None else start_time(proc, pid)
     except OSError as error:
         return f"cannot read the Agent's identity: {describe(error)}"
     theirs = Credentials.of(identity)
@@ -462,7 +464,7 @@ def enter(proc: Path, pid: int, started: str | None = None) -> Eyes | str:
     target = _target(theirs, mine)
     missing = (theirs.effective | theirs.permitted) & ~mine.permitted
     pin = Pin(proc, pid, began)
-    shares, address = _network(proc, pid)
+    shares, address = network(proc, pid)
     if target != mine:
         return _through_helper(pin, theirs, mine, (shares, address), missing)
     base = proc / str(pid) / "root"
