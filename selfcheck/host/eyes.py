@@ -521,10 +521,10 @@ def _through_helper(
             f"{_missing_words(missing)}: the kernel refuses its root to a reader without them "
             "(ptrace read check), and no helper can gain a capability selfcheck lacks"
         )
-    what = theirs.words() if target.words() != mine.words() else "the same uid"
+    same = " (selfcheck's too)" if target.words() == mine.words() else ""
     why = (
-        f"the Agent runs as {what} with {target.capability_words()}: a helper holding exactly "
-        "those credentials and capabilities does every access"
+        f"the Agent runs as {theirs.words()}{same} with {target.capability_words()}: a helper "
+        "holding exactly those credentials and capabilities does every access"
     )
     if missing:
         why += f", but {_missing_words(missing)}: a denial its capabilities would lift is marked"
