@@ -22,6 +22,7 @@ when the cgroup tree shows them.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -441,6 +442,25 @@ def network(proc: Path, pid: int) -> tuple[bool | None, str | None]:
     return False, local_address(trie)
 
 
+_KEPT: dict[Pin, Root] = {}
+_KEPT_LOCK = threading.Lock()
+
+
+def _pinned_root(pin: Pin) -> Root:
+    """The Agent's root opened once per Agent process (PID and start time), not once per
+    cycle: the same descriptor gives every cycle the same paths, so what is kept between
+    cycles by path (the cgroup tree, ``selfcheck.host.view.TreeCache``) is found again. Only
+    the last Agent's is kept; raises ``OSError`` when the kernel refuses the root."""
+    with _KEPT_LOCK:
+        kept = _KEPT.get(pin)
+        if kept is not None:
+            return kept
+        root = pinned(pin.proc / str(pin.pid) / "root")
+        _KEPT.clear()
+        _KEPT[pin] = root
+        return root
+
+
 def _missing_words(missing: int) -> str:
     return f"the Agent holds {', '.join(decode(missing))}, which selfcheck lacks"
 
@@ -469,7 +489,7 @@ def enter(proc: Path, pid: int, started: str | None = None) -> Eyes | str:
         return _through_helper(pin, theirs, mine, (shares, address), missing)
     base = proc / str(pid) / "root"
     try:
-        root = pinned(base)
+        root = _pinned_root(pin)
         read_mountinfo(proc, str(pid))
         env = agent.read_environ(proc, pid).values
     except OSError as error:
@@ -478,8 +498,6 @@ def enter(proc: Path, pid: int, started: str | None = None) -> Eyes | str:
             f"cannot enter the Agent's root ({describe(error, base)}): {why}another capability "
             "set, AppArmor or SELinux profile than the Agent's"
         )
-    if not pin.still():
-        return f"the Agent (pid {pid}) exited while its root was being opened"
     why = "the Agent container's own root and identity"
     if missing:
         why += f", but {_missing_words(missing)}: a denial its capabilities would lift is marked"

@@ -14,7 +14,9 @@ from selfcheck.asagent import parse_answer
 from selfcheck.host.agent import AgentProcess, Discovery
 from selfcheck.host.eyes import (
     Credentials,
+    Eyes,
     Pin,
+    enter,
     discovery_proc,
     local_address,
     network,
@@ -165,3 +167,21 @@ def _poll(done: Callable[[], bool], limit: float = 30.0) -> None:
     while not done():
         assert time.monotonic() < end, "never happened"
         time.sleep(0.02)
+
+
+def test_the_agents_root_is_opened_once_per_agent_process_not_per_cycle() -> None:
+    """Two cycles on the same Agent process reach its files by the same path (what the
+    cgroup tree cache is keyed by); another process gets a root of its own."""
+    first, second = enter(PROC, os.getpid()), enter(PROC, os.getpid())
+    assert isinstance(first, Eyes) and isinstance(second, Eyes), (first, second)
+    assert first.root.base == second.root.base
+    assert str(first.root.base).startswith("/proc/self/fd/")
+    assert first.pin == Pin(PROC, os.getpid(), start_time(PROC, os.getpid()))
+    other = subprocess.Popen(["sleep", "600"])
+    try:
+        third = enter(PROC, other.pid)
+        assert isinstance(third, Eyes)
+        assert third.root.base != first.root.base
+    finally:
+        other.kill()
+        other.wait()
