@@ -204,6 +204,29 @@ def test_a_root_selfcheck_takes_a_uid_100_agents_identity(node: Node) -> None:
     assert code == 2
 
 
+def test_a_helper_reads_whether_the_agent_shares_its_network(node: Node) -> None:
+    """A UID 100 Agent in a network namespace of its own, beside a root selfcheck: the helper
+    path looks (it used to say ``shares_loopback: true`` without looking), and the Agent's
+    127.0.0.1 expvar is not read from this one."""
+    pod_uid = new_pod()
+    agent = Spec(
+        pod_uid,
+        agent_volumes(node),
+        env=agent_env(node),
+        uid=100,
+        gid=101,
+        read_only_root=True,
+        private_network=True,
+    )
+    node.pod.start_agent(agent)
+    _, report = run_selfcheck(node, Spec(pod_uid, [], env={}, read_only_root=True))
+    assert (report["view"]["helper"], report["view"]["shares_loopback"]) == (True, False)
+    dogstatsd = next(r for r in report["checks"] if r["check"] == "dogstatsd_socket")
+    assert dogstatsd["details"]["expvar"] == (
+        "not read: the Agent's 127.0.0.1 is in another network namespace"
+    )
+
+
 def test_an_agent_it_cannot_enter_gives_the_own_view_with_why(node: Node) -> None:
     pod_uid = start_agent(node, "CAP_SYS_PTRACE")
     code, report = run_selfcheck(node, sidecar(node, pod_uid))

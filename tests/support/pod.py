@@ -109,6 +109,8 @@ class Spec:
     cgroup_parent: str | None = None
     private_cgroupns: bool = False
     read_only_root: bool = False
+    private_network: bool = False
+    """A network namespace of its own (a pod without hostNetwork): only a loopback there."""
 
     @property
     def cgroup(self) -> str:
@@ -217,6 +219,7 @@ class Pod:
                 _cgroup_script(spec.cgroup),
                 "exec unshare -m --propagation private "
                 + ("--cgroup " if spec.private_cgroupns else "")
+                + ("--net " if spec.private_network else "")
                 + "sh -euc "
                 + shlex.quote(inner),
             ]
