@@ -69,6 +69,7 @@ def request(eyes: Eyes, ids: Sequence[str], config: Config) -> dict[str, Any]:
         "ids": list(ids),
         "overrides": overrides,
         "credentials": eyes.credentials.to_json(),
+        "started": eyes.pin.started if eyes.pin is not None else None,
     }
 
 
@@ -147,7 +148,8 @@ def _serve_request(raw: bytes) -> dict[str, Any]:
     except OSError as error:
         return {"refused": f"cannot take the Agent's credentials: {error.strerror}"}
     checks, config = _config(dict(asked.get("overrides", {})))
-    entered = enter(Path(asked["proc"]), int(asked["pid"]))
+    started = asked.get("started")  # the parent's pin: an Agent restarted since is not judged
+    entered = enter(Path(asked["proc"]), int(asked["pid"]), str(started) if started else None)
     if isinstance(entered, str) or entered.helper:
         return {"refused": entered if isinstance(entered, str) else "identity still differs"}
     runner = Runner(config, checks, look=lambda: entered)

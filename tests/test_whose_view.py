@@ -348,9 +348,10 @@ def test_an_agent_restarted_mid_cycle_publishes_only_the_new_agents_verdicts(
     pod_uid = new_pod()
     agent = Spec(pod_uid, agent_volumes(node), env=agent_env(node), read_only_root=True)
     first = node.pod.start_agent(agent)
+    mirrored = [v for v in agent_volumes(node) if v.name in ("procdir", "cgroups")]
     driver = Spec(
         pod_uid,
-        [Volume("gate", str(gate), "/gate", read_only=False)],
+        [*mirrored, Volume("gate", str(gate), "/gate", read_only=False)],
         env={"SELFCHECK_CHECK_TIMEOUT": "60"},
         read_only_root=True,
     )
