@@ -394,18 +394,23 @@ class Runner:
         return now - last <= self.config.stale_after
 
 
+MARKED = frozenset({Status.FAILED, Status.DEGRADED, Status.ERROR})
+
+
 def marked(results: Mapping[str, Result], eyes: Eyes) -> dict[str, Result]:
     """Verdicts a capability the eyes lack could change, labelled ``own`` and naming it.
 
     With fewer capabilities than the Agent (selfcheck never held them) an access the Agent
-    makes may be denied here: a verdict that is not ``ok`` may then be selfcheck's alone."""
+    makes may be denied here: a failed, degraded or errored verdict made in its root may then
+    be selfcheck's alone. A check that sets its own view (the audit reads the Agent's
+    ``status``, which no capability changes) keeps it."""
     missing = eyes.missing_access
     if not missing:
         return dict(results)
     names = list(decode(missing))
     out = dict(results)
     for cid, result in results.items():
-        if result.view == AGENT and result.status is not Status.OK:
+        if result.view == AGENT and not result.outcome.view and result.status in MARKED:
             details = {**result.outcome.details, "capabilities_missing": names}
             outcome = replace(result.outcome, details=details)
             out[cid] = replace(result, outcome=outcome, view=OWN)

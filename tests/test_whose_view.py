@@ -307,6 +307,27 @@ def test_a_root_agent_without_capabilities_is_denied_what_the_sidecar_could_open
     assert verdict(mine, "os_release") == ("ok", "ok", "own"), mine
 
 
+def test_verdicts_a_capability_selfcheck_lacks_could_change_are_marked(node: Node) -> None:
+    """The Agent holds CAP_NET_ADMIN, which the sidecar lacks; the sidecar holds
+    CAP_SYS_PTRACE as the Agent does, so the kernel lets it into the Agent's root anyway. The
+    view names what is missing, and a failure made there (no os-release mount) says ``own``
+    and names it, while a success stays the Agent's."""
+    pod_uid = new_pod()
+    both = (*DEFAULT_CAPS, "sys_ptrace")
+    volumes = _without(agent_volumes(node), "os-release-file")
+    agent = Spec(pod_uid, volumes, env=agent_env(node), caps=(*both, "net_admin"))
+    node.pod.start_agent(agent)
+    _, report = run_selfcheck(node, Spec(pod_uid, [], env={}, read_only_root=True, caps=both))
+    shown = report["view"]
+    assert (shown["view"], shown["helper"]) == ("agent", False), shown
+    assert shown["capabilities_missing"] == ["CAP_NET_ADMIN"], shown
+    release = next(r for r in report["checks"] if r["check"] == "os_release")
+    assert (release["status"], release["reason"], release["view"]) == ("failed", "enoent", "own")
+    assert release["details"]["capabilities_missing"] == ["CAP_NET_ADMIN"]
+    assert verdict(report, "procfs") == ("ok", "ok", "agent")
+    assert verdict(report, "security")[2] == "agent"  # the audit reads status: no access
+
+
 RESTART_DRIVER = """
 import json, os
 from selfcheck.config import load
