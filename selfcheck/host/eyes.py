@@ -442,6 +442,7 @@ def network(proc: Path, pid: int) -> tuple[bool | None, str | None]:
     return False, local_address(trie)
 
 
+KEPT_ROOTS = 4
 _KEPT: dict[Pin, Root] = {}
 _KEPT_LOCK = threading.Lock()
 
@@ -450,13 +451,16 @@ def _pinned_root(pin: Pin) -> Root:
     """The Agent's root opened once per Agent process (PID and start time), not once per
     cycle: the same descriptor gives every cycle the same paths, so what is kept between
     cycles by path (the cgroup tree, ``selfcheck.host.view.TreeCache``) is found again. Only
-    the last Agent's is kept; raises ``OSError`` when the kernel refuses the root."""
+    the last few live Agents' are kept; raises ``OSError`` when the kernel refuses the root."""
     with _KEPT_LOCK:
         kept = _KEPT.get(pin)
         if kept is not None:
             return kept
         root = pinned(pin.proc / str(pin.pid) / "root")
-        _KEPT.clear()
+        for gone in [kept for kept in _KEPT if not kept.still()]:
+            del _KEPT[gone]  # a container gone: its root is not held open by selfcheck
+        while len(_KEPT) >= KEPT_ROOTS:
+            del _KEPT[next(iter(_KEPT))]
         _KEPT[pin] = root
         return root
 
