@@ -4,11 +4,11 @@ Whether the Agent may open a file or connect to a socket depends on its uid, gid
 supplementary groups, and so does whether its root at ``/proc/<pid>/root`` can be followed at
 all (fs/proc/base.c: the reader's fsuid and fsgid must match the target's, or it needs
 ``CAP_SYS_PTRACE``). When selfcheck's own identity differs (a root node-mode pod beside a
-UID-100 Agent, a drifted sidecar), the runner starts this module as a child process with the
-Agent's uid, gid and groups (``subprocess.Popen(user=, group=, extra_groups=)``, which needs
-``CAP_SETUID``/``CAP_SETGID``) for one cycle. The child enters the Agent's root itself, runs
-the requested checks under the same runner (deadlines, stagger), prints their verdicts as one
-JSON object on stdout and exits.
+UID-100 Agent, a drifted sidecar, an Agent with fewer capabilities), the runner starts this
+module as a child process, which first takes the Agent's uid, gid, groups and capability sets
+(``selfcheck.host.become``; uid changes need ``CAP_SETUID``/``CAP_SETGID``) for one cycle.
+The child enters the Agent's root itself, runs the requested checks under the same runner
+(deadlines, stagger), prints their verdicts as one JSON object on stdout and exits.
 
 Nothing but verdicts crosses back: the child's stderr is discarded (a traceback could quote a
 value), and what it prints is the same JSON ``/status`` serves, which holds no environment
@@ -63,13 +63,20 @@ def request(eyes: Eyes, ids: Sequence[str], config: Config) -> dict[str, Any]:
         "heartbeat_metric": config.heartbeat_metric,
         "pod_logs_dir": str(config.pod_logs_dir),
     }
-    return {"proc": str(eyes.proc), "pid": eyes.pid, "ids": list(ids), "overrides": overrides}
+    return {
+        "proc": str(eyes.proc),
+        "pid": eyes.pid,
+        "ids": list(ids),
+        "overrides": overrides,
+        "credentials": eyes.credentials.to_json(),
+        "started": eyes.pin.started if eyes.pin is not None else None,
+    }
 
 
 def run(eyes: Eyes, body: Mapping[str, Any], timeout: float, started: float) -> Answer:
-    """Start the helper with the Agent's credentials and wait at most ``timeout`` seconds;
-    ``started`` is when the runner asked, where its results' timing begins."""
-    creds = eyes.credentials
+    """Start the helper, which takes the Agent's credentials and capabilities first thing
+    (``selfcheck.host.become``), and wait at most ``timeout`` seconds; ``started`` is when
+    the runner asked, where its results' timing begins."""
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "selfcheck.asagent"],
@@ -77,9 +84,6 @@ def run(eyes: Eyes, body: Mapping[str, Any], timeout: float, started: float) -> 
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             cwd="/",
-            user=creds.uid,
-            group=creds.gid,
-            extra_groups=sorted(creds.groups),
             close_fds=True,
         )
     except (OSError, subprocess.SubprocessError) as error:
@@ -134,16 +138,24 @@ def _config(overrides: Mapping[str, Any]) -> tuple[dict[str, CheckSpec], Config]
 
 
 def _serve_request(raw: bytes) -> dict[str, Any]:
-    from selfcheck.host.eyes import enter
+    from selfcheck.host.become import become
+    from selfcheck.host.eyes import Credentials, enter
     from selfcheck.runner import Runner
 
     asked = json.loads(raw)
+    try:
+        become(Credentials.from_json(asked["credentials"]))
+    except OSError as error:
+        return {"refused": f"cannot take the Agent's credentials: {error.strerror}"}
     checks, config = _config(dict(asked.get("overrides", {})))
-    entered = enter(Path(asked["proc"]), int(asked["pid"]))
+    started = asked.get("started")  # the parent's pin: an Agent restarted since is not judged
+    entered = enter(Path(asked["proc"]), int(asked["pid"]), str(started) if started else None)
     if isinstance(entered, str) or entered.helper:
         return {"refused": entered if isinstance(entered, str) else "identity still differs"}
     runner = Runner(config, checks, look=lambda: entered)
     snapshot = runner.run_cycle(asked["ids"])
+    if runner.agent_changed:  # the parent re-checks too, and runs the cycle again
+        return {"refused": runner.agent_changed}
     verdicts = []
     for result in snapshot.results.values():
         body = result.to_json()

@@ -72,7 +72,8 @@ class CheckSpec:
     to enter) it is skipped with why."""
     runs_as_selfcheck: bool = False
     """Compares selfcheck's own container with the Agent's: never run by the helper that
-    holds the Agent's credentials (``selfcheck.asagent``), where "own" would be the Agent."""
+    holds the Agent's credentials (``selfcheck.asagent``), where "own" would be the Agent;
+    its verdict's view is ``own`` (its reads are selfcheck's, not the Agent's)."""
     findings: frozenset[str] = frozenset()
     states: Mapping[str, StateGauge] = field(default_factory=dict)
     unused: Callable[[Config], str] = _used

@@ -182,12 +182,15 @@ def _view_lines(snapshot: Snapshot, width: int) -> list[str]:
     eyes = snapshot.eyes
     if not eyes:
         return []
+    held = f", with {eyes['capabilities']}" if eyes.get("capabilities") else ""
     if eyes.get("view") == "agent":
-        who = f"the Agent container (pid {eyes.get('agent_pid')}), as {eyes.get('as')}"
-        helper = " through a helper holding its credentials" if eyes.get("helper") else ""
-        text = f"{who}{helper}"
+        who = f"the Agent container (pid {eyes.get('agent_pid')}), as {eyes.get('as')}{held}"
+        helper = ", through a helper holding them" if eyes.get("helper") else ""
+        missing = eyes.get("capabilities_missing")
+        lacks = f"; lacking the Agent's {', '.join(missing)}" if missing else ""
+        text = f"{who}{helper}{lacks}"
     else:
-        text = f"selfcheck's own mounts, as {eyes.get('as')}: {eyes.get('why')}"
+        text = f"selfcheck's own mounts, as {eyes.get('as')}{held}: {eyes.get('why')}"
     return _wrap(text, width, "view: ", "      ")
 
 

@@ -16,14 +16,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from selfcheck import delivery
 from selfcheck.config import Config, in_agent_container
 from selfcheck.context import CheckContext
+from selfcheck.host.capabilities import decode
 from selfcheck.host.cgroup import CgroupLayout
-from selfcheck.host.eyes import AGENT, Eyes, Finder, look, own_eyes
+from selfcheck.host.eyes import AGENT, OWN, Eyes, Finder, look, own_eyes
 from selfcheck.host.view import HostView, TreeCache
 from selfcheck.logs import event, get_logger
 from selfcheck.model import (
@@ -39,6 +40,13 @@ from selfcheck.registry import CheckSpec, required_ids, settle
 
 Clock = Callable[[], float]
 STAGGER = 0.05
+ATTEMPTS = 3
+"""Cycles run at once, one after the other, while the Agent changes under each (a restart):
+the first is the cycle, the others its re-runs; then the Agent counts as not found."""
+
+
+class AgentChangedError(Exception):
+    """The Agent a cycle was pinned to is not running any more: its verdicts mix two."""
 
 
 @dataclass(slots=True)
@@ -96,6 +104,10 @@ class Runner:
         self._trees = TreeCache()
         self._look = look or self._look_for_agent
         self._eyes: Eyes | None = None
+        self._pinned: Eyes | None = None
+        """The eyes of the cycle under way, whose Agent is re-checked before publishing."""
+        self.agent_changed = ""
+        """Why the last cycle was discarded (the Agent changed under it), else empty."""
         self.clock = clock
         self._log = logger or get_logger()
         self._stuck: dict[str, _Attempt] = {}
@@ -114,16 +126,37 @@ class Runner:
         The eyes are the Agent container's when it is found and can be entered, else
         selfcheck's own (``selfcheck.host.eyes``). Where the Agent's credentials differ from
         selfcheck's, one helper process holding them runs the cycle (``selfcheck.asagent``).
+
+        A cycle is pinned to one Agent process: when its start time changed by the time
+        the verdicts are published, the cycle is discarded and run again at once.
         """
         wanted = [cid for cid in self.checks if only is None or cid in set(only)]
+        self.agent_changed = ""
+        for _ in range(ATTEMPTS):
+            eyes = self._looked()
+            if eyes.pin is not None and not eyes.pin.still():
+                self.agent_changed = f"the Agent (pid {eyes.pin.pid}) exited as it was found"
+                continue
+            self._pinned = eyes
+            try:
+                if eyes.helper:
+                    return self._run_as_agent(eyes, wanted)
+                return self._run_with(eyes, wanted)
+            except AgentChangedError as changed:
+                self.agent_changed = str(changed)
+                event(self._log, logging.INFO, "cycle discarded", why=self.agent_changed)
+            finally:
+                self._pinned = None
+        node = self.config.mode == "node"
+        why = f"{self.agent_changed} in each of {ATTEMPTS} cycles run one after the other"
+        return self._run_with(own_eyes(why, blind=node), wanted)
+
+    def _looked(self) -> Eyes:
         try:
-            eyes = self._look()
+            return self._look()
         except Exception as error:  # a bug in finding the Agent must not stop every check
             self._log.exception("looking for the Agent failed")
-            eyes = own_eyes(f"looking for the Agent failed ({type(error).__name__})")
-        if eyes.helper:
-            return self._run_as_agent(eyes, wanted)
-        return self._run_with(eyes, wanted)
+            return own_eyes(f"looking for the Agent failed ({type(error).__name__})")
 
     def dogstatsd_target(self) -> delivery.Target:
         """Where this process reaches the DogStatsD transport the last cycle judged: the
@@ -136,7 +169,9 @@ class Runner:
         if delivery.uses_udp(self.cycle_config):
             if eyes is None:
                 return delivery.udp_target(self.cycle_config, True, None)
-            return delivery.udp_target(self.cycle_config, eyes.shares_loopback, eyes.agent_address)
+            return delivery.udp_target(
+                self.cycle_config, eyes.shares_loopback is True, eyes.agent_address
+            )
         if eyes is None or eyes.helper:
             return str(self.config.dogstatsd_socket)
         return str(eyes.root.at(self.cycle_config.dogstatsd_socket))
@@ -177,7 +212,8 @@ class Runner:
         self, eyes: Eyes, wanted: list[str], config: Config, view: str
     ) -> dict[str, Result]:
         """Checks that compare selfcheck's own container with the Agent's
-        (``CheckSpec.runs_as_selfcheck``) get selfcheck's own eyes and configuration."""
+        (``CheckSpec.runs_as_selfcheck``) get selfcheck's own eyes and configuration, and
+        their verdicts say ``own``: the accesses they rest on are selfcheck's."""
         theirs = HostView(config.host_proc, config.cgroup_root, eyes, self._trees)
         own = theirs
         if eyes.view == AGENT:
@@ -190,7 +226,10 @@ class Runner:
             attempts[cid] = attempt
             if isinstance(attempt, _Attempt):
                 attempt.done.wait(STAGGER)
-        return {cid: self._finish(cid, a, view) for cid, a in attempts.items()}
+        return {
+            cid: self._finish(cid, a, OWN if self.checks[cid].runs_as_selfcheck else view)
+            for cid, a in attempts.items()
+        }
 
     def _run_as_agent(self, eyes: Eyes, wanted: list[str]) -> Snapshot:
         """One helper with the Agent's credentials runs the cycle; the runner keeps the
@@ -280,6 +319,12 @@ class Runner:
         )
 
     def _publish(self, results: dict[str, Result], eyes: Eyes, notes: tuple[str, ...]) -> Snapshot:
+        pinned = self._pinned
+        if pinned is not None and pinned.pin is not None and not pinned.pin.still():
+            raise AgentChangedError(
+                f"the Agent (pid {pinned.pin.pid}) restarted or exited during the cycle"
+            )
+        results = marked(results, eyes)
         previous = self._snapshot
         self._log_view(eyes)
         counters = dict(previous.counters)
@@ -355,3 +400,26 @@ class Runner:
         now = self.clock() if now is None else now
         last = self._snapshot.completed_at or self.loop_started_at or self._snapshot.created_at
         return now - last <= self.config.stale_after
+
+
+MARKED = frozenset({Status.FAILED, Status.DEGRADED, Status.ERROR})
+
+
+def marked(results: Mapping[str, Result], eyes: Eyes) -> dict[str, Result]:
+    """Verdicts a capability the eyes lack could change, labelled ``own`` and naming it.
+
+    With fewer capabilities than the Agent (selfcheck never held them) an access the Agent
+    makes may be denied here: a failed, degraded or errored verdict made in its root may then
+    be selfcheck's alone. A check that sets its own view (the audit reads the Agent's
+    ``status``, which no capability changes) keeps it."""
+    missing = eyes.missing_access
+    if not missing:
+        return dict(results)
+    names = list(decode(missing))
+    out = dict(results)
+    for cid, result in results.items():
+        if result.view == AGENT and not result.outcome.view and result.status in MARKED:
+            details = {**result.outcome.details, "capabilities_missing": names}
+            outcome = replace(result.outcome, details=details)
+            out[cid] = replace(result, outcome=outcome, view=OWN)
+    return out

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from selfcheck.host.eyes import Eyes, own_eyes
-from selfcheck.model import Reason, Status
+from selfcheck.context import CheckContext
+from selfcheck.host.capabilities import mask_of
+from selfcheck.host.eyes import Eyes, Pin, own_eyes, start_time
+from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import all_checks
-from selfcheck.runner import Runner
+from selfcheck.runner import ATTEMPTS, Runner
 from tests.support.configs import FAST, make_config
-from tests.support.fake_checks import FifoBlocker, failing, passing, raising
+from tests.support.fake_checks import FifoBlocker, failing, passing, raising, spec
 
 IDS = frozenset({"fine", "broken", "buggy", "stuck"})
 
@@ -139,3 +144,76 @@ def test_the_service_checks_follow_the_transport_the_install_offers(tmp_path: Pa
     uds = Runner(make_config(pod, DD_DOGSTATSD_SOCKET=sock), checks, look=lambda: own_eyes("t"))
     uds.run_cycle()
     assert uds.dogstatsd_target() == str(sock)
+
+
+def _pinned_eyes(pid: int, missing: int = 0) -> Eyes:
+    """The Agent's eyes pinned to ``pid`` (a real process of this test), rooted at ``/``."""
+    pin = Pin(Path("/proc"), pid, start_time(Path("/proc"), pid))
+    base = own_eyes("fixture")
+    return replace(base, view="agent", agent_pid=pid, pin=pin, missing=missing)
+
+
+def test_a_cycle_whose_agent_restarted_is_run_again_and_only_the_new_one_published() -> None:
+    """The first look pins a process the check ends mid-cycle (the Agent restarting); that
+    cycle's verdict is discarded and the cycle runs again at once on the next Agent."""
+    first = subprocess.Popen(["sleep", "600"])
+    second = subprocess.Popen(["sleep", "600"])
+    looks = iter([_pinned_eyes(first.pid), _pinned_eyes(second.pid)])
+
+    def restarts_the_agent(ctx: CheckContext) -> Outcome:
+        if ctx.host.eyes.agent_pid == first.pid:
+            first.kill()
+            first.wait()
+            return Outcome(Status.FAILED, Reason.IO_ERROR, "the Agent is gone", "fix it")
+        return ok(f"pid {ctx.host.eyes.agent_pid}")
+
+    try:
+        checks = {"probe": spec("probe", restarts_the_agent)}
+        runner = Runner(make_config(FAST, checks=checks), checks, look=lambda: next(looks))
+        snapshot = runner.run_cycle()
+    finally:
+        second.kill()
+        second.wait()
+    assert snapshot.generation == 1
+    assert snapshot.eyes["agent_pid"] == second.pid
+    probe = snapshot.results["probe"]
+    assert (probe.status, probe.outcome.message, probe.view) == (
+        Status.OK,
+        f"pid {second.pid}",
+        "agent",
+    )
+    assert snapshot.counters["probe"].runs == 1  # the discarded run is not counted
+
+
+def test_an_agent_that_changes_under_every_cycle_is_not_judged() -> None:
+    """Bounded: after ``ATTEMPTS`` cycles the Agent counts as not found, and says why."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    looked: list[int] = []
+
+    def look() -> Eyes:
+        looked.append(1)
+        return replace(_pinned_eyes(os.getpid()), pin=Pin(Path("/proc"), gone.pid, "1"))
+
+    checks = {"fine": passing()}
+    runner = Runner(make_config(FAST, checks=checks), checks, look=look)
+    snapshot = runner.run_cycle()
+    assert len(looked) == ATTEMPTS
+    assert snapshot.eyes["view"] == "own"
+    assert f"the Agent (pid {gone.pid}) exited as it was found" in snapshot.eyes["why"]
+    assert runner.agent_changed
+
+
+def test_a_denial_a_missing_capability_could_lift_is_not_labelled_the_agents() -> None:
+    dac = mask_of(["CAP_DAC_OVERRIDE"])
+    eyes = _pinned_eyes(os.getpid(), missing=dac)
+    checks = {"fine": passing(), "broken": failing()}
+    snapshot = Runner(make_config(FAST, checks=checks), checks, look=lambda: eyes).run_cycle()
+    assert snapshot.results["fine"].view == "agent"
+    broken = snapshot.results["broken"]
+    assert broken.view == "own"
+    assert broken.outcome.details["capabilities_missing"] == ["CAP_DAC_OVERRIDE"]
+    assert snapshot.eyes["capabilities_missing"] == ["CAP_DAC_OVERRIDE"]
+    unmarked = replace(eyes, missing=mask_of(["CAP_SYS_TIME"]))  # no access depends on it
+    again = Runner(make_config(FAST, checks=checks), checks, look=lambda: unmarked).run_cycle()
+    assert again.results["broken"].view == "agent"

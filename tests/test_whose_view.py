@@ -183,7 +183,10 @@ def test_a_sidecar_without_host_mounts_beside_a_healthy_agent_is_ok(node: Node) 
     shown = {r["check"]: (r["status"], r["reason"]) for r in report["checks"]}
     assert code == 0, shown
     assert report["view"]["view"] == "agent"
-    assert all(r["view"] == "agent" for r in report["checks"] if r["status"] != "skipped")
+    assert {r["check"]: r["view"] for r in report["checks"] if r["status"] != "skipped"} == {
+        **{r["check"]: "agent" for r in report["checks"] if r["status"] != "skipped"},
+        "agent_container": "own",  # it compares selfcheck's own container, as selfcheck
+    }
     for cid in ("procfs", "cgroups", "runtime_socket", "dogstatsd_socket", "origin_detection"):
         assert shown[cid] == ("ok", "ok"), shown
 
@@ -199,6 +202,29 @@ def test_a_root_selfcheck_takes_a_uid_100_agents_identity(node: Node) -> None:
     assert (runtime["status"], runtime["reason"]) == ("failed", "eacces")
     assert "uid 100, gid 101" in runtime["message"]
     assert code == 2
+
+
+def test_a_helper_reads_whether_the_agent_shares_its_network(node: Node) -> None:
+    """A UID 100 Agent in a network namespace of its own, beside a root selfcheck: the helper
+    path looks (it used to say ``shares_loopback: true`` without looking), and the Agent's
+    127.0.0.1 expvar is not read from this one."""
+    pod_uid = new_pod()
+    agent = Spec(
+        pod_uid,
+        agent_volumes(node),
+        env=agent_env(node),
+        uid=100,
+        gid=101,
+        read_only_root=True,
+        private_network=True,
+    )
+    node.pod.start_agent(agent)
+    _, report = run_selfcheck(node, Spec(pod_uid, [], env={}, read_only_root=True))
+    assert (report["view"]["helper"], report["view"]["shares_loopback"]) == (True, False)
+    dogstatsd = next(r for r in report["checks"] if r["check"] == "dogstatsd_socket")
+    assert dogstatsd["details"]["expvar"] == (
+        "not read: the Agent's 127.0.0.1 is in another network namespace"
+    )
 
 
 def test_an_agent_it_cannot_enter_gives_the_own_view_with_why(node: Node) -> None:
@@ -229,7 +255,8 @@ def test_a_sidecar_started_before_its_agent_switches_to_the_agents_view(node: No
     later = _status_when(port, lambda body: body.get("view", {}).get("view") == "agent")
     # the cycle under way when the Agent started may have looked before it; the next sees it
     assert later["generation"] <= started + 2, (started, later["generation"])
-    assert {r["view"] for r in later["checks"] if r["status"] != "skipped"} == {"agent"}
+    theirs = [r for r in later["checks"] if r["status"] != "skipped"]
+    assert {r["view"] for r in theirs if r["check"] != "agent_container"} == {"agent"}
     serving.terminate()
     listener.__exit__()
 
@@ -248,3 +275,127 @@ def _status_when(port: int, wanted: Any, limit: float = 20.0) -> dict[str, Any]:
                 return body
         time.sleep(0.1)
     raise AssertionError(f"/status never showed it: {json.dumps(body)[:2000]}")
+
+
+def test_a_root_agent_without_capabilities_is_denied_what_the_sidecar_could_open(
+    node: Node,
+) -> None:
+    """``capabilities: {drop: [ALL]}`` on a root Agent beside a sidecar with the runtime's
+    default set: the node's os-release is mode 000, which only CAP_DAC_OVERRIDE opens. The
+    verdict is the Agent's (denied), not the sidecar's (which would open it)."""
+    sealed = node.pod.base / "os-release"
+    sealed.write_text('ID=sealed\nPRETTY_NAME="Only CAP_DAC_OVERRIDE reads this"\n')
+    sealed.chmod(0)
+    volumes = _replaced(agent_volumes(node), "os-release-file", source=str(sealed))
+    pod_uid = new_pod()
+    agent = Spec(pod_uid, volumes, env=agent_env(node), read_only_root=True, caps=())
+    node.pod.start_agent(agent)
+    code, report = run_selfcheck(node, Spec(pod_uid, [], env={}, read_only_root=True))
+    assert verdict(report, "os_release") == ("failed", "eacces", "agent"), report
+    shown = report["view"]
+    assert (shown["view"], shown["helper"], shown["as"]) == (
+        "agent",
+        True,
+        "uid 0, gid 0, groups none",
+    ), shown
+    assert shown["capabilities"] == "no capabilities", shown
+    assert code == 1  # os_release is optional: a failure that does not block readiness
+    own = sidecar(node, pod_uid)
+    own.volumes = volumes
+    own.env["SELFCHECK_VIEW"] = "own"
+    _, mine = run_selfcheck(node, own)
+    assert verdict(mine, "os_release") == ("ok", "ok", "own"), mine
+
+
+def test_verdicts_a_capability_selfcheck_lacks_could_change_are_marked(node: Node) -> None:
+    """The Agent holds CAP_NET_ADMIN, which the sidecar lacks; the sidecar holds
+    CAP_SYS_PTRACE as the Agent does, so the kernel lets it into the Agent's root anyway. The
+    view names what is missing, and a failure made there (no os-release mount) says ``own``
+    and names it, while a success stays the Agent's."""
+    pod_uid = new_pod()
+    both = (*DEFAULT_CAPS, "sys_ptrace")
+    volumes = _without(agent_volumes(node), "os-release-file")
+    agent = Spec(pod_uid, volumes, env=agent_env(node), caps=(*both, "net_admin"))
+    node.pod.start_agent(agent)
+    _, report = run_selfcheck(node, Spec(pod_uid, [], env={}, read_only_root=True, caps=both))
+    shown = report["view"]
+    assert (shown["view"], shown["helper"]) == ("agent", False), shown
+    assert shown["capabilities_missing"] == ["CAP_NET_ADMIN"], shown
+    release = next(r for r in report["checks"] if r["check"] == "os_release")
+    assert (release["status"], release["reason"], release["view"]) == ("failed", "enoent", "own")
+    assert release["details"]["capabilities_missing"] == ["CAP_NET_ADMIN"]
+    assert verdict(report, "procfs") == ("ok", "ok", "agent")
+    assert verdict(report, "security")[2] == "agent"  # the audit reads status: no access
+
+
+RESTART_DRIVER = """
+import json, os
+from selfcheck.config import load
+from selfcheck.model import Outcome, Reason, Status, ok
+from selfcheck.registry import all_checks
+from selfcheck.runner import Runner
+from tests.support.fake_checks import spec
+
+seen = []
+
+def waits_for_the_restart(ctx):
+    eyes = ctx.host.eyes
+    seen.append(eyes.agent_pid)
+    if len(seen) == 1:
+        open("/gate/arrived", "w").close()
+        with open("/gate/fifo") as gate:  # the test restarts the Agent, then writes
+            gate.read()
+    if not os.path.exists(f"{eyes.proc}/{eyes.agent_pid}"):
+        return Outcome(Status.FAILED, Reason.IO_ERROR, f"pid {eyes.agent_pid} is gone", "-")
+    return ok(f"pid {eyes.agent_pid} answers", details={"agent_pid": eyes.agent_pid})
+
+checks = {**all_checks(), "restart": spec("restart", waits_for_the_restart)}
+runner = Runner(load(frozenset(checks)), checks)
+snapshot = runner.run_cycle(["restart", "os_release", "procfs"])
+print(json.dumps({"status": snapshot.to_json(0.0, 1e9), "seen": seen}))
+"""
+
+
+def test_an_agent_restarted_mid_cycle_publishes_only_the_new_agents_verdicts(
+    node: Node,
+) -> None:
+    """A cycle is pinned to one Agent process. Here a check of the test's own (the only
+    way to hold a cycle open at an exact point) blocks until the test has restarted the
+    Agent stand-in; its verdict on the half-gone Agent is ``failed``. That cycle must be
+    discarded and run again at once against the new Agent: only its verdicts are published."""
+    gate = node.pod.base / "gate"
+    gate.mkdir()
+    os.mkfifo(gate / "fifo")
+    pod_uid = new_pod()
+    agent = Spec(pod_uid, agent_volumes(node), env=agent_env(node), read_only_root=True)
+    first = node.pod.start_agent(agent)
+    mirrored = [v for v in agent_volumes(node) if v.name in ("procdir", "cgroups")]
+    driver = Spec(
+        pod_uid,
+        [*mirrored, Volume("gate", str(gate), "/gate", read_only=False)],
+        env={"SELFCHECK_CHECK_TIMEOUT": "60"},
+        read_only_root=True,
+    )
+    running = node.pod.popen_python(driver, RESTART_DRIVER)
+    _poll(lambda: (gate / "arrived").exists() or running.poll() is not None)
+    node.pod.stop(first)
+    second = node.pod.start_agent(agent)
+    with (gate / "fifo").open("w") as release:
+        release.write("restarted")
+    out, err = running.communicate(timeout=120)
+    assert running.returncode == 0, err[-3000:]
+    body = json.loads(out)
+    assert body["seen"] == [first, second], body["seen"]
+    status = body["status"]
+    assert status["view"]["agent_pid"] == second, status["view"]
+    restart = next(r for r in status["checks"] if r["check"] == "restart")
+    assert (restart["status"], restart["details"]["agent_pid"]) == ("ok", second), restart
+    assert verdict(status, "os_release") == ("ok", "ok", "agent"), status
+
+
+def _poll(done: Any, limit: float = 60.0) -> None:
+    """Until ``done()``; the limit only ends a broken run."""
+    end = time.monotonic() + limit
+    while not done():
+        assert time.monotonic() < end, "never happened"
+        time.sleep(0.05)

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from selfcheck.config import Config
+from selfcheck.host.capabilities import decode, mask_of
 from selfcheck.host.files import describe
+from selfcheck.host.identity import read_identity
 from selfcheck.host.sockets import classify
 from selfcheck.model import Outcome, Reason, Status
 
@@ -78,10 +80,20 @@ class Judge:
         )
 
 
+FILE_CAPS = mask_of(["CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER"])
+"""The capabilities that bypass file permission checks (capabilities(7))."""
+
+
 def identity() -> str:
-    """Who this process is, for permission messages: ``uid 100, gid 101, groups 101``."""
+    """Who this process is, for permission messages: ``uid 100, gid 101, groups 101, with no
+    capability overriding file permissions`` (a root Agent that dropped them is denied too)."""
     groups = ",".join(str(g) for g in sorted(set(os.getgroups()))) or "none"
-    return f"uid {os.geteuid()}, gid {os.getegid()}, groups {groups}"
+    who = f"uid {os.geteuid()}, gid {os.getegid()}, groups {groups}"
+    try:
+        held = read_identity().capabilities.effective & FILE_CAPS
+    except OSError:
+        return who
+    return f"{who}, with {', '.join(decode(held)) if held else 'no file-permission override'}"
 
 
 def ownership(st: os.stat_result) -> str:

@@ -70,6 +70,9 @@ def run(ctx: CheckContext) -> Outcome:
             "DD_HEALTH_PORT is 0: the Agent runs no health server (the Agent's own default; "
             "the chart and the Operator set 5555), so there is nothing to ask",
         )
+    unknown = ctx.host.eyes.loopback_unknown() if ctx.host.eyes.shares_loopback is None else None
+    if unknown:
+        return skipped(Reason.NOT_APPLICABLE, f"the Agent's health server was not asked: {unknown}")
     url = health_url(ctx)
     try:
         reply = http_get(url, ctx.budget(BUDGET_CEILING))

@@ -205,8 +205,9 @@ def _uds_counters(
     (DataDog/datadog-agent comp/agent/expvarserver), so from another network namespace (node
     mode) it cannot be read at all."""
     config = ctx.config
-    if not ctx.host.eyes.shares_loopback:
-        details["expvar"] = "not read: the Agent's 127.0.0.1 is in another network namespace"
+    unreachable = ctx.host.eyes.loopback_unknown()
+    if unreachable:
+        details["expvar"] = f"not read: {unreachable}"
         return {}
     misses: list[str] = []
     for port in config.expvar_ports:

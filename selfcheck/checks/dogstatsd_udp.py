@@ -153,7 +153,7 @@ def _judged(ctx: CheckContext, host: str, port: int, extra: dict[str, Any]) -> O
     after = _after(before, deadline) if before is not None else None
     if before is not None and after is None:
         note = f"not read after the datagram: 127.0.0.1:{before.port} stopped answering"
-    loopback = ctx.host.eyes.shares_loopback
+    loopback = ctx.host.eyes.shares_loopback is True
     verdict = _receipt(
         config, sent, extra, before=before, after=after, note=note, loopback=loopback
     )

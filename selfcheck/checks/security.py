@@ -20,7 +20,7 @@ from selfcheck.checks._common import Judge
 from selfcheck.config import Config, unix_socket_file
 from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import CapabilitySets, cap_bit, decode, mask_of
-from selfcheck.host.eyes import AGENT
+from selfcheck.host.eyes import AGENT, Eyes
 from selfcheck.host.identity import (
     Identity,
     mount_writable,
@@ -30,6 +30,7 @@ from selfcheck.host.identity import (
 )
 from selfcheck.host.namespaces import INITIAL_PID_NS_INODE, namespace_inode, read_pid_view
 from selfcheck.host.procfs import Mount, read_mountinfo
+from selfcheck.host.root import Root
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status, skipped
 from selfcheck.registry import CheckSpec, StateGauge, register
 
@@ -314,20 +315,25 @@ class MountAudit:
         }
 
 
-def _is_plain(volume: Volume, path: Path) -> bool:
+def _is_plain(volume: Volume, path: Path, root: Root) -> bool:
     plain = volume.plain(path)
-    return plain is not None and os.path.realpath(plain) == os.path.realpath(path)
+    if plain is None:
+        return False
+    if root.is_own:
+        return os.path.realpath(plain) == os.path.realpath(path)
+    return root.resolve(plain) == root.resolve(path)
 
 
-def audit_mounts(config: Config, mounts: list[Mount]) -> list[MountAudit]:
+def audit_mounts(config: Config, mounts: list[Mount], root: Root | None = None) -> list[MountAudit]:
     """Every volume of the table that is present here as a mount of its own; a mount shared by
     two rows (apmsocket in dsdsocket's directory) is audited once, under the first."""
+    root = root or Root()
     audits: list[MountAudit] = []
     seen: set[int] = set()
     for volume in VOLUMES:
         for path in volume.paths(config):
-            mount = own_mount(path, mounts)
-            if mount is None or mount.mount_id in seen or _is_plain(volume, path):
+            mount = own_mount(path, mounts, root)
+            if mount is None or mount.mount_id in seen or _is_plain(volume, path, root):
                 continue
             seen.add(mount.mount_id)
             below = tuple(m.mount_point for m in submounts(mount, mounts) if mount_writable(m))
@@ -404,7 +410,9 @@ def identity_findings(identity: Identity, config: Config) -> Iterator[Finding]:
         )
 
 
-def mount_findings(audits: list[MountAudit], mounts: list[Mount]) -> Iterator[Finding]:
+def mount_findings(
+    audits: list[MountAudit], mounts: list[Mount], root: Root | None = None
+) -> Iterator[Finding]:
     for audit in audits:
         if not audit.volume.read_only or not (audit.writable or audit.writable_submounts):
             continue
@@ -414,8 +422,8 @@ def mount_findings(audits: list[MountAudit], mounts: list[Mount]) -> Iterator[Fi
             )
             continue
         yield _submount_finding(audit)
-    root = own_mount(Path("/"), mounts)
-    if root is not None and mount_writable(root):
+    top = own_mount(Path("/"), mounts, root)
+    if top is not None and mount_writable(top):
         yield _finding("root_fs_writable", "The container's root file system is read-write.")
 
 
@@ -494,16 +502,18 @@ def judge(
     mounts: list[Mount],
     host_pid: bool | None,
     config: Config,
+    root: Root | None = None,
 ) -> Outcome:
-    """The whole audit from what was read; no I/O here except resolving mount paths."""
-    audits = audit_mounts(config, mounts)
+    """The whole audit from what was read; no I/O here except resolving mount paths inside
+    ``root``, the audited container's (selfcheck's own by default)."""
+    audits = audit_mounts(config, mounts, root)
     # Root, no seccomp filter and privilege escalation allowed are what the chart renders by
     # default and cost the Agent nothing: INFO notes, never a degraded verdict
     # (docs/checks/security.md).
     findings = (
         *capability_findings(identity, host_pid),
         *identity_findings(identity, config),
-        *mount_findings(audits, mounts),
+        *mount_findings(audits, mounts, root),
     )
     level = pod_security(identity, host_pid, audits)
     details = _details(identity, host_pid, audits, config, level)
@@ -594,8 +604,17 @@ def run(ctx: CheckContext) -> Outcome:
     except OSError as error:
         where = eyes.proc / pid / "mountinfo"
         return JUDGE.failure(error, where, "read the mount table")
-    outcome = judge(identity, mounts, _in_host_pid_namespace(ctx), config)
+    outcome = judge(identity, mounts, _in_host_pid_namespace(ctx), config, _audited_root(eyes))
     return replace(outcome, view=AGENT) if pid != "self" else outcome
+
+
+def _audited_root(eyes: Eyes) -> Root:
+    """Where the audited mount table's paths resolve: the Agent's root (pinned, in its view;
+    followed by PID where the cycle could not enter it, which leaves a path as named when
+    the kernel refuses), selfcheck's own when it audits itself."""
+    if eyes.view == AGENT or eyes.audited == "self":
+        return eyes.root
+    return Root(eyes.proc / eyes.audited / "root")
 
 
 def _catalog() -> dict[str, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from selfcheck.host.capabilities import CapabilitySets, parse_capability_sets
 from selfcheck.host.procfs import Mount, int_fields, mount_for, read_status
+from selfcheck.host.root import Root
 
 SECCOMP_MODES = {0: "disabled", 1: "strict", 2: "filter"}
 
@@ -69,13 +70,16 @@ def mount_writable(mount: Mount) -> bool:
     return not mount.read_only and "ro" not in mount.super_options
 
 
-def own_mount(path: Path, mounts: list[Mount]) -> Mount | None:
+def own_mount(path: Path, mounts: list[Mount], root: Root | None = None) -> Mount | None:
     """The mount whose mount point *is* ``path`` (symlinks resolved), else ``None``.
 
-    A path that merely lives on some larger file system (``/etc/passwd`` on a bare machine's
-    root) is not a volume of its own, so it is not audited as one.
+    ``mounts`` is one container's table and ``root`` that container's root: the path is
+    resolved inside it (the Agent's image may link ``/var/run`` to ``/run`` where selfcheck's
+    does not), selfcheck's own by default. A path that merely lives on some larger file system
+    (``/etc/passwd`` on a bare machine's root) is not a volume of its own, so it is not
+    audited as one.
     """
-    real = os.path.realpath(path)
+    real = os.path.realpath(path) if root is None or root.is_own else root.resolve(path)
     mount = mount_for(Path(real), mounts)
     if mount is None or os.path.normpath(mount.mount_point) != real:
         return None

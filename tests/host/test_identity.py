@@ -17,6 +17,7 @@ from selfcheck.host.identity import (
     submounts,
 )
 from selfcheck.host.procfs import parse_mountinfo, parse_status, read_mountinfo
+from selfcheck.host.root import Root, pinned
 from tests.support.seccomp import with_seccomp
 
 MOUNTINFO = """\
@@ -125,3 +126,23 @@ def test_read_only_bind_mount_in_a_real_mount_namespace(tmp_path: Path) -> None:
     assert mount is not None and mount.root == "/etc/passwd"
     assert not mount_writable(mount)
     assert own_mount(target, read_mountinfo()) is None  # gone outside the namespace
+
+
+def test_own_mount_resolves_the_path_inside_the_audited_containers_root(tmp_path: Path) -> None:
+    """The Agent's image links ``/host/etc`` to ``/node/etc`` (absolute) and its table mounts
+    ``/node/etc/os-release``: the audit finds that mount only by resolving in the Agent's
+    root; in selfcheck's own root the link does not exist and the mount would be missed."""
+    agent_root = tmp_path / "agent-root"
+    (agent_root / "node/etc").mkdir(parents=True)
+    (agent_root / "node/etc/os-release").write_text("ID=node\n")
+    (agent_root / "host").mkdir()
+    (agent_root / "host/etc").symlink_to("/node/etc")
+    mounts = parse_mountinfo(
+        "1 0 254:0 / / ro,relatime - overlay overlay rw\n"
+        "7 1 254:0 /etc/os-release /node/etc/os-release ro,relatime - ext4 /dev/vda rw\n"
+    )
+    path = Path("/host/etc/os-release")
+    for root in (Root(agent_root), pinned(agent_root)):
+        found = own_mount(path, mounts, root)
+        assert found is not None and found.mount_id == 7
+    assert own_mount(path, mounts) is None

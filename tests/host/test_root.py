@@ -7,6 +7,7 @@ it, never against the test's own root (where the same paths exist, with other co
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from selfcheck.checks import os_release
 from selfcheck.config import load
 from selfcheck.context import CheckContext
 from selfcheck.host.eyes import own_eyes
-from selfcheck.host.root import Root
+from selfcheck.host.root import Root, in_root, pinned
 from selfcheck.host.view import HostView
 from selfcheck.model import Status
 from selfcheck.registry import known_ids
@@ -89,3 +90,41 @@ def test_os_release_reads_the_agents_file_not_its_own(tmp_path: Path) -> None:
     assert outcome.status is Status.OK
     assert outcome.message == "/host/etc/os-release: Agent image 1"
     assert outcome.node_info["os_id"] == "agentimage"
+
+
+def test_a_pinned_root_resolves_with_openat2_inside_it(tmp_path: Path) -> None:
+    """The kernel's ``RESOLVE_IN_ROOT`` answers (not the walk): absolute links and ``..``
+    stay inside, and the name comes back as the container's own."""
+    base = _agent_root(tmp_path)
+    (base / "escape").symlink_to("../../../../../../etc")
+    (base / "etc").mkdir()
+    (base / "etc/passwd").write_text("dd-agent:x:100:101::/opt/datadog-agent:/bin/false\n")
+    root = pinned(base)
+    assert root.handle is not None
+    assert in_root(root.handle.fd, "/host/etc/os-release") == "/usr/lib/os-release"
+    assert in_root(root.handle.fd, "/escape/passwd") == "/etc/passwd"
+    assert in_root(root.handle.fd, "/escape/../host/etc/os-release") == "/usr/lib/os-release"
+    assert in_root(root.handle.fd, "/missing/x") is None  # the walk keeps the rest
+    assert root.resolve("/missing/x") == "/missing/x"
+    assert root.at("/host/etc/os-release").read_text().startswith("ID=agentimage")
+
+
+def test_a_pinned_root_keeps_the_directory_it_opened(tmp_path: Path) -> None:
+    """Another directory put where the first was (a restarted container's new root at the
+    same path) is not the pinned root: every later access still reads the first."""
+    base = _agent_root(tmp_path)
+    root = pinned(base)
+    base.rename(tmp_path / "gone")
+    other = _agent_root(tmp_path)
+    (other / "usr/lib/os-release").write_text("ID=impostor\n")
+    assert root.at("/host/etc/os-release").read_text().startswith("ID=agentimage")
+    assert Root(base).at("/host/etc/os-release").read_text() == "ID=impostor\n"
+
+
+def test_a_pinned_descriptor_is_closed_when_nothing_holds_the_root(tmp_path: Path) -> None:
+    root = pinned(_agent_root(tmp_path))
+    assert root.handle is not None
+    fd = root.handle.fd
+    assert os.readlink(f"/proc/self/fd/{fd}") == str(tmp_path / "agent-root")
+    del root
+    assert not Path(f"/proc/self/fd/{fd}").exists()

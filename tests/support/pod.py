@@ -148,6 +148,8 @@ class Spec:
     net_ns: str | None = None
     """A network namespace file (``Pod.new_netns``) shared by a pod's containers; ``None``:
     the machine's (hostNetwork)."""
+    private_network: bool = False
+    """A network namespace of its own (a pod without hostNetwork): only a loopback there."""
 
     @property
     def cgroup(self) -> str:
@@ -274,6 +276,7 @@ class Pod:
                 + "unshare -m --propagation private "
                 + ("--cgroup " if spec.private_cgroupns else "")
                 + ("" if spec.host_pid else "--pid --fork --kill-child ")
+                + ("--net " if spec.private_network else "")
                 + "sh -euc "
                 + shlex.quote(inner),
             ]
@@ -312,13 +315,6 @@ class Pod:
             _, err = holder.communicate(timeout=10)
             raise AssertionError(f"the node's PID namespace did not start: {err}") from None
 
-    def stop(self, pid: int) -> None:
-        """Kill one container started here (its whole process group) and reap it."""
-        for proc in self._procs:
-            if proc.pid == pid and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate(timeout=10)
-
     def start_agent(self, spec: Spec, argv: Sequence[str] = ("agent", "run")) -> int:
         """Start the Agent stand-in with ``argv``; returns its PID once it says ready."""
         code = f"import os; os.chdir('/sa'); os.execv('/usr/bin/python3', {list(argv)!r})"
@@ -352,12 +348,38 @@ class Pod:
             check=False,
         )
 
-    def _selfcheck_argv(self, spec: Spec, args: Sequence[str]) -> list[str]:
+    def _selfcheck_argv(
+        self, spec: Spec, args: Sequence[str], python: Sequence[str] = ("-m", "selfcheck")
+    ) -> list[str]:
         spec.env.setdefault("PYTHONPATH", str(REPO))
         spec.env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
         extra = [Volume("venv", str(VENV), str(VENV)), Volume("repo", str(REPO), str(REPO))]
-        command = [str(VENV / "bin/python"), "-m", "selfcheck", *args]
+        command = [str(VENV / "bin/python"), *python, *args]
         return self._argv(spec, command, extra)
+
+    def popen_python(self, spec: Spec, code: str) -> subprocess.Popen[str]:
+        """``python -c CODE`` in a container of ``spec``, with selfcheck importable: a test's
+        own program driving selfcheck's runner from where the sidecar runs."""
+        proc = subprocess.Popen(
+            self._selfcheck_argv(spec, [], ("-c", code)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, pid: int) -> None:
+        """Kill the container whose first process is ``pid`` and reap it, as a runtime does
+        when a container's main process exits (no zombie is left behind)."""
+        for proc in self._procs:
+            if proc.pid == pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                proc.communicate(timeout=30)
+                return
+        raise AssertionError(f"no container started with pid {pid}")
 
     def popen_selfcheck(self, spec: Spec, args: Sequence[str]) -> subprocess.Popen[str]:
         proc = subprocess.Popen(

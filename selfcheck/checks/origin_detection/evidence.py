@@ -259,10 +259,10 @@ def gather_receipt(ev: Evidence, config: Config, host: HostView, budget: float) 
             "counts no origin error (dogstatsd_udp reads its dogstatsd-udp receipt)"
         )
         return
-    if not host.eyes.shares_loopback:
+    unreachable = host.eyes.loopback_unknown()
+    if unreachable:
         ev.receipt_note = (
-            "skipped: the Agent's expvar listens on 127.0.0.1 of its own network namespace, "
-            "out of reach from another pod (node mode)"
+            f"skipped: the Agent's expvar listens on its own 127.0.0.1, and {unreachable}"
         )
         return
     deadline = Deadline(budget)
