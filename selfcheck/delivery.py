@@ -51,6 +51,7 @@ counters not yet moved are read once more after that."""
 PACKETS, PARSE_ERRORS = SERVICE_CHECK_COUNTERS
 
 Item = tuple[str, bytes]
+Remote = Callable[[int, list[Item], bool], "Delivery | None"]
 
 
 def target_socket(config: Config) -> str:
@@ -201,10 +202,14 @@ class Deliverer:
         ledger: Ledger = LEDGER,
         logger: logging.Logger | None = None,
         target: Callable[[], str] | None = None,
+        remote: Remote | None = None,
     ) -> None:
         self.config = config
         self.target = target or (lambda: target_socket(config))
         """Where the last cycle judged the socket: inside the Agent's root in its view."""
+        self.remote = remote
+        """Delivers in the helper that holds the Agent's credentials, when one serves it
+        (``selfcheck.asagent.deliver``): ``None`` means deliver here."""
         self.ledger = ledger
         self._log = logger or get_logger()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -232,6 +237,19 @@ class Deliverer:
             self._thread.join(timeout)
 
     def _deliver(self, generation: int, items: list[Item], receipt: bool) -> None:
+        delivery = None
+        if self.remote is not None:
+            try:
+                delivery = self.remote(generation, items, receipt)
+            except Exception as error:  # a bug must not end the thread silently or the loop
+                self._log.exception("service check delivery failed")
+                delivery = Delivery(generation, time.time(), Sent(), None, f"failed: {error!r}")
+        if delivery is None:
+            delivery = self.deliver(generation, items, receipt)
+        self._record(delivery)
+
+    def deliver(self, generation: int, items: list[Item], receipt: bool) -> Delivery:
+        """Send ``items`` from this process and read the receipt: what the helper runs too."""
         path = self.target()
         try:
             deadline = Deadline(RECEIPT_BUDGET)
@@ -248,7 +266,7 @@ class Deliverer:
         except Exception as error:  # a bug must not end the thread silently or the loop
             self._log.exception("service check delivery failed")
             delivery = Delivery(generation, time.time(), Sent(), None, f"failed: {error!r}")
-        self._record(delivery)
+        return delivery
 
     def _receipt(
         self, generation: int, items: list[Item], sent: Sent, before: UdsVars, deadline: Deadline

@@ -248,3 +248,76 @@ def _status_when(port: int, wanted: Any, limit: float = 20.0) -> dict[str, Any]:
                 return body
         time.sleep(0.1)
     raise AssertionError(f"/status never showed it: {json.dumps(body)[:2000]}")
+
+
+def _server_children(pid: int, marker: bytes) -> list[int]:
+    """The processes whose parent is ``pid`` and whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rpartition(")")[2].split()[1])
+            if parent == pid and marker in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def _counting_agent(node: Node, port: int) -> str:
+    """A UID-100 Agent whose DogStatsD socket counts what it parses (``SA_COUNT``): the
+    stand-in of ``tests/support/agent_standin.py`` inside the ``agent run`` process, its
+    expvar on ``port``."""
+    pod_uid = new_pod()
+    env = {**agent_env(node), "SA_DSD": "0", "SA_COUNT": "1", "DD_EXPVAR_PORT": str(port)}
+    spec = Spec(pod_uid, agent_volumes(node), env=env, uid=100, gid=101, read_only_root=True)
+    node.pod.start_agent(spec)
+    return pod_uid
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "node"])
+def test_a_uid_100_agent_gets_the_service_checks_and_its_listener_through_one_helper(
+    node: Node, mode: str
+) -> None:
+    """A root selfcheck beside a UID-100 Agent: one long-lived helper holds the Agent's
+    credentials (the same PID over five cycles, no ``DD_API_KEY`` in its environ), sends one
+    service check per check per cycle into the Agent's socket, whose receipt ``/status``
+    shows, and reads the Agent's descriptors so ``agent_container`` names its listener."""
+    expvar, listen = _closed_port(), _closed_port()
+    pod_uid = _counting_agent(node, expvar)
+    env = {
+        "SELFCHECK_INTERVAL": "0.5",
+        "SELFCHECK_LISTEN": f"127.0.0.1:{listen}",
+        "DD_EXPVAR_PORT": str(expvar),
+        "DD_API_KEY": CANARY,
+    }
+    if mode == "node":
+        env["SELFCHECK_MODE"] = "node"
+    else:
+        env["DD_DOGSTATSD_SOCKET"] = DSD
+    spec = Spec(pod_uid if mode == "sidecar" else new_pod(), [], env=env, read_only_root=True)
+    server = node.pod.popen_selfcheck(spec, ["serve"])
+    first = _status_when(listen, lambda body: body.get("generation", 0) >= 2)
+    helpers = _server_children(server.pid, b"selfcheck.asagent_child")
+    assert len(helpers) == 1, (helpers, first["view"])
+    environ = Path(f"/proc/{helpers[0]}/environ").read_bytes()
+    assert CANARY.encode() not in environ and b"DD_API_KEY" not in environ
+    assert b"SELFCHECK_INTERVAL=0.5" in environ
+    seen = set()
+    generation = first["generation"]
+    for _ in range(5):
+        generation += 1
+        body = _status_when(listen, lambda b, g=generation: b.get("generation", 0) >= g)
+        seen.update(_server_children(server.pid, b"selfcheck.asagent_child"))
+    assert seen == set(helpers), seen
+    assert body["view"]["helper"] is True and body["view"]["as"] == "uid 100, gid 101, groups none"
+    checks = {r["check"]: r for r in body["checks"]}
+    delivered = checks["dogstatsd_socket"]["details"]["service_checks"]
+    assert delivered["sent"] == len(checks) and delivered["dropped"] == 0, delivered
+    assert delivered["receipt"] == "read", delivered
+    assert delivered["service_check_packets_delta"] == len(checks), delivered
+    assert checks["dogstatsd_socket"]["figures"]["service_check_receipt_ok"] == 1.0
+    listeners = checks["agent_container"]["details"]["listeners"]
+    assert listeners["dogstatsd"]["verdict"] == "agent", listeners
+    assert "listeners: dogstatsd agent" in checks["agent_container"]["message"]
+    server.terminate()

@@ -364,6 +364,19 @@ def listener_findings(listeners: Mapping[str, agent.Listener]) -> Iterator[Findi
         )
 
 
+def _held(
+    ctx: CheckContext, host_proc: Path, found: agent.Discovery
+) -> tuple[dict[int, agent.AgentProcess], tuple[int, ...]]:
+    """The socket inodes the Agent's processes hold: as the helper holding the Agent's uid
+    read them when one did (this process may lack ptrace access to them), else read here."""
+    seen = ctx.host.agent_sockets
+    if seen is None:
+        return agent.held_sockets(host_proc, found.processes)
+    by_pid = {process.pid: process for process in found.processes}
+    held = {inode: by_pid[pid] for inode, pid in seen.held.items() if pid in by_pid}
+    return held, seen.unreadable
+
+
 def read_listeners(
     ctx: CheckContext,
     found: agent.Discovery,
@@ -379,7 +392,7 @@ def read_listeners(
         entries = agent.read_net_unix(host_proc, anchor.pid)
     except OSError as error:
         return {}, [f"net/unix ({describe(error)})"]
-    held, unreadable = agent.held_sockets(host_proc, found.processes)
+    held, unreadable = _held(ctx, host_proc, found)
     sockets = [
         (
             "dogstatsd",

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeGuard
 
 from selfcheck import agentpod
 from selfcheck.host import agent
@@ -61,6 +62,26 @@ class Credentials:
         if identity.uid is None or identity.gid is None:
             return None
         return cls(identity.uid, identity.gid, frozenset(identity.groups))
+
+    def to_json(self) -> dict[str, int | list[int]]:
+        """What the helper's command line carries to the child (``from_json`` reads it)."""
+        return {"uid": self.uid, "gid": self.gid, "groups": sorted(self.groups)}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, object]) -> Credentials:
+        """``to_json``'s inverse; ``ValueError`` on anything but non-negative integer ids."""
+        uid, gid, groups = body.get("uid"), body.get("gid"), body.get("groups")
+        listed = groups if isinstance(groups, list) else []
+        ids = [g for g in listed if Credentials._is_id(g)]
+        if not (
+            Credentials._is_id(uid) and Credentials._is_id(gid) and isinstance(groups, list)
+        ) or len(ids) != len(listed):
+            raise ValueError("credentials must be non-negative integer ids")
+        return cls(uid, gid, frozenset(ids))
+
+    @staticmethod
+    def _is_id(value: object) -> TypeGuard[int]:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
     def words(self) -> str:
         """``uid 100, gid 101, groups 101,999`` (``none`` without supplementary groups)."""

@@ -1,13 +1,12 @@
-"""The Agent's eyes: its credentials in words, its pod's address, what a helper answer holds."""
+"""The Agent's eyes: its credentials in words and across the helper's pipe, its pod's address."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from selfcheck.asagent import parse_answer
+import pytest
+
 from selfcheck.host.eyes import Credentials, discovery_proc, local_address
-from selfcheck.model import Reason, Status
 
 FIB_TRIE = """\
 Main:
@@ -43,34 +42,9 @@ def test_discovery_uses_the_host_procfs_only_when_it_is_one(tmp_path: Path) -> N
     assert discovery_proc(Path("/proc")) == Path("/proc")
 
 
-def test_a_helper_answer_becomes_verdicts_and_garbage_a_refusal() -> None:
-    body = {
-        "verdicts": [
-            {
-                "check": "procfs",
-                "status": "failed",
-                "reason": "enoent",
-                "message": "/host/proc: No such file or directory (ENOENT)",
-                "remediation": "Mount it.",
-                "details": {"path": "/host/proc"},
-                "duration_seconds": 0.01,
-                "figures": {"visible_processes": 3},
-                "node_info": {"kernel": "6.1"},
-            }
-        ],
-        "required": ["procfs"],
-        "notes": [],
-        "settings_from": "the Agent's own environment",
-    }
-    answer = parse_answer(json.dumps(body).encode(), 0, 100.0)
-    verdict = answer.verdicts["procfs"]
-    assert (verdict.outcome.status, verdict.outcome.reason) == (Status.FAILED, Reason.ENOENT)
-    assert (verdict.required, verdict.view) == (True, "agent")
-    assert (verdict.started_at, verdict.finished_at) == (100.0, 100.01)
-    assert verdict.outcome.figures == {"visible_processes": 3.0}
-    assert answer.required == frozenset({"procfs"}) and not answer.refused
-    broken = parse_answer(b"Traceback (most recent call last): DD_API_KEY=secret", 1, 0.0)
-    assert broken.refused == "the helper holding the Agent's credentials exited 1 without verdicts"
-    assert "secret" not in repr(broken)
-    unknown = parse_answer(json.dumps({**body, "verdicts": [{"status": "weird"}]}).encode(), 0, 0.0)
-    assert unknown.refused
+def test_credentials_cross_the_helpers_command_line_as_ids_only() -> None:
+    creds = Credentials(100, 101, frozenset({999, 5}))
+    assert Credentials.from_json(creds.to_json()) == creds
+    for bad in ({}, {"uid": 1, "gid": True, "groups": []}, {"uid": 1, "gid": 2, "groups": [-1]}):
+        with pytest.raises(ValueError, match="non-negative integer ids"):
+            Credentials.from_json(bad)

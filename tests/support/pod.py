@@ -59,6 +59,24 @@ if os.environ.get("SA_APM") == "1":
     s.bind(path)
     s.listen(8)
     held.append(s)
+if os.environ.get("SA_COUNT") == "1":  # the Agent's counting listener and expvar port
+    sys.path.insert(0, os.environ["SA_REPO"])
+    from tests.support import agent_standin as counting
+    counters = counting.Counters(0)
+    path = os.environ.get("DD_DOGSTATSD_SOCKET", "/var/run/datadog/dsd.socket")
+    if os.path.exists(path):
+        os.unlink(path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    s.bind(path)
+    os.chmod(path, 0o722)
+    held.append(s)
+    import threading
+    from http.server import ThreadingHTTPServer
+    threading.Thread(target=counting.serve_socket, args=(s, counters), daemon=True).start()
+    port = int(os.environ["DD_EXPVAR_PORT"])
+    server = ThreadingHTTPServer(("127.0.0.1", port), counting.make_handler(counters))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 print("ready", flush=True)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 while True:
@@ -228,6 +246,9 @@ class Pod:
         code = f"import os; os.chdir('/sa'); os.execv('/usr/bin/python3', {list(argv)!r})"
         command = ["/usr/bin/python3", "-c", code]
         extra = [Volume("standin", str(self.standin), "/sa")]
+        if spec.env.get("SA_COUNT") == "1":  # the counting listener is imported from the repo
+            spec.env.setdefault("SA_REPO", str(REPO))
+            extra.append(Volume("repo", str(REPO), str(REPO)))
         proc = subprocess.Popen(
             self._argv(spec, command, extra),
             stdout=subprocess.PIPE,
