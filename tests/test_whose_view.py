@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.pod import DEFAULT_CAPS, TMPFS, Pod, Spec, Volume, new_pod, pods
+from tests.support.pod import DEFAULT_CAPS, HUNG, TMPFS, Pod, Spec, Volume, new_pod, pods
 from tests.support.standins import AgentHTTPStandIn, DockerStandIn, DogStatsDReceiver
 
 pytestmark = [
@@ -321,3 +321,27 @@ def test_a_uid_100_agent_gets_the_service_checks_and_its_listener_through_one_he
     assert listeners["dogstatsd"]["verdict"] == "agent", listeners
     assert "listeners: dogstatsd agent" in checks["agent_container"]["message"]
     server.terminate()
+
+
+def test_a_check_hung_in_the_helper_is_named_and_the_others_kept(node: Node) -> None:
+    """The Agent's os-release is on a mount that never answers: the helper's own runner
+    abandons that one check at its deadline and answers before the server's longer one, so
+    the report names it ``failed``/``timeout`` and keeps every other verdict, the Agent's."""
+    volumes = _replaced(agent_volumes(node), "os-release-file", source=HUNG)
+    pod_uid = new_pod()
+    spec = Spec(pod_uid, volumes, env=agent_env(node), uid=100, gid=101, read_only_root=True)
+    node.pod.start_agent(spec)
+    bare = Spec(pod_uid, [], env={"SELFCHECK_CHECK_TIMEOUT": "2"}, read_only_root=True)
+    code, report = run_selfcheck(node, bare)
+    assert report["view"]["helper"] is True and report["view"]["view"] == "agent", report["view"]
+    checks = {r["check"]: r for r in report["checks"]}
+    hung = checks["os_release"]
+    assert (hung["status"], hung["reason"], hung["view"]) == ("failed", "timeout", "agent")
+    assert "os_release check did not finish within 2 s" in hung["message"]
+    for cid in ("procfs", "cgroups", "dogstatsd_socket"):
+        assert (checks[cid]["status"], checks[cid]["view"]) == ("ok", "agent"), checks[cid]
+    assert (checks["runtime_socket"]["status"], checks["runtime_socket"]["reason"]) == (
+        "failed",
+        "eacces",
+    )
+    assert code == 2

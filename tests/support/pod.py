@@ -11,7 +11,9 @@ namespaces are the machine's (hostPID, hostNetwork).
 
 The Datadog Agent binary cannot be had here, so its process is played by ``AGENT_STANDIN``: a
 Python program started with the argv ``agent run`` (a directory named ``run`` holding
-``__main__.py``), which binds the DogStatsD socket (and the APM one) when asked.
+``__main__.py``), which binds the DogStatsD socket (and the APM one) when asked, or plays
+the Agent's counting DogStatsD listener and expvar port (``SA_COUNT``, the code of
+``tests/support/agent_standin.py``).
 """
 
 from __future__ import annotations
@@ -85,12 +87,18 @@ while True:
 
 
 TMPFS = "tmpfs"
+HUNG = "hung"
+"""A volume whose every access blocks: a FUSE mount of a file whose server never answers (the
+``/dev/fuse`` descriptor is held open, unread, by the container's process), mounted in that
+container's mount namespace only, as a hung NFS or FUSE mount of a node would be."""
+FUSE_FD = 7
 
 
 @dataclass(frozen=True)
 class Volume:
     """``source`` on the machine at ``target`` in the container; ``source=None`` is procfs,
-    ``source=TMPFS`` a tmpfs of the container's own (an emptyDir of medium Memory)."""
+    ``source=TMPFS`` a tmpfs of the container's own (an emptyDir of medium Memory),
+    ``source=HUNG`` a file whose every access blocks."""
 
     name: str
     source: str | None
@@ -142,7 +150,9 @@ def _mount_script(
     root: Path, volumes: Sequence[Volume], extra: Sequence[Volume], read_only_root: bool = False
 ) -> str:
     r = shlex.quote(str(root))
-    lines = [
+    hung = any(v.source == HUNG for v in volumes)
+    lines = [f"exec {FUSE_FD}<>/dev/fuse"] if hung else []
+    lines += [
         f"mount -t tmpfs -o mode=755 tmpfs {r}",
         f"mkdir -p {r}/usr {r}/proc {r}/dev {r}/tmp {r}/etc {r}/var/run",
         f"chmod 1777 {r}/tmp",
@@ -157,6 +167,13 @@ def _mount_script(
             lines += [f"mkdir -p {target}", f"mount -t proc proc {target}"]
             if volume.read_only:
                 lines.append(f"mount -o remount,ro {target}")
+            continue
+        if volume.source == HUNG:
+            fuse = f"fd={FUSE_FD},rootmode=100000,user_id=0,group_id=0,allow_other"
+            lines += [
+                f"mkdir -p $(dirname {target}) && touch {target}",
+                f"mount -i -t fuse -o {fuse} hung {target}",
+            ]
             continue
         if volume.source == TMPFS:
             lines += [f"mkdir -p {target}", f"mount -t tmpfs -o mode=1777 tmpfs {target}"]
