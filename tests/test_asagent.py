@@ -190,7 +190,7 @@ def test_the_helpers_environment_holds_no_secret() -> None:
 def test_the_helper_runs_isolated_from_the_directory_selfcheck_came_from() -> None:
     argv = asagent.command(UID_100)
     assert argv[1:3] == ["-I", "-c"]
-    assert repr(str(Path(asagent.selfcheck.__file__).resolve().parents[1])) in argv[3]
+    assert repr(str(Path(asagent.__file__).resolve().parents[1])) in argv[3]
     assert Credentials.from_json(json.loads(argv[4])) == UID_100
     assert asagent.unreadable_for(UID_100, asagent.import_root()) == ""
 
