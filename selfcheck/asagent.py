@@ -53,9 +53,10 @@ from pathlib import Path
 from typing import Any
 
 import selfcheck
-from selfcheck.agentpod import ENV_ALLOWLIST
+from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET, ENV_ALLOWLIST
 from selfcheck.config import Config
 from selfcheck.delivery import LEDGER, Delivery, Item, Receipt, Sent
+from selfcheck.host.agent import ListenerVerdict
 from selfcheck.host.eyes import AGENT, VIEWS, Credentials, Eyes
 from selfcheck.host.view import HeldSockets
 from selfcheck.model import (
@@ -86,6 +87,11 @@ REAP_WAIT = 0.5
 TEXT_CAP = 512
 """Characters of a refusal the child may give (the Agent's root it could not enter)."""
 CHILD = "selfcheck.asagent_child"
+LISTENER_SOCKETS = (
+    ("DD_DOGSTATSD_SOCKET", DEFAULT_DOGSTATSD_SOCKET, "dgram"),
+    ("DD_APM_RECEIVER_SOCKET", DEFAULT_APM_SOCKET, "stream"),
+)
+"""The sockets whose listener ``agent_container`` names: the setting, its default, the kind."""
 
 Key = tuple[int, str, Credentials]
 """What one helper serves: the Agent's PID, its start time and the credentials it holds."""
@@ -605,7 +611,20 @@ def _sockets(raw: object) -> HeldSockets | None:
     if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
         raise RefusalError("the helper's answer has held sockets that are not pairs")
     held = {inode: pid for inode, pid in (_ids(p, "held sockets") for p in pairs)}
-    return HeldSockets(held, tuple(_ids(raw.get("unreadable"), "unreadable processes")))
+    unreadable = tuple(_ids(raw.get("unreadable"), "unreadable processes"))
+    return HeldSockets(held, unreadable, _probes(raw.get("probes", {})))
+
+
+def _probes(raw: object) -> dict[str, tuple[str, str]]:
+    if not isinstance(raw, dict) or len(raw) > len(LISTENER_SOCKETS):
+        raise RefusalError("the helper's answer has socket probes that are not an object")
+    probes: dict[str, tuple[str, str]] = {}
+    for path, pair in raw.items():
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], str)):
+            raise RefusalError("the helper's answer has a socket probe that is not a pair")
+        verdict = _closed(ListenerVerdict, pair[0], "socket probe verdict")
+        probes[str(path)[:TEXT_CAP]] = (str(verdict), pair[1][:TEXT_CAP])
+    return probes
 
 
 # --- the delivery ledger across the pipe ------------------------------------------------------

@@ -6,8 +6,9 @@ request at a time on its standard input until that closes:
 
 - ``cycle``: enter the Agent's root (``selfcheck.host.eyes.enter``), run the asked checks
   under its own ``Runner`` (their deadlines, the stagger, the cgroup tree cache and the map
-  of checks stuck in a system call, all kept from one cycle to the next), and read which
-  socket inodes the Agent's processes hold (``/proc/<pid>/fd``, readable by the Agent's uid).
+  of checks stuck in a system call, all kept from one cycle to the next), read which socket
+  inodes the Agent's processes hold (``/proc/<pid>/fd``, readable by the Agent's uid) and who
+  answers at its DogStatsD and APM socket paths.
   The server's last delivery of the service checks comes with the request and is recorded in
   this process's ledger first, so ``dogstatsd_socket`` reports the Agent's receipt of them.
 - ``deliver``: send the service checks to the DogStatsD socket inside the Agent's root and
@@ -29,13 +30,14 @@ from typing import Any
 from selfcheck import delivery
 from selfcheck.asagent import (
     HEADER,
+    LISTENER_SOCKETS,
     REQUEST_CAP,
     delivery_from_json,
     delivery_to_json,
     frame,
 )
 from selfcheck.config import Config, load
-from selfcheck.host.agent import socket_inodes
+from selfcheck.host.agent import probe_file, socket_inodes
 from selfcheck.host.become import become
 from selfcheck.host.eyes import Credentials, Eyes, enter
 from selfcheck.host.files import describe
@@ -63,6 +65,17 @@ def held_sockets(proc: Path, pids: list[int]) -> dict[str, list[Any]]:
         except OSError:
             unreadable.append(pid)
     return {"held": held, "unreadable": unreadable}
+
+
+def probe_sockets(eyes: Eyes) -> dict[str, list[str]]:
+    """Who answers at the Agent's DogStatsD and APM socket paths, connected to as the Agent in
+    its root: the server cannot follow that root to tell a stale file from a live socket."""
+    probes = {}
+    for setting, default, kind in LISTENER_SOCKETS:
+        path = eyes.agent_env.get(setting) or default
+        verdict, note = probe_file(str(eyes.root.at(path)), kind)
+        probes[path] = [str(verdict), note]
+    return probes
 
 
 class Child:
@@ -115,7 +128,10 @@ class Child:
             "required": sorted(snapshot.required),
             "notes": list(snapshot.notes),
             "settings_from": runner.cycle_config.settings_from,
-            "sockets": held_sockets(proc, [int(p) for p in asked.get("processes", [])]),
+            "sockets": {
+                **held_sockets(proc, [int(p) for p in asked.get("processes", [])]),
+                "probes": probe_sockets(entered),
+            },
         }
 
     def deliver(self, asked: Mapping[str, Any]) -> dict[str, Any]:

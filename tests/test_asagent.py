@@ -230,7 +230,11 @@ def answer(*verdicts: dict[str, Any], **change: Any) -> dict[str, Any]:
         "required": ["procfs"],
         "notes": [],
         "settings_from": "the Agent's own environment",
-        "sockets": {"held": [[4242, 17]], "unreadable": [18]},
+        "sockets": {
+            "held": [[4242, 17]],
+            "unreadable": [18],
+            "probes": {"/var/run/datadog/dsd.socket": ["agent", ""]},
+        },
     }
     body.update(change)
     return body
@@ -245,6 +249,7 @@ def test_a_valid_answer_becomes_the_agents_verdicts() -> None:
     assert result.outcome.figures == {"visible_processes": 3.0}
     assert parsed.sockets is not None and parsed.sockets.held == {4242: 17}
     assert parsed.sockets.unreadable == (18,)
+    assert parsed.sockets.probes == {"/var/run/datadog/dsd.socket": ("agent", "")}
 
 
 @pytest.mark.parametrize(
@@ -267,6 +272,10 @@ def test_a_valid_answer_becomes_the_agents_verdicts() -> None:
         (answer(verdict(message=7)), "no valid 'message'"),
         (answer(verdict(), sockets={"held": [["a", 1]]}), "held sockets that are not ids"),
         (answer(verdict(), notes=[{}]), "a note that is not text"),
+        (
+            answer(verdict(), sockets={"held": [], "unreadable": [], "probes": {"/x": ["?", ""]}}),
+            "socket probe verdict outside the closed set",
+        ),
         ({"refused": "cannot enter\x1b the root\n"}, "cannot enter  the root $"),
     ],
 )

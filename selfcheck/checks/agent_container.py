@@ -35,6 +35,7 @@ from selfcheck.host.files import describe
 from selfcheck.host.identity import Identity, mount_writable, read_identity
 from selfcheck.host.procfs import Mount, read_mountinfo
 from selfcheck.host.root import Root
+from selfcheck.host.view import HeldSockets
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status, ok
 from selfcheck.registry import CheckSpec, register
 
@@ -377,6 +378,12 @@ def _held(
     return held, seen.unreadable
 
 
+def _probed(seen: HeldSockets | None, path: str) -> tuple[agent.ListenerVerdict, str] | None:
+    """Who answered at ``path`` when the helper connected there as the Agent, if it did."""
+    probe = seen.probes.get(path) if seen is not None else None
+    return (agent.ListenerVerdict(probe[0]), probe[1]) if probe is not None else None
+
+
 def read_listeners(
     ctx: CheckContext,
     found: agent.Discovery,
@@ -413,6 +420,7 @@ def read_listeners(
     if unreadable:
         pids = ", ".join(str(pid) for pid in unreadable)
         errors.append(f"the file descriptors of pid {pids}")
+    seen = ctx.host.agent_sockets
     listeners = {
         name: agent.judge_listener(
             agent_path=theirs,
@@ -422,6 +430,7 @@ def read_listeners(
             entries=entries,
             held=held,
             unreadable=unreadable,
+            probed=_probed(seen, theirs),
         )
         for name, theirs, mine, kind in sockets
     }

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -76,10 +76,14 @@ class TreeCache:
 class HeldSockets:
     """The socket inodes the Agent's processes hold, as the helper holding the Agent's uid read
     them (``/proc/<pid>/fd`` needs ptrace read access, which a root server lacks beside a
-    UID-100 Agent): ``held`` maps inode to PID, ``unreadable`` lists the PIDs it could not read."""
+    UID-100 Agent, and so does following its root to connect to a socket path): ``held`` maps
+    inode to PID, ``unreadable`` lists the PIDs it could not read."""
 
     held: Mapping[int, int]
     unreadable: tuple[int, ...]
+    probes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Socket path as the Agent names it -> (listener verdict, note) of a connect there as the
+    Agent (``selfcheck.host.agent.probe_file``)."""
 
 
 class HostView:
