@@ -345,3 +345,26 @@ def test_a_check_hung_in_the_helper_is_named_and_the_others_kept(node: Node) -> 
         "eacces",
     )
     assert code == 2
+
+
+def test_the_helper_keeps_its_stuck_check_across_cycles(node: Node) -> None:
+    """The helper lives on with the hung check's thread: later cycles say it is still blocked
+    and start no second copy of it, and no second helper starts either."""
+    volumes = _replaced(agent_volumes(node), "os-release-file", source=HUNG)
+    pod_uid = new_pod()
+    spec = Spec(pod_uid, volumes, env=agent_env(node), uid=100, gid=101, read_only_root=True)
+    node.pod.start_agent(spec)
+    port = _closed_port()
+    env = {"SELFCHECK_CHECK_TIMEOUT": "1", "SELFCHECK_INTERVAL": "0.5"}
+    env["SELFCHECK_LISTEN"] = f"127.0.0.1:{port}"
+    server = node.pod.popen_selfcheck(Spec(pod_uid, [], env=env, read_only_root=True), ["serve"])
+
+    def os_release(body: dict[str, Any]) -> dict[str, Any]:
+        return next((r for r in body.get("checks", []) if r["check"] == "os_release"), {})
+
+    later = _status_when(port, lambda b: "still blocked" in os_release(b).get("message", ""))
+    hung = os_release(later)
+    assert (hung["status"], hung["reason"], hung["view"]) == ("failed", "timeout", "agent")
+    assert later["view"]["helper"] is True, later["view"]
+    assert len(_server_children(server.pid, b"selfcheck.asagent_child")) == 1
+    server.terminate()
