@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._common import ProcSample, cpu_share, free_port, median, sample, table
+from bench._common import CLK_TCK, ProcSample, cpu_share, free_port, median, sample, table
 from tests.support.pod import Pod, Spec, Volume, new_pod, pods
 from tests.support.standins import AgentHTTPStandIn, DockerStandIn
 
@@ -37,6 +37,7 @@ class Side:
     port: int
     server: int
     helpers: set[int]
+    cycles: int = 0
 
 
 def _get(port: int, path: str) -> bytes:
@@ -138,6 +139,8 @@ def _drive(sides: list[Side], duration: float) -> dict[str, list[list[ProcSample
 
 def _row(side: Side, rows: list[list[ProcSample]], helper_start: float) -> list[object]:
     first, last = rows[0], rows[-1]
+    ticks = sum(b.cpu_ticks - a.cpu_ticks for a, b in zip(first, last, strict=False))
+    per_cycle = ticks / CLK_TCK * 1000 / side.cycles if side.cycles else float("nan")
     server_rss = [r[0].rss_mb for r in rows]
     both_rss = [sum(s.rss_mb for s in r) for r in rows]
     server_cpu = cpu_share(first[0], last[0])
@@ -151,14 +154,13 @@ def _row(side: Side, rows: list[list[ProcSample]], helper_start: float) -> list[
         f"{server_cpu:.3f}",
         f"{helper_cpu:.3f}" if len(first) > 1 else "-",
         f"{server_cpu + helper_cpu:.3f}",
+        f"{side.cycles} / {per_cycle:.1f}",
         f"{helper_start:.2f}" if len(first) > 1 else "-",
     ]
 
 
 def agent_uid_table(duration: float, uid: int) -> str:
     """The root Agent's pod beside the ``uid`` Agent's, measured in the same window."""
-    from bench._common import CLK_TCK
-
     with pods() as pod, _pod_with_agent(pod, 0) as root, _pod_with_agent(pod, uid) as other:
         sides = [root, other]
         for side in sides:
@@ -167,9 +169,11 @@ def agent_uid_table(duration: float, uid: int) -> str:
             side.label: sum(sample(pid).cpu_ticks for pid in sorted(side.helpers)[:1]) / CLK_TCK
             for side in sides
         }
+        began = {side.label: _generation(side.port) for side in sides}
         samples = _drive(sides, duration)
         for side in sides:
             side.helpers |= _helpers_of(side.server)
+            side.cycles = _generation(side.port) - began[side.label]
     headers = [
         "pod",
         "helpers seen",
@@ -179,6 +183,7 @@ def agent_uid_table(duration: float, uid: int) -> str:
         "server CPU % of one core",
         "helper CPU %",
         "together CPU %",
+        "cycles / together CPU ms per cycle",
         "helper CPU s until 2nd cycle",
     ]
     rows = [_row(side, samples[side.label], start_cost[side.label]) for side in sides]
