@@ -58,6 +58,7 @@ from selfcheck.config import Config
 from selfcheck.delivery import LEDGER, Delivery, Item, Receipt, Sent
 from selfcheck.host.agent import ListenerVerdict
 from selfcheck.host.eyes import AGENT, VIEWS, Credentials, Eyes
+from selfcheck.host.files import read_capped
 from selfcheck.host.view import HeldSockets
 from selfcheck.model import (
     NODE_INFO_KEYS,
@@ -402,8 +403,7 @@ def key_of(eyes: Eyes, start_time: str) -> Key:
 def start_time(eyes: Eyes) -> str:
     """Field 22 of the Agent's ``stat``: a restarted Agent gets a new helper."""
     try:
-        with open(f"{eyes.proc}/{eyes.agent_pid}/stat", "rb") as file:  # noqa: PTH123
-            text = file.read(4096).decode("ascii", "replace")
+        text = read_capped(f"{eyes.proc}/{eyes.agent_pid}/stat", 4096).decode("ascii", "replace")
     except OSError:
         return ""
     fields = text.rpartition(")")[2].split()
