@@ -73,6 +73,15 @@ sys.stdout.buffer.write(b"x" * (64 * 1024 * 1024))
 SILENT = """
 time.sleep(60)
 """
+ECHO = """
+while True:
+    sys.stdout.buffer.write(struct.pack(">I", 2) + b"{}")
+    sys.stdout.flush()
+    size = struct.unpack(">I", os.read(0, 4) or b"\\0\\0\\0\\0")[0]
+    if not size:
+        break
+    os.read(0, size)
+"""
 
 
 @pytest.mark.parametrize(
@@ -128,16 +137,7 @@ def test_a_stuck_helper_is_never_doubled_until_it_is_reaped(
 
 
 def test_a_new_agent_gets_a_new_helper_and_the_old_one_ends() -> None:
-    echo = """
-while True:
-    sys.stdout.buffer.write(struct.pack(">I", 2) + b"{}")
-    sys.stdout.flush()
-    size = struct.unpack(">I", os.read(0, 4) or b"\\0\\0\\0\\0")[0]
-    if not size:
-        break
-    os.read(0, size)
-"""
-    helpers = misbehaving(echo)
+    helpers = misbehaving(ECHO)
     for _ in range(3):
         assert helpers.ask(KEY, {"kind": "cycle"}, 2.0) == {}
     first = helpers.current
@@ -304,3 +304,28 @@ def test_the_delivery_crosses_the_pipe_and_back() -> None:
     bad = asagent.delivery_to_json(delivery) | {"sent": ["DD_API_KEY=secret"]}
     with pytest.raises(RefusalError, match="outside the registry"):
         asagent.delivery_from_json(bad)
+
+
+def test_service_checks_go_through_the_helper_serving_the_agent_or_not_at_all() -> None:
+    """No helper for this Agent: ``None`` (the server sends them itself, no helper is started for
+    them); a helper answering anything but a delivery: every service check dropped, with why."""
+    eyes = Eyes(
+        AGENT,
+        Root(Path("/")),
+        Path("/proc"),
+        str(os.getpid()),
+        "the Agent runs as uid 100",
+        UID_100,
+        helper=True,
+        agent_pid=os.getpid(),
+    )
+    helpers = misbehaving(ECHO)
+    items = [("procfs", b"_sc|selfcheck.procfs|0\n"), ("cgroups", b"_sc|selfcheck.cgroups|0\n")]
+    assert asagent.deliver(helpers, eyes, 3, items, True) is None
+    assert helpers.started == 0
+    helpers.ask(asagent.key_of(eyes, asagent.start_time(eyes)), {"kind": "cycle"}, 2.0)
+    done = asagent.deliver(helpers, eyes, 3, items, True)
+    assert done is not None and done.generation == 3
+    assert (done.sent.sent, done.sent.dropped) == ((), ("procfs", "cgroups"))
+    assert done.sent.error == "the helper's answer has no valid 'delivery'"
+    helpers.close()
