@@ -3,6 +3,7 @@
     python bench/footprint.py [--duration 600] [--starts 5] [--no-runtime]
     python bench/footprint.py --modules [--tree DIR ...] [--no-runtime]
     python bench/footprint.py --floor [--repeat 5] [--duration 30]
+    python bench/footprint.py --agent-uid 100 [--duration 300]
 
 docs/performance.md: resident memory at most 30 MB with every feature on, TLS included, under
 0.15 % of one core at the default interval (30 s), ready within 1 s of start; side by side with
@@ -35,6 +36,9 @@ the servers and push clients selfcheck does not use, ``prometheus_client`` itsel
 server context holding a certificate; then selfcheck's own modules; then a real
 ``selfcheck serve`` with TLS and basic auth after ``--duration`` seconds of cycles, probes and
 scrapes. The difference between the last two rows is the check cycles' and the requests' state.
+
+``--agent-uid UID``: the long-lived helper's cost beside an Agent of another uid, against a
+root Agent's pod in the same window (``bench/_helper_cost.py``).
 """
 
 from __future__ import annotations
@@ -281,8 +285,14 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, action="append", help="source tree (--modules)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per tree (--modules, --floor)")
     parser.add_argument("--floor", action="store_true", help="what each library costs, in order")
+    parser.add_argument("--agent-uid", type=int, help="the helper beside an Agent of this uid")
     args = parser.parse_args()
     print_header("Footprint", "python bench/footprint.py " + " ".join(sys.argv[1:]))
+    if args.agent_uid is not None:
+        from bench._helper_cost import agent_uid_table
+
+        print(agent_uid_table(300.0 if args.duration is None else args.duration, args.agent_uid))
+        return
     if args.floor:
         with workdir("floor") as directory, answering_node(directory, not args.no_runtime) as env:
             seconds = 30.0 if args.duration is None else args.duration

@@ -56,6 +56,7 @@ Item = tuple[str, bytes]
 Target = str | tuple[str, int] | None
 """A socket path, a UDP ``(host, port)``, or ``None`` when the UDP port is out of reach."""
 OUT_OF_REACH = "the Agent's UDP port listens on its own pod's loopback, out of reach from here"
+Remote = Callable[[int, list[Item], bool], "Delivery | None"]
 
 
 def target_socket(config: Config) -> str:
@@ -233,11 +234,15 @@ class Deliverer:
         ledger: Ledger = LEDGER,
         logger: logging.Logger | None = None,
         target: Callable[[], Target] | None = None,
+        remote: Remote | None = None,
     ) -> None:
         self.config = config
         self.target = target or (lambda: target_socket(config))
         """Where the last cycle judged the transport: the socket inside the Agent's root in its
         view, or the Agent's UDP port (``udp_target``)."""
+        self.remote = remote
+        """Delivers in the helper that holds the Agent's credentials, when one serves it
+        (``selfcheck.asagent.deliver``): ``None`` means deliver here."""
         self.ledger = ledger
         self._log = logger or get_logger()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -275,11 +280,23 @@ class Deliverer:
         return self._udp[family]
 
     def _deliver(self, generation: int, items: list[Item], receipt: bool) -> None:
+        delivery = None
+        if self.remote is not None:
+            try:
+                delivery = self.remote(generation, items, receipt)
+            except Exception as error:  # a bug must not end the thread silently or the loop
+                self._log.exception("service check delivery failed")
+                delivery = Delivery(generation, time.time(), Sent(), None, f"failed: {error!r}")
+        if delivery is None:
+            delivery = self.deliver(generation, items, receipt)
+        self._record(delivery)
+
+    def deliver(self, generation: int, items: list[Item], receipt: bool) -> Delivery:
+        """Send ``items`` from this process and read the receipt: what the helper runs too."""
         path = self.target()
         if path is None:
             dropped = Sent((), tuple(c for c, _ in items), "not_shared", OUT_OF_REACH)
-            self._record(Delivery(generation, time.time(), dropped, None, "nothing sent"))
-            return
+            return Delivery(generation, time.time(), dropped, None, "nothing sent")
         try:
             deadline = Deadline(RECEIPT_BUDGET)
             before, note = (
@@ -295,7 +312,7 @@ class Deliverer:
         except Exception as error:  # a bug must not end the thread silently or the loop
             self._log.exception("service check delivery failed")
             delivery = Delivery(generation, time.time(), Sent(), None, f"failed: {error!r}")
-        self._record(delivery)
+        return delivery
 
     def _receipt(
         self,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from selfcheck import delivery
 from selfcheck.config import Config, in_agent_container
@@ -25,7 +26,7 @@ from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import decode
 from selfcheck.host.cgroup import CgroupLayout
 from selfcheck.host.eyes import AGENT, OWN, Eyes, Finder, look, own_eyes
-from selfcheck.host.view import HostView, TreeCache
+from selfcheck.host.view import HeldSockets, HostView, TreeCache
 from selfcheck.logs import event, get_logger
 from selfcheck.model import (
     CheckCounters,
@@ -37,6 +38,10 @@ from selfcheck.model import (
     skipped,
 )
 from selfcheck.registry import CheckSpec, required_ids, settle
+
+if TYPE_CHECKING:
+    from selfcheck.asagent import Helpers
+    from selfcheck.delivery import Delivery, Item
 
 Clock = Callable[[], float]
 STAGGER = 0.05
@@ -108,6 +113,8 @@ class Runner:
         """The eyes of the cycle under way, whose Agent is re-checked before publishing."""
         self.agent_changed = ""
         """Why the last cycle was discarded (the Agent changed under it), else empty."""
+        self._helpers: Helpers | None = None
+        """The helper holding the Agent's credentials, started at the first cycle that needs it."""
         self.clock = clock
         self._log = logger or get_logger()
         self._stuck: dict[str, _Attempt] = {}
@@ -209,16 +216,23 @@ class Runner:
         return self._publish(results, eyes, config.agent_notes)
 
     def _run_local(
-        self, eyes: Eyes, wanted: list[str], config: Config, view: str
+        self,
+        eyes: Eyes,
+        wanted: list[str],
+        config: Config,
+        view: str,
+        sockets: HeldSockets | None = None,
     ) -> dict[str, Result]:
         """Checks that compare selfcheck's own container with the Agent's
         (``CheckSpec.runs_as_selfcheck``) get selfcheck's own eyes and configuration, and
-        their verdicts say ``own``: the accesses they rest on are selfcheck's."""
+        their verdicts say ``own``: the accesses they rest on are selfcheck's; the Agent's
+        sockets as the helper read them when one did."""
         theirs = HostView(config.host_proc, config.cgroup_root, eyes, self._trees)
         own = theirs
         if eyes.view == AGENT:
             selfs = own_eyes(eyes.why, eyes.proc, eyes.agent_pid, discovery=eyes.discovery)
             own = HostView(self.config.host_proc, self.config.cgroup_root, selfs)
+        own.agent_sockets = sockets
         attempts: dict[str, _Attempt | Outcome] = {}
         for cid in wanted:
             mine = self.checks[cid].runs_as_selfcheck
@@ -232,16 +246,27 @@ class Runner:
         }
 
     def _run_as_agent(self, eyes: Eyes, wanted: list[str]) -> Snapshot:
-        """One helper with the Agent's credentials runs the cycle; the runner keeps the
-        counters, logs and snapshot. A helper that cannot enter the Agent's root, or does
-        not answer, leaves the cycle to selfcheck's own view, with why."""
+        """The helper with the Agent's credentials (one per Agent, kept between cycles) runs
+        the cycle; the runner keeps the counters, logs and snapshot. A helper that cannot
+        enter the Agent's root, does not answer or answers anything but verdicts leaves the
+        cycle to selfcheck's own view, with why."""
         from selfcheck import asagent  # only where the Agent's identity differs: not resident
 
+        if self._helpers is None:
+            self._helpers = asagent.Helpers()
         config = self.config
         theirs = [cid for cid in wanted if not self.checks[cid].runs_as_selfcheck]
-        budget = config.check_timeout + STAGGER * len(theirs) + asagent.START_ALLOWANCE
+        budget = config.check_timeout + STAGGER * len(theirs) + asagent.ANSWER_ALLOWANCE
         started = self.clock()
-        answer = asagent.run(eyes, asagent.request(eyes, theirs, config), budget, started)
+        answer = asagent.run_cycle(
+            self._helpers,
+            eyes,
+            ids=theirs,
+            config=config,
+            checks=self.checks,
+            timeout=budget,
+            started=started,
+        )
         if answer.refused:
             fallback = own_eyes(
                 f"{eyes.why}, but {answer.refused}",
@@ -256,8 +281,21 @@ class Runner:
         results = {cid: r for cid, r in answer.verdicts.items() if cid in theirs}
         ours = [cid for cid in wanted if cid not in theirs]
         mine = own_eyes(eyes.why, eyes.proc, eyes.agent_pid, discovery=eyes.discovery)
-        results.update(self._run_local(mine, ours, config, AGENT))
+        results.update(self._run_local(mine, ours, config, AGENT, answer.sockets))
         return self._publish(results, eyes, answer.notes)
+
+    def deliver_as_agent(
+        self, generation: int, items: list[Item], receipt: bool
+    ) -> Delivery | None:
+        """The service checks sent by the helper that serves the Agent the last cycle judged,
+        into the Agent's root as its uid (a root server cannot follow that root, and node mode
+        has no copy of the socket's directory); ``None`` when no helper serves it."""
+        eyes, helpers = self._eyes, self._helpers
+        if eyes is None or not eyes.helper or helpers is None:
+            return None
+        from selfcheck import asagent
+
+        return asagent.deliver(helpers, eyes, generation, items, receipt)
 
     def _start(self, cid: str, host: HostView, config: Config) -> _Attempt | Outcome:
         if cid in config.skip:
@@ -382,6 +420,8 @@ class Runner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._helpers is not None:
+            self._helpers.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -147,12 +147,13 @@ def _shown_host(host: str) -> str:
 
 def _service_checks(runner: Runner) -> Callable[[Snapshot], None] | None:
     """The sender of each cycle's service checks, when they are on (docs/datadog.md), to the
-    socket the last cycle judged (inside the Agent's root in its view)."""
+    socket the last cycle judged (inside the Agent's root in its view), through the helper
+    holding the Agent's credentials when one serves it."""
     if not runner.config.service_checks:
         return None
     from selfcheck.delivery import Deliverer
 
-    return Deliverer(runner.config, target=runner.dogstatsd_target)
+    return Deliverer(runner.config, target=runner.dogstatsd_target, remote=runner.deliver_as_agent)
 
 
 def serve(config: Config, checks: Mapping[str, CheckSpec], web_config: str | None = None) -> int:

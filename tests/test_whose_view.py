@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.pod import DEFAULT_CAPS, TMPFS, Pod, Spec, Volume, new_pod, pods
+from tests.support.pod import DEFAULT_CAPS, HUNG, TMPFS, Pod, Spec, Volume, new_pod, pods
 from tests.support.standins import AgentHTTPStandIn, DockerStandIn, DogStatsDReceiver
 
 pytestmark = [
@@ -399,3 +399,123 @@ def _poll(done: Any, limit: float = 60.0) -> None:
     while not done():
         assert time.monotonic() < end, "never happened"
         time.sleep(0.05)
+
+
+def _server_children(pid: int, marker: bytes) -> list[int]:
+    """The processes whose parent is ``pid`` and whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rpartition(")")[2].split()[1])
+            if parent == pid and marker in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def _counting_agent(node: Node, port: int) -> str:
+    """A UID-100 Agent whose DogStatsD socket counts what it parses (``SA_COUNT``): the
+    stand-in of ``tests/support/agent_standin.py`` inside the ``agent run`` process, its
+    expvar on ``port``."""
+    pod_uid = new_pod()
+    env = {**agent_env(node), "SA_DSD": "0", "SA_COUNT": "1", "DD_EXPVAR_PORT": str(port)}
+    spec = Spec(pod_uid, agent_volumes(node), env=env, uid=100, gid=101, read_only_root=True)
+    node.pod.start_agent(spec)
+    return pod_uid
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "node"])
+def test_a_uid_100_agent_gets_the_service_checks_and_its_listener_through_one_helper(
+    node: Node, mode: str
+) -> None:
+    """A root selfcheck beside a UID-100 Agent: one long-lived helper holds the Agent's
+    credentials (the same PID over five cycles, no ``DD_API_KEY`` in its environ), sends one
+    service check per check per cycle into the Agent's socket, whose receipt ``/status``
+    shows, and reads the Agent's descriptors so ``agent_container`` names its listener."""
+    expvar, listen = _closed_port(), _closed_port()
+    pod_uid = _counting_agent(node, expvar)
+    env = {
+        "SELFCHECK_INTERVAL": "0.5",
+        "SELFCHECK_LISTEN": f"127.0.0.1:{listen}",
+        "DD_EXPVAR_PORT": str(expvar),
+        "DD_API_KEY": CANARY,
+    }
+    if mode == "node":
+        env["SELFCHECK_MODE"] = "node"
+    else:
+        env["DD_DOGSTATSD_SOCKET"] = DSD
+    spec = Spec(pod_uid if mode == "sidecar" else new_pod(), [], env=env, read_only_root=True)
+    server = node.pod.popen_selfcheck(spec, ["serve"])
+    first = _status_when(listen, lambda body: body.get("generation", 0) >= 2)
+    helpers = _server_children(server.pid, b"selfcheck.asagent_child")
+    assert len(helpers) == 1, (helpers, first["view"])
+    environ = Path(f"/proc/{helpers[0]}/environ").read_bytes()
+    assert CANARY.encode() not in environ and b"DD_API_KEY" not in environ
+    assert b"SELFCHECK_INTERVAL=0.5" in environ
+    seen = set()
+    generation = first["generation"]
+    for _ in range(5):
+        generation += 1
+        body = _status_when(listen, lambda b, g=generation: b.get("generation", 0) >= g)
+        seen.update(_server_children(server.pid, b"selfcheck.asagent_child"))
+    assert seen == set(helpers), seen
+    assert body["view"]["helper"] is True and body["view"]["as"] == "uid 100, gid 101, groups none"
+    checks = {r["check"]: r for r in body["checks"]}
+    delivered = checks["dogstatsd_socket"]["details"]["service_checks"]
+    assert delivered["sent"] == len(checks) and delivered["dropped"] == 0, delivered
+    assert delivered["receipt"] == "read", delivered
+    assert delivered["service_check_packets_delta"] == len(checks), delivered
+    assert checks["dogstatsd_socket"]["figures"]["service_check_receipt_ok"] == 1.0
+    listeners = checks["agent_container"]["details"]["listeners"]
+    assert listeners["dogstatsd"]["verdict"] == "agent", listeners
+    assert "listeners: dogstatsd agent" in checks["agent_container"]["message"]
+    server.terminate()
+
+
+def test_a_check_hung_in_the_helper_is_named_and_the_others_kept(node: Node) -> None:
+    """The Agent's os-release is on a mount that never answers: the helper's own runner
+    abandons that one check at its deadline and answers before the server's longer one, so
+    the report names it ``failed``/``timeout`` and keeps every other verdict, the Agent's."""
+    volumes = _replaced(agent_volumes(node), "os-release-file", source=HUNG)
+    pod_uid = new_pod()
+    spec = Spec(pod_uid, volumes, env=agent_env(node), uid=100, gid=101, read_only_root=True)
+    node.pod.start_agent(spec)
+    bare = Spec(pod_uid, [], env={"SELFCHECK_CHECK_TIMEOUT": "2"}, read_only_root=True)
+    code, report = run_selfcheck(node, bare)
+    assert report["view"]["helper"] is True and report["view"]["view"] == "agent", report["view"]
+    checks = {r["check"]: r for r in report["checks"]}
+    hung = checks["os_release"]
+    assert (hung["status"], hung["reason"], hung["view"]) == ("failed", "timeout", "agent")
+    assert "os_release check did not finish within 2 s" in hung["message"]
+    for cid in ("procfs", "cgroups", "dogstatsd_socket"):
+        assert (checks[cid]["status"], checks[cid]["view"]) == ("ok", "agent"), checks[cid]
+    assert (checks["runtime_socket"]["status"], checks["runtime_socket"]["reason"]) == (
+        "failed",
+        "eacces",
+    )
+    assert code == 2
+
+
+def test_the_helper_keeps_its_stuck_check_across_cycles(node: Node) -> None:
+    """The helper lives on with the hung check's thread: later cycles say it is still blocked
+    and start no second copy of it, and no second helper starts either."""
+    volumes = _replaced(agent_volumes(node), "os-release-file", source=HUNG)
+    pod_uid = new_pod()
+    spec = Spec(pod_uid, volumes, env=agent_env(node), uid=100, gid=101, read_only_root=True)
+    node.pod.start_agent(spec)
+    port = _closed_port()
+    env = {"SELFCHECK_CHECK_TIMEOUT": "1", "SELFCHECK_INTERVAL": "0.5"}
+    env["SELFCHECK_LISTEN"] = f"127.0.0.1:{port}"
+    server = node.pod.popen_selfcheck(Spec(pod_uid, [], env=env, read_only_root=True), ["serve"])
+
+    def os_release(body: dict[str, Any]) -> dict[str, Any]:
+        return next((r for r in body.get("checks", []) if r["check"] == "os_release"), {})
+
+    later = _status_when(port, lambda b: "still blocked" in os_release(b).get("message", ""))
+    hung = os_release(later)
+    assert (hung["status"], hung["reason"], hung["view"]) == ("failed", "timeout", "agent")
+    assert later["view"]["helper"] is True, later["view"]
+    assert len(_server_children(server.pid, b"selfcheck.asagent_child")) == 1
+    server.terminate()

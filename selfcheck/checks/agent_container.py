@@ -35,6 +35,7 @@ from selfcheck.host.files import describe
 from selfcheck.host.identity import Identity, mount_writable, read_identity
 from selfcheck.host.procfs import Mount, read_mountinfo
 from selfcheck.host.root import Root
+from selfcheck.host.view import HeldSockets
 from selfcheck.model import Finding, Outcome, Reason, Severity, Status, ok
 from selfcheck.registry import CheckSpec, register
 
@@ -370,6 +371,25 @@ def listener_findings(listeners: Mapping[str, agent.Listener]) -> Iterator[Findi
         )
 
 
+def _held(
+    ctx: CheckContext, host_proc: Path, found: agent.Discovery
+) -> tuple[dict[int, agent.AgentProcess], tuple[int, ...]]:
+    """The socket inodes the Agent's processes hold: as the helper holding the Agent's uid
+    read them when one did (this process may lack ptrace access to them), else read here."""
+    seen = ctx.host.agent_sockets
+    if seen is None:
+        return agent.held_sockets(host_proc, found.processes)
+    by_pid = {process.pid: process for process in found.processes}
+    held = {inode: by_pid[pid] for inode, pid in seen.held.items() if pid in by_pid}
+    return held, seen.unreadable
+
+
+def _probed(seen: HeldSockets | None, path: str) -> tuple[agent.ListenerVerdict, str] | None:
+    """Who answered at ``path`` when the helper connected there as the Agent, if it did."""
+    probe = seen.probes.get(path) if seen is not None else None
+    return (agent.ListenerVerdict(probe[0]), probe[1]) if probe is not None else None
+
+
 def read_listeners(
     ctx: CheckContext,
     found: agent.Discovery,
@@ -385,7 +405,7 @@ def read_listeners(
         entries = agent.read_net_unix(host_proc, anchor.pid)
     except OSError as error:
         return {}, [f"net/unix ({describe(error)})"]
-    held, unreadable = agent.held_sockets(host_proc, found.processes)
+    held, unreadable = _held(ctx, host_proc, found)
     sockets = [
         (
             "dogstatsd",
@@ -406,6 +426,7 @@ def read_listeners(
     if unreadable:
         pids = ", ".join(str(pid) for pid in unreadable)
         errors.append(f"the file descriptors of pid {pids}")
+    seen = ctx.host.agent_sockets
     listeners = {
         name: agent.judge_listener(
             agent_path=theirs,
@@ -415,6 +436,7 @@ def read_listeners(
             entries=entries,
             held=held,
             unreadable=unreadable,
+            probed=_probed(seen, theirs),
         )
         for name, theirs, mine, kind in sockets
     }

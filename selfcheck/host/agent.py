@@ -496,7 +496,7 @@ class Listener:
         return body
 
 
-def _probe_file(path: str, kind: str) -> tuple[ListenerVerdict, str]:
+def probe_file(path: str, kind: str) -> tuple[ListenerVerdict, str]:
     """Without a bound entry by that name: no file, not a socket, stale or bound elsewhere.
 
     ``connect()`` tells a live socket from a stale file without sending anything; a
@@ -534,6 +534,7 @@ def judge_listener(
     opened: str | None = None,
     held: Mapping[int, AgentProcess],
     unreadable: Sequence[int] = (),
+    probed: tuple[ListenerVerdict, str] | None = None,
 ) -> Listener:
     """Agent listening, a foreign listener, a stale file, or not listening yet.
 
@@ -542,7 +543,13 @@ def judge_listener(
     descriptors could not be read (then a socket not in ``held`` may still be theirs: the
     verdict is ``unknown``, never ``foreign``). ``agent_path`` is the path as the
     Agent bound it, ``own_path`` the name the cycle's view gives the same file and
-    ``opened`` where this process reaches it (inside the Agent's root, in its view).
+    ``opened`` where this process reaches it (inside the Agent's root, in its view);
+    ``probed`` is ``probe_file``'s answer there when the helper holding the Agent's
+    credentials made it (this process cannot follow that root).
+
+    A socket bound under the same name but not by the Agent is ``foreign`` only when something
+    answers at the Agent's path: in a network namespace shared with other containers
+    (hostNetwork) the same name may be bound in another mount namespace entirely.
     """
     bound = [e for e in entries if e.path == agent_path and e.listening and e.kind == kind]
     for entry in bound:
@@ -555,13 +562,9 @@ def judge_listener(
             ListenerVerdict.UNKNOWN,
             note=f"cannot read the descriptors of Agent pid {unreadable[0]}",
         )
-    if bound:
-        return Listener(
-            own_path,
-            ListenerVerdict.FOREIGN,
-            note=f"socket inode {bound[0].inode} is not the Agent's",
-        )
-    verdict, note = _probe_file(opened or own_path, kind)
+    verdict, note = probed or probe_file(opened or own_path, kind)
+    if bound and verdict == ListenerVerdict.FOREIGN:
+        note = f"socket inode {bound[0].inode} is not the Agent's"
     return Listener(own_path, verdict, note=note)
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -71,6 +72,20 @@ class TreeCache:
             self._trees = {tree.top: (tree, time.monotonic())}
 
 
+@dataclass(frozen=True, slots=True)
+class HeldSockets:
+    """The socket inodes the Agent's processes hold, as the helper holding the Agent's uid read
+    them (``/proc/<pid>/fd`` needs ptrace read access, which a root server lacks beside a
+    UID-100 Agent, and so does following its root to connect to a socket path): ``held`` maps
+    inode to PID, ``unreadable`` lists the PIDs it could not read."""
+
+    held: Mapping[int, int]
+    unreadable: tuple[int, ...]
+    probes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Socket path as the Agent names it -> (listener verdict, note) of a connect there as the
+    Agent (``selfcheck.host.agent.probe_file``)."""
+
+
 class HostView:
     """The host as this cycle sees it: the configured host mounts, inside ``eyes``'s root.
 
@@ -98,6 +113,8 @@ class HostView:
         self._values: dict[str, object] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.agent_sockets: HeldSockets | None = None
+        """The Agent's sockets as the helper read them, when one holds its credentials."""
 
     def at(self, path: str | os.PathLike[str]) -> Path:
         """Where this process opens the viewed container's ``path`` (links resolved inside)."""

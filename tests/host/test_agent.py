@@ -253,6 +253,37 @@ def test_a_listener_bound_under_another_name_is_foreign(socket_dir: Path) -> Non
     assert listener.verdict == ListenerVerdict.FOREIGN
 
 
+def test_a_name_bound_in_another_mount_namespace_is_not_foreign(socket_dir: Path) -> None:
+    """A shared network namespace lists every container's sockets: one bound under the Agent's
+    name elsewhere, with nothing answering at the Agent's own path, is not a foreign listener;
+    the helper's probe made as the Agent stands in for this process's own."""
+    elsewhere = socket_dir / "dsd.socket"
+    nothing_here = socket_dir / "agent-root" / "dsd.socket"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(elsewhere))
+        entries = agent.read_net_unix(Path("/proc"), os.getpid())
+        judged = agent.judge_listener(
+            agent_path=str(elsewhere),
+            own_path=str(elsewhere),
+            opened=str(nothing_here),
+            kind="dgram",
+            entries=entries,
+            held={},
+        )
+        assert judged.verdict == ListenerVerdict.NOT_LISTENING
+        probed = agent.judge_listener(
+            agent_path=str(elsewhere),
+            own_path=str(elsewhere),
+            opened=str(nothing_here),
+            kind="dgram",
+            entries=entries,
+            held={},
+            probed=(ListenerVerdict.FOREIGN, "answered"),
+        )
+        assert probed.verdict == ListenerVerdict.FOREIGN
+        assert probed.note.startswith("socket inode ")
+
+
 def test_agent_config_of_an_empty_or_missing_procfs_is_empty(tmp_path: Path) -> None:
     """What a bad procdir mount gives: nothing found, never an exception (psutil itself raises
     IndexError on an empty directory)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -10,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from selfcheck.asagent import parse_answer
 from selfcheck.host.agent import AgentProcess, Discovery
 from selfcheck.host.eyes import (
     Credentials,
@@ -24,7 +22,6 @@ from selfcheck.host.eyes import (
     start_time,
     still_running,
 )
-from selfcheck.model import Reason, Status
 
 FIB_TRIE = """\
 Main:
@@ -58,39 +55,6 @@ def test_credentials_in_the_words_every_surface_uses() -> None:
 def test_discovery_uses_the_host_procfs_only_when_it_is_one(tmp_path: Path) -> None:
     assert discovery_proc(tmp_path) == Path("/proc")
     assert discovery_proc(Path("/proc")) == Path("/proc")
-
-
-def test_a_helper_answer_becomes_verdicts_and_garbage_a_refusal() -> None:
-    body = {
-        "verdicts": [
-            {
-                "check": "procfs",
-                "status": "failed",
-                "reason": "enoent",
-                "message": "/host/proc: No such file or directory (ENOENT)",
-                "remediation": "Mount it.",
-                "details": {"path": "/host/proc"},
-                "duration_seconds": 0.01,
-                "figures": {"visible_processes": 3},
-                "node_info": {"kernel": "6.1"},
-            }
-        ],
-        "required": ["procfs"],
-        "notes": [],
-        "settings_from": "the Agent's own environment",
-    }
-    answer = parse_answer(json.dumps(body).encode(), 0, 100.0)
-    verdict = answer.verdicts["procfs"]
-    assert (verdict.outcome.status, verdict.outcome.reason) == (Status.FAILED, Reason.ENOENT)
-    assert (verdict.required, verdict.view) == (True, "agent")
-    assert (verdict.started_at, verdict.finished_at) == (100.0, 100.01)
-    assert verdict.outcome.figures == {"visible_processes": 3.0}
-    assert answer.required == frozenset({"procfs"}) and not answer.refused
-    broken = parse_answer(b"Traceback (most recent call last): DD_API_KEY=secret", 1, 0.0)
-    assert broken.refused == "the helper holding the Agent's credentials exited 1 without verdicts"
-    assert "secret" not in repr(broken)
-    unknown = parse_answer(json.dumps({**body, "verdicts": [{"status": "weird"}]}).encode(), 0, 0.0)
-    assert unknown.refused
 
 
 PROC = Path("/proc")

@@ -12,7 +12,9 @@ the machine's (hostPID), and so is the network namespace unless the pod gets one
 
 The Datadog Agent binary cannot be had here, so its process is played by ``AGENT_STANDIN``: a
 Python program started with the argv ``agent run`` (a directory named ``run`` holding
-``__main__.py``), which binds the DogStatsD socket (and the APM one) when asked.
+``__main__.py``), which binds the DogStatsD socket (and the APM one) when asked, or plays
+the Agent's counting DogStatsD listener and expvar port (``SA_COUNT``, the code of
+``tests/support/agent_standin.py``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,23 @@ if os.environ.get("SA_EXPVAR") == "1":  # /debug/vars on 127.0.0.1, counting wha
         def log_message(self, *a):
             pass
     server = HTTPServer(("127.0.0.1", int(os.environ.get("DD_EXPVAR_PORT", "5000"))), Vars)
+if os.environ.get("SA_COUNT") == "1":  # the Agent's counting listener and expvar port
+    sys.path.insert(0, os.environ["SA_REPO"])
+    from tests.support import agent_standin as counting
+    counters = counting.Counters(0)
+    path = os.environ.get("DD_DOGSTATSD_SOCKET", "/var/run/datadog/dsd.socket")
+    if os.path.exists(path):
+        os.unlink(path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    s.bind(path)
+    os.chmod(path, 0o722)
+    held.append(s)
+    import threading
+    from http.server import ThreadingHTTPServer
+    threading.Thread(target=counting.serve_socket, args=(s, counters), daemon=True).start()
+    port = int(os.environ["DD_EXPVAR_PORT"])
+    server = ThreadingHTTPServer(("127.0.0.1", port), counting.make_handler(counters))
     threading.Thread(target=server.serve_forever, daemon=True).start()
 print("ready", flush=True)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
@@ -101,12 +120,18 @@ while True:
 
 
 TMPFS = "tmpfs"
+HUNG = "hung"
+"""A volume whose every access blocks: a FUSE mount of a file whose server never answers (the
+``/dev/fuse`` descriptor is held open, unread, by the container's process), mounted in that
+container's mount namespace only, as a hung NFS or FUSE mount of a node would be."""
+FUSE_FD = 7
 
 
 @dataclass(frozen=True)
 class Volume:
     """``source`` on the machine at ``target`` in the container; ``source=None`` is procfs,
-    ``source=TMPFS`` a tmpfs of the container's own (an emptyDir of medium Memory)."""
+    ``source=TMPFS`` a tmpfs of the container's own (an emptyDir of medium Memory),
+    ``source=HUNG`` a file whose every access blocks."""
 
     name: str
     source: str | None
@@ -165,7 +190,9 @@ def _mount_script(
     root: Path, volumes: Sequence[Volume], extra: Sequence[Volume], read_only_root: bool = False
 ) -> str:
     r = shlex.quote(str(root))
-    lines = [
+    hung = any(v.source == HUNG for v in volumes)
+    lines = [f"exec {FUSE_FD}<>/dev/fuse"] if hung else []
+    lines += [
         f"mount -t tmpfs -o mode=755 tmpfs {r}",
         f"mkdir -p {r}/usr {r}/proc {r}/dev {r}/tmp {r}/etc {r}/var/run",
         f"chmod 1777 {r}/tmp",
@@ -180,6 +207,13 @@ def _mount_script(
             lines += [f"mkdir -p {target}", f"mount -t proc proc {target}"]
             if volume.read_only:
                 lines.append(f"mount -o remount,ro {target}")
+            continue
+        if volume.source == HUNG:
+            fuse = f"fd={FUSE_FD},rootmode=100000,user_id=0,group_id=0,allow_other"
+            lines += [
+                f"mkdir -p $(dirname {target}) && touch {target}",
+                f"mount -i -t fuse -o {fuse} hung {target}",
+            ]
             continue
         if volume.source == TMPFS:
             lines += [f"mkdir -p {target}", f"mount -t tmpfs -o mode=1777 tmpfs {target}"]
@@ -320,6 +354,9 @@ class Pod:
         code = f"import os; os.chdir('/sa'); os.execv('/usr/bin/python3', {list(argv)!r})"
         command = ["/usr/bin/python3", "-c", code]
         extra = [Volume("standin", str(self.standin), "/sa")]
+        if spec.env.get("SA_COUNT") == "1":  # the counting listener is imported from the repo
+            spec.env.setdefault("SA_REPO", str(REPO))
+            extra.append(Volume("repo", str(REPO), str(REPO)))
         proc = subprocess.Popen(
             self._argv(spec, command, extra),
             stdout=subprocess.PIPE,
