@@ -94,6 +94,7 @@ if os.environ.get("SA_EXPVAR") == "1":  # /debug/vars on 127.0.0.1, counting wha
         def log_message(self, *a):
             pass
     server = HTTPServer(("127.0.0.1", int(os.environ.get("DD_EXPVAR_PORT", "5000"))), Vars)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 if os.environ.get("SA_COUNT") == "1":  # the Agent's counting listener and expvar port
     sys.path.insert(0, os.environ["SA_REPO"])
     from tests.support import agent_standin as counting
