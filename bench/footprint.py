@@ -377,7 +377,7 @@ def main() -> None:
     print(table(headers, rows))
     print(
         f"\n{duration:g} s at the default interval; probes every {PROBE_EVERY:g} s, "
-        f"scrapes every {SCRAPE_EVERY:g} s; targets: RSS <= 30 MB, CPU < 0.15 %, ready < 1 s."
+        f"scrapes every {SCRAPE_EVERY:g} s; targets: CPU < 0.15 %, ready < 1 s (memory: --floor)."
     )
 
 
