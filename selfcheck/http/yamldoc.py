@@ -3,22 +3,23 @@
 ``selfcheck serve`` reads its web configuration at start and again whenever the file changes.
 Importing PyYAML costs the server 0.8 MB for as long as it runs, and dropping the modules
 afterwards gives none of it back (``bench/results/footprint-floor.md``). So the serving
-process hands the bytes to a short-lived child, this file run as a script
-(``python -I -B yamldoc.py``: no environment, no user site, no bytecode written), which loads
-them with ``yaml.safe_load`` and answers with the document as tagged JSON. Short-lived
-commands (``selfcheck probe``) load in their own process (``load_here``).
+process hands the bytes to a short-lived child (``selfcheck/http/_yamlchild.py`` run with
+``-I -S -B``: no environment, no ``site``, no bytecode written), which loads them with
+``yaml.safe_load`` and answers with the document as tagged JSON. Short-lived commands
+(``selfcheck probe``) load in their own process (``load_here``).
 
 The tagged form keeps every distinction ``selfcheck.http.webconfig`` makes: mappings (with
 keys of any type ``safe_load`` allows), lists, strings, integers, floats (``.inf`` included),
 booleans and null; anything else ``safe_load`` can make (a date, ``!!binary``, ``!!set``)
 comes back as an ``Other`` holding its ``repr``, which every field rejects as the wrong type,
 as it would the original. Aliases are expanded in the answer, so a document of more than
-``MAX_NODES`` nodes (a "billion laughs") or ``MAX_DEPTH`` levels is refused, as go-yaml
+100,000 nodes (a "billion laughs") or 64 levels is refused, as go-yaml
 (``gopkg.in/yaml.v2`` ``decode.go``) refuses "excessive aliasing".
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -26,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MAX_NODES = 100_000
-MAX_DEPTH = 64
+CHILD = "_yamlchild.py"
 CHILD_SECONDS = 10.0
 ANSWER_CAP = 16 * 1024 * 1024
 
@@ -50,33 +50,9 @@ class Other:
         return self.shown
 
 
-class TooLargeError(DocumentError):
-    """More nodes than ``MAX_NODES``, or nested deeper than ``MAX_DEPTH``."""
-
-
-def encode(value: Any, budget: list[int] | None = None, depth: int = 0) -> Any:
-    """``value`` as JSON whose objects are tags: ``{"m": [[key, value]...]}`` a mapping,
-    ``{"l": [...]}`` a list, ``{"o": repr}`` anything else; scalars as they are."""
-    budget = [MAX_NODES] if budget is None else budget
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise TooLargeError(f"more than {MAX_NODES} nodes once aliases are expanded")
-    if depth > MAX_DEPTH:
-        raise TooLargeError(f"nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    deeper = depth + 1
-    if isinstance(value, dict):
-        return {
-            "m": [[encode(k, budget, deeper), encode(v, budget, deeper)] for k, v in value.items()]
-        }
-    if isinstance(value, list):
-        return {"l": [encode(item, budget, deeper) for item in value]}
-    return {"o": repr(value)}
-
-
 def decode(tagged: Any) -> Any:
-    """The document ``encode`` was given, with ``Other`` for the values it could only show."""
+    """The document the child encoded (``_yamlchild.encode``), with ``Other`` for the values it
+    could only show."""
     if not isinstance(tagged, dict):
         return tagged
     if "m" in tagged:
@@ -97,10 +73,17 @@ def load_here(raw: bytes) -> Any:
 
 
 def load_in_child(raw: bytes) -> Any:
-    """``yaml.safe_load`` in a child process, which exits before this returns."""
+    """``yaml.safe_load`` in a child process, which exits before this returns.
+
+    The child skips ``site`` (``-S``: half its start-up) and is told where PyYAML is instead,
+    which ``find_spec`` finds here without importing it."""
+    spec = importlib.util.find_spec("yaml")
+    if spec is None or spec.origin is None:
+        raise ReaderError("PyYAML is not installed")
+    where = str(Path(spec.origin).parent.parent)
     try:
         done = subprocess.run(
-            [sys.executable, "-I", "-B", str(Path(__file__).resolve())],
+            [sys.executable, "-I", "-S", "-B", str(Path(__file__).with_name(CHILD)), where],
             input=raw,
             capture_output=True,
             timeout=CHILD_SECONDS,
@@ -120,18 +103,3 @@ def load_in_child(raw: bytes) -> Any:
     if "error" in answer:
         raise DocumentError(str(answer["error"]))
     return decode(answer.get("document"))
-
-
-def _child() -> int:
-    """The child's side: the document on stdin, one JSON object on stdout."""
-    try:
-        document = load_here(sys.stdin.buffer.read())
-        answer: dict[str, Any] = {"document": encode(document)}
-    except DocumentError as error:
-        answer = {"error": str(error)}
-    sys.stdout.write(json.dumps(answer))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child())
