@@ -10,7 +10,7 @@ itself, through the capped reader (``selfcheck.host.files.read_capped``): those 
 two facts it needs, bounded in processes (``MAX_PIDS``), bytes (``CMDLINE_CAP``) and time.
 Read directly, they need no lock and hold nothing between cycles, where ``psutil`` could only
 be pointed at another procfs through one module-level ``PROCFS_PATH`` for the whole
-interpreter, and cost the serving process 0.9 MB (``bench/results/footprint-floor.md``).
+interpreter, and cost the serving process 0.8 MB (``bench/results/footprint-floor.md``).
 
 **Secrets.** The Agent's environment holds ``DD_API_KEY`` and friends. A general reader
 such as ``psutil``'s ``Process.environ()`` decodes *every* variable into a dict, so a key would
