@@ -5,14 +5,16 @@ sidecar's, so what the Agent container really holds (identity, capability sets, 
 no-new-privs, mount table, configuration, sockets) is read from the kernel instead of being
 trusted to the sidecar's copy of its spec.
 
-Discovery uses ``psutil`` with its ``PROCFS_PATH`` pointed at the host procfs: it already
-lists processes and reads command lines there. ``PROCFS_PATH`` is one module-level value for
-the whole interpreter, so it is swapped under a lock in one function (``discover``), bounded in
-processes and time, and restored before returning.
+Discovery lists the numeric entries of the host procfs and reads each one's ``cmdline``
+itself, through the capped reader (``selfcheck.host.files.read_capped``): those are the only
+two facts it needs, bounded in processes (``MAX_PIDS``), bytes (``CMDLINE_CAP``) and time.
+Read directly, they need no lock and hold nothing between cycles, where ``psutil`` could only
+be pointed at another procfs through one module-level ``PROCFS_PATH`` for the whole
+interpreter, and cost the serving process 0.8 MB (``bench/results/footprint-floor.md``).
 
-**Secrets.** The Agent's environment holds ``DD_API_KEY`` and friends. ``psutil``'s
-``Process.environ()`` decodes *every* variable into a dict, so a key would live in this
-process's memory (and in any traceback's locals) for as long as that dict does: it is not used.
+**Secrets.** The Agent's environment holds ``DD_API_KEY`` and friends. A general reader
+such as ``psutil``'s ``Process.environ()`` decodes *every* variable into a dict, so a key would
+live in this process's memory (and in any traceback's locals) for as long as that dict does.
 ``read_environ`` reads ``/host/proc/<pid>/environ`` into one capped ``bytearray``, copies out
 only the values whose names are on ``ENV_ALLOWLIST``, and overwrites the buffer before
 returning. Names not on the list are compared as bytes and never decoded; no exception raised
@@ -21,22 +23,18 @@ here carries file content (``OSError`` names the path and errno only).
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import posixpath
 import re
 import socket
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
-
-import psutil
 
 from selfcheck.agentpod import CORE, ENV_ALLOWLIST, NODE, ROLES, SIDECAR, TRACE
 from selfcheck.host.cgroup import (
@@ -45,14 +43,16 @@ from selfcheck.host.cgroup import (
     parse_proc_cgroup,
     read_proc_cgroup,
 )
-from selfcheck.host.files import describe, read_text
+from selfcheck.host.files import describe, read_capped, read_text
 from selfcheck.host.identity import Identity, read_identity
-from selfcheck.host.procfs import Mount, read_mountinfo
+from selfcheck.host.procfs import Mount, list_pids, read_mountinfo
 
 _ALLOWED_BYTES = frozenset(name.encode() for name in ENV_ALLOWLIST)
 
 ENVIRON_CAP = 256 * 1024
 MAX_PIDS = 20_000
+CMDLINE_CAP = 4096
+"""Enough for the first eight arguments ``classify`` reads; a longer command line is cut."""
 MAX_FDS = 4_096
 NET_UNIX_CAP = 4 * 1024 * 1024
 DISCOVERY_SECONDS = 0.5
@@ -64,7 +64,6 @@ CONNECT_TIMEOUT = 0.5
 _UID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
 _POD_RE = re.compile(rf"(?:^|-)pod({_UID})(?:\.slice)?$")
 
-_PSUTIL_LOCK = threading.Lock()
 T = TypeVar("T")
 
 
@@ -177,22 +176,12 @@ class Discovery:
         return tuple(p for p in self.processes if p.role in roles)
 
 
-@contextlib.contextmanager
-def _psutil_procfs(path: Path) -> Iterator[None]:
-    """``psutil.PROCFS_PATH`` set to ``path`` for the block, restored after, one user at a time."""
-    with _PSUTIL_LOCK:
-        previous = psutil.PROCFS_PATH
-        psutil.PROCFS_PATH = str(path)
-        try:
-            yield
-        finally:
-            psutil.PROCFS_PATH = previous
-
-
-_KNOWN: dict[tuple[str, int], psutil.Process] = {}
-"""``psutil.Process`` objects from the previous scan, by (procfs, pid): making one reads its
-``stat`` (half the per-process cost), and an object bound to a reused PID still reads that PID's
-current command line, which is all the scan asks of it."""
+def read_cmdline(host_proc: Path, pid: int, cap: int = CMDLINE_CAP) -> list[str]:
+    """The arguments of ``pid`` (at most ``cap`` bytes of them, the last one possibly cut);
+    empty for a kernel thread or a zombie. Raises ``OSError`` (path and errno only) when the
+    process is gone or unreadable. Undecodable bytes are replaced, never raised."""
+    raw = read_capped(f"{host_proc}/{pid}/cmdline", cap)
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
 
 
 def _scan(
@@ -200,35 +189,24 @@ def _scan(
 ) -> tuple[list[tuple[int, str]], int, bool]:
     """``(pid, role)`` of every recognised process, the count scanned, whether all were.
 
-    ``psutil.Process`` objects are made directly rather than through ``process_iter``, whose
-    module-level cache would hand objects bound to this procfs to other callers. Kernel
-    threads and zombies have an empty command line and are passed over.
+    A process that exits between the listing and the read is passed over, as are kernel
+    threads and zombies (an empty command line). Raises ``OSError`` only when the procfs
+    itself cannot be listed.
     """
     found: list[tuple[int, str]] = []
-    root = str(host_proc)
-    with _psutil_procfs(host_proc):
+    pids = list_pids(host_proc) if only is None else list(only)
+    scanned = 0
+    for pid in pids[:MAX_PIDS]:
+        if time.monotonic() > deadline:
+            break
+        scanned += 1
         try:
-            pids = psutil.pids() if only is None else list(only)
-        except IndexError:  # psutil reads the first PID of the listing: an empty directory
-            pids = []
-        current: dict[tuple[str, int], psutil.Process] = {}
-        scanned = 0
-        for pid in pids[:MAX_PIDS]:
-            if time.monotonic() > deadline:
-                break
-            scanned += 1
-            try:
-                proc = _KNOWN.get((root, pid)) or psutil.Process(pid)
-                current[(root, pid)] = proc
-                cmdline = proc.cmdline()
-            except (psutil.Error, OSError):
-                continue
-            role = classify("", cmdline) if cmdline else None
-            if role:
-                found.append((pid, role))
-        for key in [k for k in _KNOWN if k[0] == root]:
-            del _KNOWN[key]
-        _KNOWN.update(current)
+            cmdline = read_cmdline(host_proc, pid)
+        except OSError:
+            continue
+        role = classify("", cmdline) if cmdline else None
+        if role:
+            found.append((pid, role))
     return found, scanned, scanned == len(pids)
 
 

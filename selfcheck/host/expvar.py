@@ -19,10 +19,11 @@ import codecs
 import http.client
 import json
 import math
+import socket
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from selfcheck.host.sockets import Deadline, ProtocolViolationError
+from selfcheck.host.sockets import Deadline, ProtocolViolationError, ascii_host
 
 BODY_CAP = 8 * 1024 * 1024
 COUNTER_LIMIT = 2**64
@@ -151,6 +152,10 @@ def read_map(
     """The counters ``names`` of the top-level map ``key``, read like ``read_uds_vars``."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=deadline.left(0.5))
     try:
+        conn.sock = socket.create_connection(
+            (ascii_host("127.0.0.1"), port),  # type: ignore[arg-type]  # bytes: no IDNA codec
+            deadline.left(0.5),
+        )
         conn.request("GET", "/debug/vars", headers={"Accept-Encoding": "identity"})
         sock = conn.sock
         response = conn.getresponse()

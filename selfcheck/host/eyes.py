@@ -286,8 +286,7 @@ def discovery_proc(host_proc: Path) -> Path:
 
 
 def _cmdline(proc: Path, pid: int) -> list[str]:
-    raw = read_capped(f"{proc}/{pid}/cmdline", CMDLINE_CAP)
-    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+    return agent.read_cmdline(proc, pid)
 
 
 def start_time(proc: Path, pid: int) -> str:

@@ -349,7 +349,8 @@ def _listening_sockets(host: str, port: int) -> list[socket.socket]:
     dual-stack socket, or IPv4 where there is no IPv6), else every address it resolves to."""
     if not host:
         return _dual_stack(port) or _listening_sockets("0.0.0.0", port)
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    name = host.encode("ascii") if host.isascii() else host  # no IDNA codec: host.sockets
+    infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(infos):

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from selfcheck.http.yamldoc import DocumentError, ReaderError, load_here, load_in_child
 from selfcheck.logs import event, get_logger
 
 MAX_FILE = 1024 * 1024
@@ -179,10 +180,11 @@ def _fail(path: Path, message: str) -> WebConfigError:
     return WebConfigError(f"{path}: {message}")
 
 
-def read_document(path: Path) -> Any:
-    """The YAML document, read with a cap; an empty file is an empty configuration."""
-    import yaml
+def read_document(path: Path, load_yaml: Callable[[bytes], Any] = load_here) -> Any:
+    """The YAML document, read with a cap; an empty file is an empty configuration.
 
+    ``load_yaml`` is ``load_here`` for a short-lived command and ``load_in_child`` for the
+    server, which must not keep PyYAML resident (``selfcheck.http.yamldoc``)."""
     try:
         with path.open("rb") as stream:
             raw = stream.read(MAX_FILE + 1)
@@ -191,10 +193,11 @@ def read_document(path: Path) -> Any:
     if len(raw) > MAX_FILE:
         raise _fail(path, f"larger than {MAX_FILE} bytes")
     try:
-        document = yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        first = " ".join(str(error).split())
-        raise _fail(path, f"not YAML: {first[:200]}") from None
+        document = load_yaml(raw)
+    except ReaderError as error:
+        raise _fail(path, f"the YAML reader failed: {error}") from None
+    except DocumentError as error:
+        raise _fail(path, f"not YAML: {str(error)[:200]}") from None
     return {} if document is None else document
 
 
@@ -357,8 +360,9 @@ def check_tls(config: WebConfig) -> None:
 
 def load(path: Path) -> tuple[WebConfig, ssl.SSLContext | None]:
     """Read and check the file, and build its TLS context: what ``selfcheck serve`` needs at
-    start, where any error is one line and exit 3."""
-    config = parse(path, read_document(path))
+    start, where any error is one line and exit 3. The YAML is read in a child process, so
+    PyYAML never stays in the server."""
+    config = parse(path, read_document(path, load_in_child))
     return config, build_context(config) if config.tls.enabled else None
 
 

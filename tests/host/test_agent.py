@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -149,29 +148,38 @@ def test_read_environ_error_names_the_path_only() -> None:
     assert "environ" in str(caught.value)
 
 
-def test_discover_restores_psutil_procfs(tmp_path: Path) -> None:
-    before = psutil.PROCFS_PATH
+def test_discover_lists_the_procfs_it_is_given(tmp_path: Path) -> None:
     found = agent.discover(Path("/proc"), agentpod.NODE)
-    assert before == psutil.PROCFS_PATH
     assert found.scanned > 1 and found.complete
     with pytest.raises(OSError):
         agent.discover(tmp_path / "nothing")
-    assert before == psutil.PROCFS_PATH
     assert agent.agent_config(tmp_path / "nothing") == {}
 
 
-@pytest.fixture
-def agent_run(tmp_path: Path) -> Iterator[int]:
-    """A real process whose argv is ``agent run`` (the Agent binary cannot be had here): Python
-    started as ``agent`` on a directory ``run`` holding ``__main__.py``."""
+def test_scan_stops_at_max_pids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent, "MAX_PIDS", 3)
+    _, scanned, complete = agent._scan(Path("/proc"), deadline=float("inf"))
+    assert (scanned, complete) == (3, False)
+
+
+def _start_as(tmp_path: Path, argv: str) -> subprocess.Popen[bytes]:
+    """A real process whose argv is the Python expression ``argv`` (from ``agent run`` on: the
+    Agent binary cannot be had here): Python started as ``agent`` on a directory ``run``
+    holding ``__main__.py``."""
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "__main__.py").write_text(
         "import time\nprint('ready', flush=True)\ntime.sleep(60)\n"
     )
-    code = "import os, sys; os.execv(sys.executable, ['agent', 'run'])"
+    code = f"import os, sys; os.execv(sys.executable, {argv})"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+@pytest.fixture
+def agent_run(tmp_path: Path) -> Iterator[int]:
+    proc = _start_as(tmp_path, "[b'agent', b'run']")
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         yield proc.pid
     finally:
         proc.kill()
@@ -182,7 +190,43 @@ def test_scan_finds_an_agent_run_process_by_its_argv(agent_run: int) -> None:
     found, scanned, complete = agent._scan(Path("/proc"), deadline=float("inf"))
     assert (agent_run, "agent") in found
     assert complete and scanned >= len(found)
-    assert psutil.Process(agent_run).cmdline() == ["agent", "run"]
+    assert agent.read_cmdline(Path("/proc"), agent_run) == ["agent", "run"]
+
+
+def test_a_garbled_and_huge_command_line_is_read_capped(tmp_path: Path) -> None:
+    """1 MB of arguments, some not UTF-8: the read stops at the cap, nothing raises, and the
+    process is still recognised by its first arguments."""
+    argv = "[b'agent', b'run', b'\\xff\\xfe-not-utf8'] + [b'x' * 100_000] * 10"
+    proc = _start_as(tmp_path, argv)
+    try:
+        read = agent.read_cmdline(Path("/proc"), proc.pid)
+        found, _, _ = agent._scan(Path("/proc"), float("inf"), only=[proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert read[:3] == ["agent", "run", "\ufffd\ufffd-not-utf8"]
+    assert len("\0".join(read)) <= agent.CMDLINE_CAP
+    assert found == [(proc.pid, "agent")]
+
+
+def test_a_process_gone_before_its_read_is_passed_over(agent_run: int) -> None:
+    """Between the listing and the read a process may exit: reaped (no entry left) or a
+    zombie (an empty command line). Neither is an error, and the scan goes on."""
+    reaped = subprocess.Popen(["sleep", "60"])
+    zombie = subprocess.Popen(["true"])
+    reaped.kill()
+    reaped.wait()
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+    try:
+        only = [reaped.pid, zombie.pid, agent_run]
+        found, scanned, complete = agent._scan(Path("/proc"), float("inf"), only=only)
+        assert agent.read_cmdline(Path("/proc"), zombie.pid) == []
+        with pytest.raises(FileNotFoundError) as caught:
+            agent.read_cmdline(Path("/proc"), reaped.pid)
+    finally:
+        zombie.wait()
+    assert (found, scanned, complete) == ([(agent_run, "agent")], 3, True)
+    assert f"/proc/{reaped.pid}/cmdline" in str(caught.value)
 
 
 def test_discover_keeps_only_the_pods_processes(agent_run: int) -> None:
@@ -285,7 +329,6 @@ def test_a_name_bound_in_another_mount_namespace_is_not_foreign(socket_dir: Path
 
 
 def test_agent_config_of_an_empty_or_missing_procfs_is_empty(tmp_path: Path) -> None:
-    """What a bad procdir mount gives: nothing found, never an exception (psutil itself raises
-    IndexError on an empty directory)."""
+    """What a bad procdir mount gives: nothing found, never an exception."""
     assert dict(agent.agent_config(tmp_path)) == {}
     assert dict(agent.agent_config(tmp_path / "absent")) == {}
