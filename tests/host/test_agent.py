@@ -125,10 +125,20 @@ def test_parse_environ_drops_an_entry_cut_by_the_cap() -> None:
 
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A real process with a canary API key and two allow-listed settings in its environment."""
+    """A real process with a canary API key and two allow-listed settings in its environment.
+
+    ``Popen`` returns as soon as the child's ``execve`` closed its close-on-exec pipe, before
+    the kernel has laid out the new environment (fs/exec.c ``begin_new_exec``, then
+    fs/binfmt_elf.c ``create_elf_tables``): until then ``environ`` reads empty. The child
+    says ``ready`` from its own code, which runs only once ``execve`` has returned.
+    """
     env = {"DD_API_KEY": CANARY, "DD_EXPVAR_PORT": "5000", "HOST_PROC": "/host/proc"}
-    proc = subprocess.Popen(["sleep", "60"], env=env)
+    code = "import sys; print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         yield proc
     finally:
         proc.kill()
