@@ -297,6 +297,25 @@ def _network(proc: Path, pid: int) -> tuple[bool, str | None]:
     return False, local_address(trie)
 
 
+def _settings_inside(proc: Path, pid: int) -> Mapping[str, str] | str:
+    """The Agent's allow-listed settings once its root, mount table and environ open; else
+    why not. An environ that reads empty is a process still starting, not one without
+    settings: that cycle is selfcheck's own, and the next one reads it again."""
+    base = proc / str(pid) / "root"
+    try:
+        os.listdir(base)  # noqa: PTH208 - one entry point, errors are what matter
+        read_mountinfo(proc, str(pid))
+        environ = agent.read_environ(proc, pid)
+    except OSError as error:
+        return (
+            f"cannot enter the Agent's root ({describe(error, base)}): another capability "
+            "set, AppArmor or SELinux profile than the Agent's"
+        )
+    if environ.blank:
+        return f"the Agent's {proc}/{pid}/environ {agent.BLANK_ENVIRON}"
+    return environ.values
+
+
 def enter(proc: Path, pid: int) -> Eyes | str:
     """The Agent's eyes when its root opens for this process; else why not (one sentence)."""
     base = proc / str(pid) / "root"
@@ -326,15 +345,9 @@ def enter(proc: Path, pid: int) -> Eyes | str:
             "CAP_SETUID/CAP_SETGID to take the Agent's identity"
         )
     shares, address = _network(proc, pid)
-    try:
-        os.listdir(base)  # noqa: PTH208 - one entry point, errors are what matter
-        read_mountinfo(proc, str(pid))
-        env = agent.read_environ(proc, pid).values
-    except OSError as error:
-        return (
-            f"cannot enter the Agent's root ({describe(error, base)}): another capability "
-            "set, AppArmor or SELinux profile than the Agent's"
-        )
+    env = _settings_inside(proc, pid)
+    if isinstance(env, str):
+        return env
     return Eyes(
         AGENT,
         Root(base),

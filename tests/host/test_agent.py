@@ -153,6 +153,29 @@ def test_read_environ_of_a_real_process(sleeper: subprocess.Popen[bytes]) -> Non
     assert small.truncated and CANARY not in repr(small)
 
 
+@pytest.mark.parametrize(("env", "blank"), [({}, True), ({"LANG": "C.UTF-8"}, False)])
+def test_an_empty_environ_is_blank_not_no_settings(env: dict[str, str], blank: bool) -> None:
+    """0 bytes (a process still in its ``execve``, here one started with no environment) is
+    told from an environment without allow-listed names; ``read_view`` keeps no settings
+    from it and says why."""
+    code = "import sys; print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        read = agent.read_environ(Path("/proc"), proc.pid)
+        view = agent.read_view(
+            Path("/proc"), agent.AgentProcess(proc.pid, "agent", "/", None, None)
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (read.values, read.blank) == ({}, blank)
+    assert (view.env is None) == blank
+    assert ("still starting" in view.errors.get("environ", "")) == blank
+
+
 def test_read_environ_error_names_the_path_only() -> None:
     with pytest.raises(OSError) as caught:
         agent.read_environ(Path("/proc"), 0)
