@@ -17,14 +17,15 @@ from typing import Any, NoReturn
 
 from selfcheck import __version__
 from selfcheck.config import Config, ConfigError, load, parse_ids, with_agent_settings
+from selfcheck.exitcodes import (
+    EXIT_CRITICAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_WARNING,
+)
 from selfcheck.model import Snapshot, Status
 from selfcheck.registry import CheckSpec, all_checks, required_ids, why_required
-
-EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
-
-
-EXIT_INTERRUPTED = 128 + 2
-"""Ctrl-C: the shell's convention for a command ended by SIGINT."""
 
 
 def unknown(message: str) -> int:

@@ -1,0 +1,15 @@
+"""The exit codes of every ``selfcheck`` command, in one leaf module that imports nothing.
+
+They follow the monitoring-plugin convention on-call people already know (the return codes
+of the Monitoring Plugins development guidelines, which Nagios and Icinga read): 0 every
+check ok, 1 only degraded or optional failures, 2 a required check failed, 3 unknown (bad
+usage, bad configuration, internal error). ``cli``, ``fleet`` and ``lint`` all answer with
+them; kept here, below all three, so none imports another for a number.
+"""
+
+from __future__ import annotations
+
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+
+EXIT_INTERRUPTED = 128 + 2
+"""Ctrl-C: the shell's convention for a command ended by SIGINT."""
