@@ -13,3 +13,8 @@ EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 
 EXIT_INTERRUPTED = 128 + 2
 """Ctrl-C: the shell's convention for a command ended by SIGINT."""
+
+EXIT_BROKEN_PIPE = 128 + 13
+"""The output's reader went away (``selfcheck lint -f x.yaml | head -3``): the status a shell
+shows for a coreutils command ended by SIGPIPE (``yes | head -1`` under ``set -o pipefail``),
+with no message. Not 1, Python's own default for it, which means "warning" here."""
