@@ -157,10 +157,8 @@ def test_serve_answers_probes_and_stops_on_sigterm() -> None:
         assert selfcheck(["probe", "live"], env).code == 0
         assert selfcheck(["probe", "startup"], env).code == 0
         proc.send_signal(signal.SIGTERM)
-        began = time.monotonic()
+        # stops without waiting for the next cycle (30 s away); the 1 s promise is bench/'s
         assert proc.wait(timeout=10) == 0
-        stopped_in = time.monotonic() - began
-        assert stopped_in < 5, stopped_in  # the promise is 1 s; bench/ measures it
         assert proc.stderr is not None
         logs = proc.stderr.read().splitlines()
         assert any('"msg":"serving"' in line for line in logs)

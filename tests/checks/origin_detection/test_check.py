@@ -549,7 +549,7 @@ def test_receipt_on_a_configured_port_under_several_mib(socket_dir: Path) -> Non
     with agent_standin(socket_dir, port, "--pad-mib", "6") as sock:
         result = _receipt_run(sock, {"DD_EXPVAR_PORT": str(port), **REQUIRED})
     receipt = result["details"]["mechanisms"]["receipt"]
-    assert (receipt["status"], receipt["port"]) == ("ok", port), result
+    assert (receipt["status"], receipt.get("port")) == ("ok", port), json.dumps(receipt)
     assert receipt["body_bytes"] > 6 * 2**20
 
 
