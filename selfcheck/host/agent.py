@@ -273,8 +273,8 @@ class AgentEnv:
     ``execve`` (its new memory is in place before its environment is laid out, fs/exec.c
     ``begin_new_exec`` then fs/binfmt_elf.c ``create_elf_tables``; until then
     fs/proc/base.c ``environ_read`` returns nothing) or is exiting. Not "no settings": an
-    Agent always has variables (its image sets ``DOCKER_DD_AGENT``), so it is read again
-    next cycle."""
+    Agent always has variables (its image sets ``DOCKER_DD_AGENT``, DataDog/datadog-agent
+    Dockerfiles/agent/Dockerfile), so it is read again next cycle."""
 
 
 BLANK_ENVIRON = "shows no environment yet (the process is still starting): read again next cycle"
