@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from selfcheck import __version__
 from selfcheck.config import Config, ConfigError, load, parse_ids, with_agent_settings
+from selfcheck.exitcodes import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CRITICAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_WARNING,
+)
 from selfcheck.model import Snapshot, Status
 from selfcheck.registry import CheckSpec, all_checks, required_ids, why_required
-
-EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
-
-
-EXIT_INTERRUPTED = 128 + 2
-"""Ctrl-C: the shell's convention for a command ended by SIGINT."""
 
 
 def unknown(message: str) -> int:
@@ -201,8 +204,6 @@ class FlagError(ConfigError):
 
 def _config_from(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> Config:
     """Environment first, then flags, through the same parsers; an error names its source."""
-    import os
-
     env = dict(os.environ)
     sources: dict[str, str] = {}
     for attr, (flag, name) in FLAG_SOURCES.items():
@@ -292,8 +293,6 @@ def cmd_check(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, checks: dict[str, CheckSpec]) -> int:
-    import os
-
     from selfcheck.service import serve
 
     web_config = args.web_config_file or os.environ.get("SELFCHECK_WEB_CONFIG")
@@ -363,9 +362,29 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _dispatch(argv)
+        try:
+            return _dispatch(argv)
+        finally:  # a reader gone (``| head``) shows here, not in the interpreter's last flush
+            sys.stdout.flush()
     except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's code for SIGINT
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The output's reader went away: exit quietly with the status coreutils show then.
+
+    Python's advice (the ``signal`` module's note on SIGPIPE): catch ``BrokenPipeError``
+    rather than restore SIGPIPE's default action, which would also kill ``serve`` whenever a
+    client closes its socket mid-answer; and point the standard streams at ``/dev/null``, so
+    the interpreter's final flush of what is still buffered does not fail a second time.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
@@ -389,5 +408,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return unknown(f"selfcheck: {exc}")
     except ConfigError as exc:
         return unknown(f"selfcheck: configuration error: {exc}")
+    except BrokenPipeError:  # the output's reader went away: not an internal error
+        raise
     except Exception as exc:  # the convention's "unknown": never a bare traceback
         return unknown(f"selfcheck: internal error: {type(exc).__name__}: {exc}")

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from selfcheck.registry import all_checks, known_ids
-from tests.support.run import base_env, python_command, selfcheck
+from tests.support.run import REPO, base_env, python_command, selfcheck
 
 FILE_CHECKS = "procfs,os_release"
 
@@ -150,10 +157,8 @@ def test_serve_answers_probes_and_stops_on_sigterm() -> None:
         assert selfcheck(["probe", "live"], env).code == 0
         assert selfcheck(["probe", "startup"], env).code == 0
         proc.send_signal(signal.SIGTERM)
-        began = time.monotonic()
+        # stops without waiting for the next cycle (30 s away); the 1 s promise is bench/'s
         assert proc.wait(timeout=10) == 0
-        stopped_in = time.monotonic() - began
-        assert stopped_in < 5, stopped_in  # the promise is 1 s; bench/ measures it
         assert proc.stderr is not None
         logs = proc.stderr.read().splitlines()
         assert any('"msg":"serving"' in line for line in logs)
@@ -177,3 +182,99 @@ def test_serve_on_a_busy_port_is_exit_3() -> None:
 def test_python_dash_m_and_console_script_agree() -> None:
     version = selfcheck(["--version"])
     assert version.code == 0 and version.stdout.startswith("selfcheck ")
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """``GET``: 200 ``ok``, as selfcheck's probe paths answer. ``POST /api/v1/query``: a
+    stand-in for Prometheus's query API with one node whose ``procfs`` is ok (what the fleet
+    prints matters here, not Prometheus: tests/fleet runs the real one)."""
+
+    def do_GET(self) -> None:
+        self._answer(b"ok", "text/plain")
+
+    def do_POST(self) -> None:
+        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        query, now = form["query"][0], time.time()
+        one = [{"metric": {}, "value": [now, "1"]}]
+        ok = [{"metric": {"check": "procfs", "reason": "ok"}, "value": [now, "1"]}]
+        data: dict[str, object] = {"resultType": "vector", "result": []}
+        if query == "time()":
+            data = {"resultType": "scalar", "result": [now, str(now)]}
+        elif query.startswith("count(group by (node)"):
+            data["result"] = one
+        elif query.startswith("count by (check, reason)"):
+            data["result"] = ok
+        body = json.dumps({"status": "success", "data": data}).encode()
+        self._answer(body, "application/json")
+
+    def _answer(self, body: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads exit codes, not this server's log."""
+
+
+@pytest.fixture(scope="module")
+def answering() -> Iterator[str]:
+    """``127.0.0.1:PORT`` of a server on a free port answering probes and fleet queries."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _into_a_pipe_without_reader(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``selfcheck ARGS`` writing into a real pipe whose reader has gone, as ``| head -3``'s
+    has once it read its lines; closed before the command starts, so its first write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [*python_command(), *args],
+            env=base_env({"HOST_PROC": "/proc", "HOST_ETC": "/etc"}),
+            cwd="/",
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "--only", FILE_CHECKS],
+        ["check", "--only", FILE_CHECKS, "--json"],
+        ["list"],
+        ["explain", "procfs"],
+        ["lint", "-f", str(REPO / "k8s" / "daemonset.yaml")],
+        ["fleet", "--prometheus", "http://{where}"],
+        ["probe", "live", "--listen", "{where}"],
+        ["--help"],
+        ["--version"],
+    ],
+    ids=["check", "check --json", "list", "explain", "lint", "fleet", "probe", "help", "version"],
+)
+def test_a_reader_gone_ends_the_command_quietly_with_141(args: list[str], answering: str) -> None:
+    """As coreutils do: no message, the status of a command ended by SIGPIPE (128 + 13)."""
+    run = _into_a_pipe_without_reader([arg.format(where=answering) for arg in args])
+    assert (run.returncode, run.stderr) == (141, "")
+
+
+def test_every_command_that_prints_is_tried_with_its_reader_gone() -> None:
+    """A new subcommand gets a line in the test above (``serve`` writes only logs on stderr)."""
+    from selfcheck.cli import build_parser
+
+    tried = {"check", "list", "explain", "lint", "fleet", "probe"}
+    assert set(build_parser().commands) - tried == {"serve"}

@@ -252,7 +252,7 @@ def test_containerd_pods_in_the_kubelets_layouts(
     assert checks["cgroups"]["status"] == "ok", ran.stdout
     assert checks["cgroups"]["details"]["own_cgroup"] == cgroups[0]
     origin = checks["origin_detection"]
-    assert origin["status"] == "ok", origin
+    assert origin["status"] == "ok", json.dumps(origin)
     assert origin["details"]["container_id"] == ids[0]
     assert origin["details"]["resolved_processes"] >= 1  # the other container's sleep
     runtime = checks["runtime_socket"]

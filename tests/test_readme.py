@@ -96,3 +96,11 @@ def test_every_endpoint_the_readme_lists_is_routed() -> None:
     served = app()
     assert [p for p in listed if served.handle(p.replace("<id>", "procfs")) is NOT_FOUND] == []
     assert served.handle("/nothing") is NOT_FOUND
+
+
+def test_the_test_command_the_readme_states_is_the_one_ci_runs() -> None:
+    stated = re.search(r"the test command `([^`]+)`", README.read_text(encoding="utf-8"))
+    assert stated is not None
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert stated.group(1) in ci
+    assert "--durations=15" in stated.group(1)

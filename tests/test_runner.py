@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from selfcheck.config import AGENT_SETTINGS, OWN_SETTINGS
 from selfcheck.context import CheckContext
 from selfcheck.host.capabilities import mask_of
-from selfcheck.host.eyes import Eyes, Pin, own_eyes, start_time
+from selfcheck.host.eyes import Eyes, Pin, enter, own_eyes, start_time
 from selfcheck.model import Outcome, Reason, Status, ok
 from selfcheck.registry import all_checks
 from selfcheck.runner import ATTEMPTS, Runner
@@ -217,3 +220,60 @@ def test_a_denial_a_missing_capability_could_lift_is_not_labelled_the_agents() -
     unmarked = replace(eyes, missing=mask_of(["CAP_SYS_TIME"]))  # no access depends on it
     again = Runner(make_config(FAST, checks=checks), checks, look=lambda: unmarked).run_cycle()
     assert again.results["broken"].view == "agent"
+
+
+WAIT = "import sys; print('ready', flush=True); sys.stdin.readline()"
+STARTING = f"""
+import os, sys
+{WAIT}
+os.execve(sys.executable, [sys.executable, "-c", {WAIT!r}], {{"DD_LOGS_ENABLED": "true"}})
+"""
+
+
+@pytest.fixture
+def starting_agent() -> Iterator[subprocess.Popen[bytes]]:
+    """A real process whose ``environ`` reads empty, as a just-started Agent's does until its
+    ``execve`` has laid the environment out (``selfcheck.host.agent.AgentEnv.blank``): it is
+    started with none. Told to, it execs itself with the Agent's ``DD_LOGS_ENABLED=true``,
+    keeping its PID and start time as the Agent would, and says ``ready`` again."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STARTING], env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_an_agent_whose_environ_reads_empty_is_read_again_next_cycle(
+    starting_agent: subprocess.Popen[bytes],
+) -> None:
+    """An empty environ is not "no settings": that cycle is selfcheck's own, and the next one
+    reads the Agent's settings. (Finding the Agent needs a pod cgroup, which
+    tests/test_whose_view.py builds; here the Agent is given by its PID.)"""
+    pid = starting_agent.pid
+
+    def the_agent() -> Eyes:
+        entered = enter(Path("/proc"), pid)
+        return own_eyes(entered, Path("/proc"), pid) if isinstance(entered, str) else entered
+
+    checks = {"pod_logs": all_checks()["pod_logs"]}
+    runner = Runner(make_config(HOST_PROC="/proc"), checks, look=the_agent)
+    first = runner.run_cycle(only=())
+    assert first.eyes["view"] == "own"
+    assert first.eyes["why"] == (
+        f"the Agent's /proc/{pid}/environ shows no environment yet (the process is still "
+        "starting): read again next cycle"
+    )
+    assert (runner.cycle_config.settings_from, first.required) == (OWN_SETTINGS, frozenset())
+
+    assert starting_agent.stdin is not None and starting_agent.stdout is not None
+    starting_agent.stdin.write(b"exec\n")
+    starting_agent.stdin.flush()
+    assert starting_agent.stdout.readline() == b"ready\n"
+    second = runner.run_cycle(only=())
+    assert second.eyes["view"] == "agent"
+    assert runner.cycle_config.settings_from == AGENT_SETTINGS
+    assert second.required == frozenset({"pod_logs"})

@@ -181,7 +181,7 @@ def test_a_sidecar_without_host_mounts_beside_a_healthy_agent_is_ok(node: Node) 
     bare = Spec(pod_uid, [], env={}, read_only_root=True)
     code, report = run_selfcheck(node, bare)
     shown = {r["check"]: (r["status"], r["reason"]) for r in report["checks"]}
-    assert code == 0, shown
+    assert code == 0, json.dumps([r for r in report["checks"] if r["status"] != "ok"])
     assert report["view"]["view"] == "agent"
     assert {r["check"]: r["view"] for r in report["checks"] if r["status"] != "skipped"} == {
         **{r["check"]: "agent" for r in report["checks"] if r["status"] != "skipped"},

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from selfcheck.cli import EXIT_WARNING
+from selfcheck.exitcodes import EXIT_WARNING
 from selfcheck.fleet.queries import SINCE_WINDOW
 from selfcheck.fleet.view import COLUMNS, Failing, FleetView
 from selfcheck.model import Status

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from selfcheck.cli import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
+from selfcheck.exitcodes import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
 from selfcheck.fleet.client import Prometheus, Sample
 from selfcheck.fleet.queries import GONE_WINDOW, SINCE_WINDOW, Queries, seconds
 from selfcheck.model import Reason, Status

@@ -267,6 +267,16 @@ def discover(
 class AgentEnv:
     values: Mapping[str, str]
     truncated: bool
+    blank: bool = False
+    """The kernel showed no environment at all (0 bytes): the process has not finished its
+    ``execve`` (its new memory is in place before its environment is laid out, fs/exec.c
+    ``begin_new_exec`` then fs/binfmt_elf.c ``create_elf_tables``; until then
+    fs/proc/base.c ``environ_read`` returns nothing) or is exiting. Not "no settings": an
+    Agent always has variables (its image sets ``DOCKER_DD_AGENT``, DataDog/datadog-agent
+    Dockerfiles/agent/Dockerfile), so it is read again next cycle."""
+
+
+BLANK_ENVIRON = "shows no environment yet (the process is still starting): read again next cycle"
 
 
 def parse_environ(
@@ -316,7 +326,7 @@ def read_environ(host_proc: Path, pid: int, cap: int = ENVIRON_CAP) -> AgentEnv:
             os.close(fd)
         truncated = size >= cap
         values = parse_environ(buffer, size, complete=not truncated)
-        return AgentEnv(values, truncated)
+        return AgentEnv(values, truncated, blank=size == 0)
     finally:
         buffer[:] = bytes(len(buffer))
 
@@ -372,6 +382,9 @@ def read_view(host_proc: Path, process: AgentProcess) -> AgentView:
     env = _attempt(
         "environ", f"{base}/environ", lambda: read_environ(host_proc, pid), errors, denied
     )
+    if env is not None and env.blank:
+        errors["environ"] = f"{base}/environ {BLANK_ENVIRON}"
+        env = None
     return AgentView(process, identity, mounts, env, errors, tuple(denied))
 
 

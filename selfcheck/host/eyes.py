@@ -512,13 +512,16 @@ def enter(proc: Path, pid: int, started: str | None = None) -> Eyes | str:
     try:
         root = _pinned_root(pin)
         read_mountinfo(proc, str(pid))
-        env = agent.read_environ(proc, pid).values
+        environ = agent.read_environ(proc, pid)
     except OSError as error:
         why = f"{_missing_words(missing)}: " if missing else ""
         return (
             f"cannot enter the Agent's root ({describe(error, base)}): {why}another capability "
             "set, AppArmor or SELinux profile than the Agent's"
         )
+    if environ.blank:  # a process still starting, not one without settings: read it next cycle
+        return f"the Agent's {proc}/{pid}/environ {agent.BLANK_ENVIRON}"
+    env = environ.values
     why = "the Agent container's own root and identity"
     if missing:
         why += f", but {_missing_words(missing)}: a denial its capabilities would lift is marked"

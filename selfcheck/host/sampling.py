@@ -33,6 +33,7 @@ from selfcheck.host.procfs import evenly_spaced, list_pids
 
 MAX_EXAMPLES = 3
 MOUNTINFO_CAP = 256 * 1024
+STAT_CAP = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,26 @@ def _judge_client_id(tally: _Tally, proc_root: Path, pid: int, text: str, path: 
         tally.id_examples.append(f"{path}: sends {client_id or 'no ID'}")
 
 
+PF_EXITING = 0x4
+"""``task_struct.flags`` bit set from the start of ``exit()`` (include/linux/sched.h)."""
+
+
+def exiting(proc_root: Path, pid: int) -> bool:
+    """Whether ``pid`` is exiting or a zombie (or already gone).
+
+    Past ``cgroup_exit`` (kernel/cgroup/cgroup.c) in its exit, until its parent reaps it, a
+    process's ``cgroup`` file shows ``/`` on every v1 line while the unified line keeps its
+    container's path. Counted, it would look like a container process the Agent cannot map;
+    it sends nothing. Asked only of unmapped processes: one small read, and rarely.
+    """
+    try:
+        text = read_text(f"{proc_root}/{pid}/stat", STAT_CAP)
+    except OSError:
+        return True
+    fields = text.rpartition(")")[2].split()
+    return len(fields) > 6 and fields[6].isdigit() and bool(int(fields[6]) & PF_EXITING)
+
+
 def sample_all(
     proc_root: Path,
     cgroup_version: int,
@@ -159,9 +180,13 @@ def sample_all(
         lines = parse_proc_cgroup(text)
         if not in_runtime_cgroup(lines):
             continue
-        tally.in_containers += 1
         path = agent_cgroup_path(lines, cgroup_version)
-        if path is not None and container_id_from_path(path):
+        resolved = path is not None and container_id_from_path(path) is not None
+        if not resolved and exiting(proc_root, pid):
+            tally.unreadable += 1  # gone in all but name: no client sends from it any more
+            continue
+        tally.in_containers += 1
+        if resolved:
             tally.resolved += 1
         elif len(tally.examples) < MAX_EXAMPLES:
             tally.examples.append(

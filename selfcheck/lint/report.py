@@ -11,11 +11,11 @@ import json
 import textwrap
 from collections.abc import Sequence
 
+from selfcheck.exitcodes import EXIT_CRITICAL, EXIT_OK, EXIT_WARNING
 from selfcheck.lint import TemplateReport
 from selfcheck.model import Status
 
 WIDTH = 100
-EXIT_OK, EXIT_WARNING, EXIT_CRITICAL = 0, 1, 2
 _HEAD = f"{'STATUS':<9} {'CHECK':<17} "
 
 

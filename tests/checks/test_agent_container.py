@@ -149,7 +149,7 @@ def test_each_drift_is_found_and_named(pod: Pod, dimension: str) -> None:
         assert (result["status"], result["reason"]) == ("ok", "ok"), result
         assert {f["severity"] for f in result["findings"]} == {"info"}
     else:
-        assert (result["status"], result["reason"]) == ("degraded", "drift"), result
+        assert (result["status"], result["reason"]) == ("degraded", "drift"), json.dumps(result)
     ids = finding_ids(result)
     assert expected <= ids, ids
     messages = " ".join(f["message"] for f in result["findings"])
@@ -278,7 +278,7 @@ def test_node_mode_finds_the_agent_pod_and_judges_its_mounts(node_pod: Pod) -> N
         cgroup_parent=f"selfcheck-node-{uid[:8]}",
     )
     result = check(pod, node)
-    assert (result["status"], result["reason"]) == ("degraded", "drift"), result
+    assert (result["status"], result["reason"]) == ("degraded", "drift"), json.dumps(result)
     assert result["details"]["mode"] == "node"
     assert result["details"]["container"]["pod_uid"] == uid
     assert finding_ids(result) == {"agent_cgroups_missing"}  # no identity or env comparison

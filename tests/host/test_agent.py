@@ -124,10 +124,20 @@ def test_parse_environ_drops_an_entry_cut_by_the_cap() -> None:
 
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A real process with a canary API key and two allow-listed settings in its environment."""
+    """A real process with a canary API key and two allow-listed settings in its environment.
+
+    ``Popen`` returns as soon as the child's ``execve`` closed its close-on-exec pipe, before
+    the kernel has laid out the new environment (fs/exec.c ``begin_new_exec``, then
+    fs/binfmt_elf.c ``create_elf_tables``): until then ``environ`` reads empty. The child
+    says ``ready`` from its own code, which runs only once ``execve`` has returned.
+    """
     env = {"DD_API_KEY": CANARY, "DD_EXPVAR_PORT": "5000", "HOST_PROC": "/host/proc"}
-    proc = subprocess.Popen(["sleep", "60"], env=env)
+    code = "import sys; print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         yield proc
     finally:
         proc.kill()
@@ -140,6 +150,29 @@ def test_read_environ_of_a_real_process(sleeper: subprocess.Popen[bytes]) -> Non
     assert not env.truncated
     small = agent.read_environ(Path("/proc"), sleeper.pid, cap=30)
     assert small.truncated and CANARY not in repr(small)
+
+
+@pytest.mark.parametrize(("env", "blank"), [({}, True), ({"LANG": "C.UTF-8"}, False)])
+def test_an_empty_environ_is_blank_not_no_settings(env: dict[str, str], blank: bool) -> None:
+    """0 bytes (a process still in its ``execve``, here one started with no environment) is
+    told from an environment without allow-listed names; ``read_view`` keeps no settings
+    from it and says why."""
+    code = "import sys; print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        read = agent.read_environ(Path("/proc"), proc.pid)
+        view = agent.read_view(
+            Path("/proc"), agent.AgentProcess(proc.pid, "agent", "/", None, None)
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (read.values, read.blank) == ({}, blank)
+    assert (view.env is None) == blank
+    assert ("still starting" in view.errors.get("environ", "")) == blank
 
 
 def test_read_environ_error_names_the_path_only() -> None:

@@ -178,12 +178,15 @@ def receiver(
 
 
 def collect(proc: subprocess.Popen[str], timeout: float = 60) -> dict[tuple[str, str], Any]:
-    """Wait for a DogStatsD packet and a trace payload from each client, then the verdicts."""
+    """Wait for a DogStatsD packet and a trace payload from each client, then the verdicts.
+
+    Packets without a client's tag (the tracer's own metrics, sent on its own schedule) may
+    come too: every client heard is what is waited for, not exactly those."""
     assert proc.stdout is not None and proc.stdin is not None
     wanted = {(k, w) for k in ("dogstatsd", "apm") for w in ("a", "b")}
     seen: set[tuple[str, str]] = set()
     deadline = time.monotonic() + timeout
-    while seen != wanted and time.monotonic() < deadline:
+    while not wanted <= seen and time.monotonic() < deadline:
         line = proc.stdout.readline()
         if line.startswith("event "):
             _, kind, who = line.split()
@@ -193,7 +196,7 @@ def collect(proc: subprocess.Popen[str], timeout: float = 60) -> dict[tuple[str,
     for line in proc.stdout:
         if line.startswith("result "):
             result = json.loads(line.removeprefix("result "))
-    assert seen == wanted, f"not every client was heard from: {seen}"
+    assert wanted <= seen, f"not every client was heard from: {seen}"
     last: dict[tuple[str, str], Any] = {}
     for event in result:
         last[(event["kind"], event["who"])] = event
