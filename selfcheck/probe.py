@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selfcheck.config import ConfigError, parse_listen
+from selfcheck.exitcodes import EXIT_UNKNOWN
 from selfcheck.host.sockets import Deadline, HttpReply, connect_tcp, exchange, http_get
 
 if TYPE_CHECKING:
@@ -114,10 +115,10 @@ def probe(kind: str, listen: str | None, timeout: float, tls: TlsOptions | None 
         context = client_context(tls or TlsOptions())
     except ConfigError as exc:
         print(f"selfcheck: configuration error: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_UNKNOWN
     except (ValueError, OSError) as exc:  # WebConfigError, a CA or key that does not load
         print(f"selfcheck: probe: TLS: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_UNKNOWN
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     path = PATHS[kind]

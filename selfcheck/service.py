@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfcheck.config import Config
+from selfcheck.exitcodes import EXIT_UNKNOWN
 from selfcheck.http.app import App
 from selfcheck.http.server import Server
 from selfcheck.logs import event, get_logger, setup
@@ -165,7 +166,7 @@ def serve(config: Config, checks: Mapping[str, CheckSpec], web_config: str | Non
         gate = load_gate(web_config)
     except WebConfigError as exc:
         print(f"selfcheck: web config: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_UNKNOWN
     runner = Runner(config, checks)
     runner.on_cycle = _service_checks(runner)
     try:
@@ -176,6 +177,6 @@ def serve(config: Config, checks: Mapping[str, CheckSpec], web_config: str | Non
             f"{exc}",
             file=sys.stderr,
         )
-        return 3
+        return EXIT_UNKNOWN
     finally:
         runner.stop()
