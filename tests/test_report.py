@@ -222,15 +222,24 @@ def silent_peer() -> Iterator[socket.socket]:
 
 @contextlib.contextmanager
 def _cli(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """The CLI in a subprocess (standard error piped), killed if the test leaves it running."""
-    proc = subprocess.Popen(
-        [*python_command(), *args],
-        env=base_env(env),
-        cwd="/",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """The CLI in a subprocess (standard error piped), killed if the test leaves it running.
+
+    SIGINT is given its default disposition in the child, as a terminal's foreground job has
+    it: a suite started in the background (``cmd &``, ``nohup``) runs with SIGINT ignored,
+    which a child would inherit, and Python installs no Ctrl-C handler where it starts
+    ignored. A handler set here is reset to the default by ``execve``."""
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # caught: SIG_DFL at exec
+    try:
+        proc = subprocess.Popen(
+            [*python_command(), *args],
+            env=base_env(env),
+            cwd="/",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     try:
         yield proc
     finally:
