@@ -411,4 +411,24 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:  # the output's reader went away: not an internal error
         raise
     except Exception as exc:  # the convention's "unknown": never a bare traceback
+        if _raised_by_ctrl_c(exc):
+            raise KeyboardInterrupt from exc
         return unknown(f"selfcheck: internal error: {type(exc).__name__}: {exc}")
+
+
+def _raised_by_ctrl_c(exc: BaseException) -> bool:
+    """An error raised while a Ctrl-C was being unwound is the Ctrl-C, not a bug of ours.
+
+    Python raises ``KeyboardInterrupt`` between any two bytecodes; one that lands inside
+    ``threading.Condition.wait`` after it released its lock and before its ``try`` makes the
+    enclosing ``with`` release it again: ``RuntimeError: release unlocked lock``, with the
+    interrupt as its context (seen when ``selfcheck check`` is interrupted while a check waits).
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from selfcheck import cli
 from selfcheck.registry import all_checks, known_ids
 from tests.support.run import REPO, base_env, python_command, selfcheck
 
@@ -278,3 +279,29 @@ def test_every_command_that_prints_is_tried_with_its_reader_gone() -> None:
 
     tried = {"check", "list", "explain", "lint", "fleet", "probe"}
     assert set(build_parser().commands) - tried == {"serve"}
+
+
+def _list_interrupted_in_a_lock(*_: object) -> int:
+    """What an interrupt inside ``threading.Condition.wait`` leaves behind: the interrupt as the
+    context of ``RuntimeError: release unlocked lock``."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise RuntimeError("release unlocked lock") from None
+
+
+def _list_broken(*_: object) -> int:
+    raise RuntimeError("release unlocked lock")
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_is_the_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C exits 130 quietly even when the interrupt surfaces as another error; the same
+    error with no interrupt behind it stays an internal error, exit 3."""
+    monkeypatch.setattr(cli, "cmd_list", _list_interrupted_in_a_lock)
+    assert cli.main(["list"]) == 130
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(cli, "cmd_list", _list_broken)
+    assert cli.main(["list"]) == 3
+    assert "internal error: RuntimeError: release unlocked lock" in capsys.readouterr().err
