@@ -58,7 +58,7 @@ from selfcheck.config import Config
 from selfcheck.delivery import LEDGER, Delivery, Item, Receipt, Sent
 from selfcheck.host.agent import ListenerVerdict
 from selfcheck.host.eyes import AGENT, VIEWS, Credentials, Eyes
-from selfcheck.host.files import read_capped
+from selfcheck.host.procfs import read_start_time
 from selfcheck.host.view import HeldSockets
 from selfcheck.model import (
     NODE_INFO_KEYS,
@@ -401,13 +401,11 @@ def key_of(eyes: Eyes, start_time: str) -> Key:
 
 
 def start_time(eyes: Eyes) -> str:
-    """Field 22 of the Agent's ``stat``: a restarted Agent gets a new helper."""
+    """The Agent's start time (``procfs.read_start_time``): a restarted Agent gets a new helper."""
     try:
-        text = read_capped(f"{eyes.proc}/{eyes.agent_pid}/stat", 4096).decode("ascii", "replace")
+        return read_start_time(eyes.proc, eyes.agent_pid or 0)
     except OSError:
         return ""
-    fields = text.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else ""
 
 
 def cycle_request(eyes: Eyes, ids: Sequence[str], config: Config) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from selfcheck.host import agent, nodeagent
 from selfcheck.host.capabilities import cap_bit, decode
 from selfcheck.host.files import describe, read_capped
 from selfcheck.host.identity import Identity, read_identity
-from selfcheck.host.procfs import read_mountinfo
+from selfcheck.host.procfs import read_mountinfo, read_start_time
 from selfcheck.host.root import OWN_BASE, Root, pinned
 
 AGENT, OWN = "agent", "own"
@@ -290,13 +290,8 @@ def _cmdline(proc: Path, pid: int) -> list[str]:
 
 
 def start_time(proc: Path, pid: int) -> str:
-    """Field 22 of ``stat``: tells a restarted process from the one seen before. An exited
-    process not reaped yet (state ``Z`` or ``X``) has none: its container is gone."""
-    text = read_capped(f"{proc}/{pid}/stat", CMDLINE_CAP).decode("ascii", "replace")
-    fields = text.rpartition(")")[2].split()
-    if len(fields) <= 19 or fields[0] in ("Z", "X"):
-        return ""
-    return fields[19]
+    """The process's start time (``procfs.read_start_time``); empty once it has exited."""
+    return read_start_time(proc, pid)
 
 
 def _is_core(proc: Path, pid: int) -> bool:

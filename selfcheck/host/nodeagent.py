@@ -30,7 +30,7 @@ from selfcheck.host import agent
 from selfcheck.host.cgroup import is_runtime_path
 from selfcheck.host.files import read_capped
 from selfcheck.host.namespaces import INITIAL_CGROUP_NS_INODE, namespace_inode, read_pid_view
-from selfcheck.host.procfs import Mount, read_mountinfo
+from selfcheck.host.procfs import Mount, read_mountinfo, read_start_time
 from selfcheck.host.sharing import placement
 
 RUNNER_SETTING = "DD_CLC_RUNNER_ENABLED"
@@ -38,7 +38,6 @@ ROLLOUT_SECONDS = 600
 """Longest overlap of a rolling update's old and new pod on one node: the new pod becomes
 Ready, then the old one ends within its termination grace period (30 s by default). Two pods
 of one install still running together after this are two node Agents."""
-STAT_CAP = 4096
 HOST_PROC, HOST_CGROUP = "/host/proc", "/host/sys/fs/cgroup"
 OWN_PROC = Path("/proc")
 CGROUP_TYPES = ("cgroup", "cgroup2")
@@ -206,13 +205,11 @@ def choose_sidecar(candidates: Sequence[Candidate], own_path: str, own_net: int 
 
 
 def read_start(proc: Path, pid: int) -> int:
-    """``stat`` field 22, the start time in clock ticks after boot; 0 when unreadable."""
+    """``stat`` field 22 as a number (``procfs.read_start_time``); 0 when unreadable or gone."""
     try:
-        text = read_capped(f"{proc}/{pid}/stat", STAT_CAP).decode("ascii", "replace")
+        return int(read_start_time(proc, pid) or 0)
     except OSError:
         return 0
-    fields = text.rpartition(")")[2].split()
-    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else 0
 
 
 def now_ticks(proc: Path) -> tuple[int, int]:

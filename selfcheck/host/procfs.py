@@ -7,9 +7,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfcheck.host.files import read_text
+from selfcheck.host.files import read_capped, read_text
 
 STATUS_CAP = 16 * 1024
+STAT_CAP = 4096
 MOUNTINFO_CAP = 4 * 1024 * 1024
 
 
@@ -142,3 +143,16 @@ def mount_for(path: Path, mounts: list[Mount]) -> Mount | None:
         if inside and (best is None or len(point) >= len(best.mount_point)):
             best = mount
     return best
+
+
+def read_start_time(proc: Path, pid: int | str) -> str:
+    """Field 22 of ``<proc>/<pid>/stat``, the start time in clock ticks after boot: what tells
+    a restarted process from the one seen before under the same PID (proc(5)). Empty for an
+    exited process not reaped yet (state ``Z`` or ``X``: its container is gone) or a garbled
+    line; ``OSError`` when the file cannot be read. The command name is skipped up to its last
+    ``)``, since it may hold spaces and parentheses."""
+    text = read_capped(f"{proc}/{pid}/stat", STAT_CAP).decode("ascii", "replace")
+    fields = text.rpartition(")")[2].split()
+    if len(fields) <= 19 or fields[0] in ("Z", "X") or not fields[19].isdigit():
+        return ""
+    return fields[19]

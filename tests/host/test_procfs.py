@@ -71,3 +71,25 @@ def test_parsers_never_raise(text: str) -> None:
     parse_mountinfo(text)
     parse_status(text)
     int_fields(text)
+
+
+def test_the_start_time_is_field_22_and_empty_once_the_process_has_exited() -> None:
+    """One reader for every place that pins a process (eyes, node-Agent choice, the helper)."""
+    import subprocess
+    import time
+
+    from selfcheck.host.procfs import read_start_time
+
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        started = read_start_time(Path("/proc"), child.pid)
+        assert started.isdigit() and int(started) > 0
+        child.kill()
+        for _ in range(2000):  # a zombie until reaped: its state is Z
+            if read_start_time(Path("/proc"), child.pid) == "":
+                break
+            time.sleep(0.005)
+        assert read_start_time(Path("/proc"), child.pid) == ""
+    finally:
+        child.kill()
+        child.wait()
