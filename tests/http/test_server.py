@@ -168,6 +168,20 @@ def test_idle_clients_are_closed_after_the_timeout() -> None:
         assert sock.recv(10) == b""  # closed by the server, not by our timeout
 
 
+def test_the_sweep_runs_only_while_connections_are_open() -> None:
+    """An idle server sets no timer (a timer firing twice a second was a third of its idle
+    CPU); the sweep starts again with the next client, which is still closed in time."""
+    with serving(make_config(FAST, checks=IDS), CHECKS, idle_timeout=0.3) as s:
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+                sock.sendall(b"GET /livez HTTP/1.1\r\n")
+                assert sock.recv(10) == b""
+            deadline = time.monotonic() + 10
+            while s.server.connections or s.server._sweeper is not None:
+                assert time.monotonic() < deadline, (s.server.connections, s.server._sweeper)
+                time.sleep(0.05)
+
+
 def test_livez_keeps_answering_while_a_check_is_blocked_on_a_fifo(tmp_path: Path) -> None:
     blocker = FifoBlocker(tmp_path)
     checks = {"fine": passing(), "stuck": blocker.spec}
