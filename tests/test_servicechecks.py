@@ -125,6 +125,17 @@ def test_the_cap_counts_escaped_bytes_and_never_splits_a_character() -> None:
         assert capped.removesuffix(ELLIPSIS) == text[: len(capped) - len(ELLIPSIS)]
 
 
+@pytest.mark.parametrize("unit", ["a", "\u00e9", "\n", "\x85", "\U0001f6ab"])
+def test_a_message_exactly_at_the_cap_is_whole_and_one_more_character_cuts_it(unit: str) -> None:
+    """The edge between the whole-message path and the cut: escaped size equal to the cap."""
+    text = unit * (MESSAGE_CAP // len(escape(unit.replace("\x85", " ")).encode()))
+    assert len(escape(safe_message(text)).encode()) == MESSAGE_CAP
+    assert safe_message(text) == text.replace("\x85", " ")
+    longer = safe_message(text + "a")
+    assert longer.endswith(ELLIPSIS)
+    assert len(escape(longer).encode()) <= MESSAGE_CAP
+
+
 def test_a_short_message_is_kept_as_it_is() -> None:
     assert safe_message(MESSAGES["plain"]) == MESSAGES["plain"]
     assert safe_message("a|b\tc") == "a\N{BROKEN BAR}b c"
