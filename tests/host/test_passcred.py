@@ -17,10 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from selfcheck.host import passcred
 from selfcheck.host.passcred import (
+    Credentials,
+    RoundTrip,
     _reap,
     open_receiver,
     printable,
+    proven_round_trip,
     receive,
     receiver_address,
     round_trip,
@@ -87,6 +91,22 @@ def test_round_trips_do_not_collide() -> None:
     first, second = round_trip(5.0), round_trip(5.0)
     assert first.address != second.address
     assert first.sender_pid != second.sender_pid
+
+
+def test_a_faithful_round_trip_is_kept_and_a_wrong_one_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernel's answer cannot change under a running process once right; a wrong or
+    failed answer can be the moment's (a sandbox, a load), so it is asked again."""
+    monkeypatch.setattr(passcred, "_PROVEN", [])
+    wrong = RoundTrip(4243, Credentials(0, 0, 0), "@00001")
+    answers = iter([wrong])
+    real = passcred.round_trip
+    monkeypatch.setattr(passcred, "round_trip", lambda t: next(answers, None) or real(t))
+    assert proven_round_trip(5.0) is wrong
+    first = proven_round_trip(5.0)
+    assert first.faithful and first.sender_pid != wrong.sender_pid
+    assert proven_round_trip(5.0) is first  # no second child
 
 
 def test_child_is_reaped() -> None:

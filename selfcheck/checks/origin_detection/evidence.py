@@ -26,7 +26,7 @@ from selfcheck.host.namespaces import (
     namespace_inode,
     read_pid_view,
 )
-from selfcheck.host.passcred import RoundTrip, round_trip
+from selfcheck.host.passcred import RoundTrip, proven_round_trip
 from selfcheck.host.receipt import Receipt, find_expvar, heartbeat, read_after
 from selfcheck.host.sampling import Sample, sample_all
 from selfcheck.host.sockets import Deadline, send_datagram
@@ -194,7 +194,7 @@ def gather(
     _configure(ev, config)
     _read_pid_namespace(ev, host)
     try:
-        ev.passcred = round_trip(passcred_budget)
+        ev.passcred = proven_round_trip(passcred_budget)
     except OSError as error:
         ev.passcred_error = error
     _read_cgroup_version(ev, host)

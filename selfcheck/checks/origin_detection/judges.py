@@ -100,7 +100,7 @@ def _judge_passcred(ev: Evidence) -> tuple[Status, Reason, str] | None:
     trip = ev.passcred
     assert trip is not None
     creds = trip.credentials
-    if creds is not None and creds.pid == trip.sender_pid and creds.pid != 0:
+    if trip.faithful:
         return None
     got = "no SCM_CREDENTIALS message" if creds is None else f"PID {creds.pid}"
     return (
