@@ -8,7 +8,10 @@ and scraped every 15 s like the footprint run. In one pod the Agent runs as root
 helper runs; in the other it runs as ``uid``, so one long-lived helper holds its
 credentials. Sampled from ``/proc`` every second after the first two cycles: resident
 memory of the server and of the helper, and their CPU ticks (the helper's start, interpreter
-and imports, is before that and reported on its own).
+and imports, is before that and reported on its own). With ``--tls`` both servers serve
+``bench/_tls.py``'s web configuration (TLS and one bcrypt user, mounted read-only into the
+sidecar) and every probe and scrape is a new HTTPS connection with basic auth, as the
+kubelet's HTTPS probes are.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench._common import CLK_TCK, ProcSample, cpu_share, free_port, median, sample, table
+from bench._tls import https_get, web_config
 from tests.support.pod import Pod, Spec, Volume, new_pod, pods
 from tests.support.standins import AgentHTTPStandIn, DockerStandIn
 
@@ -38,17 +42,23 @@ class Side:
     server: int
     helpers: set[int]
     cycles: int = 0
+    tls: bool = False
+
+    def get(self, path: str) -> bytes:
+        """One request on a new connection; HTTPS with basic auth when the server has TLS."""
+        if self.tls:
+            status, body = https_get(self.port, path, timeout=5)
+            if status >= 400:
+                raise OSError(f"{path}: HTTP {status}")
+            return body
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
+            answer: bytes = reply.read()
+            return answer
 
 
-def _get(port: int, path: str) -> bytes:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-        body: bytes = reply.read()
-        return body
-
-
-def _generation(port: int) -> int:
+def _generation(side: Side) -> int:
     with contextlib.suppress(OSError, ValueError):
-        return int(json.loads(_get(port, "/status")).get("generation", 0))
+        return int(json.loads(side.get("/status")).get("generation", 0))
     return 0
 
 
@@ -65,7 +75,7 @@ def _helpers_of(server: int) -> set[int]:
 
 
 @contextlib.contextmanager
-def _pod_with_agent(pod: Pod, uid: int) -> Iterator[Side]:
+def _pod_with_agent(pod: Pod, uid: int, web: Path | None = None) -> Iterator[Side]:
     base = pod.base / f"uid{uid}"
     dsd, run = base / "dsd", base / "run"
     dsd.mkdir(parents=True)
@@ -97,14 +107,19 @@ def _pod_with_agent(pod: Pod, uid: int) -> Iterator[Side]:
             "DD_EXPVAR_PORT": str(expvar),
             "SELFCHECK_LISTEN": f"127.0.0.1:{listen}",
         }
-        server = pod.popen_selfcheck(Spec(pod_uid, [], env=own, read_only_root=True), ["serve"])
+        mounts = []
+        if web is not None:
+            mounts.append(Volume("web-config", str(web.parent), str(web.parent)))
+            own["SELFCHECK_WEB_CONFIG"] = str(web)
+        server = pod.popen_selfcheck(Spec(pod_uid, mounts, env=own, read_only_root=True), ["serve"])
         label = f"Agent uid {uid}: selfcheck serve" + (" + helper" if uid else "")
-        yield Side(label, listen, server.pid, set())
+        label += " (TLS)" if web is not None else ""
+        yield Side(label, listen, server.pid, set(), tls=web is not None)
 
 
 def _warm(side: Side, generations: int, limit: float) -> None:
     end = time.monotonic() + limit
-    while _generation(side.port) < generations:
+    while _generation(side) < generations:
         if time.monotonic() > end:
             raise SystemExit(f"{side.label}: fewer than {generations} cycles in {limit:g} s")
         time.sleep(0.2)
@@ -119,13 +134,13 @@ def _drive(sides: list[Side], duration: float) -> dict[str, list[list[ProcSample
     while (now := time.monotonic()) - began < duration:
         if now >= next_probe:
             for side in sides:
-                _get(side.port, "/livez")
+                side.get("/livez")
                 with contextlib.suppress(OSError):
-                    _get(side.port, "/readyz")
+                    side.get("/readyz")
             next_probe += PROBE_EVERY
         if now >= next_scrape:
             for side in sides:
-                _get(side.port, "/metrics")
+                side.get("/metrics")
             next_scrape += SCRAPE_EVERY
         if now >= next_sample:
             for side in sides:
@@ -159,9 +174,15 @@ def _row(side: Side, rows: list[list[ProcSample]], helper_start: float) -> list[
     ]
 
 
-def agent_uid_table(duration: float, uid: int) -> str:
+def agent_uid_table(duration: float, uid: int, tls: bool = False) -> str:
     """The root Agent's pod beside the ``uid`` Agent's, measured in the same window."""
-    with pods() as pod, _pod_with_agent(pod, 0) as root, _pod_with_agent(pod, uid) as other:
+    with pods() as pod, contextlib.ExitStack() as stack:
+        web = None
+        if tls:
+            (pod.base / "web").mkdir(mode=0o755)
+            web = web_config(pod.base / "web")
+        root = stack.enter_context(_pod_with_agent(pod, 0, web))
+        other = stack.enter_context(_pod_with_agent(pod, uid, web))
         sides = [root, other]
         for side in sides:
             _warm(side, 2, 120)
@@ -169,11 +190,11 @@ def agent_uid_table(duration: float, uid: int) -> str:
             side.label: sum(sample(pid).cpu_ticks for pid in sorted(side.helpers)[:1]) / CLK_TCK
             for side in sides
         }
-        began = {side.label: _generation(side.port) for side in sides}
+        began = {side.label: _generation(side) for side in sides}
         samples = _drive(sides, duration)
         for side in sides:
             side.helpers |= _helpers_of(side.server)
-            side.cycles = _generation(side.port) - began[side.label]
+            side.cycles = _generation(side) - began[side.label]
     headers = [
         "pod",
         "helpers seen",
@@ -189,6 +210,7 @@ def agent_uid_table(duration: float, uid: int) -> str:
     rows = [_row(side, samples[side.label], start_cost[side.label]) for side in sides]
     return table(headers, rows) + (
         f"\n\n{duration:g} s at the default interval (30 s) after two cycles; probes every "
-        f"{PROBE_EVERY:g} s, scrapes every {SCRAPE_EVERY:g} s; target: together < 0.15 % "
-        "of one core."
+        f"{PROBE_EVERY:g} s, scrapes every {SCRAPE_EVERY:g} s"
+        + (", each a new HTTPS connection with basic auth" if tls else "")
+        + "; target: together < 0.15 % of one core."
     )

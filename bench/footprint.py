@@ -3,7 +3,7 @@
     python bench/footprint.py [--duration 600] [--starts 5] [--no-runtime]
     python bench/footprint.py --modules [--tree DIR ...] [--no-runtime]
     python bench/footprint.py --floor [--repeat 5] [--duration 30]
-    python bench/footprint.py --agent-uid 100 [--duration 300]
+    python bench/footprint.py --agent-uid 100 [--duration 300] [--tls]
 
 docs/performance.md: selfcheck's own share of resident memory above the libraries' floor
 (``--floor``), measured in the same run, at most 3 MB with TLS and basic auth after 30 s; under
@@ -41,7 +41,8 @@ interpreters after the ladder, gives what the libraries ``serve`` no longer hold
 (``psutil``, PyYAML), the floor the 3 MB target was first set against.
 
 ``--agent-uid UID``: the long-lived helper's cost beside an Agent of another uid, against a
-root Agent's pod in the same window (``bench/_helper_cost.py``).
+root Agent's pod in the same window (``bench/_helper_cost.py``); ``--tls`` serves both over
+TLS with basic auth, every probe and scrape a new HTTPS connection.
 """
 
 from __future__ import annotations
@@ -323,12 +324,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per tree (--modules, --floor)")
     parser.add_argument("--floor", action="store_true", help="what each library costs, in order")
     parser.add_argument("--agent-uid", type=int, help="the helper beside an Agent of this uid")
+    parser.add_argument("--tls", action="store_true", help="with --agent-uid: TLS and basic auth")
     args = parser.parse_args()
     print_header("Footprint", "python bench/footprint.py " + " ".join(sys.argv[1:]))
     if args.agent_uid is not None:
         from bench._helper_cost import agent_uid_table
 
-        print(agent_uid_table(300.0 if args.duration is None else args.duration, args.agent_uid))
+        seconds = 300.0 if args.duration is None else args.duration
+        print(agent_uid_table(seconds, args.agent_uid, args.tls))
         return
     if args.floor:
         with workdir("floor") as directory, answering_node(directory, not args.no_runtime) as env:
