@@ -33,8 +33,10 @@ third-party packages each has loaded by then; ``--repeat`` runs, medians.
 any of its own code, step by step in a fresh interpreter (``--repeat`` runs, medians): an
 asyncio server on loopback, the standard-library modules ``prometheus_client`` imports for
 the servers and push clients selfcheck does not use, ``prometheus_client`` itself, ``h2`` (the
-CRI call), ``argparse``, ``bcrypt`` (the web configuration's users) and a TLS server context
-holding a certificate: the libraries' floor. Then selfcheck's own modules; then a real
+CRI call), ``argparse``, ``bcrypt`` (the web configuration's users), a TLS server context
+holding a certificate, and that bare server having answered ``FLOOR_REQUESTS`` HTTPS requests
+on new connections (OpenSSL and asyncio's SSL protocol load state on first use, whoever
+serves): the libraries' floor. Then selfcheck's own modules; then a real
 ``selfcheck serve`` with TLS and basic auth after ``--duration`` seconds of cycles, probes and
 scrapes: the last two rows are selfcheck's share above the floor. A second table, from the same
 interpreters after the ladder, gives what the libraries ``serve`` no longer holds would add
@@ -122,7 +124,23 @@ step("bcrypt (basic_auth_users)", "bcrypt")
 import ssl
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(sys.argv[1], sys.argv[2])
-rows.append(["a TLS server context with its certificate and key: the libraries' floor", rss()])
+rows.append(["a TLS server context with its certificate and key", rss()])
+class Ok(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        if b"\\r\\n\\r\\n" in data:
+            self.transport.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
+            self.transport.close()
+tls = loop.run_until_complete(loop.create_server(Ok, "127.0.0.1", 0, ssl=context))
+print(json.dumps({"port": tls.sockets[0].getsockname()[1]}), flush=True)
+served = loop.create_future()
+loop.add_reader(0, lambda: served.done() or served.set_result(sys.stdin.readline()))
+loop.run_until_complete(served)
+loop.remove_reader(0)
+rows.append([f"that server after answering {served.result().strip()} HTTPS requests, one "
+             "connection each (OpenSSL's and asyncio's state loaded on first use): the "
+             "libraries' floor", rss()])
 step("selfcheck's own modules (every check, the server, the web configuration)",
      "selfcheck.cli", "selfcheck.service", "selfcheck.registry", "selfcheck.http.server",
      "selfcheck.http.webconfig", "selfcheck.http.auth")
@@ -135,19 +153,36 @@ print(json.dumps({"ladder": rows, "gone": gone}))
 """
 
 
+FLOOR_REQUESTS = 20
+"""HTTPS requests the floor's bare TLS server answers, each on a new connection: what
+``serve_after``'s probes make ``selfcheck serve`` do, without selfcheck's code."""
+
+
 def floor_steps(python: str, tree: Path, directory: Path) -> dict[str, list[list[object]]]:
     """One fresh interpreter: ``[label, RSS MB]`` after each step of ``_FLOOR_CHILD``, the
-    ladder and then the libraries ``serve`` no longer holds."""
-    out = subprocess.run(
+    ladder and then the libraries ``serve`` no longer holds. Its bare TLS server is sent
+    ``FLOOR_REQUESTS`` HTTPS requests from this process, as a kubelet would."""
+    child = subprocess.Popen(
         [python, "-c", _FLOOR_CHILD, str(directory / "tls.crt"), str(directory / "tls.key")],
         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         cwd="/",
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=True,
     )
-    steps: dict[str, list[list[object]]] = json.loads(out.stdout.splitlines()[-1])
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        port = int(json.loads(child.stdout.readline())["port"])
+        for _ in range(FLOOR_REQUESTS):
+            https_get(port, "/livez")
+        out, _ = child.communicate(f"{FLOOR_REQUESTS}\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if child.returncode != 0:
+        raise SystemExit(f"the floor's interpreter failed (exit {child.returncode})")
+    steps: dict[str, list[list[object]]] = json.loads(out.splitlines()[-1])
     return steps
 
 
