@@ -159,13 +159,26 @@ def generate(root: Path, count: int, cgroup_version: int = 1) -> Path:
 AGENT_POD = "/kubepods/besteffort/pod0a0b0c0d-0000-4000-8000-000000000000"
 
 
+def _own_capabilities(status: str) -> str:
+    """``status`` with this process's capability sets, no-new-privs and seccomp mode: an
+    Agent with other sets than the reader's is looked at through a helper (the exact eyes),
+    and the cycle measured here is the one that runs in this process."""
+    own = Path("/proc/self/status").read_text()
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"):
+        line = re.search(rf"^{key}:.*$", own, flags=re.M)
+        if line is not None:
+            status = re.sub(rf"^{key}:.*$", line.group(0), status, flags=re.M)
+    return status
+
+
 def add_agent(root: Path, env: dict[str, str], cgroups: Path | None = None) -> int:
     """The Agent's core process (``agent run``) in the tree, as this process's identity, and
     its container cgroup in the synthetic cgroup tree ``cgroups`` (listing it, as a node's).
 
-    Its ``root`` is a link to ``/`` and its mount table this process's, so a cycle looks
-    through the Agent's eyes at this machine: every path is walked inside that root and the
-    allow-listed settings are read from its ``environ``, as on a node.
+    Its ``root`` is a link to ``/``, its identity, capability sets and mount table this
+    process's, so a cycle looks through the Agent's eyes at this machine, in this process:
+    every path is walked inside that root and the allow-listed settings are read from its
+    ``environ``, as on a node.
     """
     pid = max(int(p.name) for p in root.iterdir() if p.name.isdigit()) + 1
     directory = root / str(pid)
@@ -175,6 +188,7 @@ def add_agent(root: Path, env: dict[str, str], cgroups: Path | None = None) -> i
     status = STATUS.format(name="agent", pid=pid, ppid=1, uid=uid)
     status = re.sub(r"^Gid:.*$", f"Gid:\t{gid}\t{gid}\t{gid}\t{gid}", status, flags=re.M)
     status = re.sub(r"^Groups:.*$", f"Groups:\t{groups}", status, flags=re.M)
+    status = _own_capabilities(status)
     (directory / "status").write_text(status)
     (directory / "cmdline").write_bytes(b"agent\0run\0")
     fields = ["S", "1", *["0"] * 17, "4242", *["0"] * 30]
