@@ -1,18 +1,20 @@
 """Runs the checks, each under its own deadline, and publishes immutable snapshots.
 
-How a check stuck inside a system call is contained: every check runs in its own daemon
-thread and the runner waits for it only until the check's deadline. A thread blocked in
-the kernel (``open`` of a FIFO with no writer, a hung NFS ``stat``) cannot be interrupted
-from Python, so it is *abandoned*: the check is reported ``failed``/``timeout`` for this
-cycle, the other checks, the HTTP server and the runner loop go on, and while that thread
-is still stuck the next cycles report the same timeout without starting a second copy. So
-at most one thread per check can ever be stuck, and being daemon threads they never hold
-up shutdown.
+How a check stuck inside a system call is contained: every check runs in a daemon thread
+of its own for that run and the runner waits for it only until the check's deadline. A
+thread blocked in the kernel (``open`` of a FIFO with no writer, a hung NFS ``stat``) cannot
+be interrupted from Python, so it is *abandoned*: the check is reported ``failed``/``timeout``
+for this cycle, the other checks, the HTTP server and the runner loop go on, and while that
+thread is still stuck the next cycles report the same timeout without starting a second
+copy. So at most one thread per check can ever be stuck, and being daemon threads they never
+hold up shutdown. A thread whose check has returned waits for the next check (``_Workers``),
+so a cycle's checks run on the threads of the cycle before instead of starting new ones.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -83,6 +85,59 @@ class _Attempt:
         finally:
             self.finished_mono = time.monotonic()
             self.done.set()
+
+
+KEEP_IDLE = 300.0
+"""Seconds a check thread with nothing to run waits for the next check before it ends:
+longer than the default interval, so the next cycle finds it."""
+
+
+class _Workers:
+    """The threads checks run in, kept between cycles.
+
+    Starting a thread per check was a tenth of a quiet cycle's CPU (``bench/footprint.py
+    --agent-uid``). A thread whose check is stuck stays with that check, abandoned as before;
+    a check finds an idle thread or gets a new one, so a stuck one never delays another.
+    Each thread carries the name of the check it runs (``check-<id>``), ``check-idle`` between
+    checks.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[_Attempt]] = []
+        self._lock = threading.Lock()
+
+    def run(self, attempt: _Attempt) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            name = f"check-{attempt.spec.id}"
+            threading.Thread(target=self._work, args=(inbox,), name=name, daemon=True).start()
+        inbox.put(attempt)
+
+    def _work(self, inbox: queue.SimpleQueue[_Attempt]) -> None:
+        thread = threading.current_thread()
+        while (attempt := self._next(inbox)) is not None:
+            thread.name = f"check-{attempt.spec.id}"
+            attempt()
+            thread.name = "check-idle"
+            with self._lock:
+                self._idle.append(inbox)
+
+    def _next(self, inbox: queue.SimpleQueue[_Attempt]) -> _Attempt | None:
+        """The next check, or ``None`` when none came within ``KEEP_IDLE`` (the thread ends)."""
+        try:
+            return inbox.get(timeout=KEEP_IDLE)
+        except queue.Empty:
+            with self._lock:
+                if inbox in self._idle:
+                    self._idle.remove(inbox)
+                    return None
+            return inbox.get()  # handed a check between the timeout and the lock
+
+
+_WORKERS = _Workers()
+"""One set per process: every runner's checks (a test makes many runners) share it."""
 
 
 class Runner:
@@ -312,7 +367,7 @@ class Runner:
         began = time.monotonic()
         context = CheckContext(config, host, began + config.check_timeout)
         attempt = _Attempt(self.checks[cid], context, self.clock(), began, cid in self.required)
-        threading.Thread(target=attempt, name=f"check-{cid}", daemon=True).start()
+        _WORKERS.run(attempt)
         return attempt
 
     def _still_stuck(self, attempt: _Attempt) -> Outcome:

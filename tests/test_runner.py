@@ -56,6 +56,51 @@ def test_a_check_blocked_in_a_syscall_is_abandoned_and_not_restarted(tmp_path: P
     assert (third.counters["stuck"].runs, third.counters["stuck"].failures) == (3, 2)
 
 
+def test_checks_run_on_the_threads_of_the_cycle_before_and_a_stuck_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """No thread start per check per cycle (kernel thread ids, which are not reused at once
+    as ``threading.get_ident`` values are); the thread of a check stuck in the kernel is
+    never handed another check, which gets a thread of its own."""
+    seen: dict[str, list[int]] = {"fine": [], "broken": []}
+
+    def recording(cid: str) -> object:
+        def run(ctx: object) -> Outcome:
+            seen[cid].append(threading.get_native_id())
+            return ok(f"{cid} works")
+
+        return run
+
+    blocker = FifoBlocker(tmp_path)
+    checks = {cid: spec(cid, recording(cid)) for cid in ("fine", "broken")}
+    runner = Runner(make_config(FAST, checks=IDS), checks)
+    runner.run_cycle()
+    first = set(seen["fine"] + seen["broken"])
+    for _ in range(3):
+        runner.run_cycle()
+    assert set(seen["fine"] + seen["broken"]) <= first | _idle_before(first)
+
+    stuck_runner = Runner(make_config(FAST, checks=IDS), {"stuck": blocker.spec, **checks})
+    try:
+        stuck_runner.run_cycle()
+        stuck_threads = [t.native_id for t in threading.enumerate() if t.name == "check-stuck"]
+        assert len(stuck_threads) == 1
+        seen["fine"].clear()
+        seen["broken"].clear()
+        second = stuck_runner.run_cycle()
+        assert "still blocked" in second.results["stuck"].outcome.message
+        assert seen["fine"] and seen["broken"]
+        assert stuck_threads[0] not in seen["fine"] + seen["broken"]
+    finally:
+        blocker.release()
+
+
+def _idle_before(first: set[int]) -> set[int]:
+    """Threads left idle by earlier tests of this process may serve too: still no new one."""
+    threads = {t.native_id for t in threading.enumerate() if t.name.startswith("check-")}
+    return {tid for tid in threads if tid is not None} - first
+
+
 def test_an_exception_is_status_error_not_a_crash() -> None:
     runner = Runner(make_config(FAST, checks=IDS), {"buggy": raising(), "fine": passing()})
     snap = runner.run_cycle()
