@@ -174,12 +174,19 @@ def _spellings(path: str) -> tuple[str, ...]:
 
 def mount_at(mounts: tuple[Mount, ...] | list[Mount], path: str) -> Mount | None:
     """The mount whose mount point is ``path`` (the last one stacked there), else ``None``."""
-    wanted = {posixpath.normpath(p) for p in _spellings(path)}
-    found = None
-    for mount in mounts:
-        if posixpath.normpath(mount.mount_point) in wanted:
-            found = mount
-    return found
+    return _at(_by_mount_point(mounts), path)
+
+
+def _by_mount_point(mounts: tuple[Mount, ...] | list[Mount]) -> dict[str, tuple[int, Mount]]:
+    """Each normalised mount point to the last mount stacked there and its place in the
+    table: one pass for every volume's lookups, where each lookup walked the whole table."""
+    return {posixpath.normpath(m.mount_point): (i, m) for i, m in enumerate(mounts)}
+
+
+def _at(index: Mapping[str, tuple[int, Mount]], path: str) -> Mount | None:
+    """The last mount in the table at any spelling of ``path``."""
+    found = [index[p] for p in {posixpath.normpath(p) for p in _spellings(path)} if p in index]
+    return max(found, key=lambda placed: placed[0])[1] if found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,13 +214,14 @@ def volume_states(
 ) -> dict[str, VolumeState]:
     """Each volume of the table: the first of its paths that is a mount point, else absent."""
     states: dict[str, VolumeState] = {}
+    index = _by_mount_point(mounts)
     for volume in CHART_VOLUMES:
         paths = volume.paths(env)
         if not paths:
             continue
         state = VolumeState(volume, paths[0], None)
         for path in paths:
-            mount = mount_at(mounts, path)
+            mount = _at(index, path)
             if mount is not None:
                 state = VolumeState(volume, path, mount)
                 break

@@ -81,6 +81,15 @@ def test_mount_at_reads_var_run_as_run() -> None:
     assert mount_at(mounts, "/var/run") is None
 
 
+def test_mount_at_takes_the_last_mount_stacked_under_either_spelling() -> None:
+    """What the kernel shows last at a mount point is what a path reaches."""
+    first = mountinfo(("/run/datadog", "ro"), ("/var/run/datadog", "rw"), ("/run/datadog", "rw"))
+    found = mount_at(first, "/var/run/datadog")
+    assert found is not None and found.mount_point == "/run/datadog" and found is first[2]
+    later = mountinfo(("/run/datadog", "rw"), ("/var/run/datadog/", "ro"))
+    assert mount_at(later, "/var/run/datadog") is later[1]
+
+
 def test_the_charts_table_gives_no_finding() -> None:
     states = volume_states(mountinfo(*CHART), DSD)
     assert {name: s.describe() for name, s in states.items()} == {
