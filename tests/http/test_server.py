@@ -169,8 +169,9 @@ def test_idle_clients_are_closed_after_the_timeout() -> None:
 
 
 def test_the_sweep_runs_only_while_connections_are_open() -> None:
-    """An idle server sets no timer (a timer firing twice a second was a third of its idle
-    CPU); the sweep starts again with the next client, which is still closed in time."""
+    """An idle server sets no timer (one firing twice a second was a sixth of the pod's CPU
+    at the default interval); the sweep starts again with the next client, which is still
+    closed in time."""
     with serving(make_config(FAST, checks=IDS), CHECKS, idle_timeout=0.3) as s:
         for _ in range(2):
             with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
