@@ -148,10 +148,9 @@ def test_a_new_agent_gets_a_new_helper_and_the_old_one_ends() -> None:
     helpers.close()
 
 
-def test_the_server_keeps_serving_on_its_own_view_when_the_helper_refuses() -> None:
-    """A runner whose helper answers garbage publishes every cycle on its own view, with why."""
-    config = load(frozenset(CHECKS)).with_overrides(check_timeout=0.5)
-    eyes = Eyes(
+def _uid_100_eyes() -> Eyes:
+    """This process seen as a UID-100 Agent whose accesses a helper makes."""
+    return Eyes(
         AGENT,
         Root(Path("/")),
         Path("/proc"),
@@ -161,6 +160,12 @@ def test_the_server_keeps_serving_on_its_own_view_when_the_helper_refuses() -> N
         helper=True,
         agent_pid=os.getpid(),
     )
+
+
+def test_the_server_keeps_serving_on_its_own_view_when_the_helper_refuses() -> None:
+    """A runner whose helper answers garbage publishes every cycle on its own view, with why."""
+    config = load(frozenset(CHECKS)).with_overrides(check_timeout=0.5)
+    eyes = _uid_100_eyes()
     runner = Runner(config, CHECKS, look=lambda: eyes)
     runner._helpers = misbehaving(GARBAGE)
     for generation in (1, 2):
@@ -309,16 +314,7 @@ def test_the_delivery_crosses_the_pipe_and_back() -> None:
 def test_service_checks_go_through_the_helper_serving_the_agent_or_not_at_all() -> None:
     """No helper for this Agent: ``None`` (the server sends them itself, no helper is started for
     them); a helper answering anything but a delivery: every service check dropped, with why."""
-    eyes = Eyes(
-        AGENT,
-        Root(Path("/")),
-        Path("/proc"),
-        str(os.getpid()),
-        "the Agent runs as uid 100",
-        UID_100,
-        helper=True,
-        agent_pid=os.getpid(),
-    )
+    eyes = _uid_100_eyes()
     helpers = misbehaving(ECHO)
     items = [("procfs", b"_sc|selfcheck.procfs|0\n"), ("cgroups", b"_sc|selfcheck.cgroups|0\n")]
     assert asagent.deliver(helpers, eyes, 3, items, True) is None

@@ -17,7 +17,6 @@ its sample of the node's container processes, not the choice, is what it would a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -26,12 +25,11 @@ from typing import Any
 import pytest
 
 from selfcheck.host.eyes import NODE_RESCAN_CYCLES
-from tests.support.pod import TMPFS, Spec, Volume, new_pod, pods
-from tests.support.standins import AgentHTTPStandIn, DockerStandIn
+from tests.support.node import Node, closed_port
+from tests.support.node import machine as node_machine
+from tests.support.pod import TMPFS, Spec, Volume, new_pod
 from tests.test_whose_view import (
     CANARY,
-    Node,
-    _closed_port,
     _status_when,
     agent_env,
     agent_volumes,
@@ -47,13 +45,8 @@ pytestmark = [
 
 @pytest.fixture
 def machine() -> Iterator[Node]:
-    with pods(own_node=True) as pod, AgentHTTPStandIn() as health, contextlib.ExitStack() as stack:
-        for name in ("dsd", "run"):
-            (pod.base / name).mkdir()
-        (pod.base / "dsd").chmod(0o1777)
-        (pod.base / "run").chmod(0o755)
-        stack.enter_context(DockerStandIn(pod.base / "run" / "docker.sock"))
-        yield Node(pod, health, _closed_port())
+    with node_machine(own_node=True) as node:
+        yield node
 
 
 def start_runner(node: Node, **shape: Any) -> int:
@@ -223,7 +216,7 @@ def test_serve_sees_a_second_installation_that_starts_after_its_agent(machine: N
     machine.pod.start_agent(
         Spec(new_pod(), agent_volumes(machine), env=healthy_env(machine), read_only_root=True)
     )
-    port = _closed_port()
+    port = closed_port()
     spec = node_mode()
     spec.env.update({"SELFCHECK_INTERVAL": "0.2", "SELFCHECK_LISTEN": f"127.0.0.1:{port}"})
     serving = machine.pod.popen_selfcheck(spec, ["serve"])

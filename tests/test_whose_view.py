@@ -15,17 +15,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.pod import DEFAULT_CAPS, HUNG, TMPFS, Pod, Spec, Volume, new_pod, pods
-from tests.support.standins import AgentHTTPStandIn, DockerStandIn, DogStatsDReceiver
+from tests.support.node import Node, closed_port, machine
+from tests.support.pod import DEFAULT_CAPS, HUNG, TMPFS, Spec, Volume, new_pod
+from tests.support.standins import DogStatsDReceiver
 
 pytestmark = [
     pytest.mark.root,
@@ -37,39 +36,10 @@ CANARY = "selfcheck-canary-5b7f0e13d2"
 DSD = "/var/run/datadog/dsd.socket"
 
 
-@dataclass
-class Node:
-    """One machine's worth of node state: the socket directory, the runtime, the health port."""
-
-    pod: Pod
-    health: AgentHTTPStandIn
-    closed_port: int
-
-    @property
-    def dsd_dir(self) -> Path:
-        return self.pod.base / "dsd"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.pod.base / "run"
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on: the Agent's expvar, not run by the stand-in."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def node() -> Iterator[Node]:
-    with pods() as pod, AgentHTTPStandIn() as health, contextlib.ExitStack() as stack:
-        for name in ("dsd", "run"):
-            (pod.base / name).mkdir()
-        (pod.base / "dsd").chmod(0o1777)
-        (pod.base / "run").chmod(0o755)
-        stack.enter_context(DockerStandIn(pod.base / "run" / "docker.sock"))
-        yield Node(pod, health, _closed_port())
+    with machine() as n:
+        yield n
 
 
 def agent_volumes(node: Node) -> list[Volume]:
@@ -244,7 +214,7 @@ def test_a_sidecar_started_before_its_agent_switches_to_the_agents_view(node: No
     pod_uid = new_pod()
     listener = DogStatsDReceiver(node.dsd_dir / "dsd.socket").__enter__()
     spec = sidecar(node, pod_uid)
-    port = _closed_port()
+    port = closed_port()
     spec.env.update({"SELFCHECK_INTERVAL": "0.5", "SELFCHECK_LISTEN": f"127.0.0.1:{port}"})
     serving = node.pod.popen_selfcheck(spec, ["serve"])
     first = _status_when(port, lambda body: body.get("generation", 0) >= 1)
@@ -434,7 +404,7 @@ def test_a_uid_100_agent_gets_the_service_checks_and_its_listener_through_one_he
     credentials (the same PID over five cycles, no ``DD_API_KEY`` in its environ), sends one
     service check per check per cycle into the Agent's socket, whose receipt ``/status``
     shows, and reads the Agent's descriptors so ``agent_container`` names its listener."""
-    expvar, listen = _closed_port(), _closed_port()
+    expvar, listen = closed_port(), closed_port()
     pod_uid = _counting_agent(node, expvar)
     env = {
         "SELFCHECK_INTERVAL": "0.5",
@@ -505,7 +475,7 @@ def test_the_helper_keeps_its_stuck_check_across_cycles(node: Node) -> None:
     pod_uid = new_pod()
     spec = Spec(pod_uid, volumes, env=agent_env(node), uid=100, gid=101, read_only_root=True)
     node.pod.start_agent(spec)
-    port = _closed_port()
+    port = closed_port()
     env = {"SELFCHECK_CHECK_TIMEOUT": "1", "SELFCHECK_INTERVAL": "0.5"}
     env["SELFCHECK_LISTEN"] = f"127.0.0.1:{port}"
     server = node.pod.popen_selfcheck(Spec(pod_uid, [], env=env, read_only_root=True), ["serve"])

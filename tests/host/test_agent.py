@@ -5,6 +5,7 @@ Parsers are fed fixed bytes; the readers read real processes and real sockets of
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -338,25 +339,17 @@ def test_a_name_bound_in_another_mount_namespace_is_not_foreign(socket_dir: Path
     nothing_here = socket_dir / "agent-root" / "dsd.socket"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(elsewhere))
-        entries = agent.read_net_unix(Path("/proc"), os.getpid())
-        judged = agent.judge_listener(
+        judge = functools.partial(
+            agent.judge_listener,
             agent_path=str(elsewhere),
             own_path=str(elsewhere),
             opened=str(nothing_here),
             kind="dgram",
-            entries=entries,
+            entries=agent.read_net_unix(Path("/proc"), os.getpid()),
             held={},
         )
-        assert judged.verdict == ListenerVerdict.NOT_LISTENING
-        probed = agent.judge_listener(
-            agent_path=str(elsewhere),
-            own_path=str(elsewhere),
-            opened=str(nothing_here),
-            kind="dgram",
-            entries=entries,
-            held={},
-            probed=(ListenerVerdict.FOREIGN, "answered"),
-        )
+        assert judge().verdict == ListenerVerdict.NOT_LISTENING
+        probed = judge(probed=(ListenerVerdict.FOREIGN, "answered"))
         assert probed.verdict == ListenerVerdict.FOREIGN
         assert probed.note.startswith("socket inode ")
 

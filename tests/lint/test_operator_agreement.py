@@ -22,13 +22,10 @@ manifest cannot show).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,8 +37,8 @@ from selfcheck.lint.pod import Container, PodTemplate
 from selfcheck.lint.report import exit_code
 from selfcheck.registry import ORDER
 from tests.deploy.tools import REPO
-from tests.support.pod import TMPFS, Pod, Spec, Volume, new_pod, pods
-from tests.support.standins import AgentHTTPStandIn, DockerStandIn
+from tests.support.node import Node, machine
+from tests.support.pod import TMPFS, Spec, Volume, new_pod
 
 pytestmark = [
     pytest.mark.root,
@@ -55,38 +52,18 @@ COMPARED = tuple(c for c in ORDER if c not in ("agent_health", "security", "agen
 health (the stand-in's), the audit, nor the Agent's own container as the kernel shows it."""
 
 
-@dataclass
-class Node:
-    pod: Pod
-    health: AgentHTTPStandIn
-    closed_port: int
-
-    def directory(self, name: str) -> Path:
-        return self.pod.base / name
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def node() -> Iterator[Node]:
-    with pods() as pod, AgentHTTPStandIn() as health, contextlib.ExitStack() as stack:
-        for name, mode in (("dsd", 0o1777), ("run", 0o755)):
-            (pod.base / name).mkdir()
-            (pod.base / name).chmod(mode)
-        stack.enter_context(DockerStandIn(pod.base / "run" / "docker.sock"))
-        yield Node(pod, health, _closed_port())
+    with machine() as n:
+        yield n
 
 
 def _source(node: Node, host_path: str) -> str:
     """Where this machine provides a node path of the pod."""
     if host_path == "/var/run/datadog" or host_path.startswith("/var/run/datadog/"):
-        return str(node.directory("dsd")) + host_path.removeprefix("/var/run/datadog")
+        return str(node.dsd_dir) + host_path.removeprefix("/var/run/datadog")
     if host_path == "/var/run" or host_path.startswith("/var/run/"):
-        return str(node.directory("run")) + host_path.removeprefix("/var/run")
+        return str(node.run_dir) + host_path.removeprefix("/var/run")
     return host_path
 
 
