@@ -41,6 +41,7 @@ from selfcheck.host.agent import probe_file, socket_inodes
 from selfcheck.host.become import become
 from selfcheck.host.eyes import Credentials, Eyes, enter
 from selfcheck.host.files import describe
+from selfcheck.host.malloc import one_arena
 from selfcheck.registry import CheckSpec, all_checks
 from selfcheck.runner import Runner
 
@@ -191,6 +192,7 @@ def serve(stdin: int, stdout: int, refusal: str) -> None:
 def main() -> None:
     """Take the Agent's credentials first, then serve; a refusal when the kernel says no."""
     refusal = ""
+    one_arena()
     try:
         become(Credentials.from_json(json.loads(sys.argv[1])))
     except OSError as error:

@@ -388,8 +388,7 @@ def _reader_gone() -> int:
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_command(argv)
+    args = build_parser().parse_command(argv)  # the parser is not kept for a server's life
     try:
         if args.command == "probe":
             return cmd_probe(args)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from selfcheck.config import Config
 from selfcheck.exitcodes import EXIT_UNKNOWN
+from selfcheck.host.malloc import one_arena
 from selfcheck.http.app import App
 from selfcheck.http.server import Server
 from selfcheck.logs import event, get_logger, setup
@@ -161,6 +162,7 @@ def serve(config: Config, checks: Mapping[str, CheckSpec], web_config: str | Non
     """The sidecar; a web configuration that cannot be used stops it before it listens."""
     from selfcheck.http.webconfig import WebConfigError
 
+    one_arena()
     setup()
     try:
         gate = load_gate(web_config)

@@ -6,16 +6,23 @@ expvar read over TCP (a bare loopback socket plays it: the Agent cannot run here
 connect, then names the modules it holds. PyYAML is read in a child
 (``selfcheck.http.yamldoc``), psutil is not used (``selfcheck.host.agent`` reads procfs), and
 plain ASCII host names never load the IDNA codec (``selfcheck.host.sockets.ascii_host``).
+A real ``selfcheck serve`` runs its checks' threads without an arena of their own each.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
-from tests.support.run import base_env
+from tests.support.arenas import glibc_heaps
+from tests.support.run import base_env, python_command, stop
 
 HASH = "$2b$04$" + "a" * 53
 
@@ -60,3 +67,37 @@ def test_the_serving_path_holds_no_yaml_psutil_or_idna(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [["prometheus"], 3, []]
+
+
+def _runs_of(port: int, check: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            body = reply.read().decode()
+    except OSError:
+        return 0
+    found = re.search(rf'^selfcheck_check_runs_total\{{check="{check}"\}} (\S+)$', body, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def test_serve_runs_its_threads_in_glibcs_main_arena() -> None:
+    """Two cycles of checks in their threads, and no arena of their own
+    (``selfcheck.host.malloc``): without the limit each thread would hold one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [*python_command(), "serve"],
+        env=base_env({"SELFCHECK_INTERVAL": "1", "SELFCHECK_LISTEN": f"127.0.0.1:{port}"}),
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while _runs_of(port, "procfs") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "no second cycle"
+            time.sleep(0.1)
+        assert len(os.listdir(f"/proc/{proc.pid}/task")) > 2
+        assert glibc_heaps(proc.pid) == 0
+    finally:
+        stop(proc)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.arenas import glibc_heaps
 from tests.support.node import Node, closed_port, machine
 from tests.support.pod import DEFAULT_CAPS, HUNG, TMPFS, Spec, Volume, new_pod
 from tests.support.standins import DogStatsDReceiver
@@ -401,7 +402,8 @@ def test_a_uid_100_agent_gets_the_service_checks_and_its_listener_through_one_he
     node: Node, mode: str
 ) -> None:
     """A root selfcheck beside a UID-100 Agent: one long-lived helper holds the Agent's
-    credentials (the same PID over five cycles, no ``DD_API_KEY`` in its environ), sends one
+    credentials (the same PID over five cycles, no ``DD_API_KEY`` in its environ, its threads
+    and the server's in glibc's main arena: ``selfcheck.host.malloc``), sends one
     service check per check per cycle into the Agent's socket, whose receipt ``/status``
     shows, and reads the Agent's descriptors so ``agent_container`` names its listener."""
     expvar, listen = closed_port(), closed_port()
@@ -431,6 +433,7 @@ def test_a_uid_100_agent_gets_the_service_checks_and_its_listener_through_one_he
         body = _status_when(listen, lambda b, g=generation: b.get("generation", 0) >= g)
         seen.update(_server_children(server.pid, b"selfcheck.asagent_child"))
     assert seen == set(helpers), seen
+    assert (glibc_heaps(server.pid), glibc_heaps(helpers[0])) == (0, 0)  # one arena each
     assert body["view"]["helper"] is True and body["view"]["as"] == "uid 100, gid 101, groups none"
     checks = {r["check"]: r for r in body["checks"]}
     delivered = checks["dogstatsd_socket"]["details"]["service_checks"]
