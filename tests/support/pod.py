@@ -260,12 +260,23 @@ def _identity(spec: Spec) -> list[str]:
     ]
 
 
-def _entered(path: str, kind: str) -> str:
-    """``path`` once ``unshare`` has made the namespace it names (polled: it runs apart)."""
+def _entered(path: str, kind: str, holder: subprocess.Popen[str]) -> str:
+    """``path`` once ``holder`` (``unshare``) has made the namespace it names (polled: it runs
+    apart).
+
+    A new PID namespace's ``pid_for_children`` is missing (``ENOENT``) from ``unshare(2)`` until
+    its first process is forked, which has no reaper before (kernel/pid_namespace.c
+    ``pidns_for_children_get``): a window a loaded machine hits. The file is waited for as long
+    as ``holder`` runs; ``OSError`` once it has ended.
+    """
     own = os.stat(f"/proc/self/ns/{kind}").st_ino
     for _ in range(2000):
-        if os.stat(path).st_ino != own:
-            return path
+        try:
+            if os.stat(path).st_ino != own:
+                return path
+        except FileNotFoundError:
+            if holder.poll() is not None:
+                raise
         time.sleep(0.005)
     raise AssertionError(f"unshare did not make a {kind} namespace")
 
@@ -345,7 +356,7 @@ class Pod:
         )
         self._procs.append(holder)
         try:
-            return _entered(f"/proc/{holder.pid}/ns/pid_for_children", "pid")
+            return _entered(f"/proc/{holder.pid}/ns/pid_for_children", "pid", holder)
         except OSError:
             _, err = holder.communicate(timeout=10)
             raise AssertionError(f"the node's PID namespace did not start: {err}") from None
