@@ -1,6 +1,6 @@
 """Resident memory, CPU share and start-up time of ``selfcheck serve``, beside node-exporter.
 
-    python bench/footprint.py [--duration 600] [--starts 5] [--no-runtime]
+    python bench/footprint.py [--duration 600] [--starts 5] [--no-runtime] [--arenas]
     python bench/footprint.py --modules [--tree DIR ...] [--no-runtime]
     python bench/footprint.py --floor [--repeat 5] [--duration 30]
     python bench/footprint.py --agent-uid 100 [--duration 300] [--tls]
@@ -21,7 +21,9 @@ Every check's socket answers (see ``bench/_common.answering_node``). A third pro
 ``selfcheck serve (TLS)``, runs beside them behind an exporter-toolkit web configuration
 (``bench/_tls.py``: TLS and one bcrypt user) and gets the same traffic over HTTPS, each probe
 and scrape on a new connection (a new handshake) as the kubelet and Prometheus make them,
-the scrapes with basic auth.
+the scrapes with basic auth. ``--arenas`` adds a fourth, the plain server again with
+``MALLOC_ARENA_MAX`` set to glibc's own default (eight per core), which leaves its threads the
+arenas ``selfcheck.host.malloc`` otherwise takes away: the two side by side in one run.
 
 ``--modules``: resident memory of a fresh interpreter after importing the sidecar's modules
 (the service, the HTTP server, the metrics library and every check module) and after one
@@ -51,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -80,6 +83,10 @@ from bench._tls import https_get, web_config
 from tests.support.run import stop
 
 PROBE_EVERY, SCRAPE_EVERY, SAMPLE_EVERY = 10.0, 15.0, 1.0
+GLIBC_ARENAS = {"MALLOC_ARENA_MAX": str(8 * (os.cpu_count() or 1))}
+"""glibc's own limit on 64-bit (malloc/arena.c ``NARENAS_FROM_NCORES``), set so that
+``selfcheck.host.malloc`` leaves it: the server as it was before that limit."""
+ARENAS_ROW = f"selfcheck serve, MALLOC_ARENA_MAX={GLIBC_ARENAS['MALLOC_ARENA_MAX']}"
 
 _MODULES_CHILD = """
 import contextlib, io, json, sys
@@ -307,21 +314,23 @@ def time_to_ready(
 
 
 def drive(
-    duration: float, sc_port: int, ne_port: int, tls_port: int, pids: dict[str, int]
+    duration: float, sc_ports: list[int], ne_port: int, tls_port: int, pids: dict[str, int]
 ) -> dict[str, list[ProcSample]]:
-    """Probe, scrape and sample until ``duration`` has passed."""
+    """Probe, scrape and sample until ``duration`` has passed; ``sc_ports`` are plain HTTP."""
     samples: dict[str, list[ProcSample]] = {name: [] for name in pids}
     began = time.monotonic()
     next_probe = next_scrape = next_sample = began
     while (now := time.monotonic()) - began < duration:
         if now >= next_probe:
-            http_get(sc_port, "/livez")
-            http_get(sc_port, "/readyz")
+            for port in sc_ports:
+                http_get(port, "/livez")
+                http_get(port, "/readyz")
             https_get(tls_port, "/livez")
             https_get(tls_port, "/readyz")
             next_probe += PROBE_EVERY
         if now >= next_scrape:
-            http_get(sc_port, "/metrics")
+            for port in sc_ports:
+                http_get(port, "/metrics")
             https_get(tls_port, "/metrics")
             http_get(ne_port, "/metrics", timeout=5)
             next_scrape += SCRAPE_EVERY
@@ -364,6 +373,7 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true", help="what each library costs, in order")
     parser.add_argument("--agent-uid", type=int, help="the helper beside an Agent of this uid")
     parser.add_argument("--tls", action="store_true", help="with --agent-uid: TLS and basic auth")
+    parser.add_argument("--arenas", action="store_true", help="and a server with glibc's arenas")
     args = parser.parse_args()
     print_header("Footprint", "python bench/footprint.py " + " ".join(sys.argv[1:]))
     if args.agent_uid is not None:
@@ -389,12 +399,16 @@ def main() -> None:
         def selfcheck_on(port: int) -> subprocess.Popen[bytes]:
             return start_selfcheck(env, port, log, python=args.python)
 
+        def arenas_on(port: int) -> subprocess.Popen[bytes]:
+            return start_selfcheck(env, port, log, GLIBC_ARENAS, python=args.python)
+
         web = {"SELFCHECK_WEB_CONFIG": str(web_config(directory))}
 
         def tls_on(port: int) -> subprocess.Popen[bytes]:
             return start_selfcheck(env, port, log, web, python=args.python)
 
         sc_ready = time_to_ready(selfcheck_on, "/readyz", args.starts)
+        arenas_ready = time_to_ready(arenas_on, "/readyz", args.starts) if args.arenas else None
         tls_ready = time_to_ready(tls_on, "/readyz", args.starts, tls=True)
         ne_log = directory / "node-exporter.log"
         ne_ready = time_to_ready(lambda p: start_node_exporter(p, ne_log), "/metrics", args.starts)
@@ -402,8 +416,12 @@ def main() -> None:
         selfcheck = selfcheck_on(sc_port)
         tls = tls_on(tls_port)
         exporter = start_node_exporter(ne_port, ne_log)
+        arenas_port = free_port()
+        arenas = arenas_on(arenas_port) if args.arenas else None
+        sc_ports = [sc_port] if arenas is None else [sc_port, arenas_port]
         try:
-            wait_until(answers(sc_port, "/readyz"), 15)
+            for port in sc_ports:
+                wait_until(answers(port, "/readyz"), 15)
             wait_until(lambda: https_get(tls_port, "/readyz")[0] == 200, 15)
             wait_until(answers(ne_port, "/metrics"), 15)
             pids = {
@@ -411,11 +429,15 @@ def main() -> None:
                 "selfcheck serve (TLS)": tls.pid,
                 "prometheus-node-exporter": exporter.pid,
             }
-            samples = drive(duration, sc_port, ne_port, tls_port, pids)
+            if arenas is not None:
+                pids[ARENAS_ROW] = arenas.pid
+            samples = drive(duration, sc_ports, ne_port, tls_port, pids)
         finally:
             stop(selfcheck)
             stop(tls)
             stop(exporter)
+            if arenas is not None:
+                stop(arenas)
     headers = [
         "process", "ready ms median (range)", "RSS at ready MB", "RSS at 1 min MB",
         "RSS mean MB", "RSS max MB", "RSS end MB", "CPU % of one core", "threads max",
@@ -426,6 +448,8 @@ def main() -> None:
         summary("selfcheck serve (TLS)", samples["selfcheck serve (TLS)"], *tls_ready),
         summary("prometheus-node-exporter", samples["prometheus-node-exporter"], *ne_ready),
     ]
+    if arenas_ready is not None:
+        rows.insert(1, summary(ARENAS_ROW, samples[ARENAS_ROW], *arenas_ready))
     print(table(headers, rows))
     print(
         f"\n{duration:g} s at the default interval; probes every {PROBE_EVERY:g} s, "

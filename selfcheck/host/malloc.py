@@ -4,8 +4,9 @@ glibc gives each new thread that allocates an arena of its own, up to eight per 
 (malloc(3), mallopt(3) ``M_ARENA_MAX``), and every arena keeps the memory freed in it
 resident. The threads of ``selfcheck serve`` and of the helper (the runner, the checks',
 bcrypt's) allocate little and take the interpreter lock in turns, so their arenas held memory
-and bought no concurrency: with one arena the server with TLS holds 0.3 MB less after 30 s
-(32.2 MB, 31.9 MB: ``docs/performance.md``, ``bench/results/footprint-floor.md``).
+and bought no concurrency: with one arena the server holds 0.3 MB less after 30 s and 0.6 MB
+less over 15 minutes, for the same CPU (``docs/performance.md``,
+``bench/results/footprint-arenas.md``).
 
 ``MALLOC_ARENA_MAX`` in the environment is the operator's own choice (glibc reads it when the
 process starts) and is left as it is; another C library (musl) has no such knob and nothing
