@@ -56,6 +56,7 @@ import selfcheck
 from selfcheck.agentpod import DEFAULT_APM_SOCKET, DEFAULT_DOGSTATSD_SOCKET, ENV_ALLOWLIST
 from selfcheck.config import Config
 from selfcheck.delivery import LEDGER, Delivery, Item, Receipt, Sent
+from selfcheck.host import malloc
 from selfcheck.host.agent import ListenerVerdict
 from selfcheck.host.eyes import AGENT, VIEWS, Credentials, Eyes
 from selfcheck.host.procfs import read_start_time
@@ -138,12 +139,13 @@ def command(creds: Credentials) -> list[str]:
 
 
 def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The allow-listed ``DD_*`` values and selfcheck's own ``SELFCHECK_*`` settings, no other
-    variable: the child's environ is readable by the Agent's uid."""
+    """The allow-listed ``DD_*`` values, selfcheck's own ``SELFCHECK_*`` settings and an
+    operator's ``MALLOC_ARENA_MAX`` (``selfcheck.host.malloc``), no other variable: the child's
+    environ is readable by the Agent's uid."""
     return {
         name: value
         for name, value in environ.items()
-        if name in ENV_ALLOWLIST or name.startswith("SELFCHECK_")
+        if name in ENV_ALLOWLIST or name.startswith("SELFCHECK_") or name == malloc.ENV
     }
 
 

@@ -185,10 +185,12 @@ def test_the_helpers_environment_holds_no_secret() -> None:
         "SELFCHECK_INTERVAL": "30",
         "PYTHONPATH": "/tmp/evil",
         "HOME": "/root",
+        "MALLOC_ARENA_MAX": "4",
     }
     assert child_environment(environ) == {
         "DD_DOGSTATSD_SOCKET": "/var/run/datadog/dsd.socket",
         "SELFCHECK_INTERVAL": "30",
+        "MALLOC_ARENA_MAX": "4",
     }
 
 
