@@ -2,7 +2,9 @@
 
 ``unshare --pid`` without ``--fork`` makes a namespace whose first process comes only when the
 command forks: until then its ``pid_for_children`` is missing (``ENOENT``), as it is for a
-moment under every ``unshare --pid --fork`` (the race a loaded CI machine hit). Needs root.
+moment under every ``unshare --pid --fork`` (the race a loaded CI machine hit). And a node that
+does not start is stopped by the ``Pod`` itself: that CI run left its ``unshare`` running. Needs
+root.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 
 import pytest
 
+from tests.support import pod
 from tests.support.pod import _entered
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unshare --pid needs root")
@@ -53,3 +56,42 @@ def test_a_holder_that_ends_first_is_an_error_not_a_wait() -> None:
     with pytest.raises(FileNotFoundError):
         _entered(path, "pid", holder)
     assert holder.wait(timeout=5) == 0
+
+
+def test_a_node_that_does_not_start_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixture that fails in ``Pod()`` is never closed by its ``with``: the Pod does it."""
+    started: list[subprocess.Popen[str]] = []
+    popen = subprocess.Popen
+
+    def recorded(*args: object, **kwargs: object) -> subprocess.Popen[str]:
+        started.append(popen(*args, **kwargs))  # type: ignore[call-overload]
+        return started[-1]
+
+    def never(path: str, kind: str, holder: subprocess.Popen[str]) -> str:
+        raise AssertionError("unshare did not make a pid namespace")
+
+    monkeypatch.setattr(subprocess, "Popen", recorded)
+    monkeypatch.setattr(pod, "_entered", never)
+    with pytest.raises(AssertionError, match="did not make"):
+        pod.Pod(own_node=True)
+    assert len(started) == 1 and started[0].returncode is not None
+    assert _group_gone(started[0].pid), "the node's init outlived its Pod"
+
+
+def _group_gone(pgid: int) -> bool:
+    """No process of ``pgid`` still running (a killed ``init`` is a zombie until the host's
+    PID 1 reaps it, which is not this test's to wait for)."""
+    for _ in range(500):
+        if not any(_running_in(pid, pgid) for pid in os.listdir("/proc") if pid.isdigit()):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _running_in(pid: str, pgid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and int(fields[2]) == pgid

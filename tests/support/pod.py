@@ -296,7 +296,11 @@ class Pod:
         self._procs: list[subprocess.Popen[str]] = []
         self._cgroups: list[str] = []
         self._n = 0
-        self._node_pid = self._new_node() if own_node else ""
+        try:
+            self._node_pid = self._new_node() if own_node else ""
+        except BaseException:
+            self.close()  # a node that did not start leaves no process behind
+            raise
 
     def _argv(self, spec: Spec, command: Sequence[str], extra: Sequence[Volume]) -> list[str]:
         self._n += 1
