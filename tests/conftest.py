@@ -7,7 +7,32 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.strays import header
+
 pytest_plugins = ["tests.support.daemons"]
+
+
+BEFORE = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Look for Agent processes once, before any test starts one of its own."""
+    config.stash[BEFORE] = header()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return config.stash[BEFORE]
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Again beside the failures, where ``-q`` (the README's command) shows no header."""
+    lines = config.stash[BEFORE]
+    if len(lines) > 1:
+        terminalreporter.section("Agent processes before the tests")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

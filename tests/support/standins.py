@@ -16,7 +16,8 @@ namespaces) is real.
 - ``WedgedListener``: accepts connections and never answers (a hung daemon).
 - ``stale_socket``: a socket file left behind by a process that is gone.
 - ``agent_standin``: tests/support/agent_standin.py (the DogStatsD listener and expvar port
-  counting like the Agent) in a process of its own.
+  counting like the Agent) in a process of its own, in a network namespace of its own
+  (``private_loopback``) where its port must be the Agent's fixed one.
 """
 
 from __future__ import annotations
@@ -386,12 +387,41 @@ def free_port() -> Iterator[int]:
 
 
 @contextlib.contextmanager
+def private_loopback() -> Iterator[list[str]]:
+    """A network namespace of its own, its loopback up: yields the ``nsenter`` prefix that runs
+    a command in it, so a test can hold a fixed port (the Agent's expvar 5000) whatever this
+    machine already listens on. The namespace's holder reads its standard input and ends when
+    the test closes it, or when the test process itself is gone."""
+    holder = subprocess.Popen(
+        ["unshare", "--net", "sh", "-euc", "ip link set lo up; echo up; exec head -c1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != "up":
+            raise AssertionError(f"no private network namespace: {holder.communicate(timeout=10)}")
+        yield ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"]
+    finally:
+        holder.kill()
+        holder.communicate(timeout=10)
+
+
+@contextlib.contextmanager
 def agent_standin(
-    directory: Path, port: int, *args: str, pid_namespace: bool = False
+    directory: Path,
+    port: int,
+    *args: str,
+    pid_namespace: bool = False,
+    prefix: Sequence[str] = (),
 ) -> Iterator[Path]:
-    """tests/support/agent_standin.py in a process of its own, in a child PID namespace if asked."""
+    """tests/support/agent_standin.py in a process of its own, behind ``prefix`` (for instance
+    ``private_loopback``'s), in a child PID namespace if asked."""
     sock = directory / "dsd.socket"
-    prefix = ["unshare", "--pid", "--fork", "--kill-child"] if pid_namespace else []
+    if pid_namespace:
+        prefix = [*prefix, "unshare", "--pid", "--fork", "--kill-child"]
     proc = subprocess.Popen(
         [*prefix, sys.executable, "-m", "tests.support.agent_standin", str(sock), str(port), *args],
         stdin=subprocess.PIPE,

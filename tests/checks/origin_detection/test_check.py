@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from selfcheck.model import Reason, Status
 from tests.support.configs import make_config, settled
 from tests.support.daemons import DockerDaemon
 from tests.support.run import AS_AGENT_USER, REPO, Run, in_shell, selfcheck
-from tests.support.standins import agent_standin
+from tests.support.standins import agent_standin, private_loopback
 
 CID = "4f1c2b9d8e7a6f5c4b3a29180f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6"
 ONLY = ["check", "--only", "origin_detection", "--json"]
@@ -531,15 +531,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _receipt_run(sock: Path, env: dict[str, str]) -> dict[str, Any]:
-    run = selfcheck(ONLY, {"HOST_PROC": "/proc", **env, "DD_DOGSTATSD_SOCKET": str(sock)})
+def _receipt_run(sock: Path, env: dict[str, str], prefix: Sequence[str] = ()) -> dict[str, Any]:
+    run = selfcheck(ONLY, {"HOST_PROC": "/proc", **env, "DD_DOGSTATSD_SOCKET": str(sock)}, prefix)
     return _check(run)
 
 
+@pytest.mark.root
 def test_receipt_found_on_the_agents_default_port_5000(socket_dir: Path) -> None:
-    """No DD_EXPVAR_PORT: the Agent's own default (and the Operator's) is tried first."""
-    with agent_standin(socket_dir, 5000) as sock:
-        result = _receipt_run(sock, REQUIRED)
+    """No DD_EXPVAR_PORT: the Agent's own default (and the Operator's) is tried first. The
+    stand-in and selfcheck share a loopback of their own, so port 5000 is free on any machine."""
+    with private_loopback() as netns, agent_standin(socket_dir, 5000, prefix=netns) as sock:
+        result = _receipt_run(sock, REQUIRED, netns)
     receipt = result["details"]["mechanisms"]["receipt"]
     assert (receipt["status"], receipt["port"]) == ("ok", 5000), result
     assert receipt["packets_delta"] >= 1
