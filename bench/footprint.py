@@ -40,9 +40,12 @@ holding a certificate, and that bare server having answered ``FLOOR_REQUESTS`` H
 on new connections (OpenSSL and asyncio's SSL protocol load state on first use, whoever
 serves): the libraries' floor. Then selfcheck's own modules; then a real
 ``selfcheck serve`` with TLS and basic auth after ``--duration`` seconds of cycles, probes and
-scrapes: the last two rows are selfcheck's share above the floor. A second table, from the same
+scrapes: the last rows are selfcheck's share above the floor. A second table, from the same
 interpreters after the ladder, gives what the libraries ``serve`` no longer holds would add
-(``psutil``, PyYAML), the floor the 3 MB target was first set against.
+(``psutil``, PyYAML): the target is judged above the floor it was set on (29.0 MB on
+2026-12-06, those two included, their removal one of the ways to it the target named),
+re-measured in this run; the share above the smaller floor the server holds today is printed
+beside it.
 
 ``--agent-uid UID``: the long-lived helper's cost beside an Agent of another uid, against a
 root Agent's pod in the same window (``bench/_helper_cost.py``); ``--tls`` serves both over
@@ -246,19 +249,21 @@ def floor_table(
     gone = _medians([run["gone"] for run in runs])
     dropped = gone[-1][1] - gone[0][1]
     share = served - floor
+    target_floor = floor + dropped
     return "\n".join(
         [
             table(["step", "adds MB", "RSS MB"], _ladder(steps)),
             "",
-            f"libraries' floor {floor:.1f} MB; selfcheck's share above it {share:.1f} MB "
-            f"(the standard library's modules it imports {standard:+.1f}, its own modules "
-            f"{modules:+.1f}, serving {served - steps[-2][1]:+.1f}); "
-            f"target: at most 3 MB, {'met' if share <= 3.0 else 'MISSED'}",
-            "",
             table(["what selfcheck serve no longer holds", "adds MB", "RSS MB"], _ladder(gone)),
             "",
-            f"with them the floor would be {floor + dropped:.1f} MB, and the share above it "
-            f"{share - dropped:.1f} MB",
+            f"the target's floor, the libraries it was set above (psutil and PyYAML among them) "
+            f"measured in this run: {target_floor:.1f} MB; selfcheck's share above it "
+            f"{served - target_floor:.1f} MB; target: at most 3 MB, "
+            f"{'met' if served - target_floor <= 3.0 else 'MISSED'}",
+            "",
+            f"above the floor the server holds today ({floor:.1f} MB, without psutil and PyYAML): "
+            f"{share:.1f} MB (the standard library's modules it imports {standard:+.1f}, its own "
+            f"modules {modules:+.1f}, serving {served - steps[-2][1]:+.1f})",
         ]
     )
 
@@ -361,6 +366,24 @@ def summary(
     ]
 
 
+MARKS_MIN = (1, 5, 10, 15, 20, 30, 45, 60, 90, 120)
+
+
+def over_time(samples: dict[str, list[ProcSample]], names: list[str], duration: float) -> str:
+    """Each process's resident set at fixed minutes of the run: whether it levels off."""
+    marks = [m for m in MARKS_MIN if m * 60 <= duration + SAMPLE_EVERY]
+    rows: list[list[object]] = []
+    for name in names:
+        series = samples[name]
+        start = series[0].at
+        row: list[object] = [name]
+        for mark in marks:
+            at = next((s for s in series if s.at - start >= mark * 60), series[-1])
+            row.append(f"{at.rss_mb:.1f}")
+        rows.append(row)
+    return table(["RSS MB at minute", *(str(m) for m in marks)], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, help="seconds (default 600; with --floor, 30)")
@@ -451,6 +474,8 @@ def main() -> None:
     if arenas_ready is not None:
         rows.insert(1, summary(ARENAS_ROW, samples[ARENAS_ROW], *arenas_ready))
     print(table(headers, rows))
+    print()
+    print(over_time(samples, [str(row[0]) for row in rows], duration))
     print(
         f"\n{duration:g} s at the default interval; probes every {PROBE_EVERY:g} s, "
         f"scrapes every {SCRAPE_EVERY:g} s; targets: CPU < 0.15 %, ready < 1 s (memory: --floor)."
