@@ -21,15 +21,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    """First in the output, before any test has run or failed."""
     return config.stash[BEFORE]
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    """Again beside the failures, where ``-q`` (the README's command) shows no header."""
+    """Under ``-q`` (the README's command) there is no header: then beside the failures."""
     lines = config.stash[BEFORE]
-    if len(lines) > 1:
+    if len(lines) > 1 and config.get_verbosity() < 0:
         terminalreporter.section("Agent processes before the tests")
         for line in lines:
             terminalreporter.write_line(line)

@@ -16,8 +16,8 @@ namespaces) is real.
 - ``WedgedListener``: accepts connections and never answers (a hung daemon).
 - ``stale_socket``: a socket file left behind by a process that is gone.
 - ``agent_standin``: tests/support/agent_standin.py (the DogStatsD listener and expvar port
-  counting like the Agent) in a process of its own, in a network namespace of its own
-  (``private_loopback``) where its port must be the Agent's fixed one.
+  counting like the Agent) in a process of its own; behind ``private_loopback``'s prefix, in a
+  network namespace of its own, where its port must be the Agent's fixed one.
 """
 
 from __future__ import annotations
@@ -391,7 +391,7 @@ def private_loopback() -> Iterator[list[str]]:
     """A network namespace of its own, its loopback up: yields the ``nsenter`` prefix that runs
     a command in it, so a test can hold a fixed port (the Agent's expvar 5000) whatever this
     machine already listens on. The namespace's holder reads its standard input and ends when
-    the test closes it, or when the test process itself is gone."""
+    the test closes it, or when the test process itself is gone (its end of the pipe closes)."""
     holder = subprocess.Popen(
         ["unshare", "--net", "sh", "-euc", "ip link set lo up; echo up; exec head -c1"],
         stdin=subprocess.PIPE,
@@ -405,8 +405,11 @@ def private_loopback() -> Iterator[list[str]]:
             raise AssertionError(f"no private network namespace: {holder.communicate(timeout=10)}")
         yield ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"]
     finally:
-        holder.kill()
-        holder.communicate(timeout=10)
+        try:
+            holder.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.communicate(timeout=10)
 
 
 @contextlib.contextmanager

@@ -39,6 +39,6 @@ def header(proc: Path = Path("/proc")) -> list[str]:
         return ["Agent processes before the tests: none"]
     return [
         f"Agent processes before the tests: {len(found)}, which tests that choose the node's "
-        "Agent also see (left by an interrupted run? stop them):",
+        "Agent also see (stop any an interrupted run left):",
         *(f"  {line}" for line in found),
     ]
