@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.run import REPO
+from tests.support.run import REPO, stop
 from tests.support.strays import agents_running, header
 
 WAITS = "import sys; print('ready', flush=True); sys.stdin.read()"
@@ -28,11 +28,8 @@ def stray() -> Iterator[subprocess.Popen[str]]:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         yield proc
     finally:
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate(timeout=10)
+        stop(proc)
+        proc.communicate(timeout=10)
 
 
 def test_a_running_agent_is_named_with_its_pid_and_role(stray: subprocess.Popen[str]) -> None:

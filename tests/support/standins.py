@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.run import REPO
+from tests.support.run import REPO, stop
 
 AGENT_VERSION = "7.81.1"
 _UCRED = struct.Struct("3i")
@@ -391,7 +391,7 @@ def private_loopback() -> Iterator[list[str]]:
     """A network namespace of its own, its loopback up: yields the ``nsenter`` prefix that runs
     a command in it, so a test can hold a fixed port (the Agent's expvar 5000) whatever this
     machine already listens on. The namespace's holder reads its standard input and ends when
-    the test closes it, or when the test process itself is gone (its end of the pipe closes)."""
+    the test stops it, or when the test process itself is gone (its end of the pipe closes)."""
     holder = subprocess.Popen(
         ["unshare", "--net", "sh", "-euc", "ip link set lo up; echo up; exec head -c1"],
         stdin=subprocess.PIPE,
@@ -405,11 +405,8 @@ def private_loopback() -> Iterator[list[str]]:
             raise AssertionError(f"no private network namespace: {holder.communicate(timeout=10)}")
         yield ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"]
     finally:
-        try:
-            holder.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.communicate(timeout=10)
+        stop(holder)
+        holder.communicate(timeout=10)
 
 
 @contextlib.contextmanager

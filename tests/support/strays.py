@@ -3,33 +3,32 @@
 Tests that choose the node's Agent (node mode, the Operator's pods) look at every ``agent run``
 on the machine, as selfcheck does; one left by an interrupted run of the suite, or a real
 Agent, is seen by them too. The suite names them in its header, by the same rule selfcheck
-recognises the Agent with (``selfcheck.host.agent.classify``), so a failure they cause
+recognises the Agent with (``selfcheck.host.agent``'s scan), so a failure they cause
 explains itself from the first line of the output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import time
 from pathlib import Path
 
-from selfcheck.host.agent import classify, read_cmdline
-from selfcheck.host.procfs import list_pids
+from selfcheck.host.agent import _scan, read_cmdline
 
 SHOWN = 100  # characters of each command line in the header
+SCAN_SECONDS = 10.0  # the scan's own deadline; a machine's processes take milliseconds
 
 
 def agents_running(proc: Path = Path("/proc")) -> list[str]:
-    """``pid role: command line`` of each process selfcheck would take for an Agent's."""
-    found = []
-    for pid in list_pids(proc):
-        try:
-            argv = read_cmdline(proc, pid)
-        except OSError:
-            continue
-        role = classify("", argv) if argv else None
-        if role:
-            found.append(f"{pid} {role}: {shlex.join(argv)[:SHOWN]}")
-    return found
+    """``pid role: command line`` of each process selfcheck would take for an Agent's: its own
+    scan (``selfcheck.host.agent._scan``), given time to list every process."""
+    found, _, _ = _scan(proc, time.monotonic() + SCAN_SECONDS)
+    lines = []
+    for pid, role in found:
+        with contextlib.suppress(OSError):
+            lines.append(f"{pid} {role}: {shlex.join(read_cmdline(proc, pid))[:SHOWN]}")
+    return lines
 
 
 def header(proc: Path = Path("/proc")) -> list[str]:
